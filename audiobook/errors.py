@@ -1,0 +1,100 @@
+"""The errors of audiobook, as a tree.
+
+    AudiobookError                 base; ``expected=True`` means a user's mistake or bad input
+     ├── InputError                a document we cannot read (names the file)
+     │    ├── UnsupportedFormat    no ingestor takes this file
+     │    ├── CorruptDocument      not a zip / not a PDF / broken beyond recovery
+     │    ├── EncryptedDocument    wrong or missing password
+     │    └── NoTextError          nothing to speak (image-only, empty article)
+     ├── ConfigError               bad options (unknown voice, missing bucket, bad template)
+     ├── EngineError               a speech engine failed
+     │    ├── Throttled            over a rate quota (retryable)
+     │    ├── TransientEngineError 5xx, lost connection, transient task failure (retryable)
+     │    ├── TaskFailed           a synthesis task ended "failed" for a permanent reason
+     │    └── RetriesExceeded      a retryable error kept happening
+     ├── StateError                state store corrupt or locked (use --reset-state)
+     └── FFmpegError               ffmpeg exited non-zero (carries its last stderr line)
+
+The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class AudiobookError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str, *, expected: bool = True) -> None:
+        super().__init__(message)
+        self.expected = expected
+
+
+class InputError(AudiobookError):
+    exit_code = 3
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class UnsupportedFormat(InputError):
+    exit_code = 4
+
+
+class CorruptDocument(InputError):
+    exit_code = 5
+
+
+class EncryptedDocument(InputError):
+    exit_code = 6
+
+
+class NoTextError(InputError):
+    exit_code = 7
+
+
+class ConfigError(AudiobookError):
+    exit_code = 2
+
+
+class EngineError(AudiobookError):
+    exit_code = 8
+
+
+class Throttled(EngineError):
+    pass
+
+
+class TransientEngineError(EngineError):
+    pass
+
+
+class TaskFailed(EngineError):
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RetriesExceeded(EngineError):
+    def __init__(self, last: BaseException, attempts: int) -> None:
+        super().__init__(f"gave up after {attempts} attempts: {last}")
+        self.last = last
+        self.attempts = attempts
+
+
+class StateError(AudiobookError):
+    exit_code = 9
+
+
+class FFmpegError(AudiobookError):
+    exit_code = 10
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, expected=False)
+
+
+# Errors worth another attempt; everything else is raised at once.
+RETRYABLE: tuple[type[BaseException], ...] = (Throttled, TransientEngineError)

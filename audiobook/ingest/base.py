@@ -1,0 +1,33 @@
+"""What every ingestor is: a class that says which files it takes and reads them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from ..model import Book
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    password: str | None = None  # PDF user password
+    split_by: str | None = None  # PDF: "outline" | "headings" | "pages:N" | "none"
+    skip_matter: bool = False  # leave out front and back matter (copyright, colophon, index)
+    footnotes: str = "end"  # "end" | "drop"
+    captions: bool = True  # HTML: read figure captions and alt text
+
+
+class Ingestor:
+    """Subclasses set ``extensions`` (and may sniff content in ``suitable``)."""
+
+    name: ClassVar[str] = "base"
+    extensions: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def suitable(cls, path: str | os.PathLike[str]) -> bool:
+        return Path(path).suffix.lower() in cls.extensions
+
+    def read(self, path: Path, options: IngestOptions) -> Book:
+        raise NotImplementedError

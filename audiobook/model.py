@@ -1,0 +1,94 @@
+"""The document model every ingestor produces and every later stage consumes.
+
+All of it is frozen: each stage takes these values and returns new ones.
+
+    Book
+     ├── metadata: title, authors, language, cover, ...
+     └── chapters: Chapter*  (reading order, one per TOC entry at every level)
+           ├── title, level (1 = top)
+           ├── blocks: Block*        (heading, paragraph, list_item, quote, image_alt, note)
+           └── footnotes: Block*     (read at the end of the chapter, or dropped, by option)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+BlockKind = Literal["heading", "paragraph", "list_item", "quote", "image_alt", "note", "code"]
+ChapterRole = Literal["front", "body", "back"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One unit of text in reading order. ``text`` is plain text (never markup)."""
+
+    kind: BlockKind
+    text: str
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter mark in the audiobook.
+
+    ``role`` is "front" for front matter (title page, copyright, imprint, table of
+    contents), "back" for back matter (colophon, index, licence), "body" otherwise, so
+    that ``--skip-matter`` can leave them out.
+    """
+
+    title: str
+    level: int = 1
+    blocks: tuple[Block, ...] = ()
+    footnotes: tuple[Block, ...] = ()
+    role: ChapterRole = "body"
+    source: str = ""  # where in the document it came from (file#anchor, page range)
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(b.text for b in self.blocks)
+
+
+@dataclass(frozen=True)
+class Cover:
+    data: bytes
+    media_type: str  # image/jpeg, image/png, ...
+
+
+@dataclass(frozen=True)
+class Book:
+    title: str
+    chapters: tuple[Chapter, ...]
+    authors: tuple[str, ...] = ()
+    language: str | None = None  # BCP 47 tag as the document declares it ("en-US", "zh")
+    cover: Cover | None = None
+    source: str = ""  # the path it was read from
+    publisher: str | None = None
+    date: str | None = None  # ISO 8601 where known
+    description: str | None = None
+    direction: Literal["ltr", "rtl"] | None = None
+    url: str | None = None
+    # Damage that was recovered from (missing resource, malformed XHTML, skipped pages):
+    # reported to the user, never silent.
+    warnings: tuple[str, ...] = field(default=())
+
+    def with_chapters(self, chapters: tuple[Chapter, ...]) -> Book:
+        return replace(self, chapters=chapters)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of rendered SSML sent to an engine as a single request or task.
+
+    ``sha256`` is the hash of the SSML alone; the state store keys audio by
+    ``content_key`` (SSML plus everything else that changes the audio).
+    """
+
+    chapter_idx: int
+    seq: int
+    ssml: str
+    sha256: str
+
+    @classmethod
+    def make(cls, chapter_idx: int, seq: int, ssml: str) -> Chunk:
+        return cls(chapter_idx, seq, ssml, hashlib.sha256(ssml.encode("utf-8")).hexdigest())
