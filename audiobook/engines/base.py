@@ -53,8 +53,13 @@ class Engine(abc.ABC):
     audio_format: AudioFormat
 
     @abc.abstractmethod
-    def submit(self, chunk: Chunk) -> TaskRef:
-        """Start synthesizing ``chunk``; return at once with a reference."""
+    def submit(self, chunk: Chunk, key: str) -> TaskRef:
+        """Start synthesizing ``chunk``; return at once with a reference.
+
+        ``key`` is the chunk's content key (hash of SSML + engine identity + template +
+        format). An engine that writes to shared storage names the output after it, so
+        that ``recover`` can find a task whose start call returned but was never recorded.
+        """
 
     @abc.abstractmethod
     def poll(self, ref: TaskRef) -> TaskState:
@@ -63,6 +68,12 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def fetch(self, ref: TaskRef, dest: Path) -> None:
         """Write the finished audio of ``ref`` to ``dest`` (whole, or not at all)."""
+
+    def recover(self, key: str, since: float) -> TaskRef | None:
+        """Find a task for ``key`` started at or after ``since`` (epoch seconds) that the
+        caller never recorded (a crash right after the start call). None if there is none
+        or the engine keeps nothing across processes."""
+        return None
 
     def identity(self) -> str:
         """Everything about this engine that changes the audio (voice, engine kind,
