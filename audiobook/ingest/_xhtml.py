@@ -1,0 +1,294 @@
+"""Safe XML/XHTML parsing and the walk that turns an XHTML body into spoken blocks.
+
+Parsing: every document is first parsed as XML with a parser that never resolves
+entities, never touches the network, never loads a DTD and keeps libxml2's size limits
+(``huge_tree=False``), so billion-laughs and XXE documents stay inert: an entity that
+is not an HTML named character is simply dropped. A document that is not well-formed
+is parsed again with lxml's recovering HTML parser, and the caller reports it.
+
+Walking (``extract``): text comes out as ``Item`` events (a Block, whether it is a
+footnote body, and its heading level) in document order, with ``Mark`` events where an
+element carries one of the ids a table of contents points at. Nothing between tags is
+lost: text directly inside ``body``/``div``/``section`` becomes a paragraph of its own,
+and text before an image survives as a block before the image's alt text.
+"""
+
+from __future__ import annotations
+
+import html.entities
+import re
+from dataclasses import dataclass, field
+
+from lxml import etree, html as lxml_html
+
+from ..model import Block, BlockKind
+
+XHTML_NS = "http://www.w3.org/1999/xhtml"
+OPS_NS = "http://www.idpf.org/2007/ops"
+
+# C0 and C1 control characters except tab/newline/carriage return, DEL, and the
+# invisible characters that only disturb speech (soft hyphen, BOM, object replacement).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\ufeff\ufffc]")
+_SPACE = re.compile(r"\s+")
+# Brackets left empty once a note marker inside them is taken out: "text [] more".
+_EMPTY_BRACKETS = re.compile(r"\s*(\[\s*\]|\(\s*\))")
+# Alt text that says nothing about the picture.
+_GENERIC_ALT = re.compile(r"^(cover( image)?|title ?page|image|img|illustration|picture|photo|figure|"
+                          r"logo|decoration|ornament|\W*)$", re.I)
+
+
+def clean_text(text: str) -> str:
+    """Control characters removed, whitespace runs collapsed to one space, trimmed."""
+    return _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
+
+
+def xml_parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                           dtd_validation=False, huge_tree=False, remove_comments=True,
+                           remove_pis=True)
+
+
+def _html_parser() -> lxml_html.HTMLParser:
+    return lxml_html.HTMLParser(no_network=True, huge_tree=False, remove_comments=True,
+                                remove_pis=True)
+
+
+def parse_xml(data: bytes) -> etree._Element:
+    """Parse XML safely. Raises ``etree.XMLSyntaxError`` (or ValueError) if malformed."""
+    root = etree.fromstring(data, xml_parser())
+    if root is None:
+        raise etree.XMLSyntaxError("empty document", None, 0, 0)  # type: ignore[call-arg]
+    return root
+
+
+_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.S | re.I)
+
+
+def parse_xhtml(data: bytes) -> tuple[etree._Element | None, str | None]:
+    """(root, problem): problem is None for well-formed XHTML, else the XML error that
+    forced the recovering HTML parse. root is None when nothing could be recovered."""
+    try:
+        return parse_xml(data), None
+    except (etree.XMLSyntaxError, ValueError) as exc:
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # The HTML parser would show an internal DTD subset as text: drop the doctype.
+    data = _DOCTYPE.sub(b"", data, count=1)
+    try:
+        root = lxml_html.document_fromstring(data, parser=_html_parser())
+    except (etree.ParserError, etree.XMLSyntaxError, ValueError):
+        return None, problem
+    return root, problem
+
+
+def localname(el: etree._Element) -> str:
+    """'p' for {xhtml}p, 'image' for svg:image (as the HTML parser names it)."""
+    tag = el.tag
+    if not isinstance(tag, str):
+        return ""
+    if tag[:1] == "{":
+        tag = tag.rpartition("}")[2]
+    elif ":" in tag:
+        tag = tag.rpartition(":")[2]
+    return tag.lower()
+
+
+def epub_types(el: etree._Element) -> frozenset[str]:
+    """The words of epub:type (namespaced in XML, a plain 'epub:type' attr in HTML)."""
+    raw = el.get(f"{{{OPS_NS}}}type") or el.get("epub:type") or ""
+    role = el.get("role") or ""
+    words = raw.split()
+    # ARIA roles such as doc-footnote say the same thing as epub:type footnote.
+    words += [r[4:] for r in role.split() if r.startswith("doc-")]
+    return frozenset(words)
+
+
+def element_id(el: etree._Element) -> str | None:
+    return el.get("id") or el.get("{http://www.w3.org/XML/1998/namespace}id") or (
+        el.get("name") if localname(el) == "a" else None)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """An element carrying an id that a TOC entry points at."""
+
+    id: str
+    types: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Item:
+    block: Block
+    note: bool = False  # a footnote/endnote body
+    hlevel: int = 0  # 1..6 for h1..h6 headings
+
+
+Event = Mark | Item
+
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+_BLOCK = {
+    "address", "article", "aside", "blockquote", "body", "caption", "center", "dd", "details",
+    "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "header",
+    "hgroup", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "ul", "html", "default", "switch",
+    *_HEADINGS,
+}
+_SKIP_TAGS = {
+    "head", "script", "style", "title", "rt", "rp", "template", "noscript", "svg", "audio",
+    "video", "iframe", "canvas", "input", "select", "textarea", "button", "object", "embed",
+    "map", "meta", "link", "case",  # epub:switch: only epub:default is read
+}
+_SKIP_TYPES = {"pagebreak", "toc", "landmarks", "page-list", "noteref", "backlink", "loi",
+               "lot"}
+_NOTE_TYPES = {"footnote", "endnote", "rearnote", "note", "footnotes", "endnotes",
+               "rearnotes"}
+_SKIP_CLASSES = {"pagenum", "pageno", "page-number", "pagebreak"}
+# Link text that is only a note number or symbol: 12, [12], (12), *, †, ‡, §.
+_NOTE_MARK = re.compile(r"^[\[(]?\s*(?:\d{1,4}|[*†‡§¶#]{1,3}|[a-z])\s*[\])]?\.?$", re.I)
+_DIGIT_MARK = re.compile(r"^[\[(]?\s*(?:\d{1,4}|[*†‡§¶#]{1,3})\s*[\])]?\.?$")
+_MAX_DEPTH = 200
+
+
+def _is_note_link(el: etree._Element, name: str) -> bool:
+    """A footnote marker: a link (or superscript link) whose text is a number or symbol."""
+    if name == "a" and (el.get("href") is not None):
+        text = clean_text("".join(el.itertext()))
+        if _DIGIT_MARK.match(text) or text in ("↩", "↑", "^"):
+            return True
+        if _NOTE_MARK.match(text) and (
+                any(localname(c) == "sup" for c in el)
+                or (el.getparent() is not None and localname(el.getparent()) == "sup")):
+            return True
+    if name == "sup":
+        links = [c for c in el if localname(c) == "a" and c.get("href") is not None]
+        if links and not (el.text or "").strip() and all(
+                _NOTE_MARK.match(clean_text("".join(a.itertext()))) for a in links):
+            return True
+    return False
+
+
+@dataclass
+class _Walk:
+    targets: frozenset[str]
+    events: list[Event] = field(default_factory=list)
+    buf: list[str] = field(default_factory=list)
+    kind: BlockKind = "paragraph"
+    note: bool = False
+    hlevel: int = 0
+
+    def flush(self) -> None:
+        if not self.buf:
+            return
+        text = clean_text(_EMPTY_BRACKETS.sub("", "".join(self.buf)))
+        self.buf = []
+        if text:
+            kind: BlockKind = "note" if self.note and self.kind != "heading" else self.kind
+            self.events.append(Item(Block(kind, text), self.note, self.hlevel))
+
+    def text(self, s: str | None) -> None:
+        if s:
+            self.buf.append(s)
+
+    def visit(self, el: etree._Element, depth: int) -> None:
+        tag = el.tag
+        if tag is etree.Entity:
+            ref = html.entities.html5.get(f"{el.name};")  # type: ignore[attr-defined]
+            self.text(ref)  # unknown (possibly hostile) entities are dropped
+            self.text(el.tail)
+            return
+        if not isinstance(tag, str):  # comment, processing instruction
+            self.text(el.tail)
+            return
+        name = localname(el)
+        eid = element_id(el)
+        types = epub_types(el)
+        if eid is not None and eid in self.targets:
+            self.flush()
+            self.events.append(Mark(eid, types))
+        if self._skipped(el, name, types):
+            self.text(el.tail)
+            return
+        if name == "img" or (name == "image" and el.get("alt") is not None):
+            alt = clean_text(el.get("alt") or "")
+            if alt and not _GENERIC_ALT.match(alt):
+                self.flush()
+                self.events.append(Item(Block("image_alt", alt), self.note))
+            self.text(el.tail)
+            return
+        if name == "br":
+            self.buf.append(" ")
+            self.text(el.tail)
+            return
+        if name == "math":
+            self.text(el.get("alttext"))
+            self.text(el.tail)
+            return
+        if depth > _MAX_DEPTH:  # absurd nesting: keep the words, not the structure
+            self.text(" ".join(el.itertext()))
+            self.text(el.tail)
+            return
+        if name in _BLOCK:
+            saved = (self.kind, self.note, self.hlevel)
+            self.flush()
+            if name in _HEADINGS:
+                self.kind, self.hlevel = "heading", _HEADINGS[name]
+            elif name in ("li", "dt", "dd"):
+                self.kind = "list_item" if self.kind != "heading" else self.kind
+            elif name == "blockquote":
+                self.kind = "quote"
+            if name == "aside" or (types & _NOTE_TYPES):
+                self.note = True
+            self.text(el.text)
+            for child in el:
+                self.visit(child, depth + 1)
+            self.flush()
+            self.kind, self.note, self.hlevel = saved
+        else:
+            if types & _NOTE_TYPES:  # an inline footnote body (span epub:type=footnote)
+                saved_note = self.note
+                self.flush()
+                self.note = True
+                self.text(el.text)
+                for child in el:
+                    self.visit(child, depth + 1)
+                self.flush()
+                self.note = saved_note
+            else:
+                self.text(el.text)
+                for child in el:
+                    self.visit(child, depth + 1)
+        self.text(el.tail)
+
+    def _skipped(self, el: etree._Element, name: str, types: frozenset[str]) -> bool:
+        if name in _SKIP_TAGS or el.get("hidden") is not None:
+            return True
+        if types & _SKIP_TYPES:
+            return True
+        cls = el.get("class")
+        if cls and not _SKIP_CLASSES.isdisjoint(cls.split()):
+            return True
+        return _is_note_link(el, name)
+
+
+def body_of(root: etree._Element) -> etree._Element:
+    for el in root.iter():
+        if localname(el) == "body":
+            return el
+    return root
+
+
+def doc_types(root: etree._Element) -> frozenset[str]:
+    """epub:type words of the body and of its direct children (sections)."""
+    body = body_of(root)
+    words = set(epub_types(body))
+    for child in body:
+        if isinstance(child.tag, str):
+            words |= epub_types(child)
+    return frozenset(words)
+
+
+def extract(root: etree._Element, targets: frozenset[str] = frozenset()) -> list[Event]:
+    """The document's text as events in reading order (see module docstring)."""
+    walk = _Walk(targets)
+    walk.visit(body_of(root), 0)
+    walk.flush()
+    return walk.events
