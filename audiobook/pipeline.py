@@ -885,6 +885,8 @@ def _stitch(book: Book, chunks: list[Chunk], keys: list[str], store: StateStore,
 
 __all__ = [
     "FORMATS",
+    "BatchItem",
+    "batch",
     "ConvertOptions",
     "ConvertResult",
     "Hooks",
@@ -897,3 +899,87 @@ __all__ = [
     "make_engine",
     "make_limiters",
 ]
+
+
+# --- batch ------------------------------------------------------------------------------
+
+BATCH_SUFFIXES = (".epub", ".pdf", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt")
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    source: Path
+    out: Path
+    result: ConvertResult | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+
+def batch_outputs(in_dir: Path, out_dir: Path, fmt: str) -> list[tuple[Path, Path]]:
+    """The documents of ``in_dir`` (sorted) and the output of each: ``NAME.<fmt>`` in
+    ``out_dir`` (``NAME.<ext>.<fmt>`` when two inputs share a name)."""
+    sources = sorted(p for p in Path(in_dir).iterdir()
+                     if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES)
+    stems = collections.Counter(p.stem for p in sources)
+    pairs = []
+    for p in sources:
+        name = p.stem if stems[p.stem] == 1 else p.name
+        pairs.append((p, Path(out_dir) / (name if fmt == "chapters" else f"{name}.{fmt}")))
+    return pairs
+
+
+def batch(
+    in_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+    opts: ConvertOptions | None = None, *, jobs: int = 2,
+    on_book: Callable[[BatchItem], None] | None = None,
+    on_warning: Callable[[Path, str], None] | None = None,
+    hooks_for: Callable[[Path], Hooks] | None = None,
+) -> list[BatchItem]:
+    """Convert every document of ``in_dir`` into ``out_dir``, ``jobs`` books at a time,
+    sharing one state store and one set of rate limiters (one Polly quota). A book that
+    fails is reported in its item; the others are still delivered. Items come back in
+    input order; ``on_book`` is called as each finishes."""
+    opts = opts or ConvertOptions()
+    out_path = Path(out_dir)
+    out_path.mkdir(parents=True, exist_ok=True)
+    pairs = batch_outputs(Path(in_dir), out_path, opts.fmt)
+    if opts.config.workers == 0 and opts.engine == "local":
+        # Each book's local engine gets its share of the cores.
+        share = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(pairs) or 1)))
+        opts = dataclasses.replace(opts, config=dataclasses.replace(opts.config, workers=share))
+    store = open_state(opts.state_dir, reset=opts.reset_state)
+    opts = dataclasses.replace(opts, reset_state=False)
+    limiters = make_limiters(opts)
+    lock = threading.Lock()
+
+    class _Warn(Hooks):
+        def __init__(self, src: Path) -> None:
+            self.src = src
+
+        def on_warning(self, message: str) -> None:
+            if on_warning is not None:
+                with lock:
+                    on_warning(self.src, message)
+
+    def one(src: Path, out: Path) -> BatchItem:
+        hooks = hooks_for(src) if hooks_for else _Warn(src)
+        try:
+            result = convert(src, out, opts, hooks, store=store, limiters=limiters)
+            item = BatchItem(src, out, result)
+        except AudiobookError as e:
+            item = BatchItem(src, out, None, " ".join(str(e).split()), e.exit_code)
+        except Exception as e:  # noqa: BLE001 - one bad book must not stop the others
+            log.exception("%s: unexpected error", src)
+            item = BatchItem(src, out, None, f"{type(e).__name__}: {e}", 1)
+        if on_book is not None:
+            with lock:
+                on_book(item)
+        return item
+
+    try:
+        with cf.ThreadPoolExecutor(max_workers=max(1, jobs),
+                                   thread_name_prefix="audiobook-book") as pool:
+            futures = [pool.submit(one, src, out) for src, out in pairs]
+            return [f.result() for f in futures]
+    finally:
+        store.close()

@@ -1,0 +1,577 @@
+"""The ``audiobook`` command: thin click commands over the library.
+
+Each command parses its options into the library's value objects and calls the
+library. Errors the user can act on (``AudiobookError``) are printed as one line,
+``audiobook: error: <message>``, and the process exits with the error's own code;
+Ctrl-C exits 130 (the state store is already safe: re-run the command to resume).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from .config import POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
+from .errors import AudiobookError, ConfigError
+from .ingest import IngestOptions, read_book
+from .pipeline import FORMATS, ConvertOptions, convert, default_output
+
+log = logging.getLogger("audiobook")
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class UserError(click.ClickException):
+    """An expected error, shown as one line with its own exit code."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"audiobook: error: {self.message}", err=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "unknown error"
+
+
+class AudiobookGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AudiobookError as e:
+            raise UserError(_one_line(str(e)), e.exit_code) from e
+        except KeyboardInterrupt:
+            raise UserError(
+                "interrupted; progress is saved, run the same command again to resume", 130
+            ) from None
+
+
+# --- shared options -------------------------------------------------------------------
+
+
+def _compose(*decorators: Callable) -> Callable:
+    def apply(fn: Callable) -> Callable:
+        for d in reversed(decorators):
+            fn = d(fn)
+        return fn
+
+    return apply
+
+
+state_options = _compose(
+    click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+                 envvar="AUDIOBOOK_STATE_DIR", show_envvar=True,
+                 help="Folder of the state store and audio cache "
+                      "[default: $XDG_DATA_HOME/audiobook or ~/.local/share/audiobook]."),
+    click.option("--reset-state", is_flag=True,
+                 help="Move a corrupt state store aside (kept as state.sqlite.bad-<time>) "
+                      "and start a new one; cached audio is kept."),
+)
+
+ingest_options = _compose(
+    click.option("--skip-matter", is_flag=True,
+                 help="Leave out front and back matter (copyright page, colophon, index)."),
+    click.option("--footnotes", type=click.Choice(["end", "drop"]), default="end",
+                 show_default=True, help="Read footnotes at the end of their chapter, or drop."),
+    click.option("--password", default=None, help="Password of an encrypted PDF."),
+    click.option("--split-by", default=None, metavar="outline|headings|pages:N|none",
+                 help="How to find a PDF's chapters [default: outline, else headings]."),
+    click.option("--template", default="default", show_default=True, metavar="NAME|PATH",
+                 help="SSML template: a name in templates/ or a path to a .j2 file."),
+)
+
+engine_options = _compose(
+    click.option("--engine", type=click.Choice(["local", "polly"]), default="local",
+                 show_default=True, help="Speech engine: espeak-ng offline, or Amazon Polly."),
+    click.option("--voice", default=None,
+                 help="Voice name [default: follows the book's language]."),
+    click.option("--polly-engine", type=click.Choice(list(POLLY_PRICES_PER_MILLION)),
+                 default="neural", show_default=True, help="Polly engine kind."),
+    click.option("--bucket", default=None, help="S3 bucket for Polly's task outputs."),
+    click.option("--prefix", default="audiobook/", show_default=True,
+                 help="Key prefix in the bucket."),
+    click.option("--sns-topic", default=None,
+                 help="SNS topic ARN: learn of finished tasks from notifications."),
+    click.option("--kms-key", default=None, help="KMS key for the outputs (else bucket default)."),
+    click.option("--region", default=None, help="AWS region [default: the usual boto3 way]."),
+    click.option("--lexicon", "lexicons", multiple=True, metavar="NAME",
+                 help="Polly pronunciation lexicon (repeatable, up to 5)."),
+    click.option("--mode", type=click.Choice(["auto", "async", "sync"]), default="auto",
+                 show_default=True, help="Polly path: long-audio tasks or SynthesizeSpeech."),
+    click.option("--marks", default="", metavar="sentence,word",
+                 help="Polly speech marks: write WebVTT captions per chapter beside the audio."),
+)
+
+
+def _render_options(kw: dict[str, Any]) -> RenderOptions:
+    return RenderOptions(template=kw["template"], footnotes=kw["footnotes"])
+
+
+def _ingest_options(kw: dict[str, Any]) -> IngestOptions:
+    return IngestOptions(password=kw["password"], split_by=kw["split_by"],
+                         skip_matter=kw["skip_matter"], footnotes=kw["footnotes"])
+
+
+def _engine_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    if kw["engine"] != "polly":
+        return {}
+    if not kw["bucket"]:
+        raise ConfigError("--engine polly needs --bucket BUCKET (where Polly writes the audio)")
+    marks = tuple(m.strip() for m in kw["marks"].split(",") if m.strip())
+    return {
+        "bucket": kw["bucket"], "prefix": kw["prefix"] or "", "polly_engine": kw["polly_engine"],
+        "mode": kw["mode"], "sns_topic": kw["sns_topic"], "kms_key": kw["kms_key"],
+        "region": kw["region"], "lexicons": tuple(kw["lexicons"]), "marks": marks,
+    }
+
+
+def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
+    if kw.get("marks") and kw["engine"] != "polly":
+        raise ConfigError("--marks needs --engine polly")
+    return ConvertOptions(
+        fmt=kw["fmt"], engine=kw["engine"], engine_options=_engine_kwargs(kw),
+        voice=kw["voice"], render=_render_options(kw), ingest=_ingest_options(kw),
+        state_dir=kw["state_dir"], reset_state=kw["reset_state"],
+        config=PipelineConfig(workers=workers), force=kw.get("force", False),
+    )
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+# --- the group ------------------------------------------------------------------------
+
+
+@click.group(cls=AudiobookGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="audiobook")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Turn EPUB, PDF, HTML, Markdown and text into chapterized audiobooks.
+
+    Example:
+
+    \b
+        audiobook convert book.epub -o book.m4b
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="audiobook: %(levelname)s: %(message)s",
+                        stream=sys.stderr)
+
+
+# --- convert --------------------------------------------------------------------------
+
+
+@cli.command(name="convert")
+@click.argument("book", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), default=None,
+              help="Output file (a folder for --format chapters) [default: beside BOOK].")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="m4b", show_default=True,
+              help="M4B with chapters, MP3 with ID3 chapters, or one file per chapter.")
+@engine_options
+@ingest_options
+@state_options
+@click.option("--jobs", type=click.IntRange(min=0), default=0,
+              help="Local synthesis processes [default: one per core].")
+@click.option("--force", is_flag=True, help="Convert even if the output is up to date.")
+def convert_cmd(book: Path, out: Path | None, jobs: int, **kw: Any) -> None:
+    """Convert BOOK (EPUB, PDF, HTML, Markdown, text) into an audiobook.
+
+    A second run of a finished book does nothing; a run that was killed resumes where
+    it stopped, paying for no piece twice.
+
+    Example:
+
+    \b
+        audiobook convert novel.epub -o novel.m4b
+        audiobook convert paper.pdf --engine polly --bucket my-bucket \\
+            --voice Joanna
+    """
+    from .progress import RichHooks, summary_line
+
+    opts = _convert_options(kw, workers=jobs)
+    console = _stderr()
+    hooks = RichHooks(console)
+    try:
+        result = convert(book, out, opts, hooks)
+    finally:
+        hooks.close()
+    click.echo(summary_line(result))
+
+
+# --- inspect --------------------------------------------------------------------------
+
+
+def inspect_book(book_path: Path, ingest: IngestOptions, render: RenderOptions) -> dict[str, Any]:
+    """The ``inspect --json`` contract: chars = every character of the chapter's rendered
+    SSML (tags included); billable_chars = what Polly bills for it (text outside tags)."""
+    from .ssml import billable_chars, render_chapter, total_chars
+
+    book = read_book(book_path, ingest)
+    chapters = []
+    for idx, ch in enumerate(book.chapters):
+        ssml = render_chapter(book, idx, render)
+        chapters.append({"title": ch.title, "level": ch.level, "chars": total_chars(ssml),
+                         "billable_chars": billable_chars(ssml)})
+    return {
+        "title": book.title,
+        "authors": list(book.authors),
+        "language": book.language,
+        "chapters": chapters,
+        "total_billable_chars": sum(c["billable_chars"] for c in chapters),
+        "_warnings": list(book.warnings),
+    }
+
+
+def spoken_text(book_path: Path, ingest: IngestOptions, render: RenderOptions) -> str:
+    """The text that will be spoken, chapter by chapter, each opened by ``# Title``
+    (``##`` indented by two spaces for level 2, and so on)."""
+    from .ssml import render_chapter
+    from .ssml import spoken_text as ssml_text
+
+    book = read_book(book_path, ingest)
+    parts = []
+    for idx, ch in enumerate(book.chapters):
+        level = max(1, ch.level)
+        head = "  " * (level - 1) + "#" * level + " " + ch.title
+        parts.append(head + "\n\n" + ssml_text(render_chapter(book, idx, render)).strip() + "\n")
+    return "\n".join(parts)
+
+
+@cli.command(name="inspect")
+@click.argument("book", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable).")
+@click.option("--text", "as_text", is_flag=True,
+              help="Print the exact text that will be spoken, to proofread it.")
+@ingest_options
+def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
+    """Show the chapters of BOOK with their characters, without synthesizing.
+
+    --json prints {"title", "authors", "language", "chapters": [{"title", "level",
+    "chars", "billable_chars"}], "total_billable_chars"}: billable_chars counts the text
+    Polly bills (outside SSML tags), chars every character of the rendered SSML.
+
+    Example:
+
+    \b
+        audiobook inspect novel.epub --json
+        audiobook inspect novel.epub --text | less
+    """
+    ingest, render = _ingest_options(kw), _render_options(kw)
+    if as_text:
+        click.echo(spoken_text(book, ingest, render), nl=False)
+        return
+    info = inspect_book(book, ingest, render)
+    for w in info.pop("_warnings"):
+        click.echo(f"audiobook: warning: {w}", err=True)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{info['title']}" + (f" by {', '.join(info['authors'])}" if info["authors"]
+                                     else "") + f" [{info['language'] or '?'}]")
+    width = max((len(c["title"]) + 2 * (c["level"] - 1) for c in info["chapters"]), default=5)
+    width = min(width, 60)
+    for i, c in enumerate(info["chapters"], 1):
+        title = ("  " * (c["level"] - 1) + c["title"])[:width]
+        click.echo(f"{i:4d}  {title:<{width}}  {c['billable_chars']:>9,} billable  "
+                   f"{c['chars']:>9,} chars")
+    click.echo(f"{len(info['chapters'])} chapters, {info['total_billable_chars']:,} billable "
+               "characters")
+
+
+# --- estimate -------------------------------------------------------------------------
+
+
+@cli.command(name="estimate")
+@click.argument("book", type=click.Path(path_type=Path))
+@click.option("--engine", type=click.Choice(["polly"]), default="polly", show_default=True,
+              help="Engine to price (only Polly costs money).")
+@click.option("--polly-engine", type=click.Choice(list(POLLY_PRICES_PER_MILLION)),
+              default="neural", show_default=True, help="Polly engine kind.")
+@click.option("--mode", type=click.Choice(["auto", "async", "sync"]), default="auto",
+              show_default=True, help="Polly path the conversion would take.")
+@click.option("--marks", default="", metavar="sentence,word",
+              help="Count speech-mark tasks too.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@ingest_options
+def estimate_cmd(book: Path, engine: str, polly_engine: str, mode: str, marks: str,
+                 as_json: bool, **kw: Any) -> None:
+    """Print billable characters, task count and cost of BOOK on Polly, calling nothing.
+
+    Prices are Polly's list prices per million characters.
+
+    Example:
+
+    \b
+        audiobook estimate novel.epub --engine polly --polly-engine neural
+    """
+    from .chunk import chunk_book
+    from .config import POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS
+    from .engines.polly import pick_mode
+    from .estimate import estimate
+    from .ssml import billable_chars, render_book, total_chars
+
+    ingest, render = _ingest_options(kw), _render_options(kw)
+    b = read_book(book, ingest)
+    for w in b.warnings:
+        click.echo(f"audiobook: warning: {w}", err=True)
+    rendered = render_book(b, render)
+    path = pick_mode(mode, sum(billable_chars(s) for s in rendered),
+                     sum(total_chars(s) for s in rendered))
+    limits = POLLY_SYNC_LIMITS if path == "sync" else POLLY_TASK_LIMITS
+    est = estimate(chunk_book(b, limits, render), polly_engine, marks=bool(marks.strip()))
+    if as_json:
+        click.echo(json.dumps({
+            "billable_chars": est.billable_chars, "total_chars": est.total_chars,
+            "tasks": est.tasks, "cost_usd": est.cost_usd, "polly_engine": est.polly_engine,
+            "price_per_million": est.price_per_million, "mode": path}, indent=2))
+        return
+    click.echo(f"{b.title}: {est.billable_chars:,} billable characters, {est.tasks} "
+               f"{'tasks' if path == 'async' else 'requests'} ({path}), "
+               f"${est.cost_usd:,.2f} at ${est.price_per_million:g} per million "
+               f"({est.polly_engine})")
+
+
+# --- voices and tasks -----------------------------------------------------------------
+
+
+def _polly_client(region: str | None) -> Any:
+    import boto3
+
+    from .engines.polly import polly_client_config
+
+    try:
+        return boto3.session.Session(region_name=region).client(
+            "polly", config=polly_client_config())
+    except Exception as e:  # botocore: NoRegionError and friends
+        raise ConfigError(f"cannot reach Polly: {_one_line(str(e))} (set --region or "
+                          "AWS_DEFAULT_REGION)") from e
+
+
+@cli.command(name="voices")
+@click.option("--engine", type=click.Choice(["local", "polly"]), default="polly",
+              show_default=True, help="Whose voices.")
+@click.option("--polly-engine", type=click.Choice(list(POLLY_PRICES_PER_MILLION)), default=None,
+              help="Only voices that support this Polly engine kind.")
+@click.option("--language", default=None, help="Only voices of this language (e.g. en-GB).")
+@click.option("--region", default=None, help="AWS region.")
+def voices_cmd(engine: str, polly_engine: str | None, language: str | None,
+               region: str | None) -> None:
+    """List the voices of an engine.
+
+    Example:
+
+    \b
+        audiobook voices --engine polly --language en-GB
+    """
+    if engine == "local":
+        from .engines import local
+
+        lister = getattr(local, "list_voices", None)
+        if lister is None:
+            raise ConfigError("the local engine cannot list its voices")
+        for v in lister(language=language) if language else lister():
+            click.echo(str(v) if not isinstance(v, dict) else
+                       "\t".join(str(v.get(k, "")) for k in ("name", "language", "gender")))
+        return
+    from .engines.polly import list_voices
+
+    for v in list_voices(_polly_client(region), engine=polly_engine, language=language):
+        click.echo(f"{v.get('Id', ''):<12} {v.get('LanguageCode', ''):<8} "
+                   f"{v.get('Gender', ''):<7} {','.join(v.get('SupportedEngines', []))}")
+
+
+@cli.command(name="tasks")
+@click.option("--status", type=click.Choice(["scheduled", "inProgress", "completed", "failed"]),
+              default=None, help="Only tasks in this state.")
+@click.option("--max", "max_items", type=click.IntRange(min=1), default=None,
+              help="At most N tasks.")
+@click.option("--region", default=None, help="AWS region.")
+def tasks_cmd(status: str | None, max_items: int | None, region: str | None) -> None:
+    """List Polly synthesis tasks (newest first, every page).
+
+    Example:
+
+    \b
+        audiobook tasks --status failed --max 20
+    """
+    from .engines.polly import list_tasks
+
+    for t in list_tasks(_polly_client(region), status=status, max_items=max_items):
+        created = t.get("CreationTime")
+        created = created.isoformat(timespec="seconds") if hasattr(created, "isoformat") else ""
+        reason = t.get("TaskStatusReason") or ""
+        click.echo(f"{t.get('TaskId', '')}  {t.get('TaskStatus', ''):<10}  {created}  "
+                   f"{t.get('RequestCharacters', 0):>7}  {t.get('OutputUri', '')}"
+                   + (f"  {reason}" if reason else ""))
+
+
+# --- status and gc --------------------------------------------------------------------
+
+
+@cli.command(name="status")
+@state_options
+def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
+    """Show the state store: books, pieces done/pending/failed, characters billed, cost.
+
+    Example:
+
+    \b
+        audiobook status --state-dir out/.audiobook
+    """
+    from .state import open_state
+
+    with open_state(state_dir, reset=reset_state) as store:
+        s = store.summary()
+    click.echo(f"state: {s.path}")
+    for b in s.books:
+        out = ""
+        if b.output_path:
+            try:
+                out = ", ".join(json.loads(b.output_path).get("outputs", [])[:1])
+            except ValueError:
+                out = b.output_path
+        click.echo(f"  {b.status:<8} {b.title or '?'} ({b.source_path})" +
+                   (f" -> {out}" if out else ""))
+    c = s.chunks
+    click.echo(f"pieces: {c['done']} done, {c['pending'] + c['submitted']} pending "
+               f"({c['submitted']} submitted), {c['failed']} failed")
+    cost = sum(n * POLLY_PRICES_PER_MILLION.get(kind, 0.0) / 1e6
+               for kind, n in s.billed_by_kind.items())
+    by_kind = ", ".join(f"{kind} {n:,}" for kind, n in sorted(s.billed_by_kind.items()) if kind)
+    click.echo(f"characters billed: {s.billed_chars:,}" + (f" ({by_kind})" if by_kind else "")
+               + f"; ${cost:,.2f} at list prices")
+    click.echo(f"cache: {s.cache_files} files, {s.cache_bytes / 1e6:,.1f} MB")
+
+
+@cli.command(name="gc")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@state_options
+def gc_cmd(dry_run: bool, state_dir: Path | None, reset_state: bool) -> None:
+    """Remove cached audio that no book's latest version still needs.
+
+    Example:
+
+    \b
+        audiobook gc --dry-run
+    """
+    from .state import open_state
+
+    with open_state(state_dir, reset=reset_state) as store:
+        files, freed = store.gc(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {files} cached pieces ({freed / 1e6:,.1f} MB)")
+
+
+# --- batch ----------------------------------------------------------------------------
+
+
+@cli.command(name="batch")
+@click.argument("in_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="Folder for the audiobooks (one per input).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="m4b", show_default=True,
+              help="Output format of every book.")
+@engine_options
+@ingest_options
+@state_options
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Books converted at once (sharing one Polly quota).")
+@click.option("--force", is_flag=True, help="Convert even the books that are up to date.")
+def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
+    """Convert every EPUB, PDF, HTML, Markdown and text file of IN_DIR into OUT_DIR.
+
+    Books run in parallel within one shared Polly quota; finished books are skipped,
+    so a nightly run only converts what is new or changed. Exits non-zero if any book
+    failed; the others are still delivered.
+
+    Example:
+
+    \b
+        audiobook batch books/ -o out/ --jobs 4
+        # crontab: every night at 2:00
+        0 2 * * * cd ~/audiobooks && .venv/bin/audiobook batch books -o out
+    """
+    from rich.table import Table
+
+    from .pipeline import batch
+
+    opts = _convert_options(kw)
+    console = _stderr()
+
+    def on_book(item: Any) -> None:
+        if item.error:
+            click.echo(f"FAILED  {item.source.name}: {item.error}")
+        elif item.result is not None:
+            from .progress import summary_line
+
+            click.echo(f"{'skipped' if item.result.skipped else 'done':<7} "
+                       f"{item.source.name}: {summary_line(item.result)}")
+
+    items = batch(in_dir, out_dir, opts, jobs=jobs, on_book=on_book,
+                  on_warning=lambda src, msg: click.echo(
+                      f"audiobook: warning: {src.name}: {msg}", err=True))
+    table = Table(title=f"{len(items)} books", title_justify="left")
+    for col in ("book", "status", "pieces", "synthesized", "billed", "output"):
+        table.add_column(col)
+    for it in items:
+        r = it.result
+        table.add_row(
+            it.source.name,
+            "failed" if it.error else ("up to date" if r and r.skipped else "done"),
+            str(r.chunks_total) if r else "-",
+            str(r.chunks_submitted) if r else "-",
+            f"{r.billed_chars:,}" if r else "-",
+            str(r.outputs[0]) if r and r.outputs else (it.error or "")[:60],
+        )
+    Console(highlight=False).print(table)
+    failed = [it for it in items if it.error]
+    if failed:
+        console.print(f"audiobook: error: {len(failed)} of {len(items)} books failed",
+                      markup=False, highlight=False)
+        sys.exit(max(it.exit_code for it in failed))
+
+
+# --- polly-emulator -------------------------------------------------------------------
+
+
+@cli.command(name="polly-emulator", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def polly_emulator_cmd(args: tuple[str, ...]) -> None:
+    """Run the local Polly emulator (a real HTTP server speaking Polly's API).
+
+    All arguments go to the emulator; see `audiobook polly-emulator --help`.
+
+    Example:
+
+    \b
+        audiobook polly-emulator --port 0 --s3-endpoint http://127.0.0.1:5000
+    """
+    from . import emulator
+
+    main_fn = getattr(emulator, "main", None)
+    if main_fn is None:
+        raise ConfigError("the Polly emulator is not available in this installation")
+    sys.exit(main_fn(list(args)) or 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="audiobook")
+
+
+# --- more commands ----------------------------------------------------------------------
+# Commands of other features are appended below this line, one function each.
