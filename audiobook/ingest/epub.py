@@ -65,6 +65,9 @@ _GUIDE_TYPES = {"cover": "front", "title-page": "front", "copyright-page": "fron
                 "toc": "front", "colophon": "back", "index": "back"}
 _PG_START = re.compile(r"^\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG", re.I)
 _PG_END = re.compile(r"^\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG", re.I)
+_PG_START_IN = re.compile(r"\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG[^*]*(\*{3})?", re.I)
+_PG_END_IN = re.compile(r"(End of (the )?Project Gutenberg\S* (EBook|etext)[^*]*)?"
+                        r"\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG", re.I)
 _CHAPTER_PARA = re.compile(
     r"^(第[一二三四五六七八九十百千零〇○两\d]+[回章節节卷部篇]"
     r"|(chapter|chapitre|cap[ií]tulo|capitolo|kapitel|book|livre|part)\s+"
@@ -764,18 +767,30 @@ def _is_content(item: _Item) -> bool:
 
 def _trim_gutenberg(accs: list[_Acc]) -> None:
     """Drop Project Gutenberg's header (up to its START line) and footer (from its END
-    line): they are licence text, not the book."""
+    line): they are licence text, not the book. The lines may sit inside a block (a
+    <pre> header), which is then cut at the line."""
     flat = [(a, i) for a in accs for i in range(len(a.blocks))]
     start = next((k for k, (a, i) in enumerate(flat[:400])
-                  if _PG_START.match(a.blocks[i].text)), None)
-    end = next((k for k, (a, i) in enumerate(flat) if _PG_END.match(a.blocks[i].text)), None)
+                  if _PG_START_IN.search(a.blocks[i].text)), None)
+    end = next((k for k, (a, i) in enumerate(flat) if _PG_END_IN.search(a.blocks[i].text)),
+               None)
     if start is None and end is None:
         return
-    keep = [(start is None or k > start) and (end is None or k < end)
-            for k in range(len(flat))]
     kept: dict[int, list[Block]] = {id(a): [] for a in accs}
     for k, (a, i) in enumerate(flat):
-        if keep[k]:
-            kept[id(a)].append(a.blocks[i])
+        block = a.blocks[i]
+        text = block.text
+        if start is not None and k < start or end is not None and k > end:
+            continue
+        if k == end:
+            m = _PG_END_IN.search(text)
+            assert m is not None
+            text = text[:m.start()].strip()
+        if k == start:
+            m = _PG_START_IN.search(text)
+            assert m is not None
+            text = text[m.end():].strip()
+        if text:
+            kept[id(a)].append(block if text == block.text else Block(block.kind, text))
     for a in accs:
         a.blocks = kept[id(a)]
