@@ -1,0 +1,527 @@
+"""Page layout for PDF text: from positioned text fragments to lines, reading order and blocks.
+
+Everything here is pure: the PDF reader (``pdf.py``) turns each page into ``Frag`` values,
+and these functions do the rest.
+
+    Frag*  (text, x, y, size, bold; in content-stream order)
+      └─ build_lines()      fragments on one baseline become a Line
+          └─ order_page()   two-column pages: spanning lines above, left column, right column
+              └─ furniture()   running heads/feet and page numbers across pages (removed)
+                  └─ split_footnotes()   small print at the page foot (Chapter.footnotes)
+                      └─ to_blocks()    headings and paragraphs: hyphens joined, lines joined
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import statistics
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from ..model import Block
+
+
+@dataclass(frozen=True)
+class Frag:
+    """A run of text as the content stream shows it, at its start point (user space)."""
+
+    text: str
+    x: float
+    y: float
+    size: float
+    bold: bool = False
+    width: float = 0.0  # estimated advance of the whole run
+
+
+@dataclass(frozen=True)
+class Line:
+    page: int
+    x0: float
+    x1: float  # estimated end
+    y: float  # baseline
+    size: float  # dominant font size
+    bold: bool
+    text: str
+    # footnote markers (superscript digits) stripped from the text, kept to match notes
+    marks: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------
+# Text normalization
+
+_LIGATURES = {
+    "\ufb00": "ff",
+    "\ufb01": "fi",
+    "\ufb02": "fl",
+    "\ufb03": "ffi",
+    "\ufb04": "ffl",
+    "\ufb05": "st",
+    "\ufb06": "st",
+    "\u0132": "IJ",
+    "\u0133": "ij",
+    "\u0152": "OE",
+    "\u0153": "oe",
+}
+_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t]")
+_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff\ufffe\uffff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_HYPHENS = re.compile(r"[\u2010\u2011]")
+
+
+def _compat(ch: str) -> str:
+    """NFKC for the blocks where it only undoes presentation forms (safe for speech)."""
+    cp = ord(ch)
+    if 0xFB00 <= cp <= 0xFDFF or 0xFE70 <= cp <= 0xFEFF or 0xFF00 <= cp <= 0xFFEF:
+        return unicodedata.normalize("NFKC", ch)
+    return ch
+
+
+def normalize_text(text: str) -> str:
+    """Ligatures, presentation forms, odd spaces, invisible and control characters."""
+    for lig, plain in _LIGATURES.items():
+        if lig in text:
+            text = text.replace(lig, plain)
+    text = _INVISIBLE.sub("", text)
+    text = _SPACES.sub(" ", text)
+    text = _HYPHENS.sub("-", text)
+    text = _CONTROL.sub("", text)
+    if any(ord(c) >= 0xFB00 for c in text):
+        text = "".join(_compat(c) for c in text)
+    return unicodedata.normalize("NFC", text)
+
+
+# ---------------------------------------------------------------------------------------
+# Lines
+
+
+def build_lines(frags: Iterable[Frag], page: int) -> list[Line]:
+    """Group fragments that follow each other on one baseline into lines.
+
+    Superscripts and subscripts (raised or lowered by less than half the font size) stay
+    on their line; a raised run of digits in a smaller font is remembered as a possible
+    footnote mark and left out of the text.
+    """
+    lines: list[Line] = []
+    cur: list[Frag] = []
+
+    def flush() -> None:
+        if cur:
+            line = _make_line(cur, page)
+            if line is not None:
+                lines.append(line)
+            cur.clear()
+
+    for f in frags:
+        if not f.text or not f.text.strip():
+            if cur and f.text and f.text.strip(" ") == "" and " " in f.text:
+                cur.append(f)
+            continue
+        if cur:
+            base = cur[0]
+            tol = 0.5 * max(base.size, f.size, 1.0)
+            last_end = max(c.x + c.width for c in cur)
+            if abs(f.y - base.y) > tol or f.x < cur[0].x - 1.0 and f.x < last_end - 4 * f.size:
+                flush()
+        cur.append(f)
+    flush()
+    return lines
+
+
+def _make_line(frags: list[Frag], page: int) -> Line | None:
+    weights = Counter[float]()
+    for f in frags:
+        weights[round(f.size, 1)] += len(f.text.strip())
+    size = weights.most_common(1)[0][0] if weights else frags[0].size
+    base = min(frags, key=lambda f: abs(f.size - size) + (0 if f.text.strip() else 99))
+    baseline = base.y
+    parts: list[str] = []
+    marks: list[str] = []
+    prev: Frag | None = None
+    bold_chars = total_chars = 0
+    for f in frags:
+        text = f.text.replace("\n", " ")
+        raised = f.y - baseline > 0.2 * size and f.size < 0.85 * size
+        if raised and re.fullmatch(r"\s*[0-9*†‡]{1,3}\s*", text):
+            marks.append(text.strip())
+            parts.append("\u0000")  # placeholder: restored unless a footnote claims it
+            prev = f
+            continue
+        if prev is not None and parts and text and not text[0].isspace():
+            gap = f.x - (prev.x + prev.width)
+            if gap > 0.6 * size and not parts[-1].endswith(" "):
+                parts.append(" ")
+        parts.append(text)
+        n = len(text.strip())
+        total_chars += n
+        if f.bold:
+            bold_chars += n
+        prev = f
+    text = "".join(parts)
+    if not text.replace("\u0000", "").strip():
+        return None
+    x0 = min(f.x for f in frags)
+    x1 = max(f.x + f.width for f in frags)
+    return Line(
+        page=page,
+        x0=x0,
+        x1=x1,
+        y=baseline,
+        size=size,
+        bold=total_chars > 0 and bold_chars >= 0.6 * total_chars,
+        text=text,
+        marks=tuple(marks),
+    )
+
+
+def line_text(line: Line, claimed: frozenset[str] = frozenset()) -> str:
+    """The text of a line with claimed footnote marks removed and the others restored."""
+    if "\u0000" not in line.text:
+        return line.text
+    out: list[str] = []
+    marks = iter(line.marks)
+    for piece in re.split("(\u0000)", line.text):
+        if piece == "\u0000":
+            mark = next(marks, "")
+            if mark not in claimed:
+                out.append(mark)
+        else:
+            out.append(piece)
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Reading order on one page
+
+
+def order_page(lines: Sequence[Line], page_width: float) -> list[Line]:
+    """Lines in reading order. Single-column pages keep the content-stream order (which
+    producers write in reading order far more often than not); two-column pages are read
+    column by column, with lines spanning both columns above them first and below last."""
+    if len(lines) < 8:
+        return list(lines)
+    mid = page_width / 2
+    right = [ln for ln in lines if ln.x0 >= mid - 0.05 * page_width]
+    left = [ln for ln in lines if ln.x1 <= mid + 0.08 * page_width and ln.x0 < mid - 0.05 * page_width]
+    if len(right) < 4 or len(left) < 4:
+        return list(lines)
+    # Columns share baselines; an indented block of a one-column page does not.
+    left_ys = [ln.y for ln in left]
+    paired = sum(1 for r in right if any(abs(r.y - y) < r.size * 1.2 for y in left_ys))
+    if paired < 3 or paired < 0.3 * len(right):
+        return list(lines)
+    starts = Counter(round(ln.x0) for ln in right)
+    gutter = starts.most_common(1)[0][0] - 2.0
+    rcol_lines = [ln for ln in right if ln.x0 >= gutter]
+    col_top = max(ln.y for ln in rcol_lines) + 0.5 * rcol_lines[0].size
+    col_bottom = min(ln.y for ln in rcol_lines) - 1.0
+    above: list[Line] = []
+    below: list[Line] = []
+    lcol: list[Line] = []
+    rcol: list[Line] = []
+    for ln in lines:
+        if ln.y > col_top:  # title block over both columns
+            above.append(ln)
+        elif ln.x0 >= gutter:
+            rcol.append(ln)
+        elif ln.x1 > gutter + 3 * ln.size and ln.y <= col_bottom:  # spans the page below
+            below.append(ln)
+        else:
+            lcol.append(ln)
+    key = _top_down
+    return sorted(above, key=key) + sorted(lcol, key=key) + sorted(rcol, key=key) + sorted(
+        below, key=key
+    )
+
+
+def _top_down(ln: Line) -> tuple[float, float]:
+    return (-round(ln.y, 0), ln.x0)
+
+
+# ---------------------------------------------------------------------------------------
+# Page furniture: running heads and feet, page numbers
+
+_NUM = re.compile(r"^(?:page|seite|p\.)?\s*[-–—(\[]?\s*(\d{1,4}|[ivxlcdm]{1,8})\s*[-–—)\]]?$", re.I)
+_EDGE_NUM = re.compile(r"^\s*(\d{1,4})\b|\b(\d{1,4})\s*$")
+
+
+def _letters(text: str) -> str:
+    return re.sub(r"[^a-zäöüßàâçéèêëîïôûùüÿñæœ]+", "", text.lower())
+
+
+def _roman(s: str) -> int | None:
+    vals = {"i": 1, "v": 5, "x": 10, "l": 50, "c": 100, "d": 500, "m": 1000}
+    s = s.lower()
+    if not s or any(c not in vals for c in s):
+        return None
+    total = 0
+    for i, c in enumerate(s):
+        v = vals[c]
+        total += -v if i + 1 < len(s) and vals[s[i + 1]] > v else v
+    return total
+
+
+def furniture(pages: Sequence[Sequence[Line]], labels: Sequence[str] | None = None) -> set[tuple[int, int]]:
+    """(page, index) of the lines that are running heads, running feet or page numbers.
+
+    Candidates are the top-most and bottom-most lines of each page. A candidate is
+    furniture when it is a bare page number, when it carries a number that follows the
+    page sequence (the page label, or a constant offset from the page index seen on
+    several pages), or when its letters repeat (fuzzily: OCR misreads) on other pages.
+    """
+    n = len(pages)
+    cands: list[tuple[int, int, Line]] = []
+    for p, lines in enumerate(pages):
+        if not lines:
+            continue
+        order = sorted(range(len(lines)), key=lambda i: -lines[i].y)
+        # the outermost line at each edge; the next one too on fuller pages (a running
+        # head over a line of small print, a page number under a footer)
+        depth = 2 if len(lines) >= 8 else 1
+        picked = order[:depth] + order[-depth:]
+        for i in dict.fromkeys(picked):
+            if len(lines[i].text) <= 120 and (len(lines) >= 3 or _NUM.match(lines[i].text.strip())):
+                cands.append((p, i, lines[i]))
+    found: set[tuple[int, int]] = set()
+    # 1. bare page numbers
+    for p, i, ln in cands:
+        if _NUM.match(ln.text.strip()):
+            found.add((p, i))
+    # 2. numbers following the page sequence
+    offsets: Counter[int] = Counter()
+    edge_nums: dict[tuple[int, int], int] = {}
+    for p, i, ln in cands:
+        m = _EDGE_NUM.search(ln.text.strip())
+        if m:
+            num = int(m.group(1) or m.group(2))
+            edge_nums[(p, i)] = num
+            offsets[num - p] += 1
+    seq_offsets = {off for off, c in offsets.items() if c >= 2 and c >= 0.2 * n}
+    for (p, i), num in edge_nums.items():
+        label = labels[p] if labels and p < len(labels) else None
+        if num - p in seq_offsets or (label is not None and label == str(num)):
+            found.add((p, i))
+    # 3. repeated text (digits ignored, fuzzy)
+    if n >= 3:
+        pages_of: dict[str, set[int]] = {}
+        for p, i, ln in cands:
+            key = _letters(ln.text)
+            if len(key) >= 3:
+                pages_of.setdefault(key, set()).add(p)
+        keys = list(pages_of)
+        spread: dict[str, set[int]] = {k: set(v) for k, v in pages_of.items()}
+        for a, ka in enumerate(keys):
+            for kb in keys[a + 1 :]:
+                if abs(len(ka) - len(kb)) > 3:
+                    continue
+                sm = difflib.SequenceMatcher(None, ka, kb)
+                if sm.real_quick_ratio() >= 0.85 and sm.quick_ratio() >= 0.85 and sm.ratio() >= 0.85:
+                    spread[ka] |= pages_of[kb]
+                    spread[kb] |= pages_of[ka]
+        need = 2 if n <= 8 else max(3, int(0.25 * n))
+        for p, i, ln in cands:
+            key = _letters(ln.text)
+            if key in spread and len(spread[key]) >= need:
+                found.add((p, i))
+    return found
+
+
+# ---------------------------------------------------------------------------------------
+# Footnotes
+
+_NOTE_START = re.compile(r"^\s*(\d{1,3}|[*†‡§])\s*(?=[^\W\d_]|[\"„“(])")
+
+
+def split_footnotes(
+    lines: Sequence[Line], body_size: float
+) -> tuple[list[Line], list[Line]]:
+    """Split off small print at the foot of a page that starts with a note mark."""
+    if not lines:
+        return list(lines), []
+    body = [ln for ln in lines if ln.size >= 0.9 * body_size]
+    if not body:
+        return list(lines), []
+    lowest_body = min(ln.y for ln in body)
+    tail = [ln for ln in lines if ln.y < lowest_body and ln.size < 0.9 * body_size]
+    if not tail:
+        return list(lines), []
+    top_tail = max(tail, key=lambda ln: ln.y)
+    if not _NOTE_START.match(line_text(top_tail)):
+        return list(lines), []
+    tail_ids = {id(ln) for ln in tail}
+    return [ln for ln in lines if id(ln) not in tail_ids], sorted(tail, key=_top_down)
+
+
+def note_marks(notes: Sequence[Line]) -> frozenset[str]:
+    marks = set()
+    for ln in notes:
+        m = _NOTE_START.match(line_text(ln))
+        if m:
+            marks.add(m.group(1))
+    return frozenset(marks)
+
+
+# ---------------------------------------------------------------------------------------
+# Blocks
+
+_TERMINAL = re.compile(r"[.!?:;…][\"'”’»)\]]*$")
+_CAPTION = re.compile(r"^(figure|fig\.|table|abbildung|abb\.|tabelle|plate|chart)\s*\d", re.I)
+_NUMBERED = re.compile(r"^(chapter|kapitel|part|teil|section|appendix|anhang)\s+\w+|^\d+(\.\d+)*\.?\s+\S", re.I)
+
+
+@dataclass(frozen=True)
+class Style:
+    body_size: float
+    line_gap: float  # typical distance between baselines of body text
+    body_bold: bool = False
+
+
+def measure_style(lines: Iterable[Line]) -> Style:
+    sizes: Counter[float] = Counter()
+    bold: Counter[bool] = Counter()
+    gaps: list[float] = []
+    prev: Line | None = None
+    for ln in lines:
+        n = len(ln.text)
+        sizes[round(ln.size, 1)] += n
+        bold[ln.bold] += n
+        if prev is not None and prev.page == ln.page and 0 < prev.y - ln.y < 3 * ln.size:
+            if abs(prev.size - ln.size) < 0.5:
+                gaps.append(prev.y - ln.y)
+        prev = ln
+    body = sizes.most_common(1)[0][0] if sizes else 10.0
+    gap = statistics.median(gaps) if gaps else body * 1.2
+    return Style(body_size=body, line_gap=gap, body_bold=bold.most_common(1)[0][0] if bold else False)
+
+
+def heading_level(line: Line, style: Style) -> int | None:
+    """1 or 2 for a line that looks like a heading, None for body text."""
+    text = line.text.strip()
+    if len(text) > 120 or not any(c.isalpha() for c in text) or _CAPTION.match(text):
+        return None
+    if line.size >= style.body_size * 1.35:
+        return 1
+    if line.size >= style.body_size * 1.12:
+        return 2
+    if line.bold and not style.body_bold and line.size >= style.body_size * 0.95:
+        if _NUMBERED.match(text) and not _TERMINAL.search(text):
+            return 2
+    return None
+
+
+def join_lines(texts: Iterable[str]) -> str:
+    """Join the lines of one paragraph: words hyphenated at line ends are rejoined."""
+    out = ""
+    for raw in texts:
+        t = " ".join(raw.split())
+        if not t:
+            continue
+        if not out:
+            out = t
+        elif re.search(r"[^\W\d_]-$", out) and t[0].islower():
+            out = out[:-1] + t
+        elif out.endswith(("-", "/")) and not out.endswith(" -"):
+            out += t
+        else:
+            out += " " + t
+    return out
+
+
+def to_blocks(
+    lines: Sequence[Line], style: Style, claimed: frozenset[str] = frozenset()
+) -> list[Block]:
+    """Headings and paragraphs from lines in reading order (possibly over many pages).
+
+    A paragraph ends at a larger vertical gap, an indented first line, a change of font
+    size, or a short last line that ends a sentence. A paragraph that has not ended its
+    sentence carries on over page and column breaks, and over figure captions, which are
+    put after it.
+    """
+    blocks: list[Block] = []
+    para: list[str] = []
+    deferred: list[Block] = []  # captions met while a sentence was open
+    heading: list[str] = []
+    prev: Line | None = None
+
+    def close_para() -> None:
+        if para:
+            blocks.append(Block("paragraph", join_lines(para)))
+            para.clear()
+        blocks.extend(deferred)
+        deferred.clear()
+
+    def close_heading() -> None:
+        if heading:
+            blocks.append(Block("heading", join_lines(heading)))
+            heading.clear()
+
+    for ln in lines:
+        text = line_text(ln, claimed).strip()
+        if not text:
+            continue
+        level = heading_level(ln, style)
+        if level is not None:
+            if heading and prev is not None and prev.page == ln.page and 0 < prev.y - ln.y < 2.2 * ln.size:
+                heading.append(text)
+            else:
+                close_heading()
+                close_para()
+                heading.append(text)
+            prev = ln
+            continue
+        close_heading()
+        if _CAPTION.match(text) or ln.size < 0.8 * style.body_size:
+            caption = Block("paragraph", text)
+            if para and not _TERMINAL.search(para[-1]):
+                if deferred and prev is not None and (_CAPTION.match(text) is None):
+                    deferred[-1] = Block("paragraph", join_lines([deferred[-1].text, text]))
+                else:
+                    deferred.append(caption)
+            else:
+                close_para()
+                blocks.append(caption)
+            prev = ln
+            continue
+        if para and prev is not None:
+            if deferred and not _TERMINAL.search(para[-1]) and text[:1].islower():
+                pass  # a caption came between two halves of a sentence
+            elif _new_paragraph(prev, ln, para[-1], style):
+                close_para()
+        if deferred and not para:
+            blocks.extend(deferred)
+            deferred.clear()
+        para.append(text)
+        prev = ln
+    close_heading()
+    close_para()
+    return [b for b in blocks if b.text.strip()]
+
+
+def _new_paragraph(prev: Line, ln: Line, prev_text: str, style: Style) -> bool:
+    open_sentence = not _TERMINAL.search(prev_text)
+    if ln.page != prev.page or ln.y > prev.y + 0.5 * ln.size:
+        # a page or column break: the paragraph goes on while its sentence does
+        return not open_sentence
+    if abs(ln.size - prev.size) > 1.0:
+        return True
+    gap = prev.y - ln.y
+    if gap > 1.6 * style.line_gap:
+        return not (open_sentence and gap < 2.5 * style.line_gap)
+    if open_sentence:
+        return False
+    return ln.x0 - prev.x0 > 0.6 * ln.size  # an indented first line
+
+
+def strip_repeated_title(blocks: list[Block], title: str) -> list[Block]:
+    """Drop the heading that only repeats the chapter title (the title is spoken)."""
+    key = _letters(title)
+    for i, b in enumerate(blocks[:6]):
+        if b.kind == "heading" and _letters(b.text) == key:
+            return blocks[:i] + blocks[i + 1 :]
+    return blocks
+
+
+def with_text(line: Line, text: str) -> Line:
+    return replace(line, text=text)

@@ -1,0 +1,275 @@
+"""PDF reading rules on small generated PDFs: joining, furniture, columns, notes, chapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from audiobook.errors import ConfigError, CorruptDocument, EncryptedDocument, NoTextError
+from audiobook.ingest._pdflayout import join_lines, normalize_text
+from audiobook.ingest.base import IngestOptions
+from audiobook.ingest.pdf import PdfIngestor
+from audiobook.model import Book
+
+from .pdfgen import Mark, lines_at, simple_pdf, text
+
+
+def read(tmp_path: Path, data: bytes, name: str = "doc.pdf", **opts: object) -> Book:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return PdfIngestor().read(path, IngestOptions(**opts))  # type: ignore[arg-type]
+
+
+def all_text(book: Book) -> str:
+    return "\n".join(b.text for ch in book.chapters for b in ch.blocks)
+
+
+# --- pure rules ---------------------------------------------------------------------------
+
+
+def test_normalize_ligatures_spaces_and_controls() -> None:
+    assert normalize_text("di\ufb03cult \ufb01ne \ufb00 \ufb02ow") == "difficult fine ff flow"
+    assert normalize_text("a\u00a0b\u2009c\u00adde\x00") == "a b cde"
+    assert normalize_text("\uff21\uff22") == "AB"  # full-width forms
+    assert normalize_text("ﻻ") == "لا"  # Arabic presentation form
+    assert normalize_text("x²") == "x²"  # superscripts stay (NFKC would change meaning)
+
+
+@pytest.mark.parametrize(
+    "lines, joined",
+    [
+        (["adip-", "iscing elit"], "adipiscing elit"),
+        (["Hausdorff-", "Räume sind"], "Hausdorff-Räume sind"),  # capital: a real hyphen
+        (["one  two ", "  three"], "one two three"),
+        (["pages 3 -", "4"], "pages 3 - 4"),
+        (["http://a/", "b"], "http://a/b"),
+    ],
+)
+def test_join_lines(lines: list[str], joined: str) -> None:
+    assert join_lines(lines) == joined
+
+
+# --- whole documents ----------------------------------------------------------------------
+
+
+def test_hyphens_ligatures_and_paragraphs(tmp_path: Path) -> None:
+    page = lines_at(
+        72,
+        700,
+        ["This is a hyphen-", "ated word on a line.", "The second sentence ends it."],
+    )
+    page += text(72, 658, "A dif\x01cult word here.", font="F3")
+    page += lines_at(90, 620, ["An indented line starts a", "new paragraph."])
+    book = read(tmp_path, simple_pdf([page], title="Rules"))
+    paras = [b.text for b in book.chapters[0].blocks]
+    assert paras == [
+        "This is a hyphenated word on a line. The second sentence ends it. A difficult word here.",
+        "An indented line starts a new paragraph.",
+    ]
+
+
+def test_sentence_runs_on_over_a_page_break(tmp_path: Path) -> None:
+    p1 = lines_at(72, 700, ["It began on one page and it", "carried on until the foot of"])
+    p2 = lines_at(72, 700, ["the page, where it ended.", "Next thing."])
+    book = read(tmp_path, simple_pdf([p1, p2]))
+    assert book.chapters[0].blocks[0].text == (
+        "It began on one page and it carried on until the foot of the page, where it ended. "
+        "Next thing."
+    )
+
+
+def test_running_heads_and_page_numbers_removed(tmp_path: Path) -> None:
+    pages = []
+    for i in range(5):
+        head = f"{i + 11} THE BOOK OF TESTS" if i % 2 else f"THE BOOK OF TESTS {i + 11}"
+        body = lines_at(72, 700, [f"Body text of page {i + 1} goes here.", "More body text."])
+        pages.append(text(72, 760, head, size=8) + body + text(300, 40, str(i + 11), size=9))
+    book = read(tmp_path, simple_pdf(pages))
+    spoken = all_text(book)
+    assert "BOOK OF TESTS" not in spoken
+    for i in range(5):
+        assert f"Body text of page {i + 1} goes here." in spoken
+    assert not any(b.text.strip().isdigit() for b in book.chapters[0].blocks)
+
+
+def test_fuzzy_running_head_with_ocr_errors(tmp_path: Path) -> None:
+    heads = ["THE SIEGE OF VICKSBURG. 49", "50 THE SIEGE OF VICKSBUEG.", "THE SIEGE 0F VICKSBURG. 51",
+             "52 THE SIEGE OF VICKSBURG."]
+    pages = [text(72, 760, h) + lines_at(72, 720, [f"Text {k}.", "Line."]) for k, h in enumerate(heads)]
+    spoken = all_text(read(tmp_path, simple_pdf(pages)))
+    assert "SIEGE" not in spoken
+    assert "Text 0." in spoken and "Text 3." in spoken
+
+
+def test_single_line_pages_keep_their_text(tmp_path: Path) -> None:
+    pages = [text(72, 720, f"Original page {i + 1}") for i in range(6)]
+    spoken = all_text(read(tmp_path, simple_pdf(pages)))
+    for i in range(6):
+        assert f"Original page {i + 1}" in spoken
+
+
+def test_two_columns_read_column_by_column(tmp_path: Path) -> None:
+    left = [f"Left line {k} of the first column" for k in range(10)]
+    right = [f"Right line {k} of the second column" for k in range(10)]
+    left[-1] += "."
+    right[-1] += "."
+    # the right column is written first: the content stream is not in reading order
+    page = text(150, 760, "A Paper Title", font="F2", size=18)
+    page += lines_at(320, 700, right, size=10, leading=12) + lines_at(72, 700, left, size=10, leading=12)
+    book = read(tmp_path, simple_pdf([page]))
+    assert book.chapters[0].title == "A Paper Title"
+    spoken = all_text(book)
+    positions = [spoken.index(s) for s in left + right]
+    assert positions == sorted(positions)
+
+
+def test_footnote_separated_and_marker_dropped(tmp_path: Path) -> None:
+    page = text(72, 700, "A claim that needs support") + text(208, 705, "1", size=7)
+    page += text(213, 700, " and more words.")
+    page += lines_at(72, 686, ["Another body line follows here."])
+    page += text(72, 80, "1 The support for the claim.", size=8)
+    book = read(tmp_path, simple_pdf([page]))
+    ch = book.chapters[0]
+    assert [b.text for b in ch.footnotes] == ["The support for the claim."]
+    assert ch.footnotes[0].kind == "note"
+    assert "support1" not in ch.text and "support 1" not in ch.text
+    assert "A claim that needs support and more words." in ch.text
+
+
+def test_caption_does_not_break_a_sentence(tmp_path: Path) -> None:
+    page = lines_at(72, 700, ["The sentence starts above the", "figure and"])
+    page += text(100, 600, "Figure 3: A caption of the figure.", size=9)
+    page += lines_at(72, 560, ["ends below it.", "Next sentence."])
+    book = read(tmp_path, simple_pdf([page]))
+    blocks = [b.text for b in book.chapters[0].blocks]
+    assert "The sentence starts above the figure and ends below it. Next sentence." in blocks
+    assert "Figure 3: A caption of the figure." in blocks
+
+
+def _two_chapter_pdf() -> bytes:
+    p1 = text(72, 740, "Chapter 1", font="F2", size=20) + lines_at(72, 700, ["Text of one."])
+    p1 += text(72, 400, "Chapter 2", font="F2", size=20) + lines_at(72, 360, ["Text of two."])
+    p2 = text(72, 740, "Chapter 3", font="F2", size=20) + lines_at(72, 700, ["Text of three."])
+    return simple_pdf([p1, p2], title="Chapters")
+
+
+def test_outline_splits_mid_page_at_xyz_top(tmp_path: Path) -> None:
+    outline = [Mark("One", 0, 760), Mark("Two", 0, 420), Mark("Two A", 0, 380, level=2),
+               Mark("Three", 1, None)]
+    p1 = text(72, 740, "One", font="F2", size=20) + lines_at(72, 700, ["Text of one."])
+    p1 += text(72, 400, "Two", font="F2", size=20) + lines_at(72, 360, ["Text of two."])
+    p2 = lines_at(72, 700, ["Text of three."])
+    book = read(tmp_path, simple_pdf([p1, p2], outline=outline))
+    assert [(c.title, c.level) for c in book.chapters] == [
+        ("One", 1), ("Two", 1), ("Two A", 2), ("Three", 1)
+    ]
+    assert [c.text for c in book.chapters] == ["Text of one.", "", "Text of two.", "Text of three."]
+
+
+def test_front_text_before_first_bookmark_joins_first_chapter(tmp_path: Path) -> None:
+    p1 = lines_at(72, 700, ["Title page text."])
+    p2 = lines_at(72, 700, ["Chapter text."])
+    book = read(tmp_path, simple_pdf([p1, p2], outline=[Mark("Only", 1, None)]))
+    assert [c.title for c in book.chapters] == ["Only"]
+    assert book.chapters[0].text == "Title page text.\n\nChapter text."
+
+
+def test_headings_when_there_is_no_outline(tmp_path: Path) -> None:
+    book = read(tmp_path, _two_chapter_pdf())
+    assert [c.title for c in book.chapters] == ["Chapter 1", "Chapter 2", "Chapter 3"]
+    assert [c.text for c in book.chapters] == ["Text of one.", "Text of two.", "Text of three."]
+
+
+def test_split_by_pages_and_none(tmp_path: Path) -> None:
+    book = read(tmp_path, _two_chapter_pdf(), split_by="pages:1")
+    assert [c.title for c in book.chapters] == ["Page 1", "Page 2"]
+    book = read(tmp_path, _two_chapter_pdf(), split_by="none")
+    assert [c.title for c in book.chapters] == ["Chapters"]
+    assert "Text of three." in book.chapters[0].text
+    with pytest.raises(ConfigError):
+        read(tmp_path, _two_chapter_pdf(), split_by="pages:0")
+
+
+def test_split_by_headings_ignores_outline(tmp_path: Path) -> None:
+    p1 = text(72, 740, "Chapter 1", font="F2", size=20) + lines_at(72, 700, ["Text of one."])
+    data = simple_pdf([p1], outline=[Mark("Bookmark", 0, None)])
+    assert [c.title for c in read(tmp_path, data).chapters] == ["Bookmark"]
+    assert [c.title for c in read(tmp_path, data, split_by="headings").chapters] == ["Chapter 1"]
+
+
+def test_metadata_title_author_language(tmp_path: Path) -> None:
+    data = simple_pdf([lines_at(72, 700, ["Hello."])], title="  A Title\x00 ", author="Ann Author",
+                      lang="de-DE")
+    book = read(tmp_path, data)
+    assert (book.title, book.authors, book.language) == ("A Title", ("Ann Author",), "de-DE")
+
+
+def test_title_falls_back_to_large_print_then_file_name(tmp_path: Path) -> None:
+    body = lines_at(72, 700, ["The body text of the document.", "More of it."])
+    data = simple_pdf([text(72, 740, "Big Title", size=24) + body])
+    assert read(tmp_path, data).title == "Big Title"
+    data = simple_pdf([lines_at(72, 700, ["Body."])], title="")
+    assert read(tmp_path, data, name="my-report.pdf").title == "my-report"
+
+
+def test_encrypted_aes_needs_the_password(tmp_path: Path) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    src = tmp_path / "plain.pdf"
+    src.write_bytes(simple_pdf([lines_at(72, 700, ["Secret text."])]))
+    writer = PdfWriter(clone_from=PdfReader(src))
+    writer.encrypt(user_password="pw", owner_password="owner", algorithm="AES-256")
+    enc = tmp_path / "enc.pdf"
+    with open(enc, "wb") as fh:
+        writer.write(fh)
+    with pytest.raises(EncryptedDocument) as err:
+        PdfIngestor().read(enc, IngestOptions())
+    assert str(err.value) == f"{enc}: encrypted; wrong or missing password (use --password)"
+    with pytest.raises(EncryptedDocument):
+        PdfIngestor().read(enc, IngestOptions(password="wrong"))
+    book = PdfIngestor().read(enc, IngestOptions(password="pw"))
+    assert book.chapters[0].text == "Secret text."
+
+
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        (b"", "empty file (0 bytes), not a PDF"),
+        (b"<html>not a pdf</html>", "not a PDF (no %PDF- header)"),
+        (b"%PDF-1.4\n1 0 obj << >> endobj\n", "broken PDF: "),
+    ],
+)
+def test_corrupt_files_one_line_error(tmp_path: Path, data: bytes, problem: str) -> None:
+    with pytest.raises(CorruptDocument) as err:
+        read(tmp_path, data)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(str(tmp_path / "doc.pdf") + ": " + problem)
+
+
+def test_page_without_text_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(NoTextError) as err:
+        read(tmp_path, simple_pdf(["0 0 m 100 100 l S\n"]))
+    assert "no text layer" in str(err.value)
+
+
+def test_damaged_page_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    broken = lines_at(72, 700, ["Other page."])
+    data = simple_pdf([lines_at(72, 700, ["Good page."]), broken])
+    # the second page's content stream claims a compression its bytes do not have
+    head = b"<< /Length %d >>\nstream\n" % len(broken)
+    assert data.count(head) == 1
+    data = data.replace(head, b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(broken))
+    book = read(tmp_path, data)
+    assert "Good page." in all_text(book)
+    assert any("2" in w for w in book.warnings), book.warnings
+
+
+def test_suitable_by_extension_and_magic(tmp_path: Path) -> None:
+    odd = tmp_path / "report.bin"
+    odd.write_bytes(simple_pdf([lines_at(72, 700, ["x."])]))
+    assert PdfIngestor.suitable(odd)
+    assert PdfIngestor.suitable(tmp_path / "missing.PDF")
+    other = tmp_path / "notes.txt"
+    other.write_text("hello")
+    assert not PdfIngestor.suitable(other)
