@@ -226,15 +226,30 @@ class Emulator:
         self._scheduler = threading.Thread(target=self._schedule_loop, name="polly-scheduler",
                                            daemon=True)
         self._scheduler.start()
-        session = boto3.session.Session(aws_access_key_id=options.access_key,
-                                        aws_secret_access_key=options.secret_key,
-                                        region_name=options.region)
-        cfg = botocore.config.Config(s3={"addressing_style": "path"},
-                                     retries={"mode": "standard", "total_max_attempts": 3})
-        self.s3 = (session.client("s3", endpoint_url=options.s3_endpoint, config=cfg)
-                   if options.s3_endpoint else None)
-        sns_url = options.sns_endpoint or options.s3_endpoint
-        self.sns = session.client("sns", endpoint_url=sns_url, config=cfg) if sns_url else None
+        self._clients: dict[str, Any] = {}
+
+    def _client(self, service: str, url: str | None) -> Any:
+        """A boto3 client for moto's S3 or SNS, made on first use (None without a URL)."""
+        if url is None:
+            return None
+        with self._lock:
+            if service not in self._clients:
+                session = boto3.session.Session(aws_access_key_id=self.options.access_key,
+                                                aws_secret_access_key=self.options.secret_key,
+                                                region_name=self.options.region)
+                cfg = botocore.config.Config(s3={"addressing_style": "path"},
+                                             retries={"mode": "standard",
+                                                      "total_max_attempts": 3})
+                self._clients[service] = session.client(service, endpoint_url=url, config=cfg)
+            return self._clients[service]
+
+    @property
+    def s3(self) -> Any:
+        return self._client("s3", self.options.s3_endpoint)
+
+    @property
+    def sns(self) -> Any:
+        return self._client("sns", self.options.sns_endpoint or self.options.s3_endpoint)
 
     # --- bookkeeping ------------------------------------------------------------------
 
