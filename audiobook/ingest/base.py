@@ -17,6 +17,7 @@ class IngestOptions:
     skip_matter: bool = False  # leave out front and back matter (copyright, colophon, index)
     footnotes: str = "end"  # "end" | "drop"
     captions: bool = True  # HTML: read figure captions and alt text
+    tables: str = "summary"  # HTML/Markdown: "summary" (spoken description) | "skip" | "read"
 
 
 class Ingestor:
