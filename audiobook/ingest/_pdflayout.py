@@ -272,7 +272,15 @@ def furniture(pages: Sequence[Sequence[Line]], labels: Sequence[str] | None = No
     several pages), or when its letters repeat (fuzzily: OCR misreads) on other pages.
     """
     n = len(pages)
+    gaps = [
+        a.y - b.y
+        for lines in pages
+        for a, b in zip(lines, lines[1:])
+        if a.page == b.page and 0 < a.y - b.y < 3 * a.size
+    ]
+    line_gap = statistics.median(gaps) if gaps else 14.0
     cands: list[tuple[int, int, Line]] = []
+    found: set[tuple[int, int]] = set()
     for p, lines in enumerate(pages):
         if not lines:
             continue
@@ -280,15 +288,23 @@ def furniture(pages: Sequence[Sequence[Line]], labels: Sequence[str] | None = No
         # the outermost line at each edge; the next one too on fuller pages (a running
         # head over a line of small print, a page number under a footer)
         depth = 2 if len(lines) >= 8 else 1
-        picked = order[:depth] + order[-depth:]
-        for i in dict.fromkeys(picked):
-            if len(lines[i].text) <= 120 and (len(lines) >= 3 or _NUM.match(lines[i].text.strip())):
-                cands.append((p, i, lines[i]))
-    found: set[tuple[int, int]] = set()
-    # 1. bare page numbers
-    for p, i, ln in cands:
-        if _NUM.match(ln.text.strip()):
-            found.add((p, i))
+        edges = [(k, k + 1) for k in range(depth)] + [(-k - 1, -k - 2) for k in range(depth)]
+        for pos, inner in edges:
+            if abs(inner) > len(order) - (0 if inner >= 0 else 1) or abs(pos) > len(order):
+                continue
+            i = order[pos]
+            ln = lines[i]
+            if _NUM.match(ln.text.strip()):  # 1. bare page numbers
+                found.add((p, i))
+                continue
+            if len(ln.text) > 120 or len(lines) < 3:
+                continue
+            # a running head or foot stands apart from the text block
+            if 0 <= inner < len(order) or -len(order) <= inner < 0:
+                gap = abs(ln.y - lines[order[inner]].y)
+                if gap < 1.4 * line_gap:
+                    continue
+            cands.append((p, i, ln))
     # 2. numbers following the page sequence
     offsets: Counter[int] = Counter()
     edge_nums: dict[tuple[int, int], int] = {}
