@@ -133,6 +133,12 @@ def _detect(raw: bytes) -> str | None:
     if best is None:
         return None
     guess = codec_for(best.encoding)
+    # Short Japanese texts in Shift_JIS are often guessed as Korean or Chinese. Hiragana
+    # (bytes 0x82 0x9F-0xF1) is frequent in any Japanese text and the bytes that make it
+    # are rare in Korean or Chinese code pages, so a strict cp932 decoding rich in
+    # hiragana settles it.
+    if guess != "cp932" and _hiragana_share(raw, "cp932") >= 0.05:
+        return "cp932"
     # Single-byte Latin code pages are hard to tell apart on short texts; where the bytes
     # are valid windows-1252 (the web's default for undeclared pages), prefer it.
     if guess and guess != "cp1252" and _SINGLE_BYTE_LATIN.match(guess):
@@ -142,6 +148,18 @@ def _detect(raw: bytes) -> str | None:
             return guess
         return "cp1252"
     return guess
+
+
+def _hiragana_share(raw: bytes, codec: str) -> float:
+    try:
+        # Incremental, so that a character cut at the end of the sample is not an error.
+        text = codecs.getincrementaldecoder(codec)().decode(raw[:200_000], final=False)
+    except UnicodeDecodeError:
+        return 0.0
+    wide = [c for c in text if ord(c) > 0x7F]
+    if not wide:
+        return 0.0
+    return sum(1 for c in wide if "\u3040" <= c <= "\u309f") / len(wide)
 
 
 # Latin-script single-byte code pages (not Cyrillic, Greek, Hebrew, Arabic or Thai ones).
