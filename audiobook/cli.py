@@ -575,3 +575,60 @@ def main(argv: list[str] | None = None) -> None:
 
 # --- more commands ----------------------------------------------------------------------
 # Commands of other features are appended below this line, one function each.
+
+
+@cli.command(name="podcast")
+@click.argument("articles", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--feed", "feed_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Feed folder: episodes, chapters, transcripts and feed.xml go here.")
+@click.option("--title", default=None, help="Channel title [default: kept, else folder name].")
+@click.option("--base-url", default=None, metavar="URL",
+              help="Where the feed folder is served [default: its file:// URI].")
+@click.option("--image", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Channel artwork (JPEG or PNG, square).")
+@click.option("--description", default=None, help="Channel description.")
+@click.option("--author", default=None, help="Channel author [default: the title].")
+@click.option("--format", "fmt", type=click.Choice(["m4b", "mp3"]), default="m4b",
+              show_default=True, help="Episode audio: M4B (AAC) or MP3, with chapters.")
+@click.option("--no-captions", is_flag=True, help="Do not read figure captions and alt text.")
+@engine_options
+@ingest_options
+@state_options
+@click.option("--jobs", type=click.IntRange(min=0), default=0,
+              help="Local synthesis processes [default: one per core].")
+def podcast_cmd(articles: tuple[Path, ...], feed_dir: Path, title: str | None,
+                base_url: str | None, image: Path | None, description: str | None,
+                author: str | None, no_captions: bool, jobs: int, **kw: Any) -> None:
+    """Turn ARTICLES (HTML, Markdown, text) into podcast episodes and an RSS feed.
+
+    Each article becomes an episode with chapters from its headings, a WebVTT
+    transcript and Podcasting 2.0 chapters; feed.xml lists every episode of the folder.
+    Re-running with more articles adds them and keeps the others as they are.
+
+    Example:
+
+    \b
+        audiobook podcast saved/*.html --feed site/podcast \\
+            --title "Read Later" --base-url https://example.org/podcast/ --image art.jpg
+    """
+    import dataclasses
+
+    from .podcast import PodcastOptions, build_episodes
+    from .progress import RichHooks
+
+    opts = _convert_options(kw, workers=jobs)
+    if no_captions:
+        opts = dataclasses.replace(opts, ingest=dataclasses.replace(opts.ingest, captions=False))
+    channel = PodcastOptions(title=title, base_url=base_url, image=image,
+                             description=description, author=author)
+    console = _stderr()
+    result = build_episodes(
+        list(articles), feed_dir, opts, channel,
+        hooks_factory=lambda article: RichHooks(console, label=article.name),
+        on_episode=lambda status, ep: click.echo(f"{status:<8} {ep.title} -> {ep.audio}"),
+    )
+    for w in result.warnings:
+        click.echo(f"audiobook: warning: {w}", err=True)
+    click.echo(f"{result.feed}: {len(result.episodes)} episodes ({len(result.added)} added, "
+               f"{len(result.updated)} updated, {len(result.kept)} kept)")
