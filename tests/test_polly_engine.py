@@ -657,3 +657,69 @@ def test_iam_policy_names_exactly_the_calls_made(polly_emulator, engine_on, s3_c
     # Done on our behalf with our rights: Polly publishes to SNS, S3 uses the KMS key.
     on_our_behalf = {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"}
     assert used == granted - on_our_behalf
+
+
+class LossyProxy:
+    """An HTTP relay in front of the emulator that, ``lose`` times, lets a start call
+    reach Polly and then answers 500 instead of Polly's answer (a lost response)."""
+
+    def __init__(self, target: str) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlparse
+
+        self.lose = 0
+        proxy = self
+        host, port = urlparse(target).hostname, urlparse(target).port
+
+        class Handler(BaseHTTPRequestHandler):
+            def relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                conn = http.client.HTTPConnection(host, port, timeout=30)
+                conn.request(self.command, self.path, body, dict(self.headers))
+                resp = conn.getresponse()
+                data = resp.read()
+                if self.command == "POST" and self.path == "/v1/synthesisTasks" and proxy.lose:
+                    proxy.lose -= 1
+                    lost = b'{"message":"connection reset after the task was created"}'
+                    self.send_response(500)
+                    self.send_header("x-amzn-ErrorType", "ServiceFailureException")
+                    self.send_header("Content-Length", str(len(lost)))
+                    self.end_headers()
+                    self.wfile.write(lost)
+                    return
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = relay
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_lost_start_answer_is_not_paid_twice(polly_emulator, billing, moto_server, s3_bucket):
+    proxy = LossyProxy(polly_emulator.url)
+    try:
+        engine = PollyEngine(voice="Joanna", bucket=s3_bucket,
+                             polly=_recorded_client("polly", proxy.url),
+                             s3=_recorded_client("s3", moto_server))
+        proxy.lose = 1
+        ref = engine.submit(CHUNK, _key())  # 500 after the task was made: found, reused
+        assert [t.task_id for t in billing.new_tasks] == [ref.task_id]
+        assert wait_done(engine, ref).status == "completed"
+    finally:
+        proxy.close()

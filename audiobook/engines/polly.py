@@ -64,7 +64,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -593,6 +593,7 @@ class PollyEngine(Engine):
         self._pending: dict[str, _Pending] = {}
         self._notified: dict[str, dict[str, str]] = {}
         self._half_started: dict[str, dict[str, Any]] = {}
+        self._uncertain: dict[tuple[str, bool], float] = {}
         self._workdir: Path | None = None
         ext = _EXT.get(output_format, output_format)
         rate = int(self.sample_rate or default_sample_rate(output_format, polly_engine))
@@ -695,12 +696,15 @@ class PollyEngine(Engine):
         if self.marks and self.polly_engine == "generative":
             raise ConfigError("--marks: the generative engine produces no speech marks")
 
-    def preflight(self) -> None:
+    def preflight(self, ssml: Iterable[str] = ()) -> None:
         """Every check that can fail before a task is started (nothing is billed):
-        options, bucket exists and is writable (a probe object is written and deleted),
-        KMS key matches the bucket's default encryption, voice exists and supports the
-        engine, lexicons exist, SNS topic exists. Raises ConfigError on one line."""
+        options, the SSML of ``ssml`` (chunks' documents, when given) against the
+        engine's tag support, bucket exists and is writable (a probe object is written
+        and deleted), KMS key matches the bucket's default encryption, voice exists and
+        supports the engine, lexicons exist, SNS topic exists. ConfigError on one line."""
         self.check_options()
+        for doc in ssml:
+            self.validate_ssml(doc)
         self._check_bucket()
         self._check_voice()
         for name in self.lexicons:
@@ -858,14 +862,29 @@ class PollyEngine(Engine):
         if self.sns_topic:
             self._ensure_queue()
             params["SnsTopicArn"] = self.sns_topic
+        doubt = (key, marks)
+        with self._lock:
+            earlier = self._uncertain.get(doubt)
+        if earlier is not None:
+            # An earlier start for this key failed in a way that may have created the
+            # task (5xx, lost connection): look before paying again.
+            found = self._find_task(key, earlier, want_marks=marks)
+            with self._lock:
+                self._uncertain.pop(doubt, None)
+            if found is not None:
+                log.info("reusing task %s started by an earlier, failed call", found["TaskId"])
+                return found
         try:
             resp = _call(
                 "Polly StartSpeechSynthesisTask", self.polly.start_speech_synthesis_task, **params
             )
         except TransientEngineError:
-            # The task may exist although the answer was lost: reuse it, never pay twice.
+            with self._lock:
+                self._uncertain[doubt] = since
             found = self._find_task(key, since, want_marks=marks)
             if found is not None:
+                with self._lock:
+                    self._uncertain.pop(doubt, None)
                 log.info("start call failed but task %s exists; reusing it", found["TaskId"])
                 return found
             raise
@@ -924,7 +943,14 @@ class PollyEngine(Engine):
         needle = f"/{self.prefix}{key}/"
         cutoff = since - RECOVER_SKEW_S
         best: dict[str, Any] | None = None
+        newest_first, last_ts = True, float("inf")
         for task in list_tasks(self.polly):
+            created = task.get("CreationTime")
+            ts = created.timestamp() if hasattr(created, "timestamp") else float(created or 0)
+            newest_first = newest_first and ts <= last_ts
+            last_ts = ts
+            if ts < cutoff and newest_first:
+                break  # listed newest first: everything after this is older still
             uri = unquote(task.get("OutputUri") or "")
             if needle not in uri and not uri.startswith(f"s3://{self.bucket}/{self.prefix}{key}/"):
                 continue
@@ -932,8 +958,6 @@ class PollyEngine(Engine):
                 continue
             if task.get("TaskStatus") == "failed":
                 continue
-            created = task.get("CreationTime")
-            ts = created.timestamp() if hasattr(created, "timestamp") else float(created or 0)
             if ts < cutoff:
                 continue
             rank = (task.get("TaskStatus") == "completed", ts)
@@ -980,7 +1004,7 @@ class PollyEngine(Engine):
                 self._pending.setdefault(task_id, _Pending(checked=self._clock()))
 
     def poll(self, ref: TaskRef) -> TaskState:
-        if ref.extra.get("mode") == "sync" or ref.task_id.startswith("sync-"):
+        if _is_sync(ref):
             path = ref.extra.get("path")
             if path and Path(path).exists():
                 return TaskState("completed", output_uri=ref.output_uri)
@@ -1020,9 +1044,13 @@ class PollyEngine(Engine):
         )
         task = resp["SynthesisTask"]
         status = task.get("TaskStatus", "scheduled")
-        if self.sns_topic and status in ("completed", "failed"):
+        if self.sns_topic:
             with self._lock:
-                self._pending.pop(task_id, None)
+                if status in ("completed", "failed"):
+                    self._pending.pop(task_id, None)
+                else:  # wait for its notification (or the grace time) before asking again
+                    entry = self._pending.setdefault(task_id, _Pending(checked=self._clock()))
+                    entry.status = status
         return _state(status, task.get("TaskStatusReason") or "", task.get("OutputUri") or "")
 
     # -- SNS -> SQS -----------------------------------------------------------------
@@ -1145,8 +1173,8 @@ class PollyEngine(Engine):
 
     def fetch(self, ref: TaskRef, dest: Path) -> None:
         dest = Path(dest)
-        if ref.extra.get("mode") == "sync":
-            _copy_atomic(Path(ref.extra["path"]), dest)
+        if _is_sync(ref):
+            _copy_atomic(Path(ref.extra.get("path", "")), dest)
             return
         bucket, key = self._location(ref, marks=False)
         self._download(bucket, key, dest, wav_rate=(
@@ -1160,8 +1188,8 @@ class PollyEngine(Engine):
         dest = Path(dest)
         if not self.marks:
             raise ConfigError("this engine was not asked for speech marks (--marks)")
-        if ref.extra.get("mode") == "sync":
-            _copy_atomic(Path(ref.extra["marks_path"]), dest)
+        if _is_sync(ref):
+            _copy_atomic(Path(ref.extra.get("marks_path", "")), dest)
             return
         bucket, key = self._location(ref, marks=True)
         self._download(bucket, key, dest)
@@ -1201,6 +1229,10 @@ class PollyEngine(Engine):
                 self._workdir = None
 
 
+def _is_sync(ref: TaskRef) -> bool:
+    return ref.extra.get("mode") == "sync" or ref.task_id.startswith("sync-")
+
+
 def _state(status: str, reason: str, output_uri: str) -> TaskState:
     if status == "failed":
         return TaskState(
@@ -1225,7 +1257,7 @@ def _same_key(have: str, want: str) -> bool:
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:
-    if not src.exists():
+    if not src.is_file():
         raise TransientEngineError(f"synchronous output {src} is gone; synthesize again")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
