@@ -273,3 +273,18 @@ def test_suitable_by_extension_and_magic(tmp_path: Path) -> None:
     other = tmp_path / "notes.txt"
     other.write_text("hello")
     assert not PdfIngestor.suitable(other)
+
+
+def test_matter_roles_skip_matter_and_dropped_notes(tmp_path: Path) -> None:
+    p1 = lines_at(72, 700, ["Contents line."])
+    p2 = text(72, 700, "Body with a note") + text(162, 705, "1", size=7) + text(167, 700, ".")
+    p2 += lines_at(72, 686, ["More body text here."]) + text(72, 80, "1 The note.", size=8)
+    p3 = lines_at(72, 700, ["apple, 3"])
+    outline = [Mark("Contents", 0), Mark("1 Story", 1), Mark("Index", 2)]
+    data = simple_pdf([p1, p2, p3], outline=outline)
+    book = read(tmp_path, data)
+    assert [c.role for c in book.chapters] == ["front", "body", "back"]
+    assert [b.text for b in book.chapters[1].footnotes] == ["The note."]
+    book = read(tmp_path, data, skip_matter=True, footnotes="drop")
+    assert [c.title for c in book.chapters] == ["1 Story"]
+    assert book.chapters[0].footnotes == ()

@@ -21,12 +21,12 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import CorruptDocument, EncryptedDocument, InputError, NoTextError
-from ..model import Block, Book, Chapter
+from ..model import Block, Book, Chapter, ChapterRole
 from . import _pdflayout as lay
 from .base import IngestOptions, Ingestor
 
@@ -497,6 +497,11 @@ class PdfIngestor(Ingestor):
             warnings.append(f"pages with no text layer (scanned images) skipped: {_ranges(imageonly)}")
         doc = layout_pages(raw_lines, widths_of_pages, labels)
         chapters = make_chapters(doc, outline, options.split_by, labels, meta["title"], warnings)
+        chapters = [replace(ch, role=_role_from_title(ch.title)) for ch in chapters]
+        if options.skip_matter and any(ch.role == "body" for ch in chapters):
+            chapters = [ch for ch in chapters if ch.role == "body"]
+        if options.footnotes == "drop":
+            chapters = [replace(ch, footnotes=()) for ch in chapters]
         text = "".join(b.text for ch in chapters for b in ch.blocks)
         return Book(
             title=meta["title"],
@@ -831,6 +836,32 @@ def _title_from_text(pages: Sequence[Sequence[lay.Line]]) -> str | None:
             return None
         return title if 2 <= len(title) <= 200 else None
     return None
+
+
+_FRONT = re.compile(
+    r"^((table of )?contents|inhalt(sverzeichnis)?|copyright|impressum|title page|titelseite|"
+    r"sommaire|table des mati[eè]res)$",
+    re.I,
+)
+_BACK = re.compile(
+    r"^(index|stichwortverzeichnis|register|sachregister|bibliography|bibliographie|"
+    r"literatur(verzeichnis)?|references|glossary|glossar|symbolverzeichnis|"
+    r"abk[üu]rzungsverzeichnis|abbildungsverzeichnis|bildquellen|list of (figures|tables)|"
+    r"colophon|kolophon|about the author)$",
+    re.I,
+)
+
+
+def _role_from_title(title: str) -> ChapterRole:
+    """Front and back matter by its usual titles (numbering ignored), for --skip-matter."""
+    bare = re.sub(r"^[\dA-Z]{1,3}(\.\d+)*\.?\s+(?=\w)", "", title.strip()) if re.match(
+        r"^\d", title.strip()
+    ) else title.strip()
+    if _FRONT.match(bare):
+        return "front"
+    if _BACK.match(bare):
+        return "back"
+    return "body"
 
 
 def _page_labels(reader: Any, n: int) -> list[str] | None:
