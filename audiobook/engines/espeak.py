@@ -8,7 +8,10 @@ function to make real audio.
 from __future__ import annotations
 
 import ctypes
+import os
+import tempfile
 import threading
+from collections.abc import Callable
 
 import espeakng_loader
 
@@ -18,10 +21,26 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _espeakCHARS_UTF8 = 1
 _espeakSSML = 0x10
 _EE_OK = 0
+_espeakRATE = 1
+RATE_NORMAL = 175  # espeak-ng's default speaking rate, words per minute
 
 _SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
+
+
+class _Voice(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_void_p),  # (priority byte, NUL-terminated language)*, 0
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
 
 
 class _Espeak:
@@ -38,14 +57,20 @@ class _Espeak:
             raise EngineError("espeak-ng failed to initialise", expected=False)
         self.sample_rate = rate
         self._buf = bytearray()
+        self._sink: Callable[[bytes], object] | None = None
+        self._samples = 0
         self._cb = _SynthCallback(self._on_audio)  # keep a reference: C holds the pointer
         self.lib.espeak_SetSynthCallback(self._cb)
         self.voice: str | None = None
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # re-entered by synthesize_to and phonemes
 
     def _on_audio(self, wav, n, events) -> int:  # noqa: ANN001
         if n > 0:
-            self._buf.extend(ctypes.string_at(wav, n * 2))
+            self._samples += n
+            if self._sink is not None:
+                self._sink(ctypes.string_at(wav, n * 2))
+            else:
+                self._buf.extend(ctypes.string_at(wav, n * 2))
         return 0  # 0 = go on
 
     def set_voice(self, voice: str) -> None:
@@ -54,19 +79,49 @@ class _Espeak:
                 raise ConfigError(f"espeak-ng has no voice {voice!r}")
             self.voice = voice
 
-    def synth(self, text: str, voice: str, ssml: bool, rate_wpm: int | None) -> bytes:
+    def synth(self, text: str, voice: str, ssml: bool, rate_wpm: int | None,
+              sink: Callable[[bytes], object] | None = None) -> bytes:
+        """Synthesize ``text``; with ``sink`` the audio goes to it block by block (as
+        espeak-ng makes it, so memory stays flat) and b"" is returned."""
         with self.lock:
             self.set_voice(voice)
-            if rate_wpm:
-                self.lib.espeak_SetParameter(1, rate_wpm, 0)  # espeakRATE
+            # Always set the rate: it persists between calls otherwise.
+            self.lib.espeak_SetParameter(_espeakRATE, rate_wpm or RATE_NORMAL, 0)
             self._buf = bytearray()
+            self._sink = sink
+            self._samples = 0
             data = text.encode("utf-8")
             flags = _espeakCHARS_UTF8 | (_espeakSSML if ssml else 0)
-            err = self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, flags, None, None)
+            try:
+                err = self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, flags, None, None)
+            finally:
+                self._sink = None
             if err != _EE_OK:
                 raise EngineError(f"espeak-ng synthesis failed (error {err})", expected=False)
             out, self._buf = bytes(self._buf), bytearray()
             return out
+
+    def voices(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(name, identifier, languages) of every installed voice."""
+        self.lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+        arr = self.lib.espeak_ListVoices(None)
+        out = []
+        i = 0
+        while arr[i]:
+            v = arr[i].contents
+            langs = []
+            p = v.languages
+            while p and ctypes.c_ubyte.from_address(p).value:
+                lang = ctypes.string_at(p + 1)
+                langs.append(lang.decode("utf-8", "replace"))
+                p += 2 + len(lang)
+            out.append((
+                (v.name or b"").decode("utf-8", "replace"),
+                (v.identifier or b"").decode("utf-8", "replace"),
+                tuple(langs),
+            ))
+            i += 1
+        return out
 
 
 _instance: _Espeak | None = None
@@ -90,6 +145,53 @@ def synthesize(text: str, voice: str = "en", *, ssml: bool = True,
     """Synthesize ``text`` (SSML by default) and return (PCM s16le mono, sample rate)."""
     eng = _espeak()
     return eng.synth(text, voice, ssml, rate_wpm), eng.sample_rate
+
+
+def synthesize_to(sink: Callable[[bytes], object], text: str, voice: str = "en", *,
+                  ssml: bool = True, rate_wpm: int | None = None) -> tuple[int, int]:
+    """Synthesize ``text`` block by block into ``sink`` (PCM s16le mono) without holding
+    it in memory; returns (samples written, sample rate)."""
+    eng = _espeak()
+    with eng.lock:
+        eng.synth(text, voice, ssml, rate_wpm, sink)
+        return eng._samples, eng.sample_rate
+
+
+def version() -> str:
+    """The library's version string ("1.52.0"); needs no initialisation."""
+    lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    lib.espeak_Info.restype = ctypes.c_char_p
+    lib.espeak_Info.argtypes = [ctypes.c_void_p]
+    raw = lib.espeak_Info(None)
+    return raw.decode("ascii", "replace") if raw else "unknown"
+
+
+def voices() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(name, identifier, languages) of every voice espeak-ng has."""
+    return _espeak().voices()
+
+
+def phonemes(text: str, voice: str = "en", *, ssml: bool = True) -> str:
+    """The phonemes espeak-ng speaks for ``text`` (its phoneme trace), to check what a
+    piece of SSML is read as: tag names or stray words show up here."""
+    libc = ctypes.CDLL(None)
+    libc.fdopen.restype = ctypes.c_void_p
+    libc.fdopen.argtypes = [ctypes.c_int, ctypes.c_char_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    eng = _espeak()
+    eng.lib.espeak_SetPhonemeTrace.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    with tempfile.TemporaryFile() as f, eng.lock:
+        fp = libc.fdopen(os.dup(f.fileno()), b"w")
+        if not fp:
+            raise EngineError("cannot open a phoneme trace", expected=False)
+        eng.lib.espeak_SetPhonemeTrace(1, fp)
+        try:
+            eng.synth(text, voice, ssml, None, lambda _b: None)
+        finally:
+            eng.lib.espeak_SetPhonemeTrace(0, None)
+            libc.fclose(fp)
+        f.seek(0)
+        return f.read().decode("utf-8", "replace")
 
 
 def has_voice(voice: str) -> bool:

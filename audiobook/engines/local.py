@@ -1,0 +1,293 @@
+"""The offline engine: espeak-ng in a pool of worker processes.
+
+libespeak-ng keeps global state (one text at a time per process), so every core gets
+its own process. A chunk's audio is written by the worker straight to a WAV file (PCM
+s16le mono at espeak-ng's 22,050 Hz) block by block, so neither the worker nor this
+process ever holds a whole chunk in memory; ``fetch`` moves that file into place.
+
+    LocalEngine(voice=None, language="fr")   # follows the book's language
+    ref = engine.submit(chunk, key)          # returns at once
+    engine.poll(ref).status                  # "scheduled" | "inProgress" | "completed" | "failed"
+    engine.fetch(ref, dest)                  # dest.wav, whole or not at all
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+import re
+import shutil
+import tempfile
+import threading
+import wave
+import weakref
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from functools import cache
+from pathlib import Path
+
+from ..config import EngineLimits
+from ..errors import ConfigError, EngineError, TaskFailed, TransientEngineError
+from ..model import Chunk
+from .base import AudioFormat, Engine, TaskRef, TaskState
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 22050
+# Bigger chunks mean fewer round trips to the workers; 20,000 characters is about
+# 20 minutes of speech, small enough to spread a chapter over both cores.
+LOCAL_LIMITS = EngineLimits(max_billable=20_000, max_total=40_000)
+
+# Every language tag espeak-ng 1.52 answers to (espeak_ListVoices), so that choosing a
+# voice for a book needs no library call.
+_ESPEAK_LANGUAGES = frozenset("""
+af am an ar as az ba be bg bn bpy bs ca ca-ba ca-nw ca-va chr-US-Qaaa-x-west cmn
+cmn-latn-pinyin cs cv cy da de el en en-029 en-gb en-gb-scotland en-gb-x-gbclan
+en-gb-x-gbcwmd en-gb-x-rp en-shaw en-us en-us-nyc eo es es-419 es-mx et eu fa
+fa-latn fi fo fr fr-be fr-ch fr-fr ga gd gn grc gu hak haw hbs he hi hr ht hu hy
+hy-arevela hy-arevmda hyw ia id io is it ja jbo ka kaa kk kl kn ko kok ku ky la lb
+lfn lt ltg lv mi mk ml mr ms mt mto my nb nci ne nl no nog om or pa pap piqd pl pt
+pt-br pt-pt py qdb qu quc qya ro ru ru-cl ru-lv sd shn si sjn sk sl smj sq sr sv sw
+ta te th ti tk tn tr tt ug uk ur uz vi vi-vn-x-central vi-vn-x-south xex yue zh
+zh-cmn zh-yue
+""".lower().split())
+
+# Tags that name a language espeak-ng knows under another code.
+_ALIASES = {
+    "zh": "cmn", "zh-cn": "cmn", "zh-hans": "cmn", "zh-sg": "cmn", "zh-tw": "cmn",
+    "zh-hant": "cmn", "zh-cmn": "cmn", "zh-hk": "yue", "zh-mo": "yue", "zh-yue": "yue",
+    "iw": "he", "in": "id", "nn": "nb", "no": "nb", "tl": "en", "fil": "en",
+    "sh": "hbs", "cmn-hans": "cmn", "cmn-hant": "cmn",
+}
+DEFAULT_VOICE = "en"
+
+
+def voice_for_language(tag: str | None) -> str:
+    """The espeak-ng voice for a BCP 47 language tag: "en-US" -> "en-us", "fr" -> "fr",
+    "zh" -> "cmn", "pt-BR" -> "pt-br", "de-AT" -> "de". Unknown or missing -> "en"
+    (with a warning for an unknown tag)."""
+    if not tag or not tag.strip():
+        return DEFAULT_VOICE
+    norm = tag.strip().lower().replace("_", "-")
+    parts = norm.split("-")
+    while parts:
+        cand = "-".join(parts)
+        if cand in _ALIASES:
+            return _ALIASES[cand]
+        if cand in _ESPEAK_LANGUAGES:
+            return cand
+        parts.pop()
+    log.warning("no espeak-ng voice for language %r; reading it with %r", tag, DEFAULT_VOICE)
+    return DEFAULT_VOICE
+
+
+# Before these tags, a newline: espeak-ng reads a full stop that follows a quote or a
+# bracket and ends the text or a sentence element as the word "dot" ("'yes'." -> "yes
+# dot"); a line break there makes it a clause end again. It adds no pause.
+_STRUCTURAL_TAG = re.compile(r"(?<=[^\s>])(?=</?(?:s|p|speak|break)\b)")
+
+
+def prepare_ssml(ssml: str) -> str:
+    """Adapt Polly-style SSML to espeak-ng's reading of it (see _STRUCTURAL_TAG)."""
+    return _STRUCTURAL_TAG.sub("\n", ssml)
+
+
+def _synthesize_file(ssml: str, voice: str, rate_wpm: int | None, dest: str) -> int:
+    """Worker process: synthesize ``ssml`` into a WAV file at ``dest``; return samples."""
+    from . import espeak
+
+    tmp = dest + ".part"
+    try:
+        with wave.open(tmp, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(espeak.sample_rate())
+            samples, _rate = espeak.synthesize_to(
+                w.writeframesraw, prepare_ssml(ssml), voice, ssml=True, rate_wpm=rate_wpm
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return samples
+
+
+def _warm_up() -> None:
+    """Worker initializer: load espeak-ng before the first chunk arrives."""
+    from . import espeak
+
+    espeak.sample_rate()
+
+
+@cache
+def _espeak_version() -> str:
+    from . import espeak
+
+    try:
+        return espeak.version()
+    except OSError:
+        return "unknown"
+
+
+class LocalEngine(Engine):
+    """espeak-ng, offline, on every core (``workers=0``: one process per core)."""
+
+    name = "local"
+    limits = LOCAL_LIMITS
+    audio_format = AudioFormat("wav", SAMPLE_RATE)
+
+    def __init__(
+        self,
+        voice: str | None = None,
+        language: str | None = None,
+        workers: int = 0,
+        rate_wpm: int | None = None,
+    ) -> None:
+        if rate_wpm is not None and not 80 <= rate_wpm <= 450:
+            raise ConfigError(f"speaking rate {rate_wpm} words per minute is out of range 80-450")
+        if voice:
+            if not _voice_exists(voice):
+                raise ConfigError(
+                    f"espeak-ng has no voice {voice!r} (see `audiobook voices`)"
+                )
+            self.voice = voice
+        else:
+            self.voice = voice_for_language(language)
+        self.language = language
+        self.rate_wpm = rate_wpm
+        self.workers = workers if workers > 0 else (os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._tasks: dict[str, Future[int]] = {}
+        self._ids = itertools.count(1)
+        self._dir = tempfile.mkdtemp(prefix="audiobook-local-")
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
+
+    # --- Engine -------------------------------------------------------------------------
+
+    def identity(self) -> str:
+        return (
+            f"local:espeak-ng {_espeak_version()}:voice={self.voice}:"
+            f"rate={self.rate_wpm or 'default'}:{SAMPLE_RATE}"
+        )
+
+    def submit(self, chunk: Chunk, key: str) -> TaskRef:
+        task_id = f"local-{next(self._ids)}"
+        dest = os.path.join(self._dir, f"{task_id}.wav")
+        with self._lock:
+            for attempt in (1, 2):
+                pool = self._ensure_pool()
+                try:
+                    fut = pool.submit(_synthesize_file, chunk.ssml, self.voice, self.rate_wpm, dest)
+                    break
+                except BrokenProcessPool:
+                    self._drop_pool()  # a worker died: start a fresh pool once
+                    if attempt == 2:
+                        raise TransientEngineError("espeak-ng worker processes keep dying")
+            self._tasks[task_id] = fut
+        return TaskRef(task_id=task_id, engine=self.name, output_uri=dest)
+
+    def poll(self, ref: TaskRef) -> TaskState:
+        fut = self._future(ref)
+        if not fut.done():
+            return TaskState("inProgress" if fut.running() else "scheduled")
+        exc = fut.exception()
+        if exc is None:
+            return TaskState("completed", output_uri=ref.output_uri)
+        transient = isinstance(exc, (BrokenProcessPool, TransientEngineError, OSError))
+        return TaskState("failed", reason=_one_line(exc), transient=transient)
+
+    def fetch(self, ref: TaskRef, dest: Path) -> None:
+        fut = self._future(ref)
+        try:
+            fut.result()
+        except BrokenProcessPool as e:
+            raise TransientEngineError(f"espeak-ng worker died: {_one_line(e)}") from e
+        except EngineError:
+            raise
+        except Exception as e:
+            raise TaskFailed(f"espeak-ng failed: {_one_line(e)}", reason=_one_line(e)) from e
+        src = ref.output_uri or os.path.join(self._dir, f"{ref.task_id}.wav")
+        dest = Path(dest)
+        try:
+            _move_into_place(Path(src), dest)
+        except OSError as e:
+            raise EngineError(f"{dest}: cannot write audio: {e.strerror or e}") from e
+        with self._lock:
+            self._tasks.pop(ref.task_id, None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_pool()
+            self._tasks.clear()
+        self._finalizer()
+
+    # --- extras -------------------------------------------------------------------------
+
+    @staticmethod
+    def voices() -> list[str]:
+        """Every language/voice name espeak-ng takes for ``--voice`` (sorted)."""
+        return sorted(_ESPEAK_LANGUAGES)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the caller may run threads, and a forked copy of a
+            # process with threads can deadlock.
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_warm_up,
+            )
+        return self._pool
+
+    def _drop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _future(self, ref: TaskRef) -> Future[int]:
+        with self._lock:
+            fut = self._tasks.get(ref.task_id)
+        if fut is None:
+            raise TaskFailed(f"unknown local task {ref.task_id}", reason="unknown task")
+        return fut
+
+
+def _voice_exists(voice: str) -> bool:
+    if voice.lower() in _ESPEAK_LANGUAGES:
+        return True
+    from . import espeak  # a voice name or file ("English (America)", "gmw/en-US")
+
+    try:
+        return espeak.has_voice(voice)
+    except EngineError:
+        return False
+
+
+def _move_into_place(src: Path, dest: Path) -> None:
+    """Move ``src`` to ``dest`` atomically, across file systems too."""
+    try:
+        os.replace(src, dest)
+        return
+    except OSError:
+        if not src.exists():
+            raise
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    src.unlink(missing_ok=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
