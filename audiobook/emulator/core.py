@@ -183,7 +183,8 @@ def default_sample_rate(fmt: str, engine: str) -> int:
 
 
 _CODECS: dict[str, list[str]] = {
-    "mp3": ["-c:a", "libmp3lame", "-b:a", "48k", "-f", "mp3"],
+    # compression_level 9: lame's fastest algorithm, 2-3x faster on long tasks
+    "mp3": ["-c:a", "libmp3lame", "-b:a", "48k", "-compression_level", "9", "-f", "mp3"],
     "ogg_vorbis": ["-c:a", "libvorbis", "-q:a", "3", "-f", "ogg"],
     "ogg_opus": ["-c:a", "libopus", "-b:a", "32k", "-f", "ogg"],
     "pcm": ["-c:a", "pcm_s16le", "-f", "s16le"],
@@ -223,6 +224,7 @@ class Emulator:
         self._seq = itertools.count()
         self._wake = threading.Condition()
         self._stopping = False
+        self._stop = threading.Event()  # wakes workers' waits at shutdown
         self._scheduler = threading.Thread(target=self._schedule_loop, name="polly-scheduler",
                                            daemon=True)
         self._scheduler.start()
@@ -278,6 +280,7 @@ class Emulator:
                 del self._tasks[tid]
 
     def close(self) -> None:
+        self._stop.set()
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
@@ -612,7 +615,7 @@ class Emulator:
         try:
             if reason is not None:
                 self._update(task, injected_failure=reason)
-                time.sleep(min(0.05, self.options.queue_delay))
+                self._stop.wait(min(0.05, self.options.queue_delay))
                 raise _TaskFailure(reason)
             with tempfile.TemporaryDirectory(dir=self._workdir.name) as tmp:
                 voice = BY_ID[task.VoiceId]
@@ -621,9 +624,11 @@ class Emulator:
                                    task.SpeechMarkTypes or [], Path(tmp))
                 due = task.started + task.RequestCharacters / self.options.chars_per_second
                 if (wait := due - time.monotonic()) > 0:
-                    time.sleep(wait)
+                    self._stop.wait(wait)
                 if self.options.faults.slow_s3 > 0:
-                    time.sleep(self.options.faults.slow_s3)
+                    self._stop.wait(self.options.faults.slow_s3)
+                if self._stop.is_set():
+                    raise _TaskFailure("Service shutting down")
                 self._write(task, out)
             self._update(task, TaskStatus="completed", finished=time.monotonic())
             self.count("tasks_completed")
@@ -652,6 +657,8 @@ class Emulator:
         nbytes = 0
         with open(raw, "wb") as f:
             for piece, is_ssml in ssmlmod.espeak_batches(text, text_type):
+                if self._stop.is_set():
+                    raise _TaskFailure("Service shutting down")
                 pcm, src_rate = espeak.synthesize(piece, ev, ssml=is_ssml,
                                                   rate_wpm=self.options.espeak_rate_wpm)
                 if fmt != "json":
@@ -705,7 +712,7 @@ class Emulator:
         self.count("s3_objects_written")
 
     def _notify(self, task: Task) -> None:
-        if not task.SnsTopicArn or self.sns is None:
+        if not task.SnsTopicArn or self.sns is None or self._stop.is_set():
             return
         if self.faults.lose_notification():
             return
