@@ -411,9 +411,9 @@ def test_lexicon_lifecycle(polly_emulator) -> None:
         polly.get_lexicon(Name="lifeLex")
 
 
-def test_module_entry_point_prints_url(moto_server) -> None:
+def test_module_entry_point_prints_url(moto_server, s3_bucket) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "audiobook.emulator", "--port", "0",
-                             "--s3-endpoint", moto_server, "--quota-scale", "10"],
+                             "--s3-endpoint", moto_server, "--quota", "start:standard=0.01:1"],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -421,6 +421,9 @@ def test_module_entry_point_prints_url(moto_server) -> None:
         assert url.startswith("http://127.0.0.1:")
         voices = client(url).describe_voices(Engine="long-form")["Voices"]
         assert {v["Id"] for v in voices} == {"Danielle", "Gregory", "Ruth"}
+        start(client(url), s3_bucket, "One.")
+        with pytest.raises(client(url).exceptions.ThrottlingException):
+            start(client(url), s3_bucket, "Two.")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -11,7 +11,19 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from .quotas import DEFAULT_QUOTAS
 from .server import serve
+
+
+def _quota(text: str) -> tuple[str, tuple[float, int]]:
+    name, _, value = text.partition("=")
+    rate, _, burst = value.partition(":")
+    if name not in DEFAULT_QUOTAS:
+        raise argparse.ArgumentTypeError(f"unknown quota {name!r}")
+    try:
+        return name, (float(rate), int(burst or max(1, round(float(rate)))))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad quota {text!r} (want NAME=RATE:BURST)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quota-scale", type=float, default=1.0,
                    help="multiply every rate quota (e.g. 10 for fast tests)")
     p.add_argument("--no-quotas", action="store_true", help="turn rate quotas off")
+    p.add_argument("--quota", action="append", default=[], type=_quota, metavar="NAME=RATE:BURST",
+                   help="set one quota exactly, e.g. start:standard=10:12 (names: "
+                        + ", ".join(DEFAULT_QUOTAS) + ")")
     p.add_argument("--voices-page-size", type=int)
     p.add_argument("--espeak-rate", type=int, help="espeak-ng words per minute")
     f = p.add_argument_group("faults")
@@ -49,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sns_endpoint=args.sns_endpoint, queue_delay=args.queue_delay,
         chars_per_second=args.chars_per_second, workers=args.workers,
         quota_scale=args.quota_scale, quotas_enabled=not args.no_quotas,
+        quota_overrides=dict(args.quota),
         voices_page_size=args.voices_page_size, espeak_rate_wpm=args.espeak_rate,
         throttle_rate=args.throttle_rate, error5xx_rate=args.error5xx_rate,
         fail_rate=args.fail_rate, permanent_fail_rate=args.permanent_fail_rate,
