@@ -95,10 +95,39 @@ def decode_bytes(raw: bytes, *, markup: bool) -> Decoded:
     return Decoded(text, encoding, how)
 
 
+def looks_binary(raw: bytes) -> bool:
+    """Whether ``raw`` is not text at all (an image, an archive, random bytes): over 5%
+    of its first 8 KB are control bytes that no text encoding produces. UTF-16/32 text
+    (with a BOM, or ASCII-range UTF-16 whose zero bytes all sit on one parity) is text."""
+    if any(raw.startswith(bom) for bom, _ in _BOMS):
+        return False
+    head = raw[:8192]
+    if not head:
+        return False
+    controls = sum(1 for b in head if b < 0x20 and b not in (0x09, 0x0A, 0x0C, 0x0D, 0x1B))
+    if controls <= len(head) * 0.05:
+        return False
+    return _utf16_without_bom(head) is None
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    even = head[0::2].count(0)
+    odd = head[1::2].count(0)
+    half = len(head) // 2
+    if half and odd >= half * 0.4 and even == 0:
+        return "utf-16-le"
+    if half and even >= half * 0.4 and odd == 0:
+        return "utf-16-be"
+    return None
+
+
 def _decode(raw: bytes, *, markup: bool) -> tuple[str, str, str]:
     for bom, enc in _BOMS:
         if raw.startswith(bom):
             return raw[len(bom):].decode(enc, errors="replace"), enc, "bom"
+    utf16 = _utf16_without_bom(raw[:8192]) if b"\x00" in raw[:8192] else None
+    if utf16 is not None:
+        return raw.decode(utf16, errors="replace"), utf16, "detected"
     if markup:
         enc = declared_encoding(raw)
         # A page that declares an ASCII-compatible single-byte encoding while being valid

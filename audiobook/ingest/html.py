@@ -39,7 +39,7 @@ from lxml import etree
 
 from ..errors import CorruptDocument, InputError, NoTextError
 from ..model import Block, Book, Chapter, Cover
-from ._decode import decode_bytes
+from ._decode import decode_bytes, looks_binary
 from .base import IngestOptions, Ingestor
 
 MAX_HTML_BYTES = 64 * 1024 * 1024  # a saved article is never this big
@@ -80,7 +80,10 @@ _BOILERPLATE_ROLES = frozenset(
     {"navigation", "banner", "contentinfo", "complementary", "dialog", "alertdialog", "search",
      "menu", "menubar", "toolbar"}
 )
+_PERMALINK_MARKS = frozenset({"#", "¶", "§", "🔗", "⁋"})
 _NOTE_REF = re.compile(r"^\s*\[?\s*(\d{1,4}|[a-z]|note \d+|citation needed)\s*\]?\s*$", re.I)
+_ENTITY_DECL = re.compile(r"<!ENTITY\s+(?:%\s+)?([A-Za-z_][\w.-]{0,100})")
+_ENTITY_REF = re.compile(r"&([A-Za-z_][\w.-]{0,100});")
 _DOCTYPE_SUBSET = re.compile(r"<!DOCTYPE[^\[>]*\[.*?\]\s*>", re.IGNORECASE | re.DOTALL)
 _HUGE_ATTR = re.compile(r"""=\s*("[^"]{%d,}"|'[^']{%d,}')""" % (MAX_ATTRIBUTE, MAX_ATTRIBUTE))
 _WS = re.compile(r"\s+")
@@ -161,6 +164,8 @@ class HtmlIngestor(Ingestor):
             raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
         if not raw.strip():
             raise NoTextError(path, "empty file")
+        if looks_binary(raw):
+            raise CorruptDocument(path, "not a web page (binary data)")
         decoded = decode_bytes(raw, markup=True)
         return html_to_book(decoded.text, options, source=str(path), base_dir=path.parent)
 
@@ -217,10 +222,16 @@ def sanitize_markup(html: str) -> tuple[str, list[str]]:
     html = _XML_DECLARATION.sub("", _CONTROL.sub("", html), count=1)
     head = html[:_PRESCAN_CHARS]
     if "<!" in head and "[" in head:
-        new_head = _DOCTYPE_SUBSET.sub("<!DOCTYPE html>", head, count=1)
-        if new_head != head:
+        m = _DOCTYPE_SUBSET.search(head)
+        if m:
+            declared = set(_ENTITY_DECL.findall(m.group(0)))
+            html = head[: m.start()] + "<!DOCTYPE html>" + head[m.end():] + \
+                html[_PRESCAN_CHARS:]
             warnings.append("DOCTYPE internal subset (entity declarations) ignored")
-            html = new_head + html[_PRESCAN_CHARS:]
+            if declared:
+                # References to the dropped entities are not spoken as "&name;" either.
+                html = _ENTITY_REF.sub(
+                    lambda r: "" if r.group(1) in declared else r.group(0), html)
     if len(html) > MAX_ATTRIBUTE:
         html, n = _HUGE_ATTR.subn('=""', html)
         if n:
@@ -552,12 +563,16 @@ def extract_article(html: str, source: str) -> lxml.html.HtmlElement:
         summary = Document(cleaned).summary(html_partial=True)
     except Unparseable:
         raise NoTextError(source, "no article text found") from None
-    except (ValueError, RecursionError, etree.LxmlError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a third-party extractor on hostile input
         raise CorruptDocument(source, f"not readable as HTML ({type(exc).__name__})") from None
     try:
-        article = lxml.html.fragment_fromstring(summary, create_parent="div")
-    except (etree.ParserError, ValueError):
-        raise NoTextError(source, "no article text found") from None
+        doc = lxml.html.document_fromstring(summary) if summary.strip() else None
+    except (etree.ParserError, ValueError, AssertionError):
+        doc = None
+    body = doc.find(".//body") if doc is not None else None
+    if body is None:
+        raise NoTextError(source, "no article text found")
+    article = body
     prune_boilerplate(article)
     return article
 
@@ -681,9 +696,12 @@ def article_blocks(
 
 
 def _is_note_ref(el: etree._Element) -> bool:
-    """Footnote markers ("[12]", "3") are not read aloud."""
+    """Footnote markers ("[12]", "3") and heading permalinks ("#", "¶") are not read
+    aloud."""
     tag = el.tag
     cls = (el.get("class") or "").lower()
+    if tag == "a" and (el.text_content() or "").strip() in _PERMALINK_MARKS:
+        return True
     if tag == "sup" and ("reference" in cls or "footnote" in cls or "noteref" in cls):
         return True
     if tag in ("sup", "a"):

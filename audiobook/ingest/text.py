@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from ..errors import InputError, NoTextError
+from ..errors import CorruptDocument, InputError, NoTextError
 from ..model import Block, Book
-from ._decode import decode_bytes
+from ._decode import decode_bytes, looks_binary
 from .base import IngestOptions, Ingestor
 from .html import (
     Heading,
@@ -55,6 +55,8 @@ def _read_text(path: Path) -> str:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    if looks_binary(raw):
+        raise CorruptDocument(path, "not a text document (binary data)")
     return decode_bytes(raw, markup=False).text
 
 
