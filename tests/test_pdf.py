@@ -31,6 +31,7 @@ def all_text(book: Book) -> str:
 def test_normalize_ligatures_spaces_and_controls() -> None:
     assert normalize_text("di\ufb03cult \ufb01ne \ufb00 \ufb02ow") == "difficult fine ff flow"
     assert normalize_text("a\u00a0b\u2009c\u00adde\x00") == "a b cde"
+    assert normalize_text("c\u00ad", keep_soft_hyphens=True) == "c\u00ad"
     assert normalize_text("\uff21\uff22") == "AB"  # full-width forms
     assert normalize_text("ﻻ") == "لا"  # Arabic presentation form
     assert normalize_text("x²") == "x²"  # superscripts stay (NFKC would change meaning)
@@ -44,6 +45,9 @@ def test_normalize_ligatures_spaces_and_controls() -> None:
         (["one  two ", "  three"], "one two three"),
         (["pages 3 -", "4"], "pages 3 - 4"),
         (["http://a/", "b"], "http://a/b"),
+        (["soft\u00ad", "hyphen and in\u00adline"], "softhyphen and inline"),
+        (["1 Intro . . . . . . . . 3", "2 More ....... 9"], "1 Intro 3 2 More 9"),
+        (["Wait... what?"], "Wait... what?"),
     ],
 )
 def test_join_lines(lines: list[str], joined: str) -> None:
@@ -288,3 +292,14 @@ def test_matter_roles_skip_matter_and_dropped_notes(tmp_path: Path) -> None:
     book = read(tmp_path, data, skip_matter=True, footnotes="drop")
     assert [c.title for c in book.chapters] == ["1 Story"]
     assert book.chapters[0].footnotes == ()
+
+
+def test_skip_matter_drops_a_printed_table_of_contents(tmp_path: Path) -> None:
+    toc = text(72, 740, "Contents", font="F2", size=16) + lines_at(
+        72, 700, [f"{k} Section {k} . . . . . . . . {k + 1}" for k in range(1, 7)]
+    )
+    body = lines_at(72, 700, ["The story begins."])
+    data = simple_pdf([toc, body], outline=[Mark("1 Story", 1)])
+    assert "Section 3" in read(tmp_path, data).chapters[0].text
+    book = read(tmp_path, data, skip_matter=True)
+    assert book.chapters[0].text == "The story begins."

@@ -14,6 +14,7 @@ and these functions do the rest.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import statistics
 import unicodedata
@@ -66,7 +67,8 @@ _LIGATURES = {
     "\u0153": "oe",
 }
 _SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t]")
-_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff\ufffe\uffff]")
+_INVISIBLE = re.compile(r"[\u200b-\u200d\u2060\ufeff\ufffe\uffff]")
+_LEADERS = re.compile(r"(?:\s*[.·…_]\s*){4,}")  # dot leaders of a table of contents
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _HYPHENS = re.compile(r"[\u2010\u2011]")
 
@@ -79,8 +81,11 @@ def _compat(ch: str) -> str:
     return ch
 
 
-def normalize_text(text: str) -> str:
-    """Ligatures, presentation forms, odd spaces, invisible and control characters."""
+def normalize_text(text: str, keep_soft_hyphens: bool = False) -> str:
+    """Ligatures, presentation forms, odd spaces, invisible and control characters.
+
+    Soft hyphens are dropped, unless kept for ``join_lines`` (one at a line end joins the
+    word parts)."""
     for lig, plain in _LIGATURES.items():
         if lig in text:
             text = text.replace(lig, plain)
@@ -88,6 +93,8 @@ def normalize_text(text: str) -> str:
     text = _SPACES.sub(" ", text)
     text = _HYPHENS.sub("-", text)
     text = _CONTROL.sub("", text)
+    if not keep_soft_hyphens:
+        text = text.replace("\u00ad", "")
     if any(ord(c) >= 0xFB00 for c in text):
         text = "".join(_compat(c) for c in text)
     return unicodedata.normalize("NFC", text)
@@ -288,22 +295,28 @@ def furniture(pages: Sequence[Sequence[Line]], labels: Sequence[str] | None = No
         # the outermost line at each edge; the next one too on fuller pages (a running
         # head over a line of small print, a page number under a footer)
         depth = 2 if len(lines) >= 8 else 1
-        edges = [(k, k + 1) for k in range(depth)] + [(-k - 1, -k - 2) for k in range(depth)]
-        for pos, inner in edges:
-            if abs(inner) > len(order) - (0 if inner >= 0 else 1) or abs(pos) > len(order):
-                continue
-            i = order[pos]
+        picks: dict[int, int] = {}
+        for i in order[:depth]:
+            picks.setdefault(i, 1)
+        for i in order[-depth:]:
+            picks.setdefault(i, -1)
+        for i, inward in picks.items():
             ln = lines[i]
             if _NUM.match(ln.text.strip()):  # 1. bare page numbers
                 found.add((p, i))
                 continue
             if len(ln.text) > 120 or len(lines) < 3:
                 continue
-            # a running head or foot stands apart from the text block
-            if 0 <= inner < len(order) or -len(order) <= inner < 0:
-                gap = abs(ln.y - lines[order[inner]].y)
-                if gap < 1.4 * line_gap:
-                    continue
+            # a running head or foot stands apart from the text block: measure the gap to
+            # the nearest line inwards that is not on its own baseline
+            if inward > 0:
+                ys = [o.y for o in lines if o.y < ln.y - 0.5 * ln.size]
+                gap = ln.y - max(ys) if ys else math.inf
+            else:
+                ys = [o.y for o in lines if o.y > ln.y + 0.5 * ln.size]
+                gap = min(ys) - ln.y if ys else math.inf
+            if gap < 1.4 * line_gap:
+                continue
             cands.append((p, i, ln))
     # 2. numbers following the page sequence
     offsets: Counter[int] = Counter()
@@ -342,6 +355,16 @@ def furniture(pages: Sequence[Sequence[Line]], labels: Sequence[str] | None = No
             if key in spread and len(spread[key]) >= need:
                 found.add((p, i))
     return found
+
+
+def is_toc_page(lines: Sequence[Line]) -> bool:
+    """A printed table of contents: most lines end in a page number."""
+    if len(lines) < 5:
+        return False
+    ending = sum(
+        1 for ln in lines if re.search(r"(\s|\.)(\d{1,4}|[ivxlc]{1,6})$", line_text(ln).strip())
+    )
+    return ending >= 0.5 * len(lines)
 
 
 # ---------------------------------------------------------------------------------------
@@ -436,12 +459,17 @@ def join_lines(texts: Iterable[str]) -> str:
             continue
         if not out:
             out = t
+        elif out.endswith("\u00ad"):
+            out = out[:-1] + t
         elif re.search(r"[^\W\d_]-$", out) and t[0].islower():
             out = out[:-1] + t
         elif out.endswith(("-", "/")) and not out.endswith(" -"):
             out += t
         else:
             out += " " + t
+    out = out.replace("\u00ad", "")
+    if _LEADERS.search(out):
+        out = " ".join(_LEADERS.sub(" ", out).split())
     return out
 
 

@@ -255,7 +255,7 @@ def page_fragments(page: Any, widths: _Widths) -> list[lay.Frag]:
         size = abs(fs) * math.hypot(c, d)
         hscale = abs(fs) * math.hypot(a, b)
         avg, bold = widths.get(fd)
-        text = lay.normalize_text(text)
+        text = lay.normalize_text(text, keep_soft_hyphens=True)
         frags.append(lay.Frag(text, x, y, size, bold, avg * hscale * len(text.rstrip("\n"))))
 
     page.extract_text(visitor_text=visit)
@@ -496,6 +496,11 @@ class PdfIngestor(Ingestor):
         if imageonly and any(raw_lines):
             warnings.append(f"pages with no text layer (scanned images) skipped: {_ranges(imageonly)}")
         doc = layout_pages(raw_lines, widths_of_pages, labels)
+        if options.skip_matter:
+            # printed tables of contents are front matter: the outline replaces them
+            doc = [
+                _Page(pg.index, (), pg.notes) if lay.is_toc_page(pg.lines) else pg for pg in doc
+            ]
         chapters = make_chapters(doc, outline, options.split_by, labels, meta["title"], warnings)
         chapters = [replace(ch, role=_role_from_title(ch.title)) for ch in chapters]
         if options.skip_matter and any(ch.role == "body" for ch in chapters):
