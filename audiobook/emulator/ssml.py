@@ -134,62 +134,80 @@ def billable_chars(text: str, text_type: str) -> int:
 # --- text for espeak-ng ---------------------------------------------------------------------
 
 _KEEP = {"p", "s"}
+_BREAK_STRENGTH = {"none": 0.0, "x-weak": 0.1, "weak": 0.25, "medium": 0.4, "strong": 0.7,
+                   "x-strong": 1.2}
 
 
-def _espeak_inner(el: ET.Element) -> str:
-    """Serialize ``el``'s content for espeak-ng: keep p/s/break, speak sub's alias,
-    unwrap every other tag (espeak-ng does not know Polly's)."""
-    out: list[str] = []
-    if el.text:
-        out.append(escape(el.text))
+def _render_el(el: ET.Element) -> str:
+    """One element (not its tail) for espeak-ng: p/s and break kept, sub spoken as its
+    alias, every other tag unwrapped (espeak-ng does not know Polly's)."""
+    if not isinstance(el.tag, str):  # comment, processing instruction
+        return ""
+    tag = _local(el.tag)
+    if tag == "break":
+        secs = _seconds(el.get("time", ""))
+        if secs is None:
+            secs = _BREAK_STRENGTH.get(el.get("strength", "medium"), 0.4)
+        return f'<break time="{int(secs * 1000)}ms"/>'
+    if tag == "sub":
+        return escape(el.get("alias") or "".join(el.itertext()))
+    inner = _render_content(el)
+    return f"<{tag}>{inner}</{tag}>" if tag in _KEEP else inner
+
+
+def _render_content(el: ET.Element) -> str:
+    out = [escape(el.text or "")]
     for child in el:
-        tag = _local(child.tag) if isinstance(child.tag, str) else ""
-        if tag == "break":
-            secs = _seconds(child.get("time", "")) or {
-                "none": 0.0, "x-weak": 0.1, "weak": 0.25, "medium": 0.4, "strong": 0.7,
-                "x-strong": 1.2}.get(child.get("strength", "medium"), 0.4)
-            out.append(f'<break time="{int(secs * 1000)}ms"/>')
-        elif tag == "sub":
-            out.append(escape(child.get("alias") or "".join(child.itertext())))
-        elif tag in _KEEP:
-            out.append(f"<{tag}>{_espeak_inner(child)}</{tag}>")
-        elif tag:
-            out.append(_espeak_inner(child))
-        if child.tail:
-            out.append(escape(child.tail))
+        out.append(_render_el(child))
+        out.append(escape(child.tail or ""))
     return "".join(out)
 
 
-def espeak_batches(text: str, text_type: str, max_chars: int = 4000) -> Iterator[tuple[str, bool]]:
-    """The input as a series of (text, is_ssml) pieces for espeak-ng, each about
-    ``max_chars`` long, split between top-level elements or paragraphs, so that a long
-    task never holds all of its audio in memory."""
-    if text_type != "ssml":
-        buf = ""
-        for para in re.split(r"(\n\s*\n)", text):
-            if buf and len(buf) + len(para) > max_chars:
-                yield buf, False
-                buf = ""
-            buf += para
-        if buf.strip():
-            yield buf, False
+def _split_text(text: str, max_chars: int) -> Iterator[str]:
+    """``text`` in pieces of at most ``max_chars``, cut after sentences, else at spaces."""
+    if len(text) <= max_chars:
+        yield text
         return
-    root = parse(text)
-    pieces: list[str] = []
-    if root.text:
-        pieces.append(escape(root.text))
-    for child in root:
-        one = ET.Element("speak")
-        one.append(child)
-        pieces.append(_espeak_inner(one))
+    buf = ""
+    for part in re.split(r"(?<=[.!?;:])(?=\s)|(?<=\s)(?=\S)", text):
+        if buf and len(buf) + len(part) > max_chars:
+            yield buf
+            buf = ""
+        buf += part
+    if buf:
+        yield buf
+
+
+def _pieces(el: ET.Element, max_chars: int) -> Iterator[str]:
+    """An element as espeak-ng fragments, descending into it when it is too long."""
+    whole = _render_el(el)
+    if len(whole) <= max_chars or not isinstance(el.tag, str):
+        yield whole
+        return
+    yield from _split_text(escape(el.text or ""), max_chars)
+    for child in el:
+        yield from _pieces(child, max_chars)
+        yield from _split_text(escape(child.tail or ""), max_chars)
+
+
+def espeak_batches(text: str, text_type: str, max_chars: int = 4000
+                   ) -> Iterator[tuple[str, bool]]:
+    """The input as a series of (text, is_ssml) pieces for espeak-ng of about
+    ``max_chars`` each, cut between elements, sentences or words, so that a long task
+    never holds all of its audio in memory."""
+    if text_type == "ssml":
+        pieces: Iterator[str] = _pieces(parse(text), max_chars)
+    else:
+        pieces = _split_text(text, max_chars)
     buf = ""
     for piece in pieces:
         if buf and len(buf) + len(piece) > max_chars:
-            yield f"<speak>{buf}</speak>", True
+            if buf.strip():
+                yield (f"<speak>{buf}</speak>", True) if text_type == "ssml" else (buf, False)
             buf = ""
         buf += piece
     if buf.strip():
-        yield f"<speak>{buf}</speak>", True
+        yield (f"<speak>{buf}</speak>", True) if text_type == "ssml" else (buf, False)
 
 
 # --- speech marks -----------------------------------------------------------------------------
