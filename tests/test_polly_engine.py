@@ -723,3 +723,14 @@ def test_a_lost_start_answer_is_not_paid_twice(polly_emulator, billing, moto_ser
         assert wait_done(engine, ref).status == "completed"
     finally:
         proxy.close()
+
+
+def test_write_webvtt_from_marks_files(tmp_path):
+    from audiobook.engines.polly import write_webvtt
+
+    (tmp_path / "1.marks").write_text(CHUNK1)
+    (tmp_path / "2.marks").write_text(CHUNK2)
+    out = write_webvtt(tmp_path / "cap" / "book.01.vtt",
+                       [(0.0, tmp_path / "1.marks"), (3.0, str(tmp_path / "2.marks"))])
+    assert out.read_text() == marks_to_webvtt([(0.0, CHUNK1), (3.0, CHUNK2)])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["book.01.vtt"]

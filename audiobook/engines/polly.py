@@ -37,7 +37,8 @@ speech-mark task (same S3 prefix, OutputFormat json) whose id is in
 ``TaskRef.extra["marks_task_id"]``; ``poll`` reports completed only when both are done
 and ``fetch_marks(ref, dest)`` writes the marks (JSON lines, times in ms from the start
 of the chunk). ``marks_to_webvtt([(offset_s, marks_jsonl), ...])`` turns a chapter's
-marks into WebVTT captions.
+marks into WebVTT captions; ``write_webvtt(dest, [(offset_s, marks_path), ...])`` writes
+them atomically. Marks are billed like audio (``estimate(..., marks=True)``).
 
 TaskRef.extra (strings, store it as JSON beside the task id): ``mode`` (sync|async),
 ``bucket``/``s3_key`` of the output, ``path`` (sync output file), ``key`` (content key),
@@ -46,7 +47,11 @@ TaskRef.extra (strings, store it as JSON beside the task id): ``mode`` (sync|asy
 GetSpeechSynthesisTask.
 
 Library functions for the CLI: ``list_voices(polly, engine=None, language=None)`` and
-``list_tasks(polly, status=None, max_items=None)``.
+``list_tasks(polly, status=None, max_items=None)``; ``pick_mode(requested, billable,
+total)``; ``polly_client_config()`` for a Polly client built elsewhere.
+
+Pre-flight: ``preflight(ssml=())`` raises ConfigError on one line before anything is
+billed; ``validate_ssml(ssml)`` is also run by ``submit`` before each start call.
 
 Nothing secret is logged: only operation names, task ids, bucket/key names and Polly's
 own error messages.
@@ -437,6 +442,33 @@ def marks_to_webvtt(chunks_marks: Sequence[tuple[float, str]]) -> str:
         n += 1
         cues += [str(n), f"{_vtt_time(start)} --> {_vtt_time(end)}", body, ""]
     return "\n".join(cues) + ("\n" if n == 0 else "")
+
+
+def write_webvtt(dest: str | os.PathLike[str],
+                 chunks_marks: Sequence[tuple[float, str | os.PathLike[str]]]) -> Path:
+    """Write a chapter's captions to ``dest`` (temp file, then os.replace).
+
+    ``chunks_marks``: ``(offset_s, marks)`` per chunk in order, where ``marks`` is the
+    path of a file ``fetch_marks`` wrote (or its JSON-lines text). The pipeline's way:
+    fetch marks beside each cached piece, then, with each piece's start time in the
+    chapter from the stitcher, write ``<output stem>.<chapter number>.vtt``."""
+    items: list[tuple[float, str]] = []
+    for offset, marks in chunks_marks:
+        if isinstance(marks, str) and ("\n" in marks or marks.lstrip().startswith("{")):
+            items.append((offset, marks))
+        else:
+            items.append((offset, Path(marks).read_text(encoding="utf-8")))
+    out = Path(dest)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(marks_to_webvtt(items))
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
 
 
 def _cue_text(
