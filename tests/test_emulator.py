@@ -6,20 +6,28 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import io
 import json
+import re
 import subprocess
 import sys
 import time
 from typing import Any
+from xml.sax.saxutils import escape
 
 import av
 import boto3
 import botocore.config
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audiobook.emulator import PERMANENT_REASONS, TRANSIENT_REASONS, is_transient
+from audiobook.emulator.core import output_key
+from audiobook.emulator.protocol import PollyError
 from audiobook.emulator.quotas import Quotas
+from audiobook.emulator.ssml import billable_chars, espeak_batches
 
 TERMINAL = ("completed", "failed")
 
@@ -63,6 +71,37 @@ def duration(data: bytes) -> float:
         stream = container.streams.audio[0]
         frames = sum(f.samples for f in container.decode(stream))
         return frames / stream.rate
+
+
+# --- pure parts ------------------------------------------------------------------------------
+
+def test_output_key_naming() -> None:
+    assert output_key("", "id1", "mp3") == "id1.mp3"
+    assert output_key("book/", "id1", "mp3") == "book/id1.mp3"
+    assert output_key("optional/prefix/path/file", "id1", "mp3") == \
+        "optional/prefix/path/file.id1.mp3"
+    assert output_key("x/", "id1", "json") == "x/id1.marks"
+
+
+def test_billable_characters_skip_tags_and_decode_entities() -> None:
+    assert billable_chars("<speak>AT&amp;T <break time='1s'/>ok</speak>", "ssml") == 7
+    assert billable_chars("AT&amp;T", "text") == 8  # plain text is not decoded
+    with pytest.raises(PollyError) as err:
+        billable_chars("<speak>AT&T</speak>", "ssml")
+    assert err.value.code == "InvalidSsmlException"
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")),
+                        max_size=300), max_size=30))
+@settings(max_examples=50, deadline=None)
+def test_espeak_batches_lose_no_text(paragraphs: list[str]) -> None:
+    ssml = "<speak>" + "".join(f"<p>{escape(p)}</p>" for p in paragraphs) + "</speak>"
+    batches = list(espeak_batches(ssml, "ssml", max_chars=200))
+    spoken = "".join(html.unescape(re.sub(r"<[^>]*>", "", b)) for b, _ in batches)
+    assert re.sub(r"\s", "", spoken) == re.sub(r"\s", "", "".join(paragraphs))
+    text = "\n\n".join(paragraphs)
+    assert "".join(b for b, _ in espeak_batches(text, "text", max_chars=200)).strip() == \
+        text.strip() or not text.strip()
 
 
 # --- lifecycle and output --------------------------------------------------------------------
