@@ -69,6 +69,14 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "GetLexicon": {"Name": "abc"},
     "ListLexicons": {"NextToken": "n"},
     "DeleteLexicon": {"Name": "abc"},
+    # modeled, answered "unsupportedOperation" by the emulator, parsed all the same
+    "GetVoice": {"VoiceId": "vc-0a1b"},
+    "DeleteVoice": {"VoiceId": "vc-0a1b"},
+    "ListTagsForResource": {"ResourceArn": "arn:aws:polly:us-east-1:123456789012:lexicon/x"},
+    "TagResource": {"ResourceArn": "arn:aws:polly:us-east-1:123456789012:lexicon/x",
+                    "Tags": {"k": "v"}},
+    "UntagResource": {"ResourceArn": "arn:aws:polly:us-east-1:123456789012:lexicon/x",
+                      "TagKeys": ["k"]},
 }
 
 
@@ -278,6 +286,13 @@ def test_service_failure_and_throttling_classes(make_polly_emulator) -> None:
     with pytest.raises(busy.exceptions.ThrottlingException) as err:
         busy.list_speech_synthesis_tasks()
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_operations_outside_scope_answer_a_modeled_error(polly_emulator) -> None:
+    polly = client(polly_emulator.url)
+    with pytest.raises(polly.exceptions.ValidationException) as err:
+        polly.get_voice(VoiceId="vc-0a1b")
+    assert err.value.response["reason"] == "unsupportedOperation"
 
 
 def test_unknown_route_is_an_error(polly_emulator) -> None:
