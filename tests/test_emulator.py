@@ -354,9 +354,7 @@ def test_injected_5xx_creates_no_task_and_is_counted(make_polly_emulator, s3_buc
     assert ok and failed
     assert len(emu.tasks) == ok
     assert emu.stats["errors_5xx_injected"] == failed
-    deadline = time.monotonic() + 30
-    while any(t.status not in TERMINAL for t in emu.tasks) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert emu.wait_idle(timeout=30)
     assert {t.status for t in emu.tasks} == {"completed"}
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.parse
 import uuid
 from dataclasses import replace
@@ -150,6 +151,15 @@ class EmulatorServer:
     @property
     def stats(self) -> dict[str, Any]:
         return self.emulator.stats()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no task is scheduled or in progress; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while any(t.status in ("scheduled", "inProgress") for t in self.tasks):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def shutdown(self) -> None:
         self._httpd.shutdown()
