@@ -615,7 +615,7 @@ def test_iam_policy_names_exactly_the_calls_made(polly_emulator, engine_on, s3_c
     while calls.count("DeleteMessageBatch") == 0:  # the notifications, read and deleted
         assert time.monotonic() < deadline, "no SNS notification arrived"
         engine._drain_queue()
-        time.sleep(0.05)
+        time.sleep(0.25)
     engine.fetch(ref, tmp_path / "a.mp3")
     engine.fetch_marks(ref, tmp_path / "a.marks")
     assert engine.recover(key, time.time() - 60) is not None
@@ -734,3 +734,26 @@ def test_write_webvtt_from_marks_files(tmp_path):
                        [(0.0, tmp_path / "1.marks"), (3.0, str(tmp_path / "2.marks"))])
     assert out.read_text() == marks_to_webvtt([(0.0, CHUNK1), (3.0, CHUNK2)])
     assert sorted(p.name for p in out.parent.iterdir()) == ["book.01.vtt"]
+
+
+def test_pcm_output_is_fetched_as_wav(polly_emulator, engine_on, s3_bucket, tmp_path):
+    import wave
+
+    engine = engine_on(polly_emulator, bucket=s3_bucket, output_format="pcm")
+    assert engine.audio_format.ext == "wav"
+    ref = engine.submit(CHUNK, _key())
+    assert wait_done(engine, ref).status == "completed"
+    engine.fetch(ref, tmp_path / "a.wav")
+    with wave.open(str(tmp_path / "a.wav")) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        assert w.getnframes() / 16000 > 1.0
+
+
+def test_sync_path_with_speech_marks(polly_emulator, billing, engine_on, s3_bucket, tmp_path):
+    engine = engine_on(polly_emulator, bucket=s3_bucket, mode="sync", marks=("sentence",))
+    ref = engine.submit(CHUNK, _key())
+    assert engine.poll(ref).status == "completed"
+    engine.fetch_marks(ref, tmp_path / "a.marks")
+    marks = [json.loads(x) for x in (tmp_path / "a.marks").read_text().splitlines() if x]
+    assert [m["type"] for m in marks] == ["sentence", "sentence"]
+    assert billing.new_tasks == [] and billing.sync_requests == 2

@@ -105,6 +105,8 @@ _SAMPLE_RATES = {
 
 # Seconds a task may go without an SNS notification before we ask GetSpeechSynthesisTask.
 NOTIFICATION_GRACE_S = 60.0
+# The SQS queue is read at most this often, however many tasks are polled.
+DRAIN_INTERVAL_S = 0.2
 # recover() accepts tasks created up to this long before ``since`` (clock skew).
 RECOVER_SKEW_S = 120.0
 
@@ -626,6 +628,7 @@ class PollyEngine(Engine):
         self._notified: dict[str, dict[str, str]] = {}
         self._half_started: dict[str, dict[str, Any]] = {}
         self._uncertain: dict[tuple[str, bool], float] = {}
+        self._drained = float("-inf")
         self._workdir: Path | None = None
         ext = _EXT.get(output_format, output_format)
         rate = int(self.sample_rate or default_sample_rate(output_format, polly_engine))
@@ -1136,10 +1139,15 @@ class PollyEngine(Engine):
             log.debug("listening for Polly notifications on %s", name)
 
     def _drain_queue(self) -> None:
-        """Read every waiting notification (no long poll: poll() must not block)."""
+        """Read every waiting notification (no long poll: poll() must not block), at
+        most once per ``DRAIN_INTERVAL_S`` however many tasks are polled."""
         if not self._queue_url:
             return
         with self._lock:
+            now = self._clock()
+            if now - self._drained < DRAIN_INTERVAL_S:
+                return
+            self._drained = now
             url = self._queue_url
             for _ in range(100):  # at most 1,000 messages per poll
                 resp = _call(
