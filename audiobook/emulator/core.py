@@ -659,11 +659,10 @@ class Emulator:
             for piece, is_ssml in ssmlmod.espeak_batches(text, text_type):
                 if self._stop.is_set():
                     raise _TaskFailure("Service shutting down")
-                pcm, src_rate = espeak.synthesize(piece, ev, ssml=is_ssml,
-                                                  rate_wpm=self.options.espeak_rate_wpm)
-                if fmt != "json":
-                    f.write(pcm)
-                nbytes += len(pcm)
+                sink = (lambda b: None) if fmt == "json" else f.write
+                samples, src_rate = espeak.synthesize_to(sink, piece, ev, ssml=is_ssml,
+                                                         rate_wpm=self.options.espeak_rate_wpm)
+                nbytes += 2 * samples
             if nbytes == 0 and fmt != "json":
                 silence = b"\0\0" * (src_rate // 10)
                 f.write(silence)
