@@ -303,3 +303,25 @@ def test_skip_matter_drops_a_printed_table_of_contents(tmp_path: Path) -> None:
     assert "Section 3" in read(tmp_path, data).chapters[0].text
     book = read(tmp_path, data, skip_matter=True)
     assert book.chapters[0].text == "The story begins."
+
+
+def test_two_columns_written_row_by_row(tmp_path: Path) -> None:
+    left = [f"Left line {k} of the first column" for k in range(10)]
+    right = [f"Right line {k} of the second column" for k in range(10)]
+    page = "".join(
+        text(72, 700 - 12 * k, left[k], size=10) + text(320, 700 - 12 * k, right[k], size=10)
+        for k in range(10)
+    )
+    spoken = all_text(read(tmp_path, simple_pdf([page])))
+    positions = [spoken.index(s) for s in left + right]
+    assert positions == sorted(positions)
+
+
+def test_a_table_is_read_row_by_row(tmp_path: Path) -> None:
+    rows = [("Austria", "Vienna"), ("Belgium", "Brussels"), ("Denmark", "Copenhagen"),
+            ("Finland", "Helsinki"), ("France", "Paris")]
+    page = lines_at(72, 740, ["A table of capitals follows."])
+    for k, (country, capital) in enumerate(rows):
+        page += text(72, 700 - 14 * k, country) + text(340, 700 - 14 * k, capital)
+    spoken = all_text(read(tmp_path, simple_pdf([page])))
+    assert spoken.index("Austria") < spoken.index("Vienna") < spoken.index("Belgium")

@@ -130,7 +130,11 @@ def build_lines(frags: Iterable[Frag], page: int) -> list[Line]:
             base = cur[0]
             tol = 0.5 * max(base.size, f.size, 1.0)
             last_end = max(c.x + c.width for c in cur)
-            if abs(f.y - base.y) > tol or f.x < cur[0].x - 1.0 and f.x < last_end - 4 * f.size:
+            if (
+                abs(f.y - base.y) > tol
+                or (f.x < cur[0].x - 1.0 and f.x < last_end - 4 * f.size)  # back to the left
+                or f.x > last_end + 3 * max(f.size, base.size)  # over a gutter: next column
+            ):
                 flush()
         cur.append(f)
     flush()
@@ -218,6 +222,12 @@ def order_page(lines: Sequence[Line], page_width: float) -> list[Line]:
     left_ys = [ln.y for ln in left]
     paired = sum(1 for r in right if any(abs(r.y - y) < r.size * 1.2 for y in left_ys))
     if paired < 3 or paired < 0.3 * len(right):
+        return list(lines)
+    # columns of running text, not the cells of a table
+    if min(
+        statistics.median(ln.x1 - ln.x0 for ln in left),
+        statistics.median(ln.x1 - ln.x0 for ln in right),
+    ) < 0.25 * page_width:
         return list(lines)
     starts = Counter(round(ln.x0) for ln in right)
     gutter = starts.most_common(1)[0][0] - 2.0
@@ -545,6 +555,8 @@ def to_blocks(
 
 def _new_paragraph(prev: Line, ln: Line, prev_text: str, style: Style) -> bool:
     open_sentence = not _TERMINAL.search(prev_text)
+    if ln.page == prev.page and abs(ln.y - prev.y) < 0.3 * ln.size and ln.x0 > prev.x0:
+        return False  # the rest of the same visual line, split at a wide gap
     if ln.page != prev.page or ln.y > prev.y + 0.5 * ln.size:
         # a page or column break: the paragraph goes on while its sentence does
         return not open_sentence
