@@ -387,7 +387,7 @@ class _Scheduler:
         self.billed = 0
         self.resumed = 0
         self.chapter_left = collections.Counter(j.chunk.chapter_idx for j in jobs)
-        self.failure: BaseException | None = None
+        self.blocked = False  # the next submit waits for an in-flight slot
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -519,17 +519,19 @@ class _Scheduler:
         times = []
         if self.polling:
             times.append(self.polling[0].next_poll)
-        if self.ready:
+        if self.ready and not self.blocked:
             times.append(self.ready[0][0])
         return min(times) if times else None
 
     def _start_due(self) -> None:
         now = self.clock()
+        self.blocked = False
         while self.ready and self.ready[0][0] <= now:
             job = self.ready[0][2]
             if not job.slot:
                 if not self.slots.acquire(blocking=False):
-                    return  # backpressure: wait for a fetch to give a slot back
+                    self.blocked = True  # backpressure: wait for a fetch to give one back
+                    return
                 job.slot = True
             heapq.heappop(self.ready)
             job.attempts += 1
@@ -554,6 +556,8 @@ class _Scheduler:
     def _handle(self, kind: str, job: _Job, fut: cf.Future) -> None:
         self.busy -= 1
         err = fut.exception()
+        if err is not None and not isinstance(err, Exception):
+            raise err  # KeyboardInterrupt, SystemExit: stop now, record nothing more
         if kind == "submit":
             if err is None:
                 ref: TaskRef = fut.result()
@@ -565,7 +569,9 @@ class _Scheduler:
             elif isinstance(err, RETRYABLE):
                 if self.limiters.start is not None and "hrottl" in type(err).__name__:
                     self.limiters.start.drain()
-                self._queue_submit(job, self._retry_or_raise(job, err, "submit_errors"))
+                delay = self._retry_or_raise(job, err, "submit_errors")
+                self._release(job)  # nothing in flight while it waits
+                self._queue_submit(job, delay)
             else:
                 self._fail(job, err)
         else:  # fetch
@@ -605,6 +611,7 @@ class _Scheduler:
                          self._where(job), job.ref.task_id, e)
                 job.ref = None
                 job.resumed = False
+                self._release(job)
                 self._queue_submit(job)
                 return
             self._fail(job, e)
@@ -627,6 +634,7 @@ class _Scheduler:
                             job.attempts, self.cfg.max_attempts - 1)
                 job.ref = None
                 job.resumed = False
+                self._release(job)
                 self._queue_submit(job, self._backoff(job.attempts))
             else:
                 self._release(job)
@@ -767,6 +775,76 @@ def convert_book(
             store.close()
 
 
+@dataclass(frozen=True)
+class Synthesis:
+    """What ``synthesize`` did: every chunk's audio is in the cache."""
+
+    chunks: tuple[Chunk, ...]
+    keys: tuple[str, ...]
+    pieces: tuple[tuple[Path, ...], ...]  # per chapter, the cached audio files in order
+    cached: int  # chunks found in the cache (or repeated within the book)
+    submitted: int  # start calls made
+    resumed: int  # tasks of an earlier run followed up
+    billed_chars: int  # billable characters of the start calls made
+
+
+def synthesize(
+    book: Book, opts: ConvertOptions | None = None, hooks: Hooks | None = None, *,
+    store: StateStore, engine: Engine, limiters: Limiters | None = None,
+    book_id: int | None = None, clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+) -> Synthesis:
+    """The synthesis stage alone: chunk ``book`` for ``engine`` and bring every chunk's
+    audio into the cache (reused, resumed, recovered or submitted). ``book_id`` (a
+    ``books`` row) gets the chunk list recorded first, so ``gc`` keeps it. The clock,
+    sleep and random source of the scheduler are injectable for tests."""
+    opts = opts or ConvertOptions()
+    hooks = hooks or Hooks()
+    chunks = _chunk(book, engine, opts)
+    keys = [content_key(c, engine, opts.render.template) for c in chunks]
+    if book_id is not None:
+        store.set_book_chunks(book_id, [(k, c.chapter_idx) for k, c in zip(keys, chunks)])
+    ext = engine.audio_format.ext
+    jobs: list[_Job] = []
+    cached = 0
+    seen: set[str] = set()
+    chars = [_billable(c.ssml) for c in chunks]
+    for i, (c, k) in enumerate(zip(chunks, keys)):
+        if k in seen:
+            continue
+        seen.add(k)
+        if store.cached(k, ext) is not None:
+            cached += 1
+            continue
+        jobs.append(_Job(i, c, k, chars[i], store.cache_path(k, ext)))
+    total_chars = sum(chars)
+    pending_chars = sum(j.chars for j in jobs)
+    # Progress counts every chunk; cached ones (and repeats) are done from the start.
+    hooks.on_queued(len(chunks), total_chars, len(chunks) - len(jobs))
+    sched = _Scheduler(engine=engine, store=store, jobs=jobs, opts=opts,
+                       limiters=limiters or make_limiters(opts), hooks=hooks, book=book,
+                       price_kind=_price_kind(opts, engine), total_chunks=len(chunks),
+                       total_chars=total_chars, cached_chunks=len(chunks) - len(jobs),
+                       cached_chars=total_chars - pending_chars, clock=clock, sleep=sleep,
+                       rng=rng)
+    for idx, ch in enumerate(book.chapters):
+        if sched.chapter_left[idx] == 0:
+            hooks.on_chapter_done(idx, ch.title)
+    if jobs:
+        preflight = getattr(engine, "preflight", None)
+        if callable(preflight):
+            preflight()  # bad bucket, voice, SSML: one line before any money is spent
+        sched.run()
+    pieces: list[list[Path]] = [[] for _ in book.chapters]
+    for c, k in zip(chunks, keys):
+        p = store.cached(k, ext)
+        if p is None:  # removed by another process's gc between synthesis and now
+            raise EngineError(f"{store.cache_path(k, ext)}: cached audio vanished; run again")
+        pieces[c.chapter_idx].append(p)
+    return Synthesis(tuple(chunks), tuple(keys), tuple(tuple(p) for p in pieces), cached,
+                     sched.submitted, sched.resumed, sched.billed)
+
+
 def _convert(
     book: Book, out: Path, opts: ConvertOptions, hooks: Hooks, *, store: StateStore,
     limiters: Limiters | None, engine: Engine | None, source_id: str,
@@ -778,60 +856,35 @@ def _convert(
     own_engine = engine is None
     engine = engine or make_engine(opts, book)
     try:
-        chunks = _chunk(book, engine, opts)
-        keys = [content_key(c, engine, opts.render.template) for c in chunks]
         options_hash = opts.fingerprint()
         if source_hash is None:  # a Book from memory: its content is its chunk keys
+            keys = [content_key(c, engine, opts.render.template)
+                    for c in _chunk(book, engine, opts)]
             source_hash = hashlib.sha256("\n".join(keys).encode()).hexdigest()
             if not opts.force:
                 outputs = _up_to_date(store, source_id, source_hash, options_hash, out)
                 if outputs is not None:
                     result = ConvertResult(source=source, outputs=tuple(outputs),
                                            title=book.title, chapters=len(book.chapters),
-                                           chunks_total=len(chunks), chunks_cached=len(chunks),
+                                           chunks_total=len(keys), chunks_cached=len(keys),
                                            skipped=True, warnings=book.warnings,
                                            elapsed=time.monotonic() - t0)
                     hooks.on_done(result)
                     return result
         book_id = store.upsert_book(source_id, source_hash="", options_hash="",
                                     title=book.title, status="running")
-        store.set_book_chunks(book_id, [(k, c.chapter_idx) for k, c in zip(keys, chunks)])
         run_id = store.start_run(book_id)
-        ext = engine.audio_format.ext
-        jobs: list[_Job] = []
-        cached = 0
-        seen: dict[str, _Job] = {}
-        for i, (c, k) in enumerate(zip(chunks, keys)):
-            if store.cached(k, ext) is not None or k in seen:
-                cached += store.cached(k, ext) is not None
-                continue
-            job = _Job(i, c, k, _billable(c.ssml), store.cache_path(k, ext))
-            seen[k] = job
-            jobs.append(job)
-        total_chars = sum(_billable(c.ssml) for c in chunks)
-        pending_chars = sum(j.chars for j in jobs)
-        # Progress counts every chunk; cached ones (and repeats) are done from the start.
-        hooks.on_queued(len(chunks), total_chars, len(chunks) - len(jobs))
-        sched = _Scheduler(engine=engine, store=store, jobs=jobs, opts=opts,
-                           limiters=limiters or make_limiters(opts), hooks=hooks, book=book,
-                           price_kind=_price_kind(opts, engine), total_chunks=len(chunks),
-                           total_chars=total_chars, cached_chunks=len(chunks) - len(jobs),
-                           cached_chars=total_chars - pending_chars)
         try:
-            for idx, ch in enumerate(book.chapters):
-                if sched.chapter_left[idx] == 0:
-                    hooks.on_chapter_done(idx, ch.title)
-            if jobs:
-                preflight = getattr(engine, "preflight", None)
-                if callable(preflight):
-                    preflight()  # bad bucket, voice, SSML: one line before any money is spent
-                sched.run()
-            stitched = _stitch(book, chunks, keys, store, ext, out, opts, hooks)
+            syn = synthesize(book, opts, hooks, store=store, engine=engine, limiters=limiters,
+                             book_id=book_id)
+            chapters = _chapter_audio(book, syn)
+            from .stitch import stitch
+
+            stitched = stitch(book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch)
         except BaseException as e:
+            # What was paid for is in the chunk rows; the run keeps only why it stopped.
             store.finish_book(book_id, status="failed")
-            store.finish_run(run_id, status="failed", chunks_total=len(chunks),
-                             chunks_cached=cached, chunks_submitted=sched.submitted,
-                             billed_chars=sched.billed, error=str(e)[:500])
+            store.finish_run(run_id, status="failed", error=str(e)[:500] or type(e).__name__)
             raise
         outputs = [Path(p) for p in stitched.outputs]
         fp = _outputs_fingerprint(outputs) or (0, 0.0)
@@ -841,20 +894,28 @@ def _convert(
                                     "outputs": [os.fspath(p.resolve()) for p in outputs]}),
             output_size=fp[0], output_mtime=fp[1], source_hash=source_hash,
             options_hash=options_hash)
-        store.finish_run(run_id, status="done", chunks_total=len(chunks), chunks_cached=cached,
-                         chunks_submitted=sched.submitted, billed_chars=sched.billed)
+        store.finish_run(run_id, status="done", chunks_total=len(syn.chunks),
+                         chunks_cached=syn.cached, chunks_submitted=syn.submitted,
+                         billed_chars=syn.billed_chars)
         result = ConvertResult(
             source=source, outputs=tuple(outputs), title=book.title,
             chapters=len(book.chapters), duration=float(stitched.duration),
             chapter_times=_chapter_times(stitched),
-            chunks_total=len(chunks), chunks_cached=cached, chunks_resumed=sched.resumed,
-            chunks_submitted=sched.submitted, billed_chars=sched.billed,
-            warnings=book.warnings, elapsed=time.monotonic() - t0)
+            chunks_total=len(syn.chunks), chunks_cached=syn.cached,
+            chunks_resumed=syn.resumed, chunks_submitted=syn.submitted,
+            billed_chars=syn.billed_chars, warnings=book.warnings,
+            elapsed=time.monotonic() - t0)
         hooks.on_done(result)
         return result
     finally:
         if own_engine:
             engine.close()
+
+
+def _chapter_audio(book: Book, syn: Synthesis) -> list[Any]:
+    from .stitch import ChapterAudio
+
+    return [ChapterAudio(ch.title, tuple(ps)) for ch, ps in zip(book.chapters, syn.pieces)]
 
 
 def _chapter_times(stitched: Any) -> tuple[tuple[str, float, float], ...]:
@@ -866,21 +927,6 @@ def _chapter_times(stitched: Any) -> tuple[tuple[str, float, float], ...]:
             out.append((str(getattr(ch, "title", "")), float(getattr(ch, "start", 0.0)),
                         float(getattr(ch, "end", 0.0))))
     return tuple(out)
-
-
-def _stitch(book: Book, chunks: list[Chunk], keys: list[str], store: StateStore, ext: str,
-            out: Path, opts: ConvertOptions, hooks: Hooks) -> Any:
-    from .stitch import ChapterAudio, stitch
-
-    pieces: list[list[Path]] = [[] for _ in book.chapters]
-    for c, k in zip(chunks, keys):
-        p = store.cached(k, ext)
-        if p is None:  # gc'd by another process between synthesis and now
-            raise EngineError(f"{store.cache_path(k, ext)}: cached audio vanished; run again",
-                              expected=True)
-        pieces[c.chapter_idx].append(p)
-    chapters = [ChapterAudio(ch.title, tuple(ps)) for ch, ps in zip(book.chapters, pieces)]
-    return stitch(book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch)
 
 
 __all__ = [
@@ -898,6 +944,8 @@ __all__ = [
     "default_output",
     "make_engine",
     "make_limiters",
+    "synthesize",
+    "Synthesis",
 ]
 
 
