@@ -465,6 +465,9 @@ def build_episodes(
                 if hooks_factory and hasattr(episode_hooks, "close"):
                     episode_hooks.close()
             submitted += result.chunks_submitted
+            tag_episode(audio, opts.fmt, album=channel.title or folder.name,
+                        date=(parse_date(book.date) or now()).date().isoformat(),
+                        comment=_description(book), artist=", ".join(book.authors) or None)
             chapter_times = tuple(result.chapter_times)
             duration = float(result.duration)
             atomic_write(folder / f"{stem}.chapters.json",
@@ -495,6 +498,53 @@ def build_episodes(
     return FeedResult(feed=feed, episodes=tuple(ordered), added=tuple(added),
                       updated=tuple(updated), kept=tuple(kept), chunks_submitted=submitted,
                       warnings=tuple(warnings))
+
+
+def tag_episode(path: Path, fmt: str, *, album: str, date: str, comment: str,
+                artist: str | None = None, genre: str = "Podcast") -> None:
+    """Tag an episode as a podcast episode (album = the channel, genre Podcast, date,
+    description), on a copy that replaces the file: a reader never sees it half-tagged.
+    The pipeline's chapters and cover are left as they are."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        shutil.copyfile(path, tmp)
+        os.chmod(tmp, 0o644)
+        if fmt == "m4b":
+            from mutagen.mp4 import MP4
+
+            audio = MP4(tmp)
+            if audio.tags is None:
+                audio.add_tags()
+            tags = audio.tags
+            assert tags is not None
+            tags["\xa9alb"] = [album]
+            tags["\xa9gen"] = [genre]
+            tags["\xa9day"] = [date]
+            tags["desc"] = [comment[:255]]
+            tags["stik"] = [21]  # iTunes media kind: podcast
+            if artist:
+                tags["\xa9ART"] = [artist]
+            audio.save()
+        else:
+            from mutagen.id3 import COMM, ID3, TALB, TCON, TDRC, TPE1, ID3NoHeaderError
+
+            try:
+                id3 = ID3(tmp)
+            except ID3NoHeaderError:
+                id3 = ID3()
+            id3.setall("TALB", [TALB(encoding=3, text=[album])])
+            id3.setall("TCON", [TCON(encoding=3, text=[genre])])
+            id3.setall("TDRC", [TDRC(encoding=3, text=[date])])
+            id3.setall("COMM", [COMM(encoding=3, lang="eng", desc="", text=[comment])])
+            if artist:
+                id3.setall("TPE1", [TPE1(encoding=3, text=[artist])])
+            id3.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _channel(podcast: PodcastOptions, index: FeedIndex, folder: Path) -> PodcastOptions:
