@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
-from audiobook.errors import ConfigError, EngineError, Throttled, TransientEngineError
+from audiobook.engines.base import TaskRef, TaskState
 from audiobook.engines.polly import (
     PollyEngine,
     map_client_error,
@@ -16,9 +22,13 @@ from audiobook.engines.polly import (
     parse_notification,
     parse_s3_uri,
     pick_mode,
+    polly_client_config,
     reason_is_transient,
     unsupported_ssml,
 )
+from audiobook.errors import ConfigError, EngineError, Throttled, TransientEngineError
+from audiobook.model import Chunk
+from audiobook.ssml import billable_chars
 
 # --------------------------------------------------------------------------- pure
 
@@ -26,7 +36,7 @@ from audiobook.engines.polly import (
 @pytest.mark.parametrize(
     ("uri", "expected"),
     [
-        ("https://s3.us-west-2.amazonaws.com/my-bucket/p/k/70b6.mp3", ("my-bucket", "p/k/70b6.mp3")),
+        ("https://s3.us-west-2.amazonaws.com/my-bucket/p/k/7b.mp3", ("my-bucket", "p/k/7b.mp3")),
         ("http://127.0.0.1:50123/my-bucket/books/abc/t1.mp3", ("my-bucket", "books/abc/t1.mp3")),
         ("s3://my-bucket/todoId-X/uuid.mp3", ("my-bucket", "todoId-X/uuid.mp3")),
         ("https://my-bucket.s3.eu-west-1.amazonaws.com/a/b.mp3", ("my-bucket", "a/b.mp3")),
@@ -207,20 +217,6 @@ def test_marks_to_webvtt_empty():
 
 # --------------------------------------------------------------------------- over HTTP
 # The real boto3 client against moto (S3, SNS, SQS) and the Polly emulator.
-
-import os  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import boto3  # noqa: E402
-
-from audiobook.engines.base import TaskRef, TaskState  # noqa: E402
-from audiobook.engines.polly import polly_client_config  # noqa: E402
-from audiobook.model import Chunk  # noqa: E402
-from audiobook.ssml import billable_chars  # noqa: E402
 
 SSML = (
     "<speak><p><s>It was a bright cold day in April.</s> "
