@@ -164,3 +164,30 @@ def test_empty_documents_give_one_line_error(tmp_path, name, text):
     with pytest.raises(NoTextError) as info:
         ingestor.read(path, IngestOptions())
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name,content", [
+    ("article.html", "<html lang='en'><head><title>An HTML article title</title></head><body>"
+                     f"<article><p>{WORDS}</p><h2>Second part</h2><p>{WORDS}</p>"
+                     f"<h2>Third part</h2><p>{WORDS}</p></article></body></html>"),
+    ("article.md", f"# A Markdown title\n\n{WORDS}\n\n## Second part\n\n{WORDS}\n\n"
+                   f"## Third part\n\n{WORDS}\n"),
+    ("article.txt", f"A text title\n\n{WORDS}\n\nChapter 2\n\n{WORDS}\n\nChapter 3\n\n{WORDS}\n"),
+])
+def test_inspect_json_contract_for_html_markdown_and_text(tmp_path, name, content):
+    import json
+
+    from click.testing import CliRunner
+
+    from audiobook.cli import cli
+
+    path = write(tmp_path, name, content)
+    result = CliRunner().invoke(cli, ["inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert set(info) == {"title", "authors", "language", "chapters", "total_billable_chars"}
+    assert len(info["chapters"]) == 3
+    for ch in info["chapters"]:
+        assert set(ch) == {"title", "level", "chars", "billable_chars"}
+        assert ch["chars"] >= ch["billable_chars"] > 0
+    assert info["total_billable_chars"] == sum(c["billable_chars"] for c in info["chapters"])
