@@ -308,8 +308,10 @@ def test_ssml_rules_per_engine(polly_emulator, engine, voice, text, error) -> No
     if error is None:
         assert call()["RequestCharacters"] > 0
     else:
-        with pytest.raises(getattr(polly.exceptions, error)):
+        with pytest.raises(getattr(polly.exceptions, error)) as err:
             call()
+        if error == "ValidationException":
+            assert err.value.response["reason"] == "other"
 
 
 # --- faults ----------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ class PollyError(Exception):
         self.code = code
         self.message = message
         self.status = status if status is not None else error_status(code)
+        if code == "ValidationException":
+            extra.setdefault("reason", "other")  # a required member of the shape
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
