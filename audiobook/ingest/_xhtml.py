@@ -31,7 +31,8 @@ OPS_NS = "http://www.idpf.org/2007/ops"
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\ufeff\ufffc]")
 _SPACE = re.compile(r"\s+")
 # Brackets left empty once a note marker inside them is taken out: "text [] more".
-_EMPTY_BRACKETS = re.compile(r"\s*(\[\s*\]|\(\s*\))")
+# Applied after whitespace is collapsed, so that it stays linear on hostile input.
+_EMPTY_BRACKETS = re.compile(r"\[ ?\]|\( ?\)")
 # Alt text that says nothing about the picture.
 _GENERIC_ALT = re.compile(r"^(cover( image)?|title ?page|image|img|illustration|picture|photo|figure|"
                           r"logo|decoration|ornament|\W*)$", re.I)
@@ -48,9 +49,28 @@ def xml_parser() -> etree.XMLParser:
                            remove_pis=True)
 
 
-def _html_parser() -> lxml_html.HTMLParser:
+def _html_parser(encoding: str | None = None) -> lxml_html.HTMLParser:
     return lxml_html.HTMLParser(no_network=True, huge_tree=False, remove_comments=True,
-                                remove_pis=True)
+                                remove_pis=True, encoding=encoding)
+
+
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_META_CHARSET = re.compile(rb"<meta[^>]+charset", re.I)
+
+
+def _encoding(data: bytes) -> str | None:
+    """What to tell the HTML parser: XHTML is UTF-8 unless it says otherwise, while an
+    HTML parser left alone would guess Latin-1."""
+    m = _XML_ENCODING.match(data[:200])
+    if m:
+        return m.group(1).decode("ascii")
+    if data[:3] == b"\xef\xbb\xbf" or _META_CHARSET.search(data[:2048]):
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return "utf-8"
 
 
 def parse_xml(data: bytes) -> etree._Element:
@@ -72,12 +92,32 @@ def parse_xhtml(data: bytes) -> tuple[etree._Element | None, str | None]:
     except (etree.XMLSyntaxError, ValueError) as exc:
         problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     # The HTML parser would show an internal DTD subset as text: drop the doctype.
-    data = _DOCTYPE.sub(b"", data, count=1)
+    data = _DOCTYPE.sub(b"", data[:65536], count=1) + data[65536:]
     try:
-        root = lxml_html.document_fromstring(data, parser=_html_parser())
+        root = lxml_html.document_fromstring(data, parser=_html_parser(_encoding(data)))
     except (etree.ParserError, etree.XMLSyntaxError, ValueError):
         return None, problem
     return root, problem
+
+
+def node_text(el: etree._Element, skip: frozenset[str] = frozenset({"rt", "rp"})) -> str:
+    """The text inside ``el``, cleaned: HTML named entities mapped, any other entity
+    reference dropped (never expanded), comments and ruby readings left out."""
+    parts: list[str] = []
+
+    def walk(node: etree._Element) -> None:
+        if node.text:
+            parts.append(node.text)
+        for child in node:
+            if child.tag is etree.Entity:
+                parts.append(html.entities.html5.get(f"{child.name};", ""))  # type: ignore
+            elif isinstance(child.tag, str) and localname(child) not in skip:
+                walk(child)
+            if child.tail:
+                parts.append(child.tail)
+
+    walk(el)
+    return clean_text("".join(parts))
 
 
 def localname(el: etree._Element) -> str:
@@ -178,7 +218,9 @@ class _Walk:
     def flush(self) -> None:
         if not self.buf:
             return
-        text = clean_text(_EMPTY_BRACKETS.sub("", "".join(self.buf)))
+        text = clean_text("".join(self.buf))
+        if "[" in text or "(" in text:
+            text = clean_text(_EMPTY_BRACKETS.sub("", text))
         self.buf = []
         if text:
             kind: BlockKind = "note" if self.note and self.kind != "heading" else self.kind

@@ -46,7 +46,7 @@ from ..errors import CorruptDocument, EncryptedDocument, InputError, NoTextError
 from ..model import Block, Book, Chapter, ChapterRole, Cover
 from ._safezip import DEFAULT_LIMITS, SafeZip, UnsafeName, ZipLimitExceeded, ZipLimits
 from ._xhtml import (Event, Item, Mark, clean_text, doc_types, epub_types, extract, localname,
-                     parse_xhtml, parse_xml)
+                     node_text, parse_xhtml, parse_xml)
 from .base import IngestOptions, Ingestor
 
 DC_NS = "http://purl.org/dc/elements/1.1/"
@@ -126,7 +126,7 @@ def resolve_href(base: str, href: str) -> tuple[str | None, str | None]:
 
 
 def _text(el: etree._Element) -> str:
-    return clean_text(" ".join(t for t in el.itertext()))
+    return node_text(el)
 
 
 def _find_opf(z: SafeZip, path: Path, warnings: list[str]) -> str:
@@ -239,7 +239,7 @@ def _nav_entries(root: etree._Element, base: str) -> tuple[list[_Entry], dict[st
                     title = clean_text(child.text or "")
                     href = None
                 else:
-                    title = clean_text(" ".join(_label_text(label)))
+                    title = node_text(label)
                     href = label.get("href") if localname(label) == "a" else None
                 path, frag = resolve_href(base, href) if href else (None, None)
                 entries.append(_Entry(title, level, path, frag))
@@ -249,19 +249,6 @@ def _nav_entries(root: etree._Element, base: str) -> tuple[list[_Entry], dict[st
 
     walk(toc, 1)
     return entries, landmarks
-
-
-def _label_text(el: etree._Element) -> Iterable[str]:
-    """Text of a TOC label, without ruby annotations."""
-    if el.text:
-        yield el.text
-    for child in el:
-        if isinstance(child.tag, str) and localname(child) not in ("rt", "rp"):
-            yield from _label_text(child)
-        elif child.tag is etree.Entity:
-            yield ""
-        if child.tail:
-            yield child.tail
 
 
 def _ncx_entries(root: etree._Element, base: str) -> list[_Entry]:
