@@ -194,3 +194,12 @@ def test_hostile_title_and_metadata_are_plain_text(tmp_path: Path) -> None:
     book = read_guarded(path)
     assert book.title == "<speak> Evil"
     assert book.authors == ()
+
+
+def test_one_baseline_of_twenty_thousand_runs(tmp_path: Path) -> None:
+    # each glyph placed on its own: the line builder must stay linear in the number of runs
+    objs, pages = base_objects(1)
+    runs = "".join(f"BT /F1 10 Tf {72 + k * 0.025:.3f} 700 Td (w) Tj ET\n" for k in range(20_000))
+    objs[pages[0] + 1] = stream(runs)
+    book = read_guarded(write(tmp_path, objs))
+    assert book.chapters[0].text.count("w") == 20_000

@@ -121,6 +121,7 @@ def build_lines(frags: Iterable[Frag], page: int) -> list[Line]:
                 lines.append(line)
             cur.clear()
 
+    last_end = -math.inf  # rightmost estimated end of the line being built
     for f in frags:
         if not f.text or not f.text.strip():
             if cur and f.text and f.text.strip(" ") == "" and " " in f.text:
@@ -129,14 +130,15 @@ def build_lines(frags: Iterable[Frag], page: int) -> list[Line]:
         if cur:
             base = cur[0]
             tol = 0.5 * max(base.size, f.size, 1.0)
-            last_end = max(c.x + c.width for c in cur)
             if (
                 abs(f.y - base.y) > tol
                 or (f.x < cur[0].x - 1.0 and f.x < last_end - 4 * f.size)  # back to the left
                 or f.x > last_end + 3 * max(f.size, base.size)  # over a gutter: next column
             ):
                 flush()
+                last_end = -math.inf
         cur.append(f)
+        last_end = max(last_end, f.x + f.width)
     flush()
     return lines
 
@@ -260,6 +262,7 @@ def _top_down(ln: Line) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------
 # Page furniture: running heads and feet, page numbers
 
+MAX_FUZZY_KEYS = 3000  # distinct edge lines compared pairwise for OCR-garbled repeats
 _NUM = re.compile(r"^(?:page|seite|p\.)?\s*[-–—(\[]?\s*(\d{1,4}|[ivxlcdm]{1,8})\s*[-–—)\]]?$", re.I)
 _EDGE_NUM = re.compile(r"^\s*(\d{1,4})\b|\b(\d{1,4})\s*$")
 
@@ -349,12 +352,13 @@ def furniture(pages: Sequence[Sequence[Line]], labels: Sequence[str] | None = No
             key = _letters(ln.text)
             if len(key) >= 3:
                 pages_of.setdefault(key, set()).add(p)
-        keys = list(pages_of)
+        keys = sorted(pages_of, key=len)
         spread: dict[str, set[int]] = {k: set(v) for k, v in pages_of.items()}
-        for a, ka in enumerate(keys):
+        fuzzy = len(keys) <= MAX_FUZZY_KEYS  # beyond that, exact repeats only
+        for a, ka in enumerate(keys if fuzzy else ()):
             for kb in keys[a + 1 :]:
-                if abs(len(ka) - len(kb)) > 3:
-                    continue
+                if len(kb) - len(ka) > 3:
+                    break
                 sm = difflib.SequenceMatcher(None, ka, kb)
                 if sm.real_quick_ratio() >= 0.85 and sm.quick_ratio() >= 0.85 and sm.ratio() >= 0.85:
                     spread[ka] |= pages_of[kb]

@@ -638,27 +638,37 @@ def make_chapters(
     return _by_headings(doc, stream, style, book_title)
 
 
-def _boundary(stream: Sequence[lay.Line], page: int | None, top: float | None) -> int | None:
-    if page is None:
+def _page_offsets(doc: Sequence[_Page]) -> list[int]:
+    """Where each page's lines start in the stream (pages are in order); one extra end."""
+    offsets = [0]
+    for page in doc:
+        offsets.append(offsets[-1] + len(page.lines))
+    return offsets
+
+
+def _boundary(
+    stream: Sequence[lay.Line], offsets: Sequence[int], page: int | None, top: float | None
+) -> int | None:
+    """The stream index where a destination (page, top) starts: the highest line on that
+    page at or below ``top``; the next page's start if there is none."""
+    if page is None or not 0 <= page < len(offsets) - 1:
         return None
-    best: int | None = None
-    best_y = -math.inf
-    for i, ln in enumerate(stream):
-        if ln.page < page:
-            continue
-        if ln.page > page:
-            return best if best is not None else i
-        if top is None:
-            return i
-        if ln.y <= top + 2.0 and ln.y > best_y:
-            best, best_y = i, ln.y
-    return best if best is not None else len(stream)
+    lo, hi = offsets[page], offsets[page + 1]
+    if top is None:
+        return lo
+    best, best_y = hi, -math.inf
+    for i in range(lo, hi):
+        y = stream[i].y
+        if y <= top + 2.0 and y > best_y:
+            best, best_y = i, y
+    return best
 
 
 def _by_outline(
     doc: Sequence[_Page], stream: Sequence[lay.Line], outline: Sequence[OutlineEntry], style: lay.Style
 ) -> list[Chapter]:
-    starts: list[int | None] = [_boundary(stream, e.page, e.top) for e in outline]
+    offsets = _page_offsets(doc)
+    starts: list[int | None] = [_boundary(stream, offsets, e.page, e.top) for e in outline]
     # unplaced entries take the place of the entry before them
     last = 0
     for k, s in enumerate(starts):
@@ -739,10 +749,11 @@ def _by_pages(
     doc: Sequence[_Page], n: int, labels: Sequence[str] | None, style: lay.Style
 ) -> list[Chapter]:
     stream = [ln for page in doc for ln in page.lines]
+    offsets = _page_offsets(doc)
     chapters: list[Chapter] = []
     for first in range(0, len(doc), n):
         last = min(first + n, len(doc)) - 1
-        idx = [i for i, ln in enumerate(stream) if first <= ln.page <= last]
+        idx = range(offsets[first], offsets[last + 1])
         a = labels[first] if labels else str(first + 1)
         b = labels[last] if labels else str(last + 1)
         title = f"Page {a}" if first == last else f"Pages {a}–{b}"
@@ -766,10 +777,11 @@ def _chapter(
     lines = before + own
     pages = sorted({ln.page for ln in lines})
     notes: list[lay.Line] = []
+    held = {id(ln) for ln in lines}
     for p in pages:
         # a page's notes go with the chapter that holds the page's last line
         page_lines = doc[p].lines
-        if page_lines and any(ln is page_lines[-1] for ln in lines):
+        if page_lines and id(page_lines[-1]) in held:
             notes.extend(doc[p].notes)
     claimed = lay.note_marks(notes)
     blocks = lay.to_blocks(before, style, claimed) + lay.strip_repeated_title(
