@@ -18,9 +18,9 @@ import re
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache
-from pathlib import Path
+from typing import IO
 
 from .errors import ConfigError, FFmpegError
 
@@ -72,12 +72,16 @@ def run(
     *,
     progress: Callable[[float], None] | None = None,
     duration: float | None = None,
+    stdin: Iterable[bytes] | None = None,
 ) -> None:
     """Run ffmpeg with ``argv`` (everything after the program name).
 
     With ``progress`` and ``duration`` (seconds of output expected), ffmpeg's
     ``-progress`` reports are turned into calls ``progress(fraction)`` with a fraction
-    in 0..1, ending with 1.0 on success. Raises FFmpegError(last stderr line).
+    in 0..1, ending with 1.0 on success. With ``stdin``, its blocks are written to
+    ffmpeg's standard input (``-i pipe:0``) from a thread, as ffmpeg takes them, so a
+    stream of any length passes with flat memory; an exception raised by the iterable
+    stops ffmpeg and is raised here. Raises FFmpegError(last stderr line).
     """
     cmd = [ffmpeg_exe(), *_COMMON]
     report = progress is not None and duration is not None and duration > 0
@@ -85,26 +89,29 @@ def run(
         cmd += ["-progress", "pipe:1", "-nostats"]
     cmd += list(argv)
     log.debug("ffmpeg: %s", shlex.join(cmd))
-    tail: collections.deque[str] = collections.deque(maxlen=20)
+    tail: collections.deque[bytes] = collections.deque(maxlen=20)
     try:
         proc = subprocess.Popen(
             cmd,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE if report else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
         )
     except OSError as e:
         raise FFmpegError(f"cannot start ffmpeg: {e}") from e
-    assert proc.stderr is not None
-    drain = threading.Thread(target=lambda: tail.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
-    drain.start()
+    threads = [threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)]
+    feed_error: list[BaseException] = []
+    if stdin is not None:
+        threads.append(
+            threading.Thread(target=_feed, args=(proc, stdin, feed_error), daemon=True)
+        )
+    for t in threads:
+        t.start()
     try:
         if report:
             assert proc.stdout is not None and progress is not None and duration is not None
-            for line in proc.stdout:
-                key, _, value = line.strip().partition("=")
+            for raw in proc.stdout:
+                key, _, value = raw.decode("ascii", "replace").strip().partition("=")
                 if key == "out_time_us" and value.lstrip("-").isdigit():
                     progress(min(1.0, max(0.0, int(value) / 1e6 / duration)))
         rc = proc.wait()
@@ -113,15 +120,80 @@ def run(
         proc.wait()
         raise
     finally:
-        drain.join()
-        for stream in (proc.stdout, proc.stderr):
+        for t in threads:
+            t.join()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+    if feed_error:
+        raise feed_error[0]
     if rc != 0:
-        raise FFmpegError(f"ffmpeg failed: {_last_line(tail) or f'exit status {rc}'}")
+        lines = (b.decode("utf-8", "replace") for b in tail)
+        raise FFmpegError(f"ffmpeg failed: {_last_line(lines) or f'exit status {rc}'}")
     if report:
         assert progress is not None
         progress(1.0)
+
+
+def _drain(stream: IO[bytes] | None, tail: collections.deque[bytes]) -> None:
+    if stream is not None:
+        tail.extend(stream)
+
+
+def _feed(proc: subprocess.Popen[bytes], blocks: Iterable[bytes],
+          errors: list[BaseException]) -> None:
+    assert proc.stdin is not None
+    try:
+        for block in blocks:
+            proc.stdin.write(block)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # ffmpeg stopped reading: its exit status tells why
+    except BaseException as e:  # the producer failed: stop ffmpeg, report the cause
+        errors.append(e)
+        proc.kill()
+    finally:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()
+
+
+def decode_pcm(path: str | os.PathLike[str], sample_rate: int,
+               block_size: int = 1 << 16) -> Iterator[bytes]:
+    """Decode any audio file ffmpeg reads into PCM s16le mono at ``sample_rate``,
+    yielded block by block (the file is never held whole). Closing the iterator early
+    stops ffmpeg."""
+    cmd = [ffmpeg_exe(), *_COMMON, "-i", path_arg(path), "-vn", "-map", "0:a:0",
+           "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "pipe:1"]
+    log.debug("ffmpeg: %s", shlex.join(cmd))
+    tail: collections.deque[bytes] = collections.deque(maxlen=20)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    except OSError as e:
+        raise FFmpegError(f"cannot start ffmpeg: {e}") from e
+    drain = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
+    drain.start()
+    assert proc.stdout is not None
+    finished = False
+    try:
+        while block := proc.stdout.read(block_size):
+            yield block
+        finished = True
+    finally:
+        if not finished:
+            proc.kill()
+        rc = proc.wait()
+        drain.join()
+        proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    if rc != 0:
+        lines = (b.decode("utf-8", "replace") for b in tail)
+        raise FFmpegError(f"ffmpeg failed: {_last_line(lines) or f'exit status {rc}'}")
 
 
 def pipe(argv: Sequence[str], data: bytes) -> bytes:
