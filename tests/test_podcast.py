@@ -20,8 +20,6 @@ from audiobook.cli import cli
 from audiobook.engines.fake import FakeEngine
 from audiobook.errors import InputError
 from audiobook.pipeline import ConvertOptions
-from tests.conftest import corpus_path
-
 from audiobook.podcast import (
     ITUNES_NS,
     PODCAST_NS,
@@ -31,6 +29,7 @@ from audiobook.podcast import (
     transcript_vtt,
     vtt_timestamp,
 )
+from tests.conftest import corpus_path
 
 pytestmark = [pytest.mark.ffmpeg, pytest.mark.corpus]
 

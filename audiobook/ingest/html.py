@@ -29,7 +29,7 @@ import binascii
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 from urllib.parse import unquote, urlsplit
@@ -667,7 +667,7 @@ def article_blocks(
             if tag == "br":
                 buf.append(" ")
                 continue
-            if tag in ("blockquote", "q") and tag == "blockquote":
+            if tag == "blockquote":
                 flush()
                 kind_stack.append("quote")
             elif tag == "li":
@@ -685,10 +685,8 @@ def article_blocks(
             if tag == "blockquote" or tag == "li":
                 flush()
                 kind_stack.pop()
-            elif tag in _BLOCK_TAGS or tag in ("td", "th"):
+            elif tag in _BLOCK_TAGS:
                 flush()
-            elif tag in ("td", "th"):
-                buf.append(" ")
             if el.tail:
                 buf.append(el.tail)
     flush()
