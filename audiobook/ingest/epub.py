@@ -439,6 +439,8 @@ class _Reader:
         for item in pkg.manifest.values():
             if self.member(item.path) is None:
                 self.warn(f"missing resource: {item.path}")
+            elif item.media_type == "application/pls+xml":
+                self.warn(f"pronunciation lexicon {item.path} is not applied")
 
         entries, landmarks = self._toc(pkg)
         guide_roles: dict[str, ChapterRole] = {}
