@@ -632,3 +632,7 @@ def podcast_cmd(articles: tuple[Path, ...], feed_dir: Path, title: str | None,
         click.echo(f"audiobook: warning: {w}", err=True)
     click.echo(f"{result.feed}: {len(result.episodes)} episodes ({len(result.added)} added, "
                f"{len(result.updated)} updated, {len(result.kept)} kept)")
+    for err in result.failed:
+        click.echo(f"audiobook: error: {_one_line(str(err))}", err=True)
+    if result.failed:
+        sys.exit(max(err.exit_code for err in result.failed))

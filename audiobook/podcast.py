@@ -120,6 +120,9 @@ class FeedResult:
     kept: tuple[str, ...] = ()  # guids left as they were
     chunks_submitted: int = 0  # synthesis start calls made by this run, all episodes
     warnings: tuple[str, ...] = field(default=())
+    # Articles that could not be read (no article text, binary, unreadable): the others
+    # still become episodes. Each error is one line naming the file.
+    failed: tuple[InputError, ...] = field(default=())
 
 
 # --- pure pieces ----------------------------------------------------------------------
@@ -409,7 +412,8 @@ def build_episodes(
     ingest options, state folder); ``engine``/``store`` are passed to
     ``pipeline.convert_book`` (an Engine instance such as FakeEngine, a shared
     StateStore). ``on_episode(status, episode)`` is called with "added", "updated" or
-    "kept" for each article; ``hooks_factory(article)`` makes fresh progress hooks for
+    "kept" for each article; an article that cannot be read is reported in
+    ``result.failed`` and the others go on. ``hooks_factory(article)`` makes fresh progress hooks for
     each conversion (closed after it, when they have ``close()``), instead of ``hooks``.
     Returns what was done; the feed lists every episode of the folder, newest first.
     """
@@ -444,8 +448,13 @@ def build_episodes(
         kept: list[str] = []
         warnings: list[str] = []
         submitted = 0
+        failed: list[InputError] = []
         for article in paths:
-            book = read_book(article, opts.ingest)
+            try:
+                book = read_book(article, opts.ingest)
+            except InputError as exc:
+                failed.append(exc)
+                continue
             warnings += [f"{article}: {w}" for w in book.warnings]
             guid = episode_guid(book, article)
             chash = content_hash(book, fingerprint)
@@ -497,7 +506,7 @@ def build_episodes(
         ordered = _newest_first(episodes.values())
     return FeedResult(feed=feed, episodes=tuple(ordered), added=tuple(added),
                       updated=tuple(updated), kept=tuple(kept), chunks_submitted=submitted,
-                      warnings=tuple(warnings))
+                      warnings=tuple(warnings), failed=tuple(failed))
 
 
 def tag_episode(path: Path, fmt: str, *, album: str, date: str, comment: str,

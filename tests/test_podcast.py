@@ -18,7 +18,7 @@ from mutagen import File as MutagenFile
 
 from audiobook.cli import cli
 from audiobook.engines.fake import FakeEngine
-from audiobook.errors import InputError
+from audiobook.errors import InputError, NoTextError
 from audiobook.pipeline import ConvertOptions
 from audiobook.podcast import (
     ITUNES_NS,
@@ -277,6 +277,20 @@ def test_cli_podcast_with_the_local_engine(corpus, tmp_path):
                                   "--feed", str(tmp_path / "feed")])
     assert missing.exit_code == InputError.exit_code
     assert "nope.html" in missing.output and "Traceback" not in missing.output
+
+
+def test_an_unreadable_article_fails_alone(corpus, tmp_path):
+    landing = tmp_path / "landing.html"
+    landing.write_text("<html><body><nav><a href='/'>Home</a></nav></body></html>")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["podcast", str(landing), str(article(corpus, "rtl-1")),
+                                 "--feed", str(tmp_path / "feed"), "--engine", "local",
+                                 "--state-dir", str(tmp_path / "st")])
+    assert result.exit_code == NoTextError.exit_code
+    assert "1 added" in result.output
+    assert f"audiobook: error: {landing}: no article text found" in result.output
+    assert "Traceback" not in result.output
+    assert len(feedparser.parse((tmp_path / "feed" / "feed.xml").read_bytes()).entries) == 1
 
 
 # --- pure pieces ---------------------------------------------------------------------------
