@@ -185,3 +185,13 @@ def test_wav_info_reads_header_only(tmp_path):
     assert info.data_offset == 44
     (tmp_path / "x.wav").write_bytes(b"ID3 not a wav")
     assert read_wav_info(tmp_path / "x.wav") is None
+
+
+def test_list_voices_filters_by_language():
+    from audiobook.engines.local import list_voices
+
+    names = [v["name"] for v in list_voices("fr-CA")]
+    assert names and all(n.startswith("fr") for n in names)
+    assert "en-us" in [v["name"] for v in list_voices()]
+    for v in list_voices("en"):
+        LocalEngine(voice=v["name"])  # every listed name is accepted by --voice

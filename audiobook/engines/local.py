@@ -153,7 +153,7 @@ class LocalEngine(Engine):
         if voice:
             if not _voice_exists(voice):
                 raise ConfigError(
-                    f"espeak-ng has no voice {voice!r} (see `audiobook voices`)"
+                    f"espeak-ng has no voice {voice!r} (see `audiobook voices --engine local`)"
                 )
             self.voice = voice
         else:
@@ -258,6 +258,25 @@ class LocalEngine(Engine):
         if fut is None:
             raise TaskFailed(f"unknown local task {ref.task_id}", reason="unknown task")
         return fut
+
+
+def list_voices(language: str | None = None) -> list[dict[str, str]]:
+    """espeak-ng's voices, for ``audiobook voices --engine local``: ``name`` is what
+    ``--voice`` takes, ``language`` espeak-ng's description. With ``language`` (BCP 47),
+    only the voices for it."""
+    from . import espeak
+
+    want = voice_for_language(language) if language else None
+    out = []
+    for desc, ident, langs in espeak.voices():
+        if not langs:
+            continue
+        if want is not None and not any(
+            lang == want or lang.startswith(want + "-") for lang in langs
+        ):
+            continue
+        out.append({"name": langs[0], "language": desc, "gender": "", "file": ident})
+    return sorted(out, key=lambda v: v["name"])
 
 
 def _voice_exists(voice: str) -> bool:
