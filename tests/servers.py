@@ -16,7 +16,8 @@ Fixtures:
     sns_queue              (function) SnsQueue(topic_arn, queue_url, queue_arn): a fresh
                            topic with a fresh SQS queue subscribed (raw delivery off)
 
-Tests that use any of them are marked ``aws`` automatically.
+Tests that use any of them are marked ``aws`` automatically, and those that use the
+emulator ``ffmpeg`` as well (it encodes its audio with ffmpeg).
 """
 
 from __future__ import annotations
@@ -40,10 +41,17 @@ _AWS_FIXTURES = {"moto_server", "polly_emulator", "make_polly_emulator", "aws_en
                  "sns_queue"}
 
 
+# The emulator encodes its audio with ffmpeg.
+_FFMPEG_FIXTURES = {"polly_emulator", "make_polly_emulator", "aws_env", "polly_client"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _AWS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        if _AWS_FIXTURES & used:
             item.add_marker(pytest.mark.aws)
+        if _FFMPEG_FIXTURES & used:
+            item.add_marker(pytest.mark.ffmpeg)
 
 
 @pytest.fixture(scope="session")
