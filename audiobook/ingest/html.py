@@ -28,7 +28,6 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -49,7 +48,6 @@ MAX_DEPTH = 200  # element nesting kept (libxml2 stops at 255)
 MAX_COVER_BYTES = 16 * 1024 * 1024
 SHORT_ARTICLE_WORDS = 200  # articles shorter than this stay one chapter
 CODE_NOTE = "Code example omitted."
-MIN_ARTICLE_CHARS = 25
 
 # Never spoken, whatever the extractor decides.
 _SKIP_TAGS = frozenset(
@@ -896,9 +894,3 @@ def book_words(book: Book) -> list[str]:
             words += block.text.split()
     return words
 
-
-def iter_text(book: Book) -> Iterator[str]:
-    for ch in book.chapters:
-        yield ch.title
-        for block in ch.blocks:
-            yield block.text
