@@ -259,8 +259,7 @@ def speech_marks(text: str, text_type: str, types: list[str], duration_ms: int) 
     def t(li: int) -> int:
         n = order.get(li)
         if n is None:
-            later = [order[j] for j in range(li, len(pos)) if j in order][:1]
-            n = later[0] if later else total
+            n = next((order[j] for j in range(li, len(pos)) if j in order), total)
         return int(duration_ms * n / total)
 
     def entry(kind: str, a: int, b: int) -> dict[str, object]:
