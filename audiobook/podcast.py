@@ -456,6 +456,9 @@ def build_episodes(
                 failed.append(exc)
                 continue
             warnings += [f"{article}: {w}" for w in book.warnings]
+            if image_name is None and book.cover is not None:
+                # No artwork given or recorded: the first article's lead image serves.
+                image_name = _write_cover(book.cover.data, book.cover.media_type, folder)
             guid = episode_guid(book, article)
             chash = content_hash(book, fingerprint)
             old = episodes.get(guid)
@@ -588,6 +591,15 @@ def _install_image(image: Path, folder: Path) -> str:
         os.close(fd)
         shutil.copyfile(image, tmp)
         os.replace(tmp, dest)
+    return name
+
+
+def _write_cover(data: bytes, media_type: str, folder: Path) -> str | None:
+    ext = {"image/jpeg": ".jpg", "image/png": ".png"}.get(media_type)
+    if ext is None:  # podcast apps take JPEG and PNG only
+        return None
+    name = f"cover{ext}"
+    atomic_write(folder / name, data)
     return name
 
 

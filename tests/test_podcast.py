@@ -293,6 +293,19 @@ def test_an_unreadable_article_fails_alone(corpus, tmp_path):
     assert len(feedparser.parse((tmp_path / "feed" / "feed.xml").read_bytes()).entries) == 1
 
 
+def test_lead_image_becomes_channel_artwork_when_none_is_given(tmp_path):
+    page = tmp_path / "post.html"
+    (tmp_path / "lead.png").write_bytes(PNG)
+    page.write_text("<html><head><title>A post with a picture</title></head><body><article>"
+                    "<img src='lead.png' alt=''><p>" + "Words of the post, enough of them. " * 20
+                    + "</p></article></body></html>")
+    build_episodes([page], tmp_path / "feed", options(tmp_path / "st"),
+                   PodcastOptions(base_url=BASE), engine=FakeEngine())
+    doc = etree.parse(str(tmp_path / "feed" / "feed.xml"))
+    assert doc.find("channel/itunes:image", NS).get("href") == BASE + "cover.png"
+    assert (tmp_path / "feed" / "cover.png").read_bytes() == PNG
+
+
 # --- pure pieces ---------------------------------------------------------------------------
 
 
