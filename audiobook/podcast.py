@@ -413,8 +413,9 @@ def build_episodes(
     ``pipeline.convert_book`` (an Engine instance such as FakeEngine, a shared
     StateStore). ``on_episode(status, episode)`` is called with "added", "updated" or
     "kept" for each article; an article that cannot be read is reported in
-    ``result.failed`` and the others go on. ``hooks_factory(article)`` makes fresh progress hooks for
-    each conversion (closed after it, when they have ``close()``), instead of ``hooks``.
+    ``result.failed`` and the others go on. ``hooks_factory(article)`` makes fresh
+    progress hooks for each conversion (closed after it, when they have ``close()``),
+    instead of ``hooks``.
     Returns what was done; the feed lists every episode of the folder, newest first.
     """
     from .ingest import read_book
