@@ -243,3 +243,11 @@ def test_every_manifest_pdf_is_covered() -> None:
 def test_read_book_picks_the_pdf_ingestor() -> None:
     b = read_book(corpus_path("pdf", "sf-pdflatex-outline.pdf"))
     assert len(b.chapters) == 9
+
+
+def test_geotopo_headings_without_the_outline_find_the_numbered_sections() -> None:
+    path = corpus_path("pdf", "sf-geotopo-komprimiert.pdf")
+    by_headings = PdfIngestor().read(path, IngestOptions(split_by="headings"))
+    outline = [c for c in book("sf-geotopo-komprimiert.pdf").chapters if c.title[0].isdigit()]
+    found = [(c.title, c.level) for c in by_headings.chapters if c.title[0].isdigit()]
+    assert found == [(c.title, c.level) for c in outline]

@@ -452,11 +452,13 @@ def measure_style(lines: Iterable[Line]) -> Style:
 def heading_level(line: Line, style: Style) -> int | None:
     """1 or 2 for a line that looks like a heading, None for body text."""
     text = line.text.strip()
-    if len(text) > 120 or not any(c.isalpha() for c in text) or _CAPTION.match(text):
+    if len(text) > 120 or sum(c.isalpha() for c in text) < 2 or _CAPTION.match(text):
         return None
     if line.size >= style.body_size * 1.35:
         return 1
     if line.size >= style.body_size * 1.12:
+        return 2
+    if line.size >= style.body_size * 1.06 and _NUMBERED.match(text):
         return 2
     if line.bold and not style.body_bold and line.size >= style.body_size * 0.95:
         if _NUMBERED.match(text) and not _TERMINAL.search(text):
