@@ -325,3 +325,24 @@ def test_a_table_is_read_row_by_row(tmp_path: Path) -> None:
         page += text(72, 700 - 14 * k, country) + text(340, 700 - 14 * k, capital)
     spoken = all_text(read(tmp_path, simple_pdf([page])))
     assert spoken.index("Austria") < spoken.index("Vienna") < spoken.index("Belgium")
+
+
+def test_scanned_page_among_text_pages_is_reported(tmp_path: Path) -> None:
+    from .pdfgen import build_pdf, stream
+
+    objs: dict[int, bytes | str] = {
+        1: "<< /Type /Catalog /Pages 2 0 R >>",
+        2: "<< /Type /Pages /Kids [10 0 R 12 0 R] /Count 2 >>",
+        3: "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        4: b"<< /Type /XObject /Subtype /Image /Width 1 /Height 1 /ColorSpace /DeviceGray "
+        b"/BitsPerComponent 8 /Length 1 >>\nstream\n\x80\nendstream",
+        10: "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        "/Resources << /Font << /F1 3 0 R >> >> /Contents 11 0 R >>",
+        11: stream(text(72, 700, "A page with text.")),
+        12: "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        "/Resources << /XObject << /Im1 4 0 R >> >> /Contents 13 0 R >>",
+        13: stream("q 612 0 0 792 0 0 cm /Im1 Do Q\n"),
+    }
+    book = read(tmp_path, build_pdf(objs, 1))
+    assert book.chapters[0].text == "A page with text."
+    assert book.warnings == ("pages with no text layer (scanned images) skipped: 2",)
