@@ -256,7 +256,8 @@ def rss_feed(channel: PodcastOptions, base_url: str, episodes: Iterable[Episode]
     ch = etree.SubElement(rss, "channel")
     eps = list(episodes)
 
-    def sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str):
+    def sub(parent: etree._Element, tag: str, text: str | None = None,
+            **attrs: str | None) -> etree._Element:
         el = etree.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
         if text is not None:
             el.text = text

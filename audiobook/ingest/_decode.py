@@ -129,10 +129,12 @@ def _decode(raw: bytes, *, markup: bool) -> tuple[str, str, str]:
     if utf16 is not None:
         return raw.decode(utf16, errors="replace"), utf16, "detected"
     if markup:
-        enc = declared_encoding(raw)
+        declared = declared_encoding(raw)
         # A page that declares an ASCII-compatible single-byte encoding while being valid
         # UTF-8 with non-ASCII bytes is mislabelled far more often than not.
-        if enc is not None and not (enc == "cp1252" and _is_utf8(raw) and not raw.isascii()):
+        mislabelled = declared == "cp1252" and not raw.isascii() and _is_utf8(raw)
+        if declared is not None and not mislabelled:
+            enc = declared
             if enc.startswith("utf-16") or enc.startswith("utf-32"):
                 enc = "utf-8"  # a declaration readable as ASCII cannot be UTF-16 (WHATWG)
             return raw.decode(enc, errors="replace"), enc, "declared"

@@ -762,7 +762,8 @@ def chapterize(items: list[Heading | Block], title: str) -> tuple[Chapter, ...]:
         return (Chapter(title=title, level=1, blocks=blocks),)
     ranks = {lvl: n + 1 for n, lvl in enumerate(sorted({h.level for h in headings}))}
     chapters: list[Chapter] = []
-    cur_title, cur_level, cur_blocks = title, 1, []
+    cur_title, cur_level = title, 1
+    cur_blocks: list[Block] = []
     for item in items:
         if isinstance(item, Heading):
             if cur_blocks or chapters or cur_title != title:
