@@ -333,3 +333,105 @@ def test_long_whitespace_runs_stay_linear(tmp_path):
     body = f"<p>a[{gap}b ({gap}) c</p>"
     path = build_epub(tmp_path / "ws.epub", [Doc("c1.xhtml", body)], [("One", "c1.xhtml", [])])
     assert read_epub(path).chapters[0].text == "a[ b c"
+
+
+# ------------------------------------------------------------------- fuzzing
+
+_FUZZ_BASE: dict[str, bytes] = {}
+_SNIPPETS = [b"<", b">", b"&", b'"', b"\x00", b"<!DOCTYPE x [", b"]>", b"encoding='bogus'",
+             b"\xff\xfe", b"</", b"<a id='x'>", b"&#0;", b"<li><span>", b"href='#'",
+             b"src='../../x'", b"linear='no'", b"<nav epub:type='toc'><ol><li>"]
+
+
+def _fuzz_members(tmp_path_factory) -> dict[str, bytes]:
+    if not _FUZZ_BASE:
+        base = build_epub(tmp_path_factory.mktemp("fz") / "base.epub",
+                          [Doc("c1.xhtml", "<h1>One</h1><p>Text <b>bold</b>.</p>"),
+                           Doc("c2.xhtml", "<p id='x'>Two</p>")],
+                          [("One", "c1.xhtml", []), ("Two", "c2.xhtml#x", [])],
+                          ncx_toc=[("N", "c1.xhtml", [])])
+        with zipfile.ZipFile(base) as zf:
+            _FUZZ_BASE.update({i.filename: zf.read(i) for i in zf.infolist()})
+    return _FUZZ_BASE
+
+
+def test_mutated_epubs_give_a_book_or_an_input_error(tmp_path_factory):
+    """Random damage to any member, or to the zip's own bytes: the result is a Book or
+    one InputError, never another exception (it found an unknown-encoding LookupError
+    and zip OSError/NotImplementedError escapes)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from audiobook.errors import InputError
+
+    members = _fuzz_members(tmp_path_factory)
+    folder = tmp_path_factory.mktemp("fuzz")
+    edit = st.tuples(st.sampled_from(["set", "insert", "delete"]), st.integers(0, 10_000),
+                     st.integers(0, 255), st.sampled_from(_SNIPPETS))
+
+    @settings(max_examples=100, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(sorted(members)), st.lists(edit, min_size=1, max_size=6),
+           st.one_of(st.none(), st.tuples(st.integers(0, 10_000), st.integers(0, 255))))
+    def run(name, edits, zip_byte):
+        data = bytearray(members[name])
+        for op, pos, byte, snippet in edits:
+            pos %= len(data) + 1
+            if op == "set" and data:
+                data[min(pos, len(data) - 1)] = byte
+            elif op == "insert":
+                data[pos:pos] = snippet
+            else:
+                del data[pos:pos + 1 + byte % 40]
+        path = folder / "f.epub"
+        with zipfile.ZipFile(path, "w") as zf:
+            for k, v in members.items():
+                zf.writestr(k, bytes(data) if k == name else v,
+                            compress_type=zipfile.ZIP_DEFLATED)
+        if zip_byte is not None:
+            raw = bytearray(path.read_bytes())
+            raw[zip_byte[0] % len(raw)] = zip_byte[1]
+            path.write_bytes(bytes(raw))
+        try:
+            read_epub(path)
+        except InputError as err:
+            assert "\n" not in str(err)
+
+    run()
+
+
+def test_unknown_encoding_names(tmp_path):
+    # Protection: unknown encodings are malformed documents, not LookupError crashes.
+    bad = (b'<?xml version="1.0" encoding="bogus-8"?>\n<html xmlns="http://www.w3.org/1999/'
+           b'xhtml"><head><title>t</title></head><body><p>Still read.</p></body></html>')
+    path = build_epub(tmp_path / "enc.epub", [Doc("c1.xhtml", raw=bad)],
+                      [("One", "c1.xhtml", [])])
+    book = read_epub(path)
+    assert book.chapters[0].text == "Still read."
+    assert any("malformed" in w for w in book.warnings)
+    opf_bad = build_epub(tmp_path / "enc2.epub", [Doc("c1.xhtml", "<p>x</p>")],
+                         [("One", "c1.xhtml", [])],
+                         opf_raw=b'<?xml version="1.0" encoding="bogus-8"?><package/>')
+    with pytest.raises(CorruptDocument, match="package"):
+        read_epub(opf_bad)
+
+
+def test_unsupported_compression_method(tmp_path):
+    # Protection: zip NotImplementedError becomes a reported damage, not a crash.
+    path = build_epub(tmp_path / "m.epub", [Doc("c1.xhtml", "<p>One.</p>"),
+                                             Doc("c2.xhtml", "<p>Two.</p>")],
+                      [("One", "c1.xhtml", []), ("Two", "c2.xhtml", [])])
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("OEBPS/c2.xhtml")
+    struct.pack_into("<H", data, info.header_offset + 8, 99)  # AES / unknown method
+    pos = data.find(b"PK\x01\x02")
+    while pos != -1:
+        nlen = struct.unpack_from("<H", data, pos + 28)[0]
+        if bytes(data[pos + 46:pos + 46 + nlen]) == b"OEBPS/c2.xhtml":
+            struct.pack_into("<H", data, pos + 10, 99)
+        pos = data.find(b"PK\x01\x02", pos + 4)
+    path.write_bytes(bytes(data))
+    book = read_epub(path)
+    assert book.chapters[0].text == "One."
+    assert any("c2.xhtml" in w and "damaged" in w for w in book.warnings)

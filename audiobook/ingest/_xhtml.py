@@ -15,6 +15,7 @@ and text before an image survives as a block before the image's alt text.
 
 from __future__ import annotations
 
+import codecs
 import html.entities
 import re
 from dataclasses import dataclass, field
@@ -63,7 +64,12 @@ def _encoding(data: bytes) -> str | None:
     HTML parser left alone would guess Latin-1."""
     m = _XML_ENCODING.match(data[:200])
     if m:
-        return m.group(1).decode("ascii")
+        name = m.group(1).decode("ascii")
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            return "utf-8"
+        return name
     if data[:3] == b"\xef\xbb\xbf" or _META_CHARSET.search(data[:2048]):
         return None
     try:
@@ -75,7 +81,10 @@ def _encoding(data: bytes) -> str | None:
 
 def parse_xml(data: bytes) -> etree._Element:
     """Parse XML safely. Raises ``etree.XMLSyntaxError`` (or ValueError) if malformed."""
-    root = etree.fromstring(data, xml_parser())
+    try:
+        root = etree.fromstring(data, xml_parser())
+    except LookupError as exc:  # an unknown encoding name in the XML declaration
+        raise ValueError(f"unknown encoding ({exc})") from exc
     if root is None:
         raise etree.XMLSyntaxError("empty document", None, 0, 0)  # type: ignore[call-arg]
     return root
@@ -89,13 +98,13 @@ def parse_xhtml(data: bytes) -> tuple[etree._Element | None, str | None]:
     forced the recovering HTML parse. root is None when nothing could be recovered."""
     try:
         return parse_xml(data), None
-    except (etree.XMLSyntaxError, ValueError) as exc:
+    except (etree.XMLSyntaxError, ValueError, LookupError) as exc:
         problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     # The HTML parser would show an internal DTD subset as text: drop the doctype.
     data = _DOCTYPE.sub(b"", data[:65536], count=1) + data[65536:]
     try:
         root = lxml_html.document_fromstring(data, parser=_html_parser(_encoding(data)))
-    except (etree.ParserError, etree.XMLSyntaxError, ValueError):
+    except (etree.ParserError, etree.XMLSyntaxError, ValueError, LookupError):
         return None, problem
     return root, problem
 

@@ -51,6 +51,11 @@ from .base import IngestOptions, Ingestor
 
 DC_NS = "http://purl.org/dc/elements/1.1/"
 _MAX_WARNINGS = 50
+# What a damaged zip raises while a member is read: a bad CRC, a truncated deflate
+# stream, a seek past the end, an unknown compression method, a password-protected
+# member.
+_ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+               RuntimeError, ValueError)
 
 _LICENCE = re.compile(
     r"project gutenberg|full licen[cs]e|^\*+\s*(start|end)\b|gutenberg-tm", re.I)
@@ -352,6 +357,8 @@ class EpubIngestor(Ingestor):
             z = SafeZip(path, self.limits)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
             raise CorruptDocument(path, "not an EPUB (not a zip file)") from exc
+        except (NotImplementedError, RuntimeError) as exc:
+            raise CorruptDocument(path, f"not an EPUB (unsupported zip: {exc})") from exc
         except ZipLimitExceeded as exc:
             raise CorruptDocument(path, f"refused: {exc}") from exc
         except OSError as exc:
@@ -361,7 +368,7 @@ class EpubIngestor(Ingestor):
                 return _Reader(path, z, options).book()
         except ZipLimitExceeded as exc:
             raise CorruptDocument(path, f"refused, looks like a zip bomb: {exc}") from exc
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        except _ZIP_DAMAGE as exc:
             raise CorruptDocument(path, f"damaged zip ({_first_line(exc)})") from exc
 
 
@@ -402,7 +409,9 @@ class _Reader:
             return self.z.read(real)
         except UnsafeName:
             return None
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        except ZipLimitExceeded:
+            raise
+        except _ZIP_DAMAGE as exc:
             self.warn(f"{name}: damaged in the zip ({_first_line(exc)}); left out")
             return None
 
