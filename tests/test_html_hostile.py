@@ -161,6 +161,14 @@ def test_tag_with_too_many_attributes_is_stripped_not_parsed_quadratically():
     assert any("attributes stripped" in w for w in book.warnings)
 
 
+def test_deeply_nested_json_ld_is_ignored():
+    bomb = '<script type="application/ld+json">' + "[" * 200_000 + "]" * 200_000 + "</script>"
+    html = page("").replace("<title>", bomb + "<title>")
+    book = html_to_book(html)
+    assert book.title == "Hostile page test"
+    assert "The final words of the article survive" in spoken(book)
+
+
 def test_nul_bytes_and_control_characters():
     html = page("<p>Nul\x00 in\x01 the\x1f mid\x00dle of words.</p>" + "\x00" * 1000)
     text = spoken(html_to_book(html))

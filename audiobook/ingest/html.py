@@ -430,7 +430,7 @@ def _jsonld(page: lxml.html.HtmlElement) -> dict:
             continue
         try:
             data = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             continue
         candidates = data if isinstance(data, list) else [data]
         flat: list = []
