@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         + ", ".join(DEFAULT_QUOTAS) + ")")
     p.add_argument("--voices-page-size", type=int)
     p.add_argument("--espeak-rate", type=int, help="espeak-ng words per minute")
+    p.add_argument("--audio", choices=("speech", "silence"), default="speech",
+                   help="silence: cheap silent audio, for benchmarks of orchestration")
     f = p.add_argument_group("faults")
     f.add_argument("--throttle-rate", type=float, default=0.0)
     f.add_argument("--error5xx-rate", type=float, default=0.0)
@@ -66,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quota_scale=args.quota_scale, quotas_enabled=not args.no_quotas,
         quota_overrides=dict(args.quota),
         voices_page_size=args.voices_page_size, espeak_rate_wpm=args.espeak_rate,
+        audio=args.audio,
         throttle_rate=args.throttle_rate, error5xx_rate=args.error5xx_rate,
         fail_rate=args.fail_rate, permanent_fail_rate=args.permanent_fail_rate,
         lost_notification_rate=args.lost_notification_rate, slow_s3=args.slow_s3,

@@ -56,6 +56,9 @@ from .voices import BY_ID, VOICES, VoiceInfo, espeak_voice
 log = logging.getLogger(__name__)
 
 
+SILENCE_CHARS_PER_SECOND = 1_000  # audio="silence": seconds of audio per character
+
+
 @dataclass(frozen=True)
 class EmulatorOptions:
     """Every knob of the emulator.
@@ -70,6 +73,9 @@ class EmulatorOptions:
     faults: injected faults (see faults.py).
     voices_page_size: DescribeVoices page size (None: all voices in one page).
     espeak_rate_wpm: espeak-ng speaking rate (None: its default, 175 words/minute).
+    audio: "speech" (espeak-ng, the default) or "silence": silent audio of one second
+        per SILENCE_CHARS_PER_SECOND billable characters, for benchmarks that measure
+        orchestration against the latency model rather than espeak-ng's speed.
     clock: wall clock for CreationTime and retention (injectable in tests).
     """
 
@@ -85,6 +91,7 @@ class EmulatorOptions:
     faults: FaultOptions = FaultOptions()
     voices_page_size: int | None = None
     espeak_rate_wpm: int | None = None
+    audio: str = "speech"
     account_id: str = facts.ACCOUNT_ID
     access_key: str = "emulator"
     secret_key: str = "emulator"
@@ -656,7 +663,13 @@ class Emulator:
         src_rate = espeak.sample_rate()
         nbytes = 0
         with open(raw, "wb") as f:
-            for piece, is_ssml in ssmlmod.espeak_batches(text, text_type):
+            if self.options.audio == "silence":
+                seconds = ssmlmod.billable_chars(text, text_type) / SILENCE_CHARS_PER_SECOND
+                nbytes = 2 * max(1, int(seconds * src_rate))
+                if fmt != "json":
+                    f.truncate(nbytes)
+            for piece, is_ssml in (() if self.options.audio == "silence"
+                                   else ssmlmod.espeak_batches(text, text_type)):
                 if self._stop.is_set():
                     raise _TaskFailure("Service shutting down")
                 sink = (lambda b: None) if fmt == "json" else f.write

@@ -182,7 +182,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, s3_endpoint: str | None = None
     """Start an emulator in a background thread and return it.
 
     ``options`` are EmulatorOptions fields (queue_delay, chars_per_second, workers,
-    quota_scale, quotas_enabled, quota_overrides, voices_page_size, espeak_rate_wpm,
+    quota_scale, quotas_enabled, quota_overrides, voices_page_size, espeak_rate_wpm, audio,
     sns_endpoint, clock) and FaultOptions fields (throttle_rate, error5xx_rate,
     fail_rate, permanent_fail_rate, lost_notification_rate, slow_s3, seed).
     """
