@@ -511,7 +511,10 @@ class PdfIngestor(Ingestor):
                 _Page(pg.index, (), pg.notes) if lay.is_toc_page(pg.lines) else pg for pg in doc
             ]
         chapters = make_chapters(doc, outline, options.split_by, labels, meta["title"], warnings)
-        chapters = [replace(ch, role=_role_from_title(ch.title)) for ch in chapters]
+        chapters = [
+            replace(ch, role=_role_from_title(ch.title)) if ch.role == "body" else ch
+            for ch in chapters
+        ]
         if options.skip_matter and any(ch.role == "body" for ch in chapters):
             chapters = [ch for ch in chapters if ch.role == "body"]
         if options.footnotes == "drop":
@@ -738,10 +741,14 @@ def _by_headings(
     if not marks:
         return [_chapter(book_title, 1, list(range(len(stream))), stream, doc, style)]
     chapters: list[Chapter] = []
+    if marks[0][0] > 0:
+        # a title block (or text) before the first heading: its own chapter, named after
+        # the book, so that the first heading's title is not spoken before it
+        first = _chapter(book_title, 1, range(0, marks[0][0]), stream, doc, style)
+        chapters.append(replace(first, role="front"))
     for n, (start, level, title) in enumerate(marks):
         end = marks[n + 1][0] if n + 1 < len(marks) else len(stream)
-        front = list(range(0, start)) if n == 0 else []
-        chapters.append(_chapter(title, level, list(range(start, end)), stream, doc, style, front))
+        chapters.append(_chapter(title, level, range(start, end), stream, doc, style))
     return chapters
 
 
