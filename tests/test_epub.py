@@ -444,3 +444,23 @@ def test_read_epub_accepts_str_path(tmp_path):
 
 def test_xhtml_helper_roundtrip():
     assert b"<body><p>x</p></body>" in xhtml("<p>x</p>")
+
+
+def test_unplaced_entries_follow_their_toc_predecessor(tmp_path):
+    docs = [Doc("a.xhtml", "<p>A.</p>"), Doc("b.xhtml", "<p>B.</p>")]
+    toc = [("Lost 0", "gone0.xhtml", []), ("A", "a.xhtml", []), ("Lost 1", "gone1.xhtml", []),
+           ("Lost 2", "http://example.com/x", []), ("B", "b.xhtml", []),
+           ("Lost 3", "gone3.xhtml", [])]
+    book = read_epub(build_epub(tmp_path / "lost.epub", docs, toc))
+    assert titles(book) == ["Lost 0", "A", "Lost 1", "Lost 2", "B", "Lost 3"]
+    assert texts(book.chapters[1]) == ["A."]
+
+
+def test_percent_encoded_and_case_mismatched_hrefs(tmp_path):
+    docs = [Doc("my chapter.xhtml", "<p id='x y'>Spaced.</p>"),
+            Doc("Other.xhtml", "<p>Other.</p>")]
+    toc = [("Spaced", "my%20chapter.xhtml#x%20y", []), ("Other", "other.xhtml", [])]
+    book = read_epub(build_epub(tmp_path / "pct.epub", docs, toc))
+    assert titles(book) == ["Spaced", "Other"]
+    assert texts(book.chapters[0]) == ["Spaced."]
+    assert texts(book.chapters[1]) == ["Other."]

@@ -529,6 +529,11 @@ class _Reader:
                         entries = _ncx_entries(parse_xml(data), ncx.path)
                     except (etree.XMLSyntaxError, ValueError) as exc:
                         self.warn(f"{ncx.path}: damaged NCX ({_first_line(exc)}); ignored")
+        # Some books' TOCs spell file names in another case than the manifest.
+        known = {i.path for i in pkg.manifest.values()}
+        folded = {p.lower(): p for p in known}
+        entries = [e if e.path is None or e.path in known
+                   else replace(e, path=folded.get(e.path.lower(), e.path)) for e in entries]
         return _inherit_targets(entries), landmarks
 
     # ---------------------------------------------------------------- TOC mode
@@ -622,21 +627,24 @@ class _Reader:
             first.blocks[:0] = lead_blocks
             first.notes[:0] = lead_notes
 
-        # Entries whose target was not found follow their TOC predecessor.
-        order = [c.entry for c in chapters]
-        by_entry = {c.entry: c for c in chapters}
-        for i in unplaced:
-            e = entries[i]
-            acc = _Acc(e.title, e.level, e.path or "", _role_from_title(e.title) or "body",
-                       entry=i)
-            by_entry[i] = acc
-            pos = 0
-            for j in range(i - 1, -1, -1):
-                if j in by_entry and j in order:
-                    pos = order.index(j) + 1
-                    break
-            order.insert(pos, i)
-        return [by_entry[i] for i in order if i is not None]
+        # Entries whose target was not found follow the nearest entry before them in
+        # the TOC that was placed, in TOC order (linear, whatever the TOC's size).
+        placed = {c.entry for c in chapters}
+        after: dict[int | None, list[_Acc]] = {}
+        pending = set(unplaced)
+        last: int | None = None
+        for i, e in enumerate(entries):
+            if i in placed:
+                last = i
+            elif i in pending:
+                after.setdefault(last, []).append(
+                    _Acc(e.title, e.level, e.path or "", _role_from_title(e.title) or "body",
+                         entry=i))
+        result = list(after.get(None, []))
+        for c in chapters:
+            result.append(c)
+            result.extend(after.get(c.entry, []))
+        return result
 
     def _note_left_out(self, name: str) -> None:
         doc = self.load(name)
