@@ -464,3 +464,12 @@ def test_percent_encoded_and_case_mismatched_hrefs(tmp_path):
     assert titles(book) == ["Spaced", "Other"]
     assert texts(book.chapters[0]) == ["Spaced."]
     assert texts(book.chapters[1]) == ["Other."]
+
+
+def test_captions_option_leaves_out_alt_text_and_figure_captions(tmp_path):
+    body = ("<p>Text.</p><figure><img src='a.png' alt='A map of the bay'/>"
+            "<figcaption>Figure 1. The bay.</figcaption></figure>")
+    path = build_epub(tmp_path / "cap.epub", [Doc("c.xhtml", body)], [("C", "c.xhtml", [])])
+    assert texts(read_epub(path).chapters[0]) == ["Text.", "A map of the bay",
+                                                  "Figure 1. The bay."]
+    assert texts(read_epub(path, IngestOptions(captions=False)).chapters[0]) == ["Text."]

@@ -223,6 +223,7 @@ class _Walk:
     kind: BlockKind = "paragraph"
     note: bool = False
     hlevel: int = 0
+    captions: bool = True
 
     def flush(self) -> None:
         if not self.buf:
@@ -259,7 +260,7 @@ class _Walk:
             self.text(el.tail)
             return
         if name == "img" or (name == "image" and el.get("alt") is not None):
-            alt = clean_text(el.get("alt") or "")
+            alt = clean_text(el.get("alt") or "") if self.captions else ""
             if alt and not _GENERIC_ALT.match(alt):
                 self.flush()
                 self.events.append(Item(Block("image_alt", alt), self.note))
@@ -312,6 +313,8 @@ class _Walk:
     def _skipped(self, el: etree._Element, name: str, types: frozenset[str]) -> bool:
         if name in _SKIP_TAGS or el.get("hidden") is not None:
             return True
+        if name == "figcaption" and not self.captions:
+            return True
         if types & _SKIP_TYPES:
             return True
         cls = el.get("class")
@@ -337,9 +340,11 @@ def doc_types(root: etree._Element) -> frozenset[str]:
     return frozenset(words)
 
 
-def extract(root: etree._Element, targets: frozenset[str] = frozenset()) -> list[Event]:
-    """The document's text as events in reading order (see module docstring)."""
-    walk = _Walk(targets)
+def extract(root: etree._Element, targets: frozenset[str] = frozenset(),
+            captions: bool = True) -> list[Event]:
+    """The document's text as events in reading order (see module docstring).
+    ``captions=False`` leaves out image alt text and figure captions."""
+    walk = _Walk(targets, captions=captions)
     walk.visit(body_of(root), 0)
     walk.flush()
     return walk.events

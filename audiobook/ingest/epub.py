@@ -428,7 +428,7 @@ class _Reader:
                 return None
             self.warn(f"{name}: malformed XHTML ({problem}); recovered what could be read")
         assert root is not None
-        return _Doc(name, extract(root, targets), doc_types(root))
+        return _Doc(name, extract(root, targets, self.options.captions), doc_types(root))
 
     # --------------------------------------------------------------------- book
 
