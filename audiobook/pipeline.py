@@ -268,6 +268,8 @@ def make_engine(opts: ConvertOptions, book: Book) -> Engine:
         from .engines.polly import PollyEngine
 
         cls = PollyEngine
+        if opts.voice is None:
+            kwargs["voice"] = polly_voice_for(book.language)
     else:
         raise ConfigError(f"unknown engine {opts.engine!r} (choose local or polly)")
     params = inspect.signature(cls).parameters
@@ -279,6 +281,27 @@ def make_engine(opts: ConvertOptions, book: Book) -> Engine:
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         raise ConfigError(f"engine {opts.engine} takes no option {unknown[0]!r}")
     return cls(**kwargs)
+
+
+# A Polly voice per language for books converted without --voice (all neural-capable
+# except where none is).
+POLLY_DEFAULT_VOICES = {
+    "en": "Joanna", "en-gb": "Amy", "en-au": "Olivia", "en-in": "Kajal", "fr": "Lea",
+    "fr-ca": "Gabrielle", "de": "Vicki", "es": "Lucia", "es-us": "Lupe", "es-mx": "Mia",
+    "it": "Bianca", "pt": "Ines", "pt-br": "Camila", "nl": "Laura", "ja": "Takumi",
+    "zh": "Zhiyu", "ko": "Seoyeon", "ar": "Hala", "pl": "Ola", "sv": "Elin", "da": "Sofie",
+    "nb": "Ida", "no": "Ida", "fi": "Suvi", "tr": "Burcu",
+}
+
+
+def polly_voice_for(language: str | None) -> str:
+    """A default Polly voice for a BCP 47 language tag; ConfigError when none is known."""
+    tag = (language or "en").lower().replace("_", "-")
+    voice = POLLY_DEFAULT_VOICES.get(tag) or POLLY_DEFAULT_VOICES.get(tag.split("-")[0])
+    if voice is None:
+        raise ConfigError(f"no default Polly voice for language {language!r}; "
+                          "choose one with --voice (see `audiobook voices`)")
+    return voice
 
 
 def _price_kind(opts: ConvertOptions, engine: Engine) -> str:
