@@ -31,7 +31,6 @@ from audiobook.podcast import (
 )
 from tests.conftest import corpus_path
 
-pytestmark = [pytest.mark.ffmpeg, pytest.mark.corpus]
 
 THREE = ["mozilla-1", "rtl-1", "v8-blog"]
 FOURTH = "mozilla-2"
@@ -78,6 +77,8 @@ def feed(tmp_path_factory):
     }
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_first_feed_parses_with_required_podcast_tags(feed):
     doc = etree.fromstring(feed["feed_after_first"])
     parsed = feedparser.parse(feed["feed_after_first"])
@@ -111,6 +112,8 @@ def _local(folder: Path, url: str) -> Path:
     return folder / url[len(BASE):]
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_enclosure_length_equals_file_size_and_audio_has_the_chapters(feed):
     folder = feed["folder"]
     parsed = feedparser.parse((folder / "feed.xml").read_bytes())
@@ -128,6 +131,8 @@ def test_enclosure_length_equals_file_size_and_audio_has_the_chapters(feed):
         assert abs(hours * 3600 + minutes * 60 + seconds - tagged.info.length) <= 1
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_chapters_json_is_valid(feed):
     folder = feed["folder"]
     for ep in feed["second"].episodes:
@@ -162,6 +167,8 @@ def _cues(vtt: str) -> list[tuple[float, float, str]]:
     return cues
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_transcript_is_valid_webvtt_with_a_cue_per_chapter(feed):
     folder = feed["folder"]
     for ep in feed["second"].episodes:
@@ -179,6 +186,8 @@ def test_transcript_is_valid_webvtt_with_a_cue_per_chapter(feed):
         assert not starts
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_rerun_with_a_fourth_article_synthesizes_only_the_fourth(feed, corpus, tmp_path):
     first, second = feed["first"], feed["second"]
     assert set(second.kept) == set(first.added) and len(second.added) == 1
@@ -197,6 +206,8 @@ def test_rerun_with_a_fourth_article_synthesizes_only_the_fourth(feed, corpus, t
         assert (folder / name).read_bytes() == data
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_guid_and_pubdate_stable_across_runs(feed):
     before = {e.guid: e for e in feed["first"].episodes}
     after = {e.guid: e for e in feed["second"].episodes}
@@ -215,6 +226,8 @@ def test_guid_and_pubdate_stable_across_runs(feed):
     assert dates == sorted(dates, reverse=True)
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_same_articles_in_a_new_folder_get_the_same_guids(feed, corpus, tmp_path):
     again = build_episodes([article(corpus, n) for n in THREE], tmp_path / "other",
                            options(feed["state"]), engine=FakeEngine())
@@ -222,6 +235,8 @@ def test_same_articles_in_a_new_folder_get_the_same_guids(feed, corpus, tmp_path
     assert again.chunks_submitted == 0  # the pipeline's cache had every chunk
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_changed_article_is_updated_in_place_with_the_same_guid(corpus, tmp_path):
     src = tmp_path / "post.html"
     shutil.copyfile(article(corpus, "v8-blog"), src)
@@ -239,6 +254,8 @@ def test_changed_article_is_updated_in_place_with_the_same_guid(corpus, tmp_path
     assert "truly" in (folder / second.episodes[0].transcript).read_text()
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_mp3_episodes(corpus, tmp_path):
     result = build_episodes([article(corpus, "rtl-1")], tmp_path / "feed",
                             options(tmp_path / "state", fmt="mp3"),
@@ -252,6 +269,8 @@ def test_mp3_episodes(corpus, tmp_path):
     assert MutagenFile(tmp_path / "feed" / ep.audio).tags["TCON"].text == ["Podcast"]
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_corrupt_index_is_a_one_line_error(corpus, tmp_path):
     folder = tmp_path / "feed"
     folder.mkdir()
@@ -262,6 +281,8 @@ def test_corrupt_index_is_a_one_line_error(corpus, tmp_path):
     assert "\n" not in str(info.value) and "episodes.json" in str(info.value)
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_cli_podcast_with_the_local_engine(corpus, tmp_path):
     runner = CliRunner()
     args = ["podcast", str(article(corpus, "rtl-1")), "--feed", str(tmp_path / "feed"),
@@ -279,6 +300,8 @@ def test_cli_podcast_with_the_local_engine(corpus, tmp_path):
     assert "nope.html" in missing.output and "Traceback" not in missing.output
 
 
+@pytest.mark.ffmpeg
+@pytest.mark.corpus
 def test_an_unreadable_article_fails_alone(corpus, tmp_path):
     landing = tmp_path / "landing.html"
     landing.write_text("<html><body><nav><a href='/'>Home</a></nav></body></html>")
@@ -293,6 +316,7 @@ def test_an_unreadable_article_fails_alone(corpus, tmp_path):
     assert len(feedparser.parse((tmp_path / "feed" / "feed.xml").read_bytes()).entries) == 1
 
 
+@pytest.mark.ffmpeg
 def test_lead_image_becomes_channel_artwork_when_none_is_given(tmp_path):
     page = tmp_path / "post.html"
     (tmp_path / "lead.png").write_bytes(PNG)
