@@ -44,8 +44,12 @@ def _timed(fn, path: Path) -> tuple[float, float, tuple[int, int]]:
 def run() -> dict:
     path = CORPUS / FILE
     if not path.exists():
-        return {"name": "ingest_pdf", "figures": {}, "ratios": {},
-                "notes": f"skipped: {path} not found (the shared corpus sits beside the repo)"}
+        return {
+            "name": "ingest_pdf",
+            "figures": {},
+            "ratios": {},
+            "notes": f"skipped: {path} not found (the shared corpus sits beside the repo)",
+        }
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     from pypdf import PdfReader
 

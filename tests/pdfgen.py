@@ -99,7 +99,9 @@ def simple_pdf(
 ) -> bytes:
     objs: dict[int, bytes | str] = {}
     objs[F1] = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
-    objs[F2] = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>"
+    objs[F2] = (
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>"
+    )
     objs[F3] = f"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode {TOUNI} 0 R >>"
     objs[TOUNI] = stream(_TOUNICODE)
     n = FIRST_FREE
@@ -136,7 +138,9 @@ def simple_pdf(
     return build_pdf(objs, CATALOG, info)
 
 
-def _outline(objs: dict[int, bytes | str], marks: Sequence[Mark], page_nums: list[int], n: int) -> int:
+def _outline(
+    objs: dict[int, bytes | str], marks: Sequence[Mark], page_nums: list[int], n: int
+) -> int:
     nums = list(range(n, n + len(marks)))
     parent: list[int] = []
     children: dict[int, list[int]] = {OUTLINES: []}
@@ -152,8 +156,10 @@ def _outline(objs: dict[int, bytes | str], marks: Sequence[Mark], page_nums: lis
     for k, (num, m) in enumerate(zip(nums, marks)):
         sib = children[parent[k]]
         i = sib.index(num)
-        dest = f"[{page_nums[m.page]} 0 R /XYZ 0 {m.top} null]" if m.top is not None else (
-            f"[{page_nums[m.page]} 0 R /Fit]"
+        dest = (
+            f"[{page_nums[m.page]} 0 R /XYZ 0 {m.top} null]"
+            if m.top is not None
+            else (f"[{page_nums[m.page]} 0 R /Fit]")
         )
         d = f"<< /Title {pdf_string(m.title)} /Parent {parent[k]} 0 R /Dest {dest}"
         if i > 0:
@@ -165,7 +171,9 @@ def _outline(objs: dict[int, bytes | str], marks: Sequence[Mark], page_nums: lis
             d += f" /First {kids[0]} 0 R /Last {kids[-1]} 0 R /Count {len(kids)}"
         objs[num] = d + " >>"
     top = children[OUTLINES]
-    objs[OUTLINES] = f"<< /Type /Outlines /First {top[0]} 0 R /Last {top[-1]} 0 R /Count {len(top)} >>"
+    objs[OUTLINES] = (
+        f"<< /Type /Outlines /First {top[0]} 0 R /Last {top[-1]} 0 R /Count {len(top)} >>"
+    )
     return n + len(marks)
 
 

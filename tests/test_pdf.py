@@ -98,9 +98,15 @@ def test_running_heads_and_page_numbers_removed(tmp_path: Path) -> None:
 
 
 def test_fuzzy_running_head_with_ocr_errors(tmp_path: Path) -> None:
-    heads = ["THE SIEGE OF VICKSBURG. 49", "50 THE SIEGE OF VICKSBUEG.", "THE SIEGE 0F VICKSBURG. 51",
-             "52 THE SIEGE OF VICKSBURG."]
-    pages = [text(72, 760, h) + lines_at(72, 720, [f"Text {k}.", "Line."]) for k, h in enumerate(heads)]
+    heads = [
+        "THE SIEGE OF VICKSBURG. 49",
+        "50 THE SIEGE OF VICKSBUEG.",
+        "THE SIEGE 0F VICKSBURG. 51",
+        "52 THE SIEGE OF VICKSBURG.",
+    ]
+    pages = [
+        text(72, 760, h) + lines_at(72, 720, [f"Text {k}.", "Line."]) for k, h in enumerate(heads)
+    ]
     spoken = all_text(read(tmp_path, simple_pdf(pages)))
     assert "SIEGE" not in spoken
     assert "Text 0." in spoken and "Text 3." in spoken
@@ -120,7 +126,9 @@ def test_two_columns_read_column_by_column(tmp_path: Path) -> None:
     right[-1] += "."
     # the right column is written first: the content stream is not in reading order
     page = text(150, 760, "A Paper Title", font="F2", size=18)
-    page += lines_at(320, 700, right, size=10, leading=12) + lines_at(72, 700, left, size=10, leading=12)
+    page += lines_at(320, 700, right, size=10, leading=12) + lines_at(
+        72, 700, left, size=10, leading=12
+    )
     book = read(tmp_path, simple_pdf([page]))
     assert book.chapters[0].title == "A Paper Title"
     spoken = all_text(book)
@@ -159,14 +167,21 @@ def _two_chapter_pdf() -> bytes:
 
 
 def test_outline_splits_mid_page_at_xyz_top(tmp_path: Path) -> None:
-    outline = [Mark("One", 0, 760), Mark("Two", 0, 420), Mark("Two A", 0, 380, level=2),
-               Mark("Three", 1, None)]
+    outline = [
+        Mark("One", 0, 760),
+        Mark("Two", 0, 420),
+        Mark("Two A", 0, 380, level=2),
+        Mark("Three", 1, None),
+    ]
     p1 = text(72, 740, "One", font="F2", size=20) + lines_at(72, 700, ["Text of one."])
     p1 += text(72, 400, "Two", font="F2", size=20) + lines_at(72, 360, ["Text of two."])
     p2 = lines_at(72, 700, ["Text of three."])
     book = read(tmp_path, simple_pdf([p1, p2], outline=outline))
     assert [(c.title, c.level) for c in book.chapters] == [
-        ("One", 1), ("Two", 1), ("Two A", 2), ("Three", 1)
+        ("One", 1),
+        ("Two", 1),
+        ("Two A", 2),
+        ("Three", 1),
     ]
     assert [c.text for c in book.chapters] == ["Text of one.", "", "Text of two.", "Text of three."]
 
@@ -203,8 +218,9 @@ def test_split_by_headings_ignores_outline(tmp_path: Path) -> None:
 
 
 def test_metadata_title_author_language(tmp_path: Path) -> None:
-    data = simple_pdf([lines_at(72, 700, ["Hello."])], title="  A Title\x00 ", author="Ann Author",
-                      lang="de-DE")
+    data = simple_pdf(
+        [lines_at(72, 700, ["Hello."])], title="  A Title\x00 ", author="Ann Author", lang="de-DE"
+    )
     book = read(tmp_path, data)
     assert (book.title, book.authors, book.language) == ("A Title", ("Ann Author",), "de-DE")
 
@@ -318,8 +334,13 @@ def test_two_columns_written_row_by_row(tmp_path: Path) -> None:
 
 
 def test_a_table_is_read_row_by_row(tmp_path: Path) -> None:
-    rows = [("Austria", "Vienna"), ("Belgium", "Brussels"), ("Denmark", "Copenhagen"),
-            ("Finland", "Helsinki"), ("France", "Paris")]
+    rows = [
+        ("Austria", "Vienna"),
+        ("Belgium", "Brussels"),
+        ("Denmark", "Copenhagen"),
+        ("Finland", "Helsinki"),
+        ("France", "Paris"),
+    ]
     page = lines_at(72, 740, ["A table of capitals follows."])
     for k, (country, capital) in enumerate(rows):
         page += text(72, 700 - 14 * k, country) + text(340, 700 - 14 * k, capital)

@@ -118,7 +118,9 @@ def test_outline_nested_thousands_deep(tmp_path: Path) -> None:
     assert any("deeper" in w for w in book.warnings)
 
 
-def test_outline_with_too_many_entries_is_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_outline_with_too_many_entries_is_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(pdfmod, "MAX_OUTLINE_ENTRIES", 50)
     objs, pages = base_objects(1)
     objs[1] = "<< /Type /Catalog /Pages 2 0 R /Outlines 50 0 R >>"
@@ -180,7 +182,9 @@ def test_page_tree_nested_too_deep(tmp_path: Path) -> None:
     for k in range(depth):
         num = 100 + k
         kid = num + 1 if k + 1 < depth else pages[0]
-        objs[num] = f"<< /Type /Pages /Parent {num - 1 if k else 2} 0 R /Kids [{kid} 0 R] /Count 1 >>"
+        objs[num] = (
+            f"<< /Type /Pages /Parent {num - 1 if k else 2} 0 R /Kids [{kid} 0 R] /Count 1 >>"
+        )
     with pytest.raises(AudiobookError) as err:
         read_guarded(write(tmp_path, objs))
     assert "no pages" in str(err.value)

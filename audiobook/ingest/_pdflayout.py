@@ -14,6 +14,7 @@ and these functions do the rest.
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 import statistics
@@ -217,7 +218,9 @@ def order_page(lines: Sequence[Line], page_width: float) -> list[Line]:
         return list(lines)
     mid = page_width / 2
     right = [ln for ln in lines if ln.x0 >= mid - 0.05 * page_width]
-    left = [ln for ln in lines if ln.x1 <= mid + 0.08 * page_width and ln.x0 < mid - 0.05 * page_width]
+    left = [
+        ln for ln in lines if ln.x1 <= mid + 0.08 * page_width and ln.x0 < mid - 0.05 * page_width
+    ]
     if len(right) < 4 or len(left) < 4:
         return list(lines)
     # Columns share baselines; an indented block of a one-column page does not.
@@ -226,10 +229,13 @@ def order_page(lines: Sequence[Line], page_width: float) -> list[Line]:
     if paired < 3 or paired < 0.3 * len(right):
         return list(lines)
     # columns of running text, not the cells of a table
-    if min(
-        statistics.median(ln.x1 - ln.x0 for ln in left),
-        statistics.median(ln.x1 - ln.x0 for ln in right),
-    ) < 0.25 * page_width:
+    if (
+        min(
+            statistics.median(ln.x1 - ln.x0 for ln in left),
+            statistics.median(ln.x1 - ln.x0 for ln in right),
+        )
+        < 0.25 * page_width
+    ):
         return list(lines)
     starts = Counter(round(ln.x0) for ln in right)
     gutter = starts.most_common(1)[0][0] - 2.0
@@ -250,8 +256,11 @@ def order_page(lines: Sequence[Line], page_width: float) -> list[Line]:
         else:
             lcol.append(ln)
     key = _top_down
-    return sorted(above, key=key) + sorted(lcol, key=key) + sorted(rcol, key=key) + sorted(
-        below, key=key
+    return (
+        sorted(above, key=key)
+        + sorted(lcol, key=key)
+        + sorted(rcol, key=key)
+        + sorted(below, key=key)
     )
 
 
@@ -263,7 +272,9 @@ def _top_down(ln: Line) -> tuple[float, float]:
 # Page furniture: running heads and feet, page numbers
 
 MAX_FUZZY_KEYS = 3000  # distinct edge lines compared pairwise for OCR-garbled repeats
-_NUM = re.compile(r"^(?:page|seite|p\.)?\s*[-–—(\[]?\s*(\d{1,4}|[ivxlcdm]{1,8})\s*[-–—)\]]?$", re.I)
+_NUM = re.compile(
+    r"^(?:page|seite|p\.)?\s*[-–—(\[]?\s*(\d{1,4}|[ivxlcdm]{1,8})\s*[-–—)\]]?$", re.IGNORECASE
+)
 _EDGE_NUM = re.compile(r"^\s*(\d{1,4})\b|\b(\d{1,4})\s*$")
 
 
@@ -283,7 +294,9 @@ def _roman(s: str) -> int | None:
     return total
 
 
-def furniture(pages: Sequence[Sequence[Line]], labels: Sequence[str] | None = None) -> set[tuple[int, int]]:
+def furniture(
+    pages: Sequence[Sequence[Line]], labels: Sequence[str] | None = None
+) -> set[tuple[int, int]]:
     """(page, index) of the lines that are running heads, running feet or page numbers.
 
     Candidates are the top-most and bottom-most lines of each page. A candidate is
@@ -295,7 +308,7 @@ def furniture(pages: Sequence[Sequence[Line]], labels: Sequence[str] | None = No
     gaps = [
         a.y - b.y
         for lines in pages
-        for a, b in zip(lines, lines[1:])
+        for a, b in itertools.pairwise(lines)
         if a.page == b.page and 0 < a.y - b.y < 3 * a.size
     ]
     line_gap = statistics.median(gaps) if gaps else 14.0
@@ -360,7 +373,11 @@ def furniture(pages: Sequence[Sequence[Line]], labels: Sequence[str] | None = No
                 if len(kb) - len(ka) > 3:
                     break
                 sm = difflib.SequenceMatcher(None, ka, kb)
-                if sm.real_quick_ratio() >= 0.85 and sm.quick_ratio() >= 0.85 and sm.ratio() >= 0.85:
+                if (
+                    sm.real_quick_ratio() >= 0.85
+                    and sm.quick_ratio() >= 0.85
+                    and sm.ratio() >= 0.85
+                ):
                     spread[ka] |= pages_of[kb]
                     spread[kb] |= pages_of[ka]
         need = 2 if n <= 8 else max(3, int(0.25 * n))
@@ -387,9 +404,7 @@ def is_toc_page(lines: Sequence[Line]) -> bool:
 _NOTE_START = re.compile(r"^\s*(\d{1,3}|[*†‡§])\s*(?=[^\W\d_]|[\"„“(])")
 
 
-def split_footnotes(
-    lines: Sequence[Line], body_size: float
-) -> tuple[list[Line], list[Line]]:
+def split_footnotes(lines: Sequence[Line], body_size: float) -> tuple[list[Line], list[Line]]:
     """Split off small print at the foot of a page that starts with a note mark."""
     if not lines:
         return list(lines), []
@@ -420,8 +435,13 @@ def note_marks(notes: Sequence[Line]) -> frozenset[str]:
 # Blocks
 
 _TERMINAL = re.compile(r"[.!?:;…][\"'”’»)\]]*$")
-_CAPTION = re.compile(r"^(figure|fig\.|table|abbildung|abb\.|tabelle|plate|chart)\s*\d", re.I)
-_NUMBERED = re.compile(r"^(chapter|kapitel|part|teil|section|appendix|anhang)\s+\w+|^\d+(\.\d+)*\.?\s+\S", re.I)
+_CAPTION = re.compile(
+    r"^(figure|fig\.|table|abbildung|abb\.|tabelle|plate|chart)\s*\d", re.IGNORECASE
+)
+_NUMBERED = re.compile(
+    r"^(chapter|kapitel|part|teil|section|appendix|anhang)\s+\w+|^\d+(\.\d+)*\.?\s+\S",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -440,13 +460,19 @@ def measure_style(lines: Iterable[Line]) -> Style:
         n = len(ln.text)
         sizes[round(ln.size, 1)] += n
         bold[ln.bold] += n
-        if prev is not None and prev.page == ln.page and 0 < prev.y - ln.y < 3 * ln.size:
-            if abs(prev.size - ln.size) < 0.5:
-                gaps.append(prev.y - ln.y)
+        if (
+            prev is not None
+            and prev.page == ln.page
+            and 0 < prev.y - ln.y < 3 * ln.size
+            and abs(prev.size - ln.size) < 0.5
+        ):
+            gaps.append(prev.y - ln.y)
         prev = ln
     body = sizes.most_common(1)[0][0] if sizes else 10.0
     gap = statistics.median(gaps) if gaps else body * 1.2
-    return Style(body_size=body, line_gap=gap, body_bold=bold.most_common(1)[0][0] if bold else False)
+    return Style(
+        body_size=body, line_gap=gap, body_bold=bold.most_common(1)[0][0] if bold else False
+    )
 
 
 def heading_level(line: Line, style: Style) -> int | None:
@@ -460,9 +486,9 @@ def heading_level(line: Line, style: Style) -> int | None:
         return 2
     if line.size >= style.body_size * 1.06 and _NUMBERED.match(text):
         return 2
-    if line.bold and not style.body_bold and line.size >= style.body_size * 0.95:
-        if _NUMBERED.match(text) and not _TERMINAL.search(text):
-            return 2
+    bold_heading = line.bold and not style.body_bold and line.size >= style.body_size * 0.95
+    if bold_heading and _NUMBERED.match(text) and not _TERMINAL.search(text):
+        return 2
     return None
 
 
@@ -475,9 +501,7 @@ def join_lines(texts: Iterable[str]) -> str:
             continue
         if not out:
             out = t
-        elif out.endswith("\u00ad"):
-            out = out[:-1] + t
-        elif re.search(r"[^\W\d_]-$", out) and t[0].islower():
+        elif out.endswith("\u00ad") or re.search(r"[^\W\d_]-$", out) and t[0].islower():
             out = out[:-1] + t
         elif out.endswith(("-", "/")) and not out.endswith(" -"):
             out += t
@@ -523,7 +547,12 @@ def to_blocks(
             continue
         level = heading_level(ln, style)
         if level is not None:
-            if heading and prev is not None and prev.page == ln.page and 0 < prev.y - ln.y < 2.2 * ln.size:
+            if (
+                heading
+                and prev is not None
+                and prev.page == ln.page
+                and 0 < prev.y - ln.y < 2.2 * ln.size
+            ):
                 heading.append(text)
             else:
                 close_heading()

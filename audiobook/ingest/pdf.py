@@ -48,7 +48,9 @@ MAX_OUTLINE_ENTRIES = 10_000
 MAX_OUTLINE_DEPTH = 32
 MAX_NAME_TREE_NODES = 10_000
 
-_BOLD = re.compile(r"bold|black|heavy|semibold|demi|(^|[+])(cmbx|sfbx|cmb|ptmb|phvb)|-b$|,b$|bx\d", re.I)
+_BOLD = re.compile(
+    r"bold|black|heavy|semibold|demi|(^|[+])(cmbx|sfbx|cmb|ptmb|phvb)|-b$|,b$|bx\d", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ def open_pdf(path: Path, password: str | None) -> Any:
         try:
             reader.trailer["/Root"]
         except FileNotDecryptedError:
-            raise EncryptedDocument(path, "encrypted; wrong or missing password (use --password)") from None
+            raise EncryptedDocument(
+                path, "encrypted; wrong or missing password (use --password)"
+            ) from None
     return reader
 
 
@@ -132,7 +136,9 @@ def walk_pages(reader: Any, warnings: list[str]) -> list[Any]:
     top_ref = top if isinstance(top, IndirectObject) else None
     top = top.get_object() if top is not None else None
     if not isinstance(top, DictionaryObject):
-        raise CorruptDocument(reader.stream.name if hasattr(reader.stream, "name") else "?", "no page tree")
+        raise CorruptDocument(
+            reader.stream.name if hasattr(reader.stream, "name") else "?", "no page tree"
+        )
     pages: list[Any] = []
     seen: set[int] = set()
     problems: set[str] = set()
@@ -225,8 +231,8 @@ class _Widths:
                 dw = d0.get("/DW")
                 if dw is not None:
                     return min(max(float(dw) / 1000.0, 0.2), 1.2)
-        except Exception:  # noqa: BLE001 - odd font dicts just get the default
-            pass
+        except Exception as e:  # noqa: BLE001 - odd font dicts just get the default
+            log.debug("font widths unreadable: %s", e)
         return 0.5
 
     @staticmethod
@@ -244,8 +250,8 @@ class _Widths:
                 flags = desc.get("/Flags")
                 if flags is not None and int(flags) & (1 << 18):
                     return True
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception as e:  # noqa: BLE001
+            log.debug("font weight unreadable: %s", e)
         return False
 
 
@@ -296,7 +302,9 @@ def _quiet_pypdf() -> Iterator[list[str]]:
 # Outline
 
 
-def walk_outline(reader: Any, page_index: dict[int, int], warnings: list[str]) -> list[OutlineEntry]:
+def walk_outline(
+    reader: Any, page_index: dict[int, int], warnings: list[str]
+) -> list[OutlineEntry]:
     """Bookmarks in outline order with their level (1 = top) and target position.
 
     Follows /First and /Next by hand with a set of visited objects, so that a /Next or
@@ -328,11 +336,14 @@ def walk_outline(reader: Any, page_index: dict[int, int], warnings: list[str]) -
             continue
         visited.add(node_key)
         if len(entries) >= MAX_OUTLINE_ENTRIES:
-            problems.add(f"the outline has more than {MAX_OUTLINE_ENTRIES} entries; the rest ignored")
+            problems.add(
+                f"the outline has more than {MAX_OUTLINE_ENTRIES} entries; the rest ignored"
+            )
             break
         try:
             node = ref.get_object()
-        except Exception:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001
+            log.debug("outline entry unreadable: %s", e)
             continue
         if not isinstance(node, DictionaryObject):
             continue
@@ -346,7 +357,9 @@ def walk_outline(reader: Any, page_index: dict[int, int], warnings: list[str]) -
         child = node.get("/First")
         if child is not None:
             if level >= MAX_OUTLINE_DEPTH:
-                problems.add(f"the outline nests deeper than {MAX_OUTLINE_DEPTH}; deeper entries ignored")
+                problems.add(
+                    f"the outline nests deeper than {MAX_OUTLINE_DEPTH}; deeper entries ignored"
+                )
             else:
                 stack.append((child, level + 1))  # children come before the next sibling
     warnings.extend(sorted(problems))
@@ -399,12 +412,15 @@ class _NameLookup:
                 kids = node.get("/Kids")
                 if kids is not None:
                     todo.extend(kids.get_object())
-            except Exception:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001
+                log.debug("name tree node unreadable: %s", e)
                 continue
         return table
 
 
-def _resolve_dest(node: Any, page_index: dict[int, int], names: _NameLookup) -> tuple[int | None, float | None]:
+def _resolve_dest(
+    node: Any, page_index: dict[int, int], names: _NameLookup
+) -> tuple[int | None, float | None]:
     from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject
 
     try:
@@ -489,27 +505,34 @@ class PdfIngestor(Ingestor):
                 for i, p in enumerate(pages)
                 if p.indirect_reference is not None
             }
-            raw_lines, widths_of_pages, skipped, damaged, imageonly = self._extract(pages, pypdf_log)
+            raw_lines, widths_of_pages, skipped, damaged, imageonly = self._extract(
+                pages, pypdf_log
+            )
             labels = _page_labels(reader, len(pages))
             outline = walk_outline(reader, page_index, warnings)
             meta = _metadata(reader, path)
         if meta["title"] is None:
             meta["title"] = _title_from_text(raw_lines) or path.stem
         if not any(raw_lines):
-            if imageonly or all(not ls for ls in raw_lines):
-                raise NoTextError(path, "no text layer (scanned or image-only PDF); OCR is not available")
+            if len(skipped) == len(pages):
+                raise CorruptDocument(path, "no page could be read (damaged content streams)")
+            raise NoTextError(
+                path, "no text layer (scanned or image-only PDF); OCR is not available"
+            )
         if skipped:
             warnings.append(f"unreadable pages skipped: {_ranges(skipped)}")
         if damaged:
-            warnings.append(f"pages with damaged content (text may be incomplete): {_ranges(damaged)}")
+            warnings.append(
+                f"pages with damaged content (text may be incomplete): {_ranges(damaged)}"
+            )
         if imageonly and any(raw_lines):
-            warnings.append(f"pages with no text layer (scanned images) skipped: {_ranges(imageonly)}")
+            warnings.append(
+                f"pages with no text layer (scanned images) skipped: {_ranges(imageonly)}"
+            )
         doc = layout_pages(raw_lines, widths_of_pages, labels)
         if options.skip_matter:
             # printed tables of contents are front matter: the outline replaces them
-            doc = [
-                _Page(pg.index, (), pg.notes) if lay.is_toc_page(pg.lines) else pg for pg in doc
-            ]
+            doc = [_Page(pg.index, (), pg.notes) if lay.is_toc_page(pg.lines) else pg for pg in doc]
         chapters = make_chapters(doc, outline, options.split_by, labels, meta["title"], warnings)
         chapters = [
             replace(ch, role=_role_from_title(ch.title)) if ch.role == "body" else ch
@@ -582,9 +605,7 @@ def _has_images(page: Any) -> bool:
         xobj = res.get("/XObject") if res is not None else None
         if xobj is None:
             return False
-        return any(
-            v.get_object().get("/Subtype") == "/Image" for v in xobj.get_object().values()
-        )
+        return any(v.get_object().get("/Subtype") == "/Image" for v in xobj.get_object().values())
     except Exception:  # noqa: BLE001
         return False
 
@@ -668,7 +689,10 @@ def _boundary(
 
 
 def _by_outline(
-    doc: Sequence[_Page], stream: Sequence[lay.Line], outline: Sequence[OutlineEntry], style: lay.Style
+    doc: Sequence[_Page],
+    stream: Sequence[lay.Line],
+    outline: Sequence[OutlineEntry],
+    style: lay.Style,
 ) -> list[Chapter]:
     offsets = _page_offsets(doc)
     starts: list[int | None] = [_boundary(stream, offsets, e.page, e.top) for e in outline]
@@ -698,7 +722,7 @@ def _by_outline(
         v = placed[k]
         if owner.get(v) == k:
             idx = list(range(v, end_of[v]))
-        front = list(range(0, first_start)) if k == 0 else []
+        front = list(range(first_start)) if k == 0 else []
         chapters.append(_chapter(entry.title, entry.level, idx, stream, doc, style, front))
     return chapters
 
@@ -744,7 +768,7 @@ def _by_headings(
     if marks[0][0] > 0:
         # a title block (or text) before the first heading: its own chapter, named after
         # the book, so that the first heading's title is not spoken before it
-        first = _chapter(book_title, 1, range(0, marks[0][0]), stream, doc, style)
+        first = _chapter(book_title, 1, range(marks[0][0]), stream, doc, style)
         chapters.append(replace(first, role="front"))
     for n, (start, level, title) in enumerate(marks):
         end = marks[n + 1][0] if n + 1 < len(marks) else len(stream)
@@ -807,7 +831,7 @@ def _note_blocks(notes: Sequence[lay.Line]) -> list[Block]:
         text = lay.line_text(ln).strip()
         m = lay._NOTE_START.match(text)
         if m:
-            out.append([text[m.end():]])  # the mark itself is not read
+            out.append([text[m.end() :]])  # the mark itself is not read
         elif out:
             out[-1].append(text)
         else:
@@ -838,8 +862,8 @@ def _metadata(reader: Any, path: Path) -> dict[str, Any]:
     try:
         lang = reader.trailer["/Root"].get_object().get("/Lang")
         language = _clean(lang) or None
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as e:  # noqa: BLE001
+        log.debug("catalog /Lang unreadable: %s", e)
     date = None
     raw = _clean(info.get("/CreationDate"))
     m = re.match(r"(?:D:)?(\d{4})(\d{2})?(\d{2})?", raw)
@@ -865,7 +889,11 @@ def _title_from_text(pages: Sequence[Sequence[lay.Line]]) -> str | None:
             return None
         top = [lay.line_text(ln).strip() for ln in lines if ln.size >= big - 0.5]
         title = lay.join_lines(top[:3])
-        if re.fullmatch(r"(table of )?contents|inhalt(sverzeichnis)?|index|sommaire|abstract", title, re.I):
+        if re.fullmatch(
+            r"(table of )?contents|inhalt(sverzeichnis)?|index|sommaire|abstract",
+            title,
+            re.IGNORECASE,
+        ):
             return None
         return title if 2 <= len(title) <= 200 else None
     return None
@@ -874,22 +902,24 @@ def _title_from_text(pages: Sequence[Sequence[lay.Line]]) -> str | None:
 _FRONT = re.compile(
     r"^((table of )?contents|inhalt(sverzeichnis)?|copyright|impressum|title page|titelseite|"
     r"sommaire|table des mati[eè]res)$",
-    re.I,
+    re.IGNORECASE,
 )
 _BACK = re.compile(
     r"^(index|stichwortverzeichnis|register|sachregister|bibliography|bibliographie|"
     r"literatur(verzeichnis)?|references|glossary|glossar|symbolverzeichnis|"
     r"abk[üu]rzungsverzeichnis|abbildungsverzeichnis|bildquellen|list of (figures|tables)|"
     r"colophon|kolophon|about the author)$",
-    re.I,
+    re.IGNORECASE,
 )
 
 
 def _role_from_title(title: str) -> ChapterRole:
     """Front and back matter by its usual titles (numbering ignored), for --skip-matter."""
-    bare = re.sub(r"^[\dA-Z]{1,3}(\.\d+)*\.?\s+(?=\w)", "", title.strip()) if re.match(
-        r"^\d", title.strip()
-    ) else title.strip()
+    bare = (
+        re.sub(r"^[\dA-Z]{1,3}(\.\d+)*\.?\s+(?=\w)", "", title.strip())
+        if re.match(r"^\d", title.strip())
+        else title.strip()
+    )
     if _FRONT.match(bare):
         return "front"
     if _BACK.match(bare):
@@ -919,7 +949,7 @@ def _direction(text: str) -> str | None:
 def _ranges(pages: Sequence[int]) -> str:
     """0-based page indexes as 1-based ranges: 1-3, 7."""
     out: list[str] = []
-    nums = sorted(set(p + 1 for p in pages))
+    nums = sorted({p + 1 for p in pages})
     start = prev = None
     for p in nums + [None]:  # type: ignore[list-item]
         if start is None:
