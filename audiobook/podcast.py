@@ -21,8 +21,9 @@ so that:
 
 Transcript timings: each chapter's cue span is the chapter's real start and end in the
 stitched audio (``ConvertResult.chapter_times``); inside a chapter, its title and each
-block (paragraph, list item, quote...) get one cue, with times proportional to their
-number of characters. Sentences are not aligned individually.
+block (paragraph, list item, quote...) at least one cue (long blocks are cut into cues
+of whole sentences, about 200 characters each), with times proportional to their number
+of characters: the chapter marks are exact, the cues inside a chapter are estimates.
 
 Every file is written to a temporary name and moved into place (``os.replace``), the
 feed last, so a podcast app never reads a half-written feed or an enclosure whose length
@@ -64,6 +65,7 @@ FEED_NAME = "feed.xml"
 MEDIA_TYPES = {"m4b": "audio/x-m4a", "mp3": "audio/mpeg"}
 GUID_NAMESPACE = uuid.UUID("6b1f0f3e-2f4e-4f3a-9a57-5d0c2f8a7e11")  # this project's own
 INDEX_VERSION = 1
+CUE_CHARS = 200  # transcript cues hold whole sentences up to about this many characters
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,8 @@ def _vtt_escape(text: str) -> str:
 def transcript_vtt(
     book: Book, chapter_times: Sequence[tuple[str, float, float]], duration: float
 ) -> str:
-    """WebVTT: one cue for each chapter title and each block, timed within the chapter's
-    real span in proportion to characters (see the module docstring)."""
+    """WebVTT: a cue for each chapter title and at least one for each block, timed
+    within the chapter's real span in proportion to characters (module docstring)."""
     spans = list(chapter_times)
     if len(spans) != len(book.chapters):
         # No per-chapter times (or not one per chapter): spread over the whole episode.
@@ -198,7 +200,7 @@ def transcript_vtt(
     n = 0
     for ch, (_title, start, end) in zip(book.chapters, spans):
         texts = [ch.title] + [b.text for b in ch.blocks] + [b.text for b in ch.footnotes]
-        texts = [" ".join(t.split()) for t in texts if t.strip()]
+        texts = [piece for t in texts if t.strip() for piece in cue_texts(" ".join(t.split()))]
         weights = [len(t) + 20 for t in texts]  # + a pause's worth for each piece
         total = sum(weights) or 1
         t = start
@@ -211,6 +213,23 @@ def transcript_vtt(
                       _vtt_escape(text), ""]
             t = cue_end
     return "\n".join(lines)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+")
+
+
+def cue_texts(text: str, limit: int = CUE_CHARS) -> list[str]:
+    """A block's text in cues of whole sentences, each up to ``limit`` characters where
+    the sentences allow (a longer sentence is one cue of its own)."""
+    if len(text) <= limit:
+        return [text]
+    cues: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        if cues and len(cues[-1]) + 1 + len(sentence) <= limit:
+            cues[-1] += " " + sentence
+        else:
+            cues.append(sentence)
+    return cues
 
 
 def _chapter_chars(ch: Any) -> int:

@@ -26,11 +26,11 @@ from audiobook.podcast import (
     PodcastOptions,
     build_episodes,
     chapters_json,
+    cue_texts,
     transcript_vtt,
     vtt_timestamp,
 )
 from tests.conftest import corpus_path
-
 
 THREE = ["mozilla-1", "rtl-1", "v8-blog"]
 FOURTH = "mozilla-2"
@@ -344,6 +344,14 @@ def test_vtt_timestamps_and_escaping():
     assert chapters_json([("One", 0.0, 2.0)]) == {
         "version": "1.2.0", "chapters": [{"startTime": 0.0, "endTime": 2.0, "title": "One"}]}
 
+
+
+def test_long_blocks_are_cut_into_sentence_cues():
+    sentence = "A sentence of some length, with a few words in it. "
+    cues = cue_texts((sentence * 10).strip(), limit=120)
+    assert " ".join(cues) == (sentence * 10).strip()
+    assert all(len(c) <= 120 for c in cues) and len(cues) == 5
+    assert cue_texts("short") == ["short"]
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4"
