@@ -352,6 +352,7 @@ class _Job:
     key: str
     chars: int
     dest: Path
+    marks_dest: Path | None = None  # speech marks beside the audio, when asked for
     attempts: int = 0  # start calls for this chunk in this run
     errors: int = 0  # retryable poll/fetch errors in a row
     ref: TaskRef | None = None
@@ -464,6 +465,14 @@ class _Scheduler:
         tmp = job.dest.with_name(f"{job.key}.tmp{os.getpid()}-{threading.get_ident()}"
                                  f"{job.dest.suffix}")
         try:
+            if job.marks_dest is not None:
+                # Marks first: cached audio always has its marks beside it.
+                mtmp = job.marks_dest.with_name(f"{tmp.name}.marks")
+                try:
+                    self.engine.fetch_marks(job.ref, mtmp)  # type: ignore[attr-defined]
+                    os.replace(mtmp, job.marks_dest)
+                finally:
+                    mtmp.unlink(missing_ok=True)
             self.engine.fetch(job.ref, tmp)
             os.replace(tmp, job.dest)
         finally:
@@ -805,6 +814,7 @@ class Synthesis:
     chunks: tuple[Chunk, ...]
     keys: tuple[str, ...]
     pieces: tuple[tuple[Path, ...], ...]  # per chapter, the cached audio files in order
+    marks: tuple[tuple[Path, ...], ...] | None  # per chapter, speech-mark files (or None)
     cached: int  # chunks found in the cache (or repeated within the book)
     submitted: int  # start calls made
     resumed: int  # tasks of an earlier run followed up
@@ -828,6 +838,7 @@ def synthesize(
     if book_id is not None:
         store.set_book_chunks(book_id, [(k, c.chapter_idx) for k, c in zip(keys, chunks)])
     ext = engine.audio_format.ext
+    with_marks = _wants_marks(engine)
     jobs: list[_Job] = []
     cached = 0
     seen: set[str] = set()
@@ -836,10 +847,12 @@ def synthesize(
         if k in seen:
             continue
         seen.add(k)
-        if store.cached(k, ext) is not None:
+        if store.cached(k, ext) is not None and (
+                not with_marks or store.cached(k, MARKS_EXT) is not None):
             cached += 1
             continue
-        jobs.append(_Job(i, c, k, chars[i], store.cache_path(k, ext)))
+        jobs.append(_Job(i, c, k, chars[i], store.cache_path(k, ext),
+                         store.cache_path(k, MARKS_EXT) if with_marks else None))
     total_chars = sum(chars)
     pending_chars = sum(j.chars for j in jobs)
     # Progress counts every chunk; cached ones (and repeats) are done from the start.
@@ -859,13 +872,67 @@ def synthesize(
             preflight()  # bad bucket, voice, SSML: one line before any money is spent
         sched.run()
     pieces: list[list[Path]] = [[] for _ in book.chapters]
+    marks: list[list[Path]] = [[] for _ in book.chapters]
     for c, k in zip(chunks, keys):
-        p = store.cached(k, ext)
-        if p is None:  # removed by another process's gc between synthesis and now
-            raise EngineError(f"{store.cache_path(k, ext)}: cached audio vanished; run again")
-        pieces[c.chapter_idx].append(p)
-    return Synthesis(tuple(chunks), tuple(keys), tuple(tuple(p) for p in pieces), cached,
+        pieces[c.chapter_idx].append(_cached_or_fail(store, k, ext))
+        if with_marks:
+            marks[c.chapter_idx].append(_cached_or_fail(store, k, MARKS_EXT))
+    return Synthesis(tuple(chunks), tuple(keys), tuple(tuple(p) for p in pieces),
+                     tuple(tuple(m) for m in marks) if with_marks else None, cached,
                      sched.submitted, sched.resumed, sched.billed)
+
+
+MARKS_EXT = "marks"
+
+
+def _cached_or_fail(store: StateStore, key: str, ext: str) -> Path:
+    p = store.cached(key, ext)
+    if p is None:  # removed by another process's gc between synthesis and now
+        raise EngineError(f"{store.cache_path(key, ext)}: cached audio vanished; run again")
+    return p
+
+
+def _wants_marks(engine: Engine) -> bool:
+    return bool(getattr(engine, "marks", ())) and callable(getattr(engine, "fetch_marks", None))
+
+
+def piece_duration(path: Path) -> float:
+    """Seconds of audio in a cached piece (WAV header, else mutagen)."""
+    from .audio import read_wav_info
+
+    info = read_wav_info(path)
+    if info is not None:
+        return info.duration
+    import mutagen
+
+    f = mutagen.File(path)
+    length = getattr(getattr(f, "info", None), "length", None) if f is not None else None
+    if length is None:
+        raise EngineError(f"{path}: cannot tell the length of this audio")
+    return float(length)
+
+
+def write_captions(syn: Synthesis, outputs: list[Path], out: Path, fmt: str) -> list[Path]:
+    """WebVTT captions per chapter from the speech marks, beside the audio:
+    ``<out stem>.<NN>.vtt`` (or each chapter file's name with ``.vtt``)."""
+    from .engines.polly import write_webvtt
+
+    if syn.marks is None:
+        return []
+    written = []
+    n = len(syn.pieces)
+    width = max(2, len(str(n)))
+    for i, (pieces, marks) in enumerate(zip(syn.pieces, syn.marks)):
+        if fmt == "chapters" and len(outputs) == n:
+            dest = outputs[i].with_suffix(".vtt")
+        else:
+            dest = out.with_name(f"{out.stem}.{i + 1:0{width}d}.vtt")
+        offsets, t = [], 0.0
+        for p in pieces:
+            offsets.append(t)
+            t += piece_duration(p)
+        written.append(write_webvtt(dest, list(zip(offsets, marks))))
+    return written
 
 
 def _convert(
@@ -904,12 +971,13 @@ def _convert(
             from .stitch import stitch
 
             stitched = stitch(book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch)
+            captions = write_captions(syn, [Path(p) for p in stitched.outputs], out, opts.fmt)
         except BaseException as e:
             # What was paid for is in the chunk rows; the run keeps only why it stopped.
             store.finish_book(book_id, status="failed")
             store.finish_run(run_id, status="failed", error=str(e)[:500] or type(e).__name__)
             raise
-        outputs = [Path(p) for p in stitched.outputs]
+        outputs = [Path(p) for p in stitched.outputs] + captions
         fp = _outputs_fingerprint(outputs) or (0, 0.0)
         store.finish_book(
             book_id, status="done",

@@ -333,3 +333,37 @@ def test_threaded_executor_gives_the_same_result(tmp_path):
     with StateStore(tmp_path) as s:
         syn = synthesize(BOOK, opts, store=s, engine=eng, limiters=Limiters())
     assert sorted(eng.starts) == sorted(set(syn.keys))
+
+
+@pytest.mark.ffmpeg
+def test_convert_book_writes_captions_from_speech_marks(tmp_path):
+    """Speech marks are fetched beside each cached piece and turned into one WebVTT
+    file per chapter, with each piece's marks shifted by its start in the chapter."""
+    import json as _json
+
+    from audiobook.engines.fake import FakeEngine, tone_wav
+    from audiobook.pipeline import convert_book
+
+    class MarkingEngine(FakeEngine):
+        marks = ("sentence",)
+
+        def fetch_marks(self, ref, dest):
+            chunk = self.tasks[ref.task_id].chunk
+            line = {"time": 0, "type": "sentence", "start": 0, "end": 5,
+                    "value": f"piece {chunk.chapter_idx}.{chunk.seq}"}
+            Path(dest).write_text(_json.dumps(line) + "\n")
+
+    eng = MarkingEngine(lambda c: tone_wav(c, seconds_per_char=0.001),
+                        limits=EngineLimits(max_billable=120, max_total=400))
+    b = book(("One", sentences("Alpha", 4)), ("Two", "Short."))
+    out = tmp_path / "b.m4b"
+    result = convert_book(b, out, replace(OPTS, state_dir=tmp_path / "s"), engine=eng)
+    vtts = sorted(tmp_path.glob("b.*.vtt"))
+    assert [p.name for p in vtts] == ["b.01.vtt", "b.02.vtt"]
+    assert set(vtts) <= set(result.outputs)
+    first = vtts[0].read_text()
+    assert first.startswith("WEBVTT") and "piece 0.0" in first and "piece 0.1" in first
+    assert "00:00:00.000 -->" in first
+    # The second piece's caption starts where the first piece's audio ends.
+    starts = [ln.split(" -->")[0] for ln in first.splitlines() if "-->" in ln]
+    assert len(starts) >= 2 and starts[1] > starts[0]
