@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ..errors import CorruptDocument, EncryptedDocument, InputError, NoTextError
 from ..model import Block, Book, Chapter, ChapterRole
@@ -938,7 +938,7 @@ def _page_labels(reader: Any, n: int) -> list[str] | None:
         return None
 
 
-def _direction(text: str) -> str | None:
+def _direction(text: str) -> Literal["ltr", "rtl"] | None:
     rtl = sum(1 for c in text[:20000] if "\u0590" <= c <= "\u08ff" or "\ufb1d" <= c <= "\ufdff")
     letters = sum(1 for c in text[:20000] if c.isalpha())
     if not letters:
@@ -948,18 +948,13 @@ def _direction(text: str) -> str | None:
 
 def _ranges(pages: Sequence[int]) -> str:
     """0-based page indexes as 1-based ranges: 1-3, 7."""
-    out: list[str] = []
-    nums = sorted({p + 1 for p in pages})
-    start = prev = None
-    for p in nums + [None]:  # type: ignore[list-item]
-        if start is None:
-            start = prev = p
-        elif p is not None and p == prev + 1:
-            prev = p
+    runs: list[list[int]] = []
+    for p in sorted({p + 1 for p in pages}):
+        if runs and p == runs[-1][1] + 1:
+            runs[-1][1] = p
         else:
-            out.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = p
-    return ", ".join(out)
+            runs.append([p, p])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
 
 
 __all__ = ["OutlineEntry", "PdfIngestor", "open_pdf", "walk_outline", "walk_pages"]
