@@ -28,3 +28,9 @@ def test_help_runs(name):
     result = CliRunner().invoke(cli, [name, "--help"])
     assert result.exit_code == 0, result.output
     assert "Example:" in result.output
+
+
+def test_public_api_resolves():
+    import audiobook
+
+    assert [n for n in audiobook.__all__ if getattr(audiobook, n, None) is None] == []
