@@ -151,6 +151,7 @@ def test_short_book_survives_faults_without_paying_twice(corpus, make_polly_emul
     figures = check_billing(emu, chunks, faults=True)
     check_output(book, result, out)
     stats = emu.stats
+    print("faults:", {k: v for k, v in stats.items() if "injected" in k}, figures)
     assert stats.get("throttled_injected", 0) > 0
     assert figures["tasks"] == figures["completed"] + figures["failed"]
 
@@ -176,5 +177,6 @@ def test_whole_novel_survives_the_acceptance_faults(corpus, make_polly_emulator,
     with make_engine(emu, moto_server, s3_bucket, sns_topic=topic,
                      notification_grace=1.0) as engine:
         chunks, result, out = run(book, engine, tmp_path)
-    check_billing(emu, chunks, faults=True)
+    figures = check_billing(emu, chunks, faults=True)
     check_output(book, result, out)
+    print("faults:", {k: v for k, v in emu.stats.items() if "injected" in k}, figures)

@@ -657,7 +657,9 @@ def test_iam_policy_names_exactly_the_calls_made(polly_emulator, engine_on, s3_c
 
 class LossyProxy:
     """An HTTP relay in front of the emulator that, ``lose`` times, lets a start call
-    reach Polly and then answers 500 instead of Polly's answer (a lost response)."""
+    reach Polly and then answers 500 instead of Polly's answer (a lost response). Or,
+    following ``starts`` ("pass" | "throttle" per start call, in order), answers
+    ThrottlingException without forwarding."""
 
     def __init__(self, target: str) -> None:
         import http.client
@@ -666,12 +668,22 @@ class LossyProxy:
         from urllib.parse import urlparse
 
         self.lose = 0
+        self.starts: list[str] = []
         proxy = self
         host, port = urlparse(target).hostname, urlparse(target).port
 
         class Handler(BaseHTTPRequestHandler):
             def relay(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                is_start = self.command == "POST" and self.path == "/v1/synthesisTasks"
+                if is_start and proxy.starts and proxy.starts.pop(0) == "throttle":
+                    msg = b'{"message":"Rate exceeded"}'
+                    self.send_response(400)
+                    self.send_header("x-amzn-ErrorType", "ThrottlingException")
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
                 conn = http.client.HTTPConnection(host, port, timeout=30)
                 conn.request(self.command, self.path, body, dict(self.headers))
                 resp = conn.getresponse()
@@ -753,3 +765,24 @@ def test_sync_path_with_speech_marks(polly_emulator, billing, engine_on, s3_buck
     marks = [json.loads(x) for x in (tmp_path / "a.marks").read_text().splitlines() if x]
     assert [m["type"] for m in marks] == ["sentence", "sentence"]
     assert billing.new_tasks == [] and billing.sync_requests == 2
+
+
+def test_marks_start_throttled_after_the_audio_start_pays_audio_once(
+        polly_emulator, billing, moto_server, s3_bucket):
+    proxy = LossyProxy(polly_emulator.url)
+    try:
+        engine = PollyEngine(voice="Joanna", bucket=s3_bucket, marks=("sentence",),
+                             polly=_recorded_client("polly", proxy.url),
+                             s3=_recorded_client("s3", moto_server))
+        key = _key()
+        proxy.starts = ["pass", "throttle"]  # audio task starts, marks task is throttled
+        with pytest.raises(Throttled):
+            engine.submit(CHUNK, key)
+        ref = engine.submit(CHUNK, key)  # the pipeline's retry
+        formats = sorted(t.output_format for t in billing.new_tasks)
+        assert formats == ["json", "mp3"]  # one audio task, not two
+        assert ref.task_id in {t.task_id for t in billing.new_tasks}
+        assert wait_done(engine, ref).status == "completed"
+        engine.close()
+    finally:
+        proxy.close()
