@@ -221,3 +221,12 @@ def test_lead_image_from_data_uri_and_never_outside_the_folder(tmp_path):
     assert HtmlIngestor().read(page, IngestOptions()).cover is None
     page.write_text(ARTICLE.replace('src="cat.png"', f'src="{uri}"'))
     assert HtmlIngestor().read(page, IngestOptions()).cover.data == PNG
+
+
+def test_reference_lists_read_or_dropped_by_the_footnotes_option():
+    html = f"<html><body><article>{P}<h2>References</h2><div class='reflist'><ol>" \
+           "<li>Smith, J. (2001). A REFERENCEBODY title.</li></ol></div>" \
+           f"<ol class='references'><li>Another REFERENCEBODY.</li></ol>{P}" \
+           "</article></body></html>"
+    assert "REFERENCEBODY" in spoken(html_to_book(html, IngestOptions(footnotes="end")))
+    assert "REFERENCEBODY" not in spoken(html_to_book(html, IngestOptions(footnotes="drop")))

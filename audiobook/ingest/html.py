@@ -78,6 +78,10 @@ _BOILERPLATE_ROLES = frozenset(
     {"navigation", "banner", "contentinfo", "complementary", "dialog", "alertdialog", "search",
      "menu", "menubar", "toolbar"}
 )
+_NOTE_LIST = re.compile(
+    r"(^|\s)(references|reflist|refbegin|mw-references-wrap|footnotes|endnotes)(\s|$)",
+    re.IGNORECASE,
+)
 _PERMALINK_MARKS = frozenset({"#", "¶", "§", "🔗", "⁋"})
 _NOTE_REF = re.compile(r"^\s*\[?\s*(\d{1,4}|[a-z]|note \d+|citation needed)\s*\]?\s*$", re.I)
 _ENTITY_DECL = re.compile(r"<!ENTITY\s+(?:%\s+)?([A-Za-z_][\w.-]{0,100})")
@@ -630,6 +634,9 @@ def article_blocks(
             if tag in _SKIP_TAGS or _is_note_ref(el):
                 walker.skip_subtree()
                 continue
+            if options.footnotes == "drop" and _is_note_list(el):
+                walker.skip_subtree()
+                continue
             if tag in _HEADINGS:
                 flush()
                 text = _clean(_text_of(el))
@@ -705,6 +712,14 @@ def _is_note_ref(el: etree._Element) -> bool:
         if text is not None and _NOTE_REF.match(text) and (tag == "sup" or _in_sup(el)):
             return True
     return False
+
+
+def _is_note_list(el: etree._Element) -> bool:
+    """A list of footnotes or references (Wikipedia's reflist, DPUB endnotes)."""
+    role = (el.get("role") or "").lower()
+    if role in ("doc-endnotes", "doc-footnote", "doc-bibliography"):
+        return True
+    return bool(_NOTE_LIST.search(f"{el.get('class') or ''} {el.get('id') or ''}"))
 
 
 def _in_sup(el: etree._Element) -> bool:
