@@ -1,0 +1,1 @@
+"""The SSML templates shipped with audiobook (jinja2, autoescaped); see audiobook.ssml."""
