@@ -536,7 +536,10 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
             f"{r.billed_chars:,}" if r else "-",
             str(r.outputs[0]) if r and r.outputs else (it.error or "")[:60],
         )
-    Console(highlight=False).print(table)
+    out_console = Console(highlight=False)
+    if not out_console.is_terminal:
+        out_console = Console(highlight=False, width=160)  # a log file: do not cut names
+    out_console.print(table)
     failed = [it for it in items if it.error]
     if failed:
         console.print(f"audiobook: error: {len(failed)} of {len(items)} books failed",
