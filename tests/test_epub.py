@@ -473,3 +473,47 @@ def test_captions_option_leaves_out_alt_text_and_figure_captions(tmp_path):
     assert texts(read_epub(path).chapters[0]) == ["Text.", "A map of the bay",
                                                   "Figure 1. The bay."]
     assert texts(read_epub(path, IngestOptions(captions=False)).chapters[0]) == ["Text."]
+
+
+def test_property_every_entry_is_a_chapter_and_no_text_is_lost_or_repeated(tmp_path_factory):
+    """Random books (files of paragraphs, some with ids) and random TOCs (anchors,
+    whole files, missing files, in any order): one chapter per entry, and the chapters'
+    text, read in order, is exactly the books' text in spine order."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    folder = tmp_path_factory.mktemp("prop")
+    words = st.text(alphabet="abcdefgh ", min_size=1, max_size=12).map(str.strip).filter(bool)
+    para = st.tuples(words, st.booleans())  # (text, has id)
+    files = st.lists(st.lists(para, min_size=0, max_size=5), min_size=1, max_size=4)
+
+    @settings(max_examples=60, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(files, st.data())
+    def run(book_files, data):
+        docs, targets, expected = [], [], []
+        for f, paras in enumerate(book_files):
+            body = []
+            for p, (text, has_id) in enumerate(paras):
+                pid = f"f{f}p{p}"
+                body.append(f"<p id='{pid}'>{text}</p>" if has_id else f"<p>{text}</p>")
+                if has_id:
+                    targets.append(f"c{f}.xhtml#{pid}")
+                expected.append(" ".join(text.split()))
+            docs.append(Doc(f"c{f}.xhtml", "".join(body)))
+            targets.append(f"c{f}.xhtml")
+        targets += ["missing.xhtml", f"c0.xhtml#nope"]
+        chosen = data.draw(st.lists(st.sampled_from(targets), min_size=1, max_size=8))
+        toc = [(f"T{n}", href, []) for n, href in enumerate(chosen)]
+        if not expected:
+            return
+        book = read_epub(build_epub(folder / "p.epub", docs, toc))
+        if any(href.startswith("c") for href in chosen):
+            assert len(book.chapters) == len(toc)
+            assert sorted(c.title for c in book.chapters) == sorted(t for t, _, _ in toc)
+        else:  # a TOC that points at nothing in the book is ignored
+            assert any("points at nothing" in w for w in book.warnings)
+        got = [b.text for c in book.chapters for b in c.blocks]
+        assert got == expected
+
+    run()

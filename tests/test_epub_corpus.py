@@ -165,5 +165,6 @@ def test_long_books_keep_their_text(corpus):
     text = " ".join(c.text for c in moby.chapters)
     assert "Call me Ishmael." in text
     assert len(text) > 1_100_000
-    assert next(c for c in moby.chapters if c.title == "Chapter 1. Loomings.").text.startswith(
-        "Loomings. Call me Ishmael.") or "Call me Ishmael." in moby.chapters[4].text
+    loomings = next(c for c in moby.chapters if c.title == "Chapter 1. Loomings.")
+    assert "Call me Ishmael." in loomings.text
+    assert "Call me Ishmael." not in moby.chapters[5].text

@@ -463,7 +463,10 @@ class _Reader:
         if usable and not all(_is_licence(e.title) for e in entries):
             chapters = self._toc_chapters(pkg, entries, landmarks, guide_roles)
         else:
-            if entries:
+            if entries and not usable:
+                self.warn("the table of contents points at nothing in the reading order; "
+                          "chapters come from the text")
+            elif entries:
                 self.warn("the table of contents lists only licence sections; "
                           "chapters come from the text")
             chapters = self._fallback_chapters(pkg, title)
