@@ -112,6 +112,9 @@ def test_footnote_markers_not_spoken():
            f"</sup> More text<sup><a href='#n2'>2</a></sup>.</p></article></body></html>"
     text = spoken(html_to_book(html))
     assert "[1]" not in text and "More text." in text
+    bare = f"<html><body><article><p>{LOREM} A claim<a href='#note-7'>7</a>, and " \
+           f"<a href='#sec'>section two</a>.</p></article></body></html>"
+    assert "A claim, and section two." in spoken(html_to_book(bare))
 
 
 @pytest.mark.parametrize("html", [

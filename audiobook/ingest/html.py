@@ -711,6 +711,9 @@ def _is_note_ref(el: etree._Element) -> bool:
         text = el.text_content() if tag == "sup" or el.get("href", "").startswith("#") else None
         if text is not None and _NOTE_REF.match(text) and (tag == "sup" or _in_sup(el)):
             return True
+        # An in-page link whose text is only a number ("12", "[12]") is a note reference.
+        if tag == "a" and text is not None and re.fullmatch(r"\s*\[?\d{1,4}\]?\s*", text):
+            return True
     return False
 
 
