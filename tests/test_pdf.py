@@ -367,3 +367,19 @@ def test_scanned_page_among_text_pages_is_reported(tmp_path: Path) -> None:
     book = read(tmp_path, build_pdf(objs, 1))
     assert book.chapters[0].text == "A page with text."
     assert book.warnings == ("pages with no text layer (scanned images) skipped: 2",)
+
+
+def test_page_set_sideways_reads_in_line_order(tmp_path: Path) -> None:
+    # text turned 90 degrees (reading upwards), as on a landscape page shown with /Rotate:
+    # its lines must still be told apart (here, to join a word hyphenated over two lines)
+    lines = ["The first line of a page set side-", "ways, and the second line of it."]
+    page = "".join(
+        f"BT /F1 11 Tf 0 1 -1 0 {100 + 14 * k} 72 Tm ({s}) Tj ET\n" for k, s in enumerate(lines)
+    )
+    data = simple_pdf([page]).replace(
+        b"/MediaBox [0 0 612 792]", b"/MediaBox [0 0 612 792] /Rotate 90"
+    )
+    book = read(tmp_path, data)
+    assert (
+        book.chapters[0].text == "The first line of a page set sideways, and the second line of it."
+    )

@@ -255,8 +255,18 @@ class _Widths:
         return False
 
 
-def page_fragments(page: Any, widths: _Widths) -> list[lay.Frag]:
-    frags: list[lay.Frag] = []
+def page_fragments(page: Any, widths: _Widths) -> tuple[list[lay.Frag], float, bool]:
+    """The page's text runs in the frame of its dominant writing direction (so that lines
+    run left to right and go down the page even on pages set sideways), the page's extent
+    along the lines, and whether the page is upright (user space unchanged, so that
+    outline destinations apply as they are)."""
+    try:
+        box = page.mediabox
+        left, bottom = float(box.left), float(box.bottom)
+        width, height = float(box.width) or 612.0, float(box.height) or 792.0
+    except Exception:  # noqa: BLE001 - a broken box: assume US Letter
+        left, bottom, width, height = 0.0, 0.0, 612.0, 792.0
+    raw: list[tuple[str, float, float, float, bool, float, int]] = []
 
     def visit(text: str, cm: Sequence[float], tm: Sequence[float], fd: Any, fs: float) -> None:
         if not text:
@@ -269,12 +279,34 @@ def page_fragments(page: Any, widths: _Widths) -> list[lay.Frag]:
         y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
         size = abs(fs) * math.hypot(c, d)
         hscale = abs(fs) * math.hypot(a, b)
+        orient = (0 if a > 0 else 180) if abs(a) >= abs(b) else (90 if b > 0 else 270)
         avg, bold = widths.get(fd)
         text = lay.normalize_text(text, keep_soft_hyphens=True)
-        frags.append(lay.Frag(text, x, y, size, bold, avg * hscale * len(text.rstrip("\n"))))
+        raw.append((text, x, y, size, bold, avg * hscale * len(text.rstrip("\n")), orient))
 
     page.extract_text(visitor_text=visit)
-    return frags
+    weight: dict[int, int] = {}
+    for r in raw:
+        weight[r[6]] = weight.get(r[6], 0) + len(r[0].strip())
+    orient = max(weight, key=lambda k: weight[k]) if weight else 0
+
+    if orient == 0:
+        frags = [lay.Frag(t, x, y, sz, bd, run) for t, x, y, sz, bd, run, _ in raw]
+        return frags, left + width, True
+
+    def frame(x: float, y: float) -> tuple[float, float]:
+        x, y = x - left, y - bottom
+        if orient == 90:  # reading upwards, lines follow to the right
+            return y, width - x
+        if orient == 270:  # reading downwards, lines follow to the left
+            return height - y, x
+        return width - x, height - y  # upside down
+
+    frags = []
+    for text, x, y, size, bold, run, _ in raw:
+        fx, fy = frame(x, y)
+        frags.append(lay.Frag(text, fx, fy, size, bold, run))
+    return frags, (height if orient in (90, 270) else width), False
 
 
 @contextmanager
@@ -474,6 +506,7 @@ class _Page:
     index: int
     lines: tuple[lay.Line, ...]
     notes: tuple[lay.Line, ...]
+    upright: bool = True  # False: text turned sideways; destinations' tops do not apply
 
 
 class PdfIngestor(Ingestor):
@@ -505,9 +538,8 @@ class PdfIngestor(Ingestor):
                 for i, p in enumerate(pages)
                 if p.indirect_reference is not None
             }
-            raw_lines, widths_of_pages, skipped, damaged, imageonly = self._extract(
-                pages, pypdf_log
-            )
+            extracted = self._extract(pages, pypdf_log)
+            raw_lines, widths_of_pages, upright, skipped, damaged, imageonly = extracted
             labels = _page_labels(reader, len(pages))
             outline = walk_outline(reader, page_index, warnings)
             meta = _metadata(reader, path)
@@ -529,10 +561,13 @@ class PdfIngestor(Ingestor):
             warnings.append(
                 f"pages with no text layer (scanned images) skipped: {_ranges(imageonly)}"
             )
-        doc = layout_pages(raw_lines, widths_of_pages, labels)
+        doc = layout_pages(raw_lines, widths_of_pages, labels, upright)
         if options.skip_matter:
             # printed tables of contents are front matter: the outline replaces them
-            doc = [_Page(pg.index, (), pg.notes) if lay.is_toc_page(pg.lines) else pg for pg in doc]
+            doc = [
+                _Page(pg.index, (), pg.notes, pg.upright) if lay.is_toc_page(pg.lines) else pg
+                for pg in doc
+            ]
         chapters = make_chapters(doc, outline, options.split_by, labels, meta["title"], warnings)
         chapters = [
             replace(ch, role=_role_from_title(ch.title)) if ch.role == "body" else ch
@@ -558,22 +593,20 @@ class PdfIngestor(Ingestor):
     @staticmethod
     def _extract(
         pages: list[Any], pypdf_log: list[str]
-    ) -> tuple[list[list[lay.Line]], list[float], list[int], list[int], list[int]]:
+    ) -> tuple[list[list[lay.Line]], list[float], list[bool], list[int], list[int], list[int]]:
         widths = _Widths()
         out: list[list[lay.Line]] = []
         page_widths: list[float] = []
         skipped: list[int] = []
         damaged: list[int] = []
         imageonly: list[int] = []
+        upright: list[bool] = []
         for i, page in enumerate(pages):
-            try:
-                box = page.mediabox
-                page_widths.append(float(box.width) or 612.0)
-            except Exception:  # noqa: BLE001
-                page_widths.append(612.0)
+            page_widths.append(612.0)
+            upright.append(True)
             logged = len(pypdf_log)
             try:
-                frags = page_fragments(page, widths)
+                frags, extent, is_upright = page_fragments(page, widths)
             except RecursionError:
                 skipped.append(i)
                 out.append([])
@@ -583,6 +616,8 @@ class PdfIngestor(Ingestor):
                 skipped.append(i)
                 out.append([])
                 continue
+            page_widths[-1] = extent
+            upright[-1] = is_upright
             trouble = [m for m in pypdf_log[logged:] if not _is_font_note(m)]
             lines = lay.build_lines(frags, i)
             if trouble:
@@ -590,7 +625,7 @@ class PdfIngestor(Ingestor):
             elif not lines and _has_images(page):
                 imageonly.append(i)
             out.append(lines)
-        return out, page_widths, skipped, damaged, imageonly
+        return out, page_widths, upright, skipped, damaged, imageonly
 
 
 def _is_font_note(message: str) -> bool:
@@ -611,7 +646,10 @@ def _has_images(page: Any) -> bool:
 
 
 def layout_pages(
-    raw: Sequence[Sequence[lay.Line]], widths: Sequence[float], labels: Sequence[str] | None
+    raw: Sequence[Sequence[lay.Line]],
+    widths: Sequence[float],
+    labels: Sequence[str] | None,
+    upright: Sequence[bool] | None = None,
 ) -> list[_Page]:
     """Reading order, furniture removed and footnotes split, page by page."""
     ordered = [lay.order_page(lines, widths[i]) for i, lines in enumerate(raw)]
@@ -623,7 +661,7 @@ def layout_pages(
     out: list[_Page] = []
     for i, lines in enumerate(kept):
         body, notes = lay.split_footnotes(lines, style.body_size)
-        out.append(_Page(i, tuple(body), tuple(notes)))
+        out.append(_Page(i, tuple(body), tuple(notes), upright[i] if upright else True))
     return out
 
 
@@ -670,6 +708,10 @@ def _page_offsets(doc: Sequence[_Page]) -> list[int]:
     return offsets
 
 
+def _upright(doc: Sequence[_Page], page: int | None) -> bool:
+    return page is None or not 0 <= page < len(doc) or doc[page].upright
+
+
 def _boundary(
     stream: Sequence[lay.Line], offsets: Sequence[int], page: int | None, top: float | None
 ) -> int | None:
@@ -695,7 +737,10 @@ def _by_outline(
     style: lay.Style,
 ) -> list[Chapter]:
     offsets = _page_offsets(doc)
-    starts: list[int | None] = [_boundary(stream, offsets, e.page, e.top) for e in outline]
+    starts: list[int | None] = [
+        _boundary(stream, offsets, e.page, e.top if _upright(doc, e.page) else None)
+        for e in outline
+    ]
     # unplaced entries take the place of the entry before them
     last = 0
     for k, s in enumerate(starts):
