@@ -58,7 +58,7 @@ def _nav_ol(toc: Toc, hidden: bool = False) -> str:
     return "<ol>" + "".join(items) + "</ol>"
 
 
-def nav_doc(toc: Toc, landmarks: list[tuple[str, str, str]] = ()) -> bytes:  # type: ignore[assignment]
+def nav_doc(toc: Toc, landmarks: tuple[tuple[str, str, str], ...] = ()) -> bytes:
     body = f'<nav epub:type="toc" id="toc"><h1>Contents</h1>{_nav_ol(toc)}</nav>'
     if landmarks:
         lis = "".join(f'<li><a epub:type="{t}" href="{escape(h)}">{escape(x)}</a></li>'
@@ -101,10 +101,10 @@ def build_epub(
     ncx_raw: bytes | None = None,
     ncx_name: str = "toc.ncx",
     ncx_id: str = "ncx",
-    extras: list[Extra] = (),  # type: ignore[assignment]
+    extras: tuple[Extra, ...] | list[Extra] = (),
     page_direction: str | None = None,
-    guide: list[tuple[str, str]] = (),  # type: ignore[assignment]
-    landmarks: list[tuple[str, str, str]] = (),  # type: ignore[assignment]
+    guide: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
+    landmarks: tuple[tuple[str, str, str], ...] | list[tuple[str, str, str]] = (),
     opf_dir: str = "OEBPS",
     opf_raw: bytes | None = None,
     container: bool = True,
@@ -127,7 +127,7 @@ def build_epub(
         manifest.append('<item id="nav" href="nav.xhtml" properties="nav" '
                         'media-type="application/xhtml+xml"/>')
         files[prefix + "nav.xhtml"] = nav_raw if nav_raw is not None else nav_doc(
-            toc or [], landmarks)
+            toc or [], tuple(landmarks))
         if nav_in_spine:
             spine.insert(0, '<itemref idref="nav"/>')
     ncx_entries = ncx_toc if version >= 3 else toc

@@ -517,3 +517,17 @@ def test_property_every_entry_is_a_chapter_and_no_text_is_lost_or_repeated(tmp_p
         assert got == expected
 
     run()
+
+
+def test_text_is_kept_when_no_toc_entry_can_be_placed(tmp_path):
+    docs = [Doc("c0.xhtml", "<p>Untargeted text.</p>"), Doc("c1.xhtml", "<p>Gone.</p>")]
+    path = build_epub(tmp_path / "np.epub", docs, [("Target", "c1.xhtml", [])])
+    out = tmp_path / "np2.epub"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if not info.filename.endswith("c1.xhtml"):
+                dst.writestr(info, src.read(info))
+    book = read_epub(out)
+    assert titles(book) == ["Target"]
+    assert texts(book.chapters[0]) == ["Untargeted text."]
+    assert any("c1.xhtml" in w for w in book.warnings)

@@ -35,8 +35,8 @@ _SPACE = re.compile(r"\s+")
 # Applied after whitespace is collapsed, so that it stays linear on hostile input.
 _EMPTY_BRACKETS = re.compile(r"\[ ?\]|\( ?\)")
 # Alt text that says nothing about the picture.
-_GENERIC_ALT = re.compile(r"^(cover( image)?|title ?page|image|img|illustration|picture|photo|figure|"
-                          r"logo|decoration|ornament|\W*)$", re.I)
+_GENERIC_ALT = re.compile(r"^(cover( image)?|title ?page|image|img|illustration|picture|"
+                          r"photo|figure|logo|decoration|ornament|\W*)$", re.I)
 
 
 def clean_text(text: str) -> str:

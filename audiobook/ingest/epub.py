@@ -623,12 +623,6 @@ class _Reader:
                     leading.append(ev)
                 else:
                     current.add(ev)
-        if chapters and leading:
-            first = chapters[0]
-            lead_blocks = [it.block for it in leading if not it.note]
-            lead_notes = [it.block for it in leading if it.note]
-            first.blocks[:0] = lead_blocks
-            first.notes[:0] = lead_notes
 
         # Entries whose target was not found follow the nearest entry before them in
         # the TOC that was placed, in TOC order (linear, whatever the TOC's size).
@@ -647,6 +641,12 @@ class _Reader:
         for c in chapters:
             result.append(c)
             result.extend(after.get(c.entry, []))
+        if leading and result:
+            # Text before the first placed entry (or, if no entry could be placed, all
+            # of it) opens the first placed chapter, else the first chapter.
+            first = chapters[0] if chapters else result[0]
+            first.blocks[:0] = [it.block for it in leading if not it.note]
+            first.notes[:0] = [it.block for it in leading if it.note]
         return result
 
     def _note_left_out(self, name: str) -> None:
