@@ -383,3 +383,22 @@ def test_page_set_sideways_reads_in_line_order(tmp_path: Path) -> None:
     assert (
         book.chapters[0].text == "The first line of a page set sideways, and the second line of it."
     )
+
+
+def test_furniture_follows_page_labels() -> None:
+    from audiobook.ingest._pdflayout import Line, furniture
+
+    def page(p: int, head: str) -> list[Line]:
+        body = [
+            Line(p, 72, 500, 700 - 14 * k, 10, False, f"Body line {k} of page {p}.")
+            for k in range(6)
+        ]
+        return [Line(p, 72, 300, 760, 9, True, head), *body]
+
+    labels = ["i", "ii", "iii", "1", "2", "3"]
+    heads = ["PREFACE", "ii CONTENTS", "iii CONTENTS", "1 1.1 START", "2 1.2 MIDDLE", "1.3. END 3"]
+    pages = [page(p, h) for p, h in enumerate(heads)]
+    found = furniture(pages, labels)
+    # numbered heads match their page's label even when each title occurs once;
+    # a head without a number that never repeats stays
+    assert found == {(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)}

@@ -275,7 +275,6 @@ MAX_FUZZY_KEYS = 3000  # distinct edge lines compared pairwise for OCR-garbled r
 _NUM = re.compile(
     r"^(?:page|seite|p\.)?\s*[-–—(\[]?\s*(\d{1,4}|[ivxlcdm]{1,8})\s*[-–—)\]]?$", re.IGNORECASE
 )
-_EDGE_NUM = re.compile(r"^\s*(\d{1,4})\b|\b(\d{1,4})\s*$")
 
 
 def _letters(text: str) -> str:
@@ -346,17 +345,22 @@ def furniture(
             cands.append((p, i, ln))
     # 2. numbers following the page sequence
     offsets: Counter[int] = Counter()
-    edge_nums: dict[tuple[int, int], int] = {}
+    edges: dict[tuple[int, int], set[str]] = {}
     for p, i, ln in cands:
-        m = _EDGE_NUM.search(ln.text.strip())
-        if m:
-            num = int(m.group(1) or m.group(2))
-            edge_nums[(p, i)] = num
-            offsets[num - p] += 1
+        tokens = ln.text.split()
+        ends = (
+            {t.strip(".,;:()[]-–—").lower() for t in (tokens[0], tokens[-1])} if tokens else set()
+        )
+        edges[(p, i)] = ends
+        for t in ends:
+            if t.isdigit() and len(t) <= 4:
+                offsets[int(t) - p] += 1
     seq_offsets = {off for off, c in offsets.items() if c >= 2 and c >= 0.2 * n}
-    for (p, i), num in edge_nums.items():
-        label = labels[p] if labels and p < len(labels) else None
-        if num - p in seq_offsets or (label is not None and label == str(num)):
+    for (p, i), ends in edges.items():
+        label = labels[p].lower() if labels and p < len(labels) and labels[p] else None
+        if (label is not None and label in ends) or any(
+            t.isdigit() and len(t) <= 4 and int(t) - p in seq_offsets for t in ends
+        ):
             found.add((p, i))
     # 3. repeated text (digits ignored, fuzzy)
     if n >= 3:
