@@ -35,6 +35,7 @@ def test_normalize_ligatures_spaces_and_controls() -> None:
     assert normalize_text("\uff21\uff22") == "AB"  # full-width forms
     assert normalize_text("ﻻ") == "لا"  # Arabic presentation form
     assert normalize_text("x²") == "x²"  # superscripts stay (NFKC would change meaning)
+    assert normalize_text("\uf0b7 item \ufffd") == " item "  # private-use bullets, U+FFFD
 
 
 @pytest.mark.parametrize(

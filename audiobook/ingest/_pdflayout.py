@@ -68,7 +68,8 @@ _LIGATURES = {
     "\u0153": "oe",
 }
 _SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t]")
-_INVISIBLE = re.compile(r"[\u200b-\u200d\u2060\ufeff\ufffe\uffff]")
+# zero-width characters, and glyphs with no Unicode meaning (private use, replacement)
+_INVISIBLE = re.compile(r"[\u200b-\u200d\u2060\ufeff\ufffd\ufffe\uffff\ue000-\uf8ff]")
 _LEADERS = re.compile(r"(?:\s*[.·…_]\s*){4,}")  # dot leaders of a table of contents
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _HYPHENS = re.compile(r"[\u2010\u2011]")
