@@ -267,3 +267,32 @@ def test_limits_too_small_is_an_error():
 def test_not_a_speak_document_is_an_error():
     with pytest.raises(ValueError):
         split_ssml("<p>" + "x" * 100 + "</p>", EngineLimits(10, 100))
+
+
+# --- real books ----------------------------------------------------------------------
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gutenberg-1661-adventures-of-sherlock-holmes.epub",
+        "gutenberg-23962-xiyouji-zh.epub",
+        "idpf-regime-anticancer-arabic.epub",
+        "se-leaves-of-grass.epub",
+    ],
+)
+def test_corpus_books_chunk_under_polly_limits(corpus, name):
+    from audiobook.ingest import IngestOptions, read_book
+
+    book = read_book(corpus("epub", name), IngestOptions())
+    for limits in (POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS):
+        chunks = chunk_book(book, limits)
+        for index in range(len(book.chapters)):
+            ssml = render_chapter(book, index)
+            pieces = [c.ssml for c in chunks if c.chapter_idx == index]
+            assert all(billable_chars(p) <= limits.max_billable for p in pieces)
+            assert all(len(p) <= limits.max_total for p in pieces)
+            assert "".join(text_of(p) for p in pieces) == text_of(ssml)
+            # Filled close to the limit: at most one piece more than the least possible.
+            assert len(pieces) <= -(-billable_chars(ssml) // limits.max_billable) + 1
