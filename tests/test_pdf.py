@@ -403,3 +403,28 @@ def test_furniture_follows_page_labels() -> None:
     # numbered heads match their page's label even when each title occurs once;
     # a head without a number that never repeats stays
     assert found == {(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)}
+
+
+def test_bullets_and_enumerations_are_list_items(tmp_path: Path) -> None:
+    page = lines_at(
+        72,
+        700,
+        [
+            "Things to bring:",
+            "\x95 a tent for the",
+            "night,",
+            "\x95 water.",
+            "Steps are these:",
+            "1. pack the bag;",
+            "2. walk.",
+        ],
+    )
+    blocks = read(tmp_path, simple_pdf([page])).chapters[0].blocks
+    assert [(b.kind, b.text) for b in blocks] == [
+        ("paragraph", "Things to bring:"),
+        ("list_item", "a tent for the night,"),
+        ("list_item", "water."),
+        ("paragraph", "Steps are these:"),
+        ("list_item", "1. pack the bag;"),
+        ("list_item", "2. walk."),
+    ]

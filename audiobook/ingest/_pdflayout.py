@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from ..model import Block
+from ..model import Block, BlockKind
 
 
 @dataclass(frozen=True)
@@ -439,6 +439,8 @@ def note_marks(notes: Sequence[Line]) -> frozenset[str]:
 # ---------------------------------------------------------------------------------------
 # Blocks
 
+_BULLET = re.compile(r"^[•◦▪▫●○■□‣⁃∙·►▶✓✔–—-]\s+(?=\S)")
+_ENUM = re.compile(r"^(\(?[1-9]\d?[.)]|\(?[a-z][.)]|\([ivx]{1,5}\))\s+(?=\S)")
 _TERMINAL = re.compile(r"[.!?:;…][\"'”’»)\]]*$")
 _CAPTION = re.compile(
     r"^(figure|fig\.|table|abbildung|abb\.|tabelle|plate|chart)\s*\d", re.IGNORECASE
@@ -530,14 +532,16 @@ def to_blocks(
     """
     blocks: list[Block] = []
     para: list[str] = []
+    kind: list[BlockKind] = ["paragraph"]  # of the block being built
     deferred: list[Block] = []  # captions met while a sentence was open
     heading: list[str] = []
     prev: Line | None = None
 
     def close_para() -> None:
         if para:
-            blocks.append(Block("paragraph", join_lines(para)))
+            blocks.append(Block(kind[0], join_lines(para)))
             para.clear()
+        kind[0] = "paragraph"
         blocks.extend(deferred)
         deferred.clear()
 
@@ -578,11 +582,21 @@ def to_blocks(
                 blocks.append(caption)
             prev = ln
             continue
+        bullet = _BULLET.match(text)
+        if bullet or (_ENUM.match(text) and (not para or re.search(r"[.!?:;]$", para[-1]))):
+            # a list item: bullets are not read, enumeration labels are
+            close_para()
+            kind[0] = "list_item"
+            para.append(text[bullet.end() :] if bullet else text)
+            prev = ln
+            continue
         if para and prev is not None:
             if deferred and not _TERMINAL.search(para[-1]) and text[:1].islower():
                 pass  # a caption came between two halves of a sentence
-            elif _new_paragraph(prev, ln, para[-1], style):
-                close_para()
+            elif _new_paragraph(prev, ln, para[-1], style) or (
+                kind[0] == "list_item" and _TERMINAL.search(para[-1])
+            ):
+                close_para()  # (a finished list item ends at its sentence)
         if deferred and not para:
             blocks.extend(deferred)
             deferred.clear()
