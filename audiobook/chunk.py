@@ -178,11 +178,6 @@ class _Doc:
             return self.cum[k + 1] - self.cum[k]
         return (b - a) - entity_overhead(self.s[a:b])  # only text tokens are cut inside
 
-    def size(self, a: int, b: int) -> tuple[int, int]:
-        """(billable, total) of the piece made of [a, b)."""
-        total = len(self.stack_at(a).prefix) + (b - a) + len(self.stack_at(b).suffix)
-        return self.billable(a, b), total
-
     def piece(self, a: int, b: int) -> str:
         return self.stack_at(a).prefix + self.s[a:b] + self.stack_at(b).suffix
 

@@ -267,6 +267,8 @@ def _ms(value: int) -> str:
 
 
 def _context(book: Book, index: int, options: RenderOptions) -> dict[str, Any]:
+    if options.footnotes not in ("end", "drop"):
+        raise ConfigError(f"footnotes: {options.footnotes!r} is neither 'end' nor 'drop'")
     chapter = book.chapters[index]
     blocks = _views(chapter.blocks)
     notes = _views(chapter.footnotes) if options.footnotes == "end" else []

@@ -87,6 +87,11 @@ def test_footnotes_dropped_by_option():
     assert ssml.endswith('<p>He said: &quot;They are sour.&quot;</p><break time="1500ms"/></speak>')
 
 
+def test_bad_footnotes_option():
+    with pytest.raises(ConfigError, match="footnotes: 'middle'"):
+        render_chapter(BOOK, 0, RenderOptions(footnotes="middle"))
+
+
 def test_notes_intro_follows_the_book_language():
     ssml = render_chapter(replace(BOOK, language="de-DE"), 0)
     assert "<p>Anmerkungen.</p>" in ssml
