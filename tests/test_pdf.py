@@ -428,3 +428,17 @@ def test_bullets_and_enumerations_are_list_items(tmp_path: Path) -> None:
         ("list_item", "1. pack the bag;"),
         ("list_item", "2. walk."),
     ]
+
+
+def test_heading_that_repeats_a_running_head_is_kept(tmp_path: Path) -> None:
+    pages = [text(72, 740, "A TALE OF TESTS", font="F2", size=20)]
+    pages[0] += lines_at(72, 680, ["It was a test.", "A second line of text.", "And a third one."])
+    for k in range(1, 5):
+        pages.append(
+            text(72, 760, "A TALE OF TESTS", size=8)
+            + lines_at(72, 700, [f"Page {k} text.", "More of it.", "The end of it."])
+        )
+    book = read(tmp_path, simple_pdf(pages, title="Tales"))
+    assert [c.title for c in book.chapters] == ["A TALE OF TESTS"]
+    assert all_text(book).count("TALE") == 0  # spoken as the chapter title only
+    assert "Page 4 text." in all_text(book)

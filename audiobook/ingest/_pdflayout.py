@@ -312,6 +312,7 @@ def furniture(
         if a.page == b.page and 0 < a.y - b.y < 3 * a.size
     ]
     line_gap = statistics.median(gaps) if gaps else 14.0
+    body_size = measure_style(ln for lines in pages for ln in lines).body_size
     cands: list[tuple[int, int, Line]] = []
     found: set[tuple[int, int]] = set()
     for p, lines in enumerate(pages):
@@ -331,8 +332,8 @@ def furniture(
             if _NUM.match(ln.text.strip()):  # 1. bare page numbers
                 found.add((p, i))
                 continue
-            if len(ln.text) > 120 or len(lines) < 3:
-                continue
+            if len(ln.text) > 120 or len(lines) < 3 or ln.size > 1.15 * body_size:
+                continue  # (large print at the top is a heading, not a running head)
             # a running head or foot stands apart from the text block: measure the gap to
             # the nearest line inwards that is not on its own baseline
             if inward > 0:
