@@ -243,22 +243,37 @@ def load_template(template: str) -> jinja2.Template:
 @dataclass(frozen=True)
 class BlockView:
     """What a template sees of a block: ``kind`` and ``text`` (clean, escaped Markup),
-    and ``sentences`` (the text cut after each sentence end) computed on demand."""
+    ``sentences`` (the text cut after each sentence end) computed on demand, and
+    ``repeats_title``: a first heading that says the chapter title again."""
 
     kind: str
     text: Markup
+    repeats_title: bool = False
 
     @cached_property
     def sentences(self) -> list[Markup]:
         return [Markup(s.strip()) for s in sentence_spans(str(self.text)) if s.strip()]
 
 
-def _views(blocks: tuple[Block, ...]) -> list[BlockView]:
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def _words(text: str) -> str:
+    return _NOT_WORD.sub(" ", text).strip().casefold()
+
+
+def _views(blocks: tuple[Block, ...], title: str = "") -> list[BlockView]:
     views = []
     for block in blocks:
         text = _prepare(block.text)
         if text:
-            views.append(BlockView(block.kind, text))
+            repeats = (
+                not views
+                and block.kind == "heading"
+                and bool(title)
+                and _words(block.text) == _words(title)
+            )
+            views.append(BlockView(block.kind, text, repeats))
     return views
 
 
@@ -270,7 +285,7 @@ def _context(book: Book, index: int, options: RenderOptions) -> dict[str, Any]:
     if options.footnotes not in ("end", "drop"):
         raise ConfigError(f"footnotes: {options.footnotes!r} is neither 'end' nor 'drop'")
     chapter = book.chapters[index]
-    blocks = _views(chapter.blocks)
+    blocks = _views(chapter.blocks, chapter.title)
     notes = _views(chapter.footnotes) if options.footnotes == "end" else []
     lang = (book.language or "en").split("-")[0].split("_")[0].lower()
     intro = options.extra.get("notes_intro") or NOTES_INTRO.get(lang, "Notes.")

@@ -151,12 +151,48 @@ def test_clean_text_removes_what_xml_forbids():
 def test_user_template_by_path_can_extend_a_builtin(tmp_path):
     path = tmp_path / "mine.ssml.j2"
     path.write_text(
-        '{% extends "default.ssml.j2" %}'
-        "{% block title scoped %}<p>Now: {{ title }}</p>{% endblock %}",
+        '{% extends "default.ssml.j2" %}{% set title_first = false %}'
+        "{% block paragraph scoped %}{{ b.kind }}: {{ b.text }}{% endblock %}",
         encoding="utf-8",
     )
-    ssml = render_chapter(BOOK, 1, RenderOptions(template=str(path)))
-    assert ssml == '<speak><p>Now: Part Two</p><break time="1500ms"/></speak>'
+    ssml = render_chapter(BOOK, 0, RenderOptions(template=str(path)))
+    assert ssml.startswith("<speak><p>paragraph: A hungry Fox")
+    assert '<break time="900ms"/><p>heading: The moral</p>' in ssml
+
+
+def test_a_first_heading_that_repeats_the_title_is_not_said_twice():
+    book = Book(
+        "B",
+        (
+            Chapter(
+                "Chapter I.",
+                blocks=(
+                    Block("heading", "CHAPTER  I"),
+                    Block("paragraph", "Text."),
+                ),
+            ),
+        ),
+    )
+    assert render_chapter(book, 0) == (
+        '<speak><p>Chapter I.</p><break time="1000ms"/><p>Text.</p><break time="1500ms"/></speak>'
+    )
+    # Where the title is not spoken, the heading is.
+    for options in (RenderOptions(template="plain"), RenderOptions(speak_chapter_titles=False)):
+        assert render_chapter(book, 0, options).startswith("<speak><p>CHAPTER I</p>")
+    # Only a heading, and only the first block.
+    book = Book(
+        "B",
+        (
+            Chapter(
+                "Intro",
+                blocks=(
+                    Block("paragraph", "Intro"),
+                    Block("heading", "Intro"),
+                ),
+            ),
+        ),
+    )
+    assert render_chapter(book, 0).count("<p>Intro</p>") == 3
 
 
 def test_user_template_output_is_autoescaped(tmp_path):
