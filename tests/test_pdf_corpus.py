@@ -70,7 +70,9 @@ def test_pdflatex_outline_nine_flat_entries() -> None:
     assert {c.level for c in b.chapters} == {1}
     # each bookmark points mid-page: its own section text, not the whole page
     assert all(c.blocks for c in b.chapters)
-    assert b.chapters[0].blocks[0].text == "Contents"  # the page before the first mark
+    # the page before the first mark: the printed contents, every entry kept
+    assert b.chapters[0].blocks[0].text == "Contents"
+    assert b.chapters[0].blocks[1].text.startswith("1 Foo 2 2 Bar 2 3 Baz 2")
     assert all(c.blocks[0].text.startswith("Hello, here is some text") for c in b.chapters[1:])
 
 

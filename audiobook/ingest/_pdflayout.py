@@ -536,6 +536,7 @@ def to_blocks(
     kind: list[BlockKind] = ["paragraph"]  # of the block being built
     deferred: list[Block] = []  # captions met while a sentence was open
     heading: list[str] = []
+    heading_at = [0]  # level of the heading being built
     prev: Line | None = None
 
     def close_para() -> None:
@@ -559,6 +560,7 @@ def to_blocks(
         if level is not None:
             if (
                 heading
+                and level == heading_at[0]
                 and prev is not None
                 and prev.page == ln.page
                 and 0 < prev.y - ln.y < 2.2 * ln.size
@@ -568,6 +570,7 @@ def to_blocks(
                 close_heading()
                 close_para()
                 heading.append(text)
+                heading_at[0] = level
             prev = ln
             continue
         close_heading()
