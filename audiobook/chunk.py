@@ -454,9 +454,9 @@ def split_ssml(ssml: str, limits: EngineLimits) -> list[str]:
     if len(bounds) >= 2:
         last_a, last_b = bounds[-1]
         if doc.billable(last_a, last_b) < max(1, limits.max_billable // 4):
-            c = doc.balance(bounds[-2][0], limits)
-            if c is not None:
-                bounds[-2:] = [(bounds[-2][0], c), (c, doc.body_end)]
+            even = doc.balance(bounds[-2][0], limits)
+            if even is not None:
+                bounds[-2:] = [(bounds[-2][0], even), (even, doc.body_end)]
     return [doc.piece(a, b) for a, b in bounds]
 
 
