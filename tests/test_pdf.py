@@ -442,3 +442,18 @@ def test_heading_that_repeats_a_running_head_is_kept(tmp_path: Path) -> None:
     assert [c.title for c in book.chapters] == ["A TALE OF TESTS"]
     assert all_text(book).count("TALE") == 0  # spoken as the chapter title only
     assert "Page 4 text." in all_text(book)
+
+
+def test_repeated_edge_lines_must_sit_at_the_same_height() -> None:
+    from audiobook.ingest._pdflayout import Line, furniture
+
+    def page(p: int, top: str, y: float) -> list[Line]:
+        body = [
+            Line(p, 72, 500, y - 40 - 14 * k, 10, False, f"Body {k} of page {p}.") for k in range(4)
+        ]
+        return [Line(p, 72, 300, y, 10, True, top), *body]
+
+    same = [page(p, "Results and Discussion", 760) for p in range(4)]
+    assert {(p, 0) for p in range(4)} <= furniture(same)
+    moved = [page(p, "Results and Discussion", 760 - 150 * p) for p in range(4)]
+    assert not any(i == 0 for _p, i in furniture(moved))

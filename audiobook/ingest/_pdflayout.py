@@ -314,6 +314,7 @@ def furniture(
     line_gap = statistics.median(gaps) if gaps else 14.0
     body_size = measure_style(ln for lines in pages for ln in lines).body_size
     cands: list[tuple[int, int, Line]] = []
+    edge_of: dict[tuple[int, int], int] = {}  # 1: top edge, -1: bottom edge
     found: set[tuple[int, int]] = set()
     for p, lines in enumerate(pages):
         if not lines:
@@ -345,6 +346,7 @@ def furniture(
             if gap < 1.4 * line_gap:
                 continue
             cands.append((p, i, ln))
+            edge_of[(p, i)] = inward
     # 2. numbers following the page sequence
     offsets: Counter[int] = Counter()
     edges: dict[tuple[int, int], set[str]] = {}
@@ -364,15 +366,15 @@ def furniture(
             t.isdigit() and len(t) <= 4 and int(t) - p in seq_offsets for t in ends
         ):
             found.add((p, i))
-    # 3. repeated text (digits ignored, fuzzy)
+    # 3. repeated text (digits ignored, fuzzy) at the same edge and height of the page
     if n >= 3:
-        pages_of: dict[str, set[int]] = {}
+        spots: dict[str, list[tuple[int, float, int]]] = {}  # key -> (page, y, edge)
         for p, i, ln in cands:
             key = _letters(ln.text)
             if len(key) >= 3:
-                pages_of.setdefault(key, set()).add(p)
-        keys = sorted(pages_of, key=len)
-        spread: dict[str, set[int]] = {k: set(v) for k, v in pages_of.items()}
+                spots.setdefault(key, []).append((p, ln.y, edge_of[(p, i)]))
+        keys = sorted(spots, key=len)
+        alike: dict[str, list[str]] = {k: [k] for k in keys}
         fuzzy = len(keys) <= MAX_FUZZY_KEYS  # beyond that, exact repeats only
         for a, ka in enumerate(keys if fuzzy else ()):
             for kb in keys[a + 1 :]:
@@ -384,12 +386,21 @@ def furniture(
                     and sm.quick_ratio() >= 0.85
                     and sm.ratio() >= 0.85
                 ):
-                    spread[ka] |= pages_of[kb]
-                    spread[kb] |= pages_of[ka]
+                    alike[ka].append(kb)
+                    alike[kb].append(ka)
         need = 2 if n <= 8 else max(3, int(0.25 * n))
         for p, i, ln in cands:
             key = _letters(ln.text)
-            if key in spread and len(spread[key]) >= need:
+            if key not in alike:
+                continue
+            edge = edge_of[(p, i)]
+            seen = {
+                q
+                for k in alike[key]
+                for q, y, e in spots[k]
+                if e == edge and abs(y - ln.y) <= 1.5 * line_gap
+            }
+            if len(seen) >= need:
                 found.add((p, i))
     return found
 
