@@ -457,3 +457,18 @@ def test_repeated_edge_lines_must_sit_at_the_same_height() -> None:
     assert {(p, 0) for p in range(4)} <= furniture(same)
     moved = [page(p, "Results and Discussion", 760 - 150 * p) for p in range(4)]
     assert not any(i == 0 for _p, i in furniture(moved))
+
+
+def test_footnote_at_the_foot_of_the_left_column(tmp_path: Path) -> None:
+    left = [f"Left line {k} of the first column" for k in range(10)]
+    right = [f"Right line {k} of the second column" for k in range(16)]
+    left[-1] += " and a note"
+    page = lines_at(72, 700, left, size=10, leading=12) + text(260, 596, "7", size=6)
+    page += text(72, 560, "7 The note under the left column.", size=7)
+    page += lines_at(320, 700, right, size=10, leading=12)
+    book = read(tmp_path, simple_pdf([page]))
+    ch = book.chapters[0]
+    assert [b.text for b in ch.footnotes] == ["The note under the left column."]
+    spoken = ch.text
+    assert spoken.index("Left line 9") < spoken.index("Right line 0")
+    assert "note under" not in spoken

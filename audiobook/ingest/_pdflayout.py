@@ -49,6 +49,7 @@ class Line:
     text: str
     # footnote markers (superscript digits) stripped from the text, kept to match notes
     marks: tuple[str, ...] = ()
+    column: int = 0  # 0: the page's only column (or spanning both), 1: left, 2: right
 
 
 # ---------------------------------------------------------------------------------------
@@ -259,8 +260,8 @@ def order_page(lines: Sequence[Line], page_width: float) -> list[Line]:
     key = _top_down
     return (
         sorted(above, key=key)
-        + sorted(lcol, key=key)
-        + sorted(rcol, key=key)
+        + sorted((replace(ln, column=1) for ln in lcol), key=key)
+        + sorted((replace(ln, column=2) for ln in rcol), key=key)
         + sorted(below, key=key)
     )
 
@@ -422,21 +423,29 @@ _NOTE_START = re.compile(r"^\s*(\d{1,3}|[*†‡§])\s*(?=[^\W\d_]|[\"„“(])"
 
 
 def split_footnotes(lines: Sequence[Line], body_size: float) -> tuple[list[Line], list[Line]]:
-    """Split off small print at the foot of a page that starts with a note mark."""
-    if not lines:
+    """Split off small print at the foot of a page (or of a column) that starts with a note
+    mark."""
+    notes: list[Line] = []
+    for column in sorted({ln.column for ln in lines}):
+        notes.extend(_column_notes([ln for ln in lines if ln.column == column], body_size))
+    if not notes:
         return list(lines), []
+    note_ids = {id(ln) for ln in notes}
+    return [ln for ln in lines if id(ln) not in note_ids], notes
+
+
+def _column_notes(lines: Sequence[Line], body_size: float) -> list[Line]:
     body = [ln for ln in lines if ln.size >= 0.9 * body_size]
     if not body:
-        return list(lines), []
+        return []
     lowest_body = min(ln.y for ln in body)
     tail = [ln for ln in lines if ln.y < lowest_body and ln.size < 0.9 * body_size]
     if not tail:
-        return list(lines), []
+        return []
     top_tail = max(tail, key=lambda ln: ln.y)
     if not _NOTE_START.match(line_text(top_tail)):
-        return list(lines), []
-    tail_ids = {id(ln) for ln in tail}
-    return [ln for ln in lines if id(ln) not in tail_ids], sorted(tail, key=_top_down)
+        return []
+    return sorted(tail, key=_top_down)
 
 
 def note_marks(notes: Sequence[Line]) -> frozenset[str]:
