@@ -61,7 +61,7 @@ class PipelineConfig:
     backoff_base / backoff_cap: exponential backoff with full jitter, in seconds.
     """
 
-    max_inflight: int = 8
+    max_inflight: int = 32
     tps: float = 10.0
     burst: int = 12
     poll_tps: float = 8.0

@@ -28,7 +28,6 @@ BENCHES = [
     "bench.bench_local",
     "bench.bench_stitch",
     "bench.bench_polly",
-    "bench.bench_cache",
     "bench.bench_faults",
 ]
 

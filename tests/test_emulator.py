@@ -465,4 +465,4 @@ def test_module_entry_point_prints_url(moto_server, s3_bucket) -> None:
             start(client(url), s3_bucket, "Two.")
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=60)
