@@ -38,6 +38,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -166,9 +167,6 @@ def _timeline(chapters: Sequence[ChapterAudio], workers: int) -> _Timeline:
     chapter_starts = [0]
     pos = 0
     for ch in chapters:
-        if not ch.pieces:
-            segments.append(_Segment(None, round(EMPTY_CHAPTER_SECONDS * rate)))
-            pos += segments[-1].frames
         for p in map(Path, ch.pieces):
             info = infos[p]
             if p in counted:
@@ -178,6 +176,9 @@ def _timeline(chapters: Sequence[ChapterAudio], workers: int) -> _Timeline:
                 seg = _Segment(p, info.frames, info.data_offset)
             segments.append(seg)
             pos += seg.frames
+        if pos == chapter_starts[-1]:  # no audio: a short silence keeps marks increasing
+            segments.append(_Segment(None, round(EMPTY_CHAPTER_SECONDS * rate)))
+            pos += segments[-1].frames
         chapter_starts.append(pos)
     starts, acc = [], 0
     for s in segments:
@@ -378,10 +379,12 @@ def stitch(
     bitrate: str = "64k",
     on_progress: Callable[[float], None] | None = None,
     workers: int = 0,
+    vbr: bool = True,
 ) -> StitchResult:
     """Join ``chapters`` (pieces in order) into ``out`` as ``fmt`` (m4b, mp3 or
     chapters: a folder, ``out`` itself or ``out`` without its suffix). ``workers``:
-    encoders run at once (0 = one per core). ``on_progress(fraction)`` gets 0..1."""
+    encoders run at once (0 = one per core). ``on_progress(fraction)`` gets 0..1.
+    AAC is variable bitrate aiming at ``bitrate`` unless ``vbr=False``; MP3 is CBR."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown output format {fmt!r} (choose {', '.join(FORMATS)})")
     if not chapters:
@@ -410,17 +413,32 @@ def stitch(
         raise ConfigError(f"{out}: cannot write here ({e.strerror or e})") from e
     try:
         if fmt == "m4b":
-            outputs = (_stitch_m4b(book, tl, titles, out, tmp, bitrate, workers, progress),)
+            outputs = (
+                _stitch_m4b(book, tl, titles, out, tmp, bitrate, vbr, workers, progress),
+            )
         elif fmt == "mp3":
             outputs = (_stitch_mp3(book, tl, titles, out, tmp, bitrate, progress),)
         else:
-            outputs = _stitch_chapters(book, tl, titles, out, tmp, bitrate, workers, progress)
+            outputs = _stitch_chapters(book, tl, titles, out, tmp, bitrate, vbr, workers,
+                                       progress)
     except OSError as e:
         raise AudiobookError(f"{out}: cannot write ({e.strerror or e})") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     progress.finish()
     return StitchResult(outputs, tl.chapter_times(titles), tl.total / tl.rate)
+
+
+def aac_args(bitrate: str, vbr: bool = True) -> list[str]:
+    """Encoder options for AAC at about ``bitrate``. VBR (``-q:a``) skips the encoder's
+    rate search: 1.6x faster than CBR at the same size, with no worse quality on speech
+    (SNR 34 dB against 30 dB at ~75 kbps on espeak-ng speech). The quality for a target
+    rate was measured on 22.05 kHz mono speech: about 55 kbps per unit of q, plus 5."""
+    if not vbr:
+        return ["-c:a", "aac", "-aac_coder", "fast", "-b:a", bitrate]
+    kbps = int(bitrate.rstrip("k"))
+    q = min(2.0, max(0.3, (kbps - 5) / 55))
+    return ["-c:a", "aac", "-aac_coder", "fast", "-q:a", f"{q:.2f}"]
 
 
 def _plan_parts(total: int, rate: int, workers: int) -> list[int]:
@@ -521,8 +539,11 @@ def _joined_parts(parts: list[Path], cuts: list[int]) -> Iterator[bytes]:
 
 
 def _stitch_m4b(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Path,
-                bitrate: str, workers: int, progress: _Progress) -> Path:
+                bitrate: str, vbr: bool, workers: int, progress: _Progress) -> Path:
+    t0 = time.perf_counter()
     cuts = _refine_cuts(tl, _plan_parts(tl.total, tl.rate, workers))
+    log.debug("m4b: %d part(s), cuts %s, chosen in %.2f s", len(cuts) - 1, cuts[1:-1],
+              time.perf_counter() - t0)
     cancel = threading.Event()
     parts = [tmp / f"part{k:02d}.aac" for k in range(len(cuts) - 1)]
 
@@ -532,15 +553,17 @@ def _stitch_m4b(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Pa
         try:
             ffmpeg.run(
                 ["-f", "s16le", "-ar", str(tl.rate), "-ac", "1", "-i", "pipe:0",
-                 "-c:a", "aac", "-aac_coder", "fast", "-b:a", bitrate, "-f", "adts",
-                 ffmpeg.path_arg(parts[k])],
+                 *aac_args(bitrate, vbr), "-f", "adts", ffmpeg.path_arg(parts[k])],
                 stdin=_pcm(tl, start, end, progress.fed, cancel),
             )
         except BaseException:
             cancel.set()  # stop the other parts early
             raise
 
-    _run_all(encode, len(parts), len(parts))
+    t0 = time.perf_counter()
+    _run_all(encode, len(parts), len(parts), cancel)
+    log.debug("m4b: %.0f s of audio encoded in %.2f s", tl.total / tl.rate,
+              time.perf_counter() - t0)
 
     meta = tmp / "metadata.txt"
     tags = book_tags(book)
@@ -559,7 +582,9 @@ def _stitch_m4b(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Pa
     argv += _cover_args(cover, 2)
     argv += _meta_args(tags, stream_language=True)
     argv += ["-movflags", "+faststart", "-f", "ipod", ffmpeg.path_arg(final)]
+    t0 = time.perf_counter()
     ffmpeg.run(argv, stdin=_joined_parts(parts, cuts))
+    log.debug("m4b: joined and muxed in %.2f s", time.perf_counter() - t0)
     os.replace(final, out)
     return out
 
@@ -586,7 +611,8 @@ def _stitch_mp3(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Pa
 
 
 def _stitch_chapters(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Path,
-                     bitrate: str, workers: int, progress: _Progress) -> tuple[Path, ...]:
+                     bitrate: str, vbr: bool, workers: int,
+                     progress: _Progress) -> tuple[Path, ...]:
     folder = tmp / "out"
     folder.mkdir()
     cover = _write_cover(book, tmp)
@@ -602,7 +628,7 @@ def _stitch_chapters(book: Book, tl: _Timeline, titles: list[str], out: Path, tm
         argv = ["-f", "s16le", "-ar", str(tl.rate), "-ac", "1", "-i", "pipe:0"]
         if cover is not None:
             argv += ["-i", ffmpeg.path_arg(cover)]
-        argv += ["-map", "0:a:0", "-c:a", "aac", "-aac_coder", "fast", "-b:a", bitrate]
+        argv += ["-map", "0:a:0", *aac_args(bitrate, vbr)]
         argv += _cover_args(cover, 1)
         for key, value in tags.items():
             argv += ["-metadata", f"{key}={value}"]
@@ -615,7 +641,7 @@ def _stitch_chapters(book: Book, tl: _Timeline, titles: list[str], out: Path, tm
             cancel.set()
             raise
 
-    _run_all(encode, n, workers)
+    _run_all(encode, n, workers, cancel)
     old = tmp / "previous"
     if out.exists():
         os.replace(out, old)
@@ -642,16 +668,23 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def _run_all(job: Callable[[int], None], n: int, workers: int) -> None:
-    """Run job(0..n-1), ``workers`` at a time; raise the first error (others are
-    stopped by the job's cancel event)."""
+def _run_all(job: Callable[[int], None], n: int, workers: int,
+             cancel: threading.Event) -> None:
+    """Run job(0..n-1), ``workers`` at a time; raise the first error. ``cancel`` stops
+    the others (their PCM feeds end, which stops their ffmpeg), also on Ctrl-C."""
     if n == 1 or workers <= 1:
         for i in range(n):
             job(i)
         return
-    with ThreadPoolExecutor(min(n, workers)) as ex:
+    ex = ThreadPoolExecutor(min(n, workers))
+    try:
         futures = [ex.submit(job, i) for i in range(n)]
         errors = [f.exception() for f in futures]
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        ex.shutdown(wait=True)
     first = next((e for e in errors if e is not None and not isinstance(e, _Cancelled)), None)
     if first is None:
         first = next((e for e in errors if e is not None), None)

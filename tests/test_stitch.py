@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import importlib
 import os
 from pathlib import Path
 
@@ -12,12 +13,14 @@ from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4
 
-from audiobook import ffmpeg, stitch as stitch_mod
+from audiobook import ffmpeg
 from audiobook.audio import tone_pcm, wav_bytes
 from audiobook.errors import ConfigError, FFmpegError, InputError
 from audiobook.model import Book, Chapter, Cover
 from audiobook.stitch import ChapterAudio, StitchResult, chapter_filename, stitch
 
+# The module, not the function the package re-exports under the same name.
+stitch_mod = importlib.import_module("audiobook.stitch")
 RATE = 22050
 
 
@@ -256,14 +259,19 @@ def test_empty_chapter_gets_a_silent_mark_and_mp3_pieces_are_decoded(tmp_path):
         p = tmp_path / f"p{i}.mp3"
         p.write_bytes(ffmpeg.encode_pcm(tone_pcm(seconds, 24000), 24000, "mp3", 24000))
         mp3_pieces.append(p)
+    silent = tmp_path / "silent.wav"
+    silent.write_bytes(wav_bytes(b"", 24000))  # a piece with no samples at all
     chapters = [ChapterAudio("One", (mp3_pieces[0],)), ChapterAudio("Empty", ()),
-                ChapterAudio("Two", (mp3_pieces[1],))]
+                ChapterAudio("Two", (mp3_pieces[1],)), ChapterAudio("Nothing", (silent,))]
     result = stitch(_book(chapters), chapters, tmp_path / "b.m4b")
     starts = [c[1] for c in result.chapters]
-    assert starts[0] == 0 and starts[1] < starts[2]
+    assert starts[0] == 0 and starts[1] < starts[2] < starts[3] < result.duration
     assert starts[2] - starts[1] == pytest.approx(stitch_mod.EMPTY_CHAPTER_SECONDS)
-    assert [m.title for m in MP4(tmp_path / "b.m4b").chapters] == ["One", "Empty", "Two"]
-    assert abs(result.duration - 2.1) < 0.15  # mp3 frames round each piece up a little
+    assert result.duration - starts[3] == pytest.approx(stitch_mod.EMPTY_CHAPTER_SECONDS)
+    marks = MP4(tmp_path / "b.m4b").chapters
+    assert [m.title for m in marks] == ["One", "Empty", "Two", "Nothing"]
+    # mp3 frames round each piece up a little
+    assert abs(result.duration - 1.6 - 2 * stitch_mod.EMPTY_CHAPTER_SECONDS) < 0.15
 
 
 def test_bad_requests_are_one_line_errors(tmp_path):
