@@ -119,3 +119,37 @@ def test_run_reports_progress(tmp_path):
     assert seen and seen[-1] == 1.0
     assert all(0.0 <= f <= 1.0 for f in seen)
     assert seen == sorted(seen)
+
+
+@pytest.mark.ffmpeg
+def test_run_feeds_stdin_and_reports_a_failing_producer(tmp_path):
+    out = tmp_path / "x.wav"
+    ffmpeg.run(["-f", "s16le", "-ar", "8000", "-ac", "1", "-i", "pipe:0", ffmpeg.path_arg(out)],
+               stdin=iter([_tone(0.5, 8000), _tone(0.5, 8000)]))
+    with av.open(str(out)) as c:
+        assert abs(c.duration / 1e6 - 1.0) < 0.01
+
+    class Broken(Exception):
+        pass
+
+    def producer():
+        yield _tone(0.1, 8000)
+        raise Broken("piece vanished")
+
+    with pytest.raises(Broken):
+        ffmpeg.run(["-f", "s16le", "-ar", "8000", "-ac", "1", "-i", "pipe:0",
+                    ffmpeg.path_arg(tmp_path / "y.wav")], stdin=producer())
+
+
+@pytest.mark.ffmpeg
+def test_decode_pcm_streams_any_format(tmp_path):
+    mp3 = tmp_path / "a.mp3"
+    mp3.write_bytes(ffmpeg.encode_pcm(_tone(1.0), 22050, "mp3", 22050))
+    blocks = list(ffmpeg.decode_pcm(mp3, 16000, block_size=4096))
+    assert all(len(b) <= 4096 for b in blocks)
+    assert abs(sum(map(len, blocks)) / 2 / 16000 - 1.0) < 0.1
+    gen = ffmpeg.decode_pcm(mp3, 16000)
+    next(gen)
+    gen.close()  # stops ffmpeg early without error
+    with pytest.raises(FFmpegError):
+        list(ffmpeg.decode_pcm(tmp_path / "missing.mp3", 16000))
