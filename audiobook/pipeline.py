@@ -87,7 +87,7 @@ FORMATS = ("m4b", "mp3", "chapters")
 RECOVER_SKEW = 300.0
 # How often one outstanding task is asked again: remote engines (rate-limited on top),
 # local ones (their poll is a look at a future).
-REMOTE_REPOLL = 0.5
+REMOTE_REPOLL = 0.1
 LOCAL_REPOLL = 0.01
 
 
@@ -358,6 +358,7 @@ class _Job:
     ref: TaskRef | None = None
     next_poll: float = 0.0
     submit_errors: int = 0  # retryable start-call errors
+    started: int = 0  # order of its task's start among the book's tasks
     resumed: bool = False
     slot: bool = False
 
@@ -398,7 +399,13 @@ class _Scheduler:
         self.slots = threading.Semaphore(max(1, self.cfg.max_inflight))
         self.events: queue.Queue = queue.Queue()
         self.ready: list[tuple[float, int, _Job]] = []  # heap of (due, seq, job) to submit
-        self.polling: collections.deque[_Job] = collections.deque()
+        self.polling: list[_Job] = []  # submitted tasks, waiting for their next poll
+        self.started = itertools.count()  # order in which tasks were started
+        self.poll_turn = 0
+        self.poll_many = getattr(engine, "poll_many", None)
+        # An engine told of completions by notifications (Polly with an SNS topic) makes
+        # no status call per poll: its polls need no share of the Get/List quota.
+        self.poll_limiter = None if getattr(engine, "sns_topic", None) else limiters.poll
         self.busy = 0  # submits and fetches on the executor
         self.seq = itertools.count()
         self.repoll = REMOTE_REPOLL if _is_remote(engine) else LOCAL_REPOLL
@@ -529,6 +536,7 @@ class _Scheduler:
                 self.slots.acquire()  # resumed tasks count against the in-flight bound
                 job.slot = True
                 job.next_poll = self.clock()
+                job.started = next(self.started)
                 self.polling.append(job)
             else:
                 self._queue_submit(job)
@@ -537,8 +545,8 @@ class _Scheduler:
         while self.ready or self.polling or self.busy:
             self._drain(block_until=None)
             self._start_due()
-            if self.polling and self.polling[0].next_poll <= self.clock():
-                self._poll_one()
+            if self.polling and min(j.next_poll for j in self.polling) <= self.clock():
+                self._poll_round()
                 continue
             wake = self._next_wake()
             if self.busy or not self.sync:
@@ -550,7 +558,7 @@ class _Scheduler:
     def _next_wake(self) -> float | None:
         times = []
         if self.polling:
-            times.append(self.polling[0].next_poll)
+            times.append(min(j.next_poll for j in self.polling))
         if self.ready and not self.blocked:
             times.append(self.ready[0][0])
         return min(times) if times else None
@@ -597,6 +605,7 @@ class _Scheduler:
                 self.submitted += 1
                 self.billed += ref.billed_chars
                 job.next_poll = self.clock()
+                job.started = next(self.started)
                 self.polling.append(job)
             elif isinstance(err, RETRYABLE):
                 if self.limiters.start is not None and "hrottl" in type(err).__name__:
@@ -624,11 +633,42 @@ class _Scheduler:
         raise EngineError(f"{self._where(job)}: {type(err).__name__}: {err}",
                           expected=False) from err
 
-    def _poll_one(self) -> None:
-        job = self.polling.popleft()
+    def _poll_round(self) -> None:
+        """One status call's worth of polling. With an engine that answers for many tasks
+        at once (``poll_many(refs) -> states``, e.g. one ListSpeechSynthesisTasks page),
+        every due task is asked in one call. Otherwise one task: turn by turn the task
+        started first (the likeliest to be done) and the one asked least recently."""
+        now = self.clock()
+        due = [j for j in self.polling if j.next_poll <= now]
+        if self.poll_many is not None:
+            batch = sorted(due, key=lambda j: j.started)[:100]
+            for j in batch:
+                self.polling.remove(j)
+            if self.poll_limiter is not None:
+                self.poll_limiter.acquire()
+            try:
+                states = list(self.poll_many([j.ref for j in batch]))
+            except RETRYABLE as e:
+                for j in batch:
+                    j.next_poll = self.clock() + self._retry_or_raise(j, e, "errors")
+                    self.polling.append(j)
+                return
+            for j, state in zip(batch, states):
+                j.errors = 0
+                self._on_state(j, state)
+            return
+        self.poll_turn += 1
+        if self.poll_turn % 2:
+            job = min(due, key=lambda j: j.started)
+        else:
+            job = min(due, key=lambda j: (j.next_poll, j.started))
+        self.polling.remove(job)
+        self._poll_one(job)
+
+    def _poll_one(self, job: _Job) -> None:
         assert job.ref is not None
-        if self.limiters.poll is not None:
-            self.limiters.poll.acquire()
+        if self.poll_limiter is not None:
+            self.poll_limiter.acquire()
         try:
             state: TaskState = self.engine.poll(job.ref)
         except RETRYABLE as e:
@@ -636,7 +676,7 @@ class _Scheduler:
             self.polling.append(job)
             return
         except (EngineError, KeyError, LookupError) as e:
-            if job.resumed and not isinstance(e, RETRYABLE):
+            if job.resumed:
                 # A task recorded by an earlier run that the engine no longer knows
                 # (expired after 72 h, or an engine that keeps nothing): start afresh.
                 log.info("%s: earlier task %s is gone (%s); starting a new one",
@@ -649,6 +689,10 @@ class _Scheduler:
             self._fail(job, e)
             return
         job.errors = 0
+        self._on_state(job, state)
+
+    def _on_state(self, job: _Job, state: TaskState) -> None:
+        assert job.ref is not None
         if state.status == "completed":
             if state.output_uri and state.output_uri != job.ref.output_uri:
                 job.ref = dataclasses.replace(job.ref, output_uri=state.output_uri)

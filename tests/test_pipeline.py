@@ -367,3 +367,18 @@ def test_convert_book_writes_captions_from_speech_marks(tmp_path):
     # The second piece's caption starts where the first piece's audio ends.
     starts = [ln.split(" -->")[0] for ln in first.splitlines() if "-->" in ln]
     assert len(starts) >= 2 and starts[1] > starts[0]
+
+
+def test_engine_answering_for_many_tasks_is_asked_once_per_round(store):
+    class Batched(ScriptedEngine):
+        rounds = 0
+
+        def poll_many(self, refs):
+            self.rounds += 1
+            return [self.poll(r) for r in refs]
+
+    eng = Batched(polls=3)
+    syn = run(store, eng)
+    n = len(set(syn.keys))
+    assert eng.poll_calls == 3 * n  # every task asked three times...
+    assert eng.rounds < eng.poll_calls  # ...in fewer status calls
