@@ -8,10 +8,8 @@ Ctrl-C exits 130 (the state store is already safe: re-run the command to resume)
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +21,7 @@ from rich.console import Console
 from .config import POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
 from .errors import AudiobookError, ConfigError
 from .ingest import IngestOptions, read_book
-from .pipeline import FORMATS, ConvertOptions, convert, default_output
+from .pipeline import FORMATS, ConvertOptions, convert
 
 log = logging.getLogger("audiobook")
 
@@ -71,47 +69,100 @@ def _compose(*decorators: Callable) -> Callable:
 
 
 state_options = _compose(
-    click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-                 envvar="AUDIOBOOK_STATE_DIR", show_envvar=True,
-                 help="Folder of the state store and audio cache "
-                      "[default: $XDG_DATA_HOME/audiobook or ~/.local/share/audiobook]."),
-    click.option("--reset-state", is_flag=True,
-                 help="Move a corrupt state store aside (kept as state.sqlite.bad-<time>) "
-                      "and start a new one; cached audio is kept."),
+    click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="AUDIOBOOK_STATE_DIR",
+        show_envvar=True,
+        help="Folder of the state store and audio cache "
+        "[default: $XDG_DATA_HOME/audiobook or ~/.local/share/audiobook].",
+    ),
+    click.option(
+        "--reset-state",
+        is_flag=True,
+        help="Move a corrupt state store aside (kept as state.sqlite.bad-<time>) "
+        "and start a new one; cached audio is kept.",
+    ),
 )
 
 ingest_options = _compose(
-    click.option("--skip-matter", is_flag=True,
-                 help="Leave out front and back matter (copyright page, colophon, index)."),
-    click.option("--footnotes", type=click.Choice(["end", "drop"]), default="end",
-                 show_default=True, help="Read footnotes at the end of their chapter, or drop."),
+    click.option(
+        "--skip-matter",
+        is_flag=True,
+        help="Leave out front and back matter (copyright page, colophon, index).",
+    ),
+    click.option(
+        "--footnotes",
+        type=click.Choice(["end", "drop"]),
+        default="end",
+        show_default=True,
+        help="Read footnotes at the end of their chapter, or drop.",
+    ),
     click.option("--password", default=None, help="Password of an encrypted PDF."),
-    click.option("--split-by", default=None, metavar="outline|headings|pages:N|none",
-                 help="How to find a PDF's chapters [default: outline, else headings]."),
-    click.option("--template", default="default", show_default=True, metavar="NAME|PATH",
-                 help="SSML template: a name in templates/ or a path to a .j2 file."),
+    click.option(
+        "--split-by",
+        default=None,
+        metavar="outline|headings|pages:N|none",
+        help="How to find a PDF's chapters [default: outline, else headings].",
+    ),
+    click.option(
+        "--template",
+        default="default",
+        show_default=True,
+        metavar="NAME|PATH",
+        help="SSML template: a name in templates/ or a path to a .j2 file.",
+    ),
 )
 
 engine_options = _compose(
-    click.option("--engine", type=click.Choice(["local", "polly"]), default="local",
-                 show_default=True, help="Speech engine: espeak-ng offline, or Amazon Polly."),
-    click.option("--voice", default=None,
-                 help="Voice name [default: follows the book's language]."),
-    click.option("--polly-engine", type=click.Choice(list(POLLY_PRICES_PER_MILLION)),
-                 default="neural", show_default=True, help="Polly engine kind."),
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "polly"]),
+        default="local",
+        show_default=True,
+        help="Speech engine: espeak-ng offline, or Amazon Polly.",
+    ),
+    click.option(
+        "--voice", default=None, help="Voice name [default: follows the book's language]."
+    ),
+    click.option(
+        "--polly-engine",
+        type=click.Choice(list(POLLY_PRICES_PER_MILLION)),
+        default="neural",
+        show_default=True,
+        help="Polly engine kind.",
+    ),
     click.option("--bucket", default=None, help="S3 bucket for Polly's task outputs."),
-    click.option("--prefix", default="audiobook/", show_default=True,
-                 help="Key prefix in the bucket."),
-    click.option("--sns-topic", default=None,
-                 help="SNS topic ARN: learn of finished tasks from notifications."),
+    click.option(
+        "--prefix", default="audiobook/", show_default=True, help="Key prefix in the bucket."
+    ),
+    click.option(
+        "--sns-topic",
+        default=None,
+        help="SNS topic ARN: learn of finished tasks from notifications.",
+    ),
     click.option("--kms-key", default=None, help="KMS key for the outputs (else bucket default)."),
     click.option("--region", default=None, help="AWS region [default: the usual boto3 way]."),
-    click.option("--lexicon", "lexicons", multiple=True, metavar="NAME",
-                 help="Polly pronunciation lexicon (repeatable, up to 5)."),
-    click.option("--mode", type=click.Choice(["auto", "async", "sync"]), default="auto",
-                 show_default=True, help="Polly path: long-audio tasks or SynthesizeSpeech."),
-    click.option("--marks", default="", metavar="sentence,word",
-                 help="Polly speech marks: write WebVTT captions per chapter beside the audio."),
+    click.option(
+        "--lexicon",
+        "lexicons",
+        multiple=True,
+        metavar="NAME",
+        help="Polly pronunciation lexicon (repeatable, up to 5).",
+    ),
+    click.option(
+        "--mode",
+        type=click.Choice(["auto", "async", "sync"]),
+        default="auto",
+        show_default=True,
+        help="Polly path: long-audio tasks or SynthesizeSpeech.",
+    ),
+    click.option(
+        "--marks",
+        default="",
+        metavar="sentence,word",
+        help="Polly speech marks: write WebVTT captions per chapter beside the audio.",
+    ),
 )
 
 
@@ -120,8 +171,12 @@ def _render_options(kw: dict[str, Any]) -> RenderOptions:
 
 
 def _ingest_options(kw: dict[str, Any]) -> IngestOptions:
-    return IngestOptions(password=kw["password"], split_by=kw["split_by"],
-                         skip_matter=kw["skip_matter"], footnotes=kw["footnotes"])
+    return IngestOptions(
+        password=kw["password"],
+        split_by=kw["split_by"],
+        skip_matter=kw["skip_matter"],
+        footnotes=kw["footnotes"],
+    )
 
 
 def _engine_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
@@ -131,9 +186,15 @@ def _engine_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("--engine polly needs --bucket BUCKET (where Polly writes the audio)")
     marks = tuple(m.strip() for m in kw["marks"].split(",") if m.strip())
     return {
-        "bucket": kw["bucket"], "prefix": kw["prefix"] or "", "polly_engine": kw["polly_engine"],
-        "mode": kw["mode"], "sns_topic": kw["sns_topic"], "kms_key": kw["kms_key"],
-        "region": kw["region"], "lexicons": tuple(kw["lexicons"]), "marks": marks,
+        "bucket": kw["bucket"],
+        "prefix": kw["prefix"] or "",
+        "polly_engine": kw["polly_engine"],
+        "mode": kw["mode"],
+        "sns_topic": kw["sns_topic"],
+        "kms_key": kw["kms_key"],
+        "region": kw["region"],
+        "lexicons": tuple(kw["lexicons"]),
+        "marks": marks,
     }
 
 
@@ -141,10 +202,16 @@ def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
     if kw.get("marks") and kw["engine"] != "polly":
         raise ConfigError("--marks needs --engine polly")
     return ConvertOptions(
-        fmt=kw["fmt"], engine=kw["engine"], engine_options=_engine_kwargs(kw),
-        voice=kw["voice"], render=_render_options(kw), ingest=_ingest_options(kw),
-        state_dir=kw["state_dir"], reset_state=kw["reset_state"],
-        config=PipelineConfig(workers=workers), force=kw.get("force", False),
+        fmt=kw["fmt"],
+        engine=kw["engine"],
+        engine_options=_engine_kwargs(kw),
+        voice=kw["voice"],
+        render=_render_options(kw),
+        ingest=_ingest_options(kw),
+        state_dir=kw["state_dir"],
+        reset_state=kw["reset_state"],
+        config=PipelineConfig(workers=workers),
+        force=kw.get("force", False),
     )
 
 
@@ -167,8 +234,9 @@ def cli(verbose: int) -> None:
         audiobook convert book.epub -o book.m4b
     """
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="audiobook: %(levelname)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="audiobook: %(levelname)s: %(message)s", stream=sys.stderr
+    )
 
 
 # --- convert --------------------------------------------------------------------------
@@ -176,15 +244,31 @@ def cli(verbose: int) -> None:
 
 @cli.command(name="convert")
 @click.argument("book", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", type=click.Path(path_type=Path), default=None,
-              help="Output file (a folder for --format chapters) [default: beside BOOK].")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="m4b", show_default=True,
-              help="M4B with chapters, MP3 with ID3 chapters, or one file per chapter.")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output file (a folder for --format chapters) [default: beside BOOK].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="m4b",
+    show_default=True,
+    help="M4B with chapters, MP3 with ID3 chapters, or one file per chapter.",
+)
 @engine_options
 @ingest_options
 @state_options
-@click.option("--jobs", type=click.IntRange(min=0), default=0,
-              help="Local synthesis processes [default: one per core].")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Local synthesis processes [default: one per core].",
+)
 @click.option("--force", is_flag=True, help="Convert even if the output is up to date.")
 def convert_cmd(book: Path, out: Path | None, jobs: int, **kw: Any) -> None:
     """Convert BOOK (EPUB, PDF, HTML, Markdown, text) into an audiobook.
@@ -223,8 +307,14 @@ def inspect_book(book_path: Path, ingest: IngestOptions, render: RenderOptions) 
     chapters = []
     for idx, ch in enumerate(book.chapters):
         ssml = render_chapter(book, idx, render)
-        chapters.append({"title": ch.title, "level": ch.level, "chars": total_chars(ssml),
-                         "billable_chars": billable_chars(ssml)})
+        chapters.append(
+            {
+                "title": ch.title,
+                "level": ch.level,
+                "chars": total_chars(ssml),
+                "billable_chars": billable_chars(ssml),
+            }
+        )
     return {
         "title": book.title,
         "authors": list(book.authors),
@@ -253,8 +343,12 @@ def spoken_text(book_path: Path, ingest: IngestOptions, render: RenderOptions) -
 @cli.command(name="inspect")
 @click.argument("book", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable).")
-@click.option("--text", "as_text", is_flag=True,
-              help="Print the exact text that will be spoken, to proofread it.")
+@click.option(
+    "--text",
+    "as_text",
+    is_flag=True,
+    help="Print the exact text that will be spoken, to proofread it.",
+)
 @ingest_options
 def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
     """Show the chapters of BOOK with their characters, without synthesizing.
@@ -279,16 +373,21 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
-    click.echo(f"{info['title']}" + (f" by {', '.join(info['authors'])}" if info["authors"]
-                                     else "") + f" [{info['language'] or '?'}]")
+    click.echo(
+        f"{info['title']}"
+        + (f" by {', '.join(info['authors'])}" if info["authors"] else "")
+        + f" [{info['language'] or '?'}]"
+    )
     width = max((len(c["title"]) + 2 * (c["level"] - 1) for c in info["chapters"]), default=5)
     width = min(width, 60)
     for i, c in enumerate(info["chapters"], 1):
         title = ("  " * (c["level"] - 1) + c["title"])[:width]
-        click.echo(f"{i:4d}  {title:<{width}}  {c['billable_chars']:>9,} billable  "
-                   f"{c['chars']:>9,} chars")
-    click.echo(f"{len(info['chapters'])} chapters, {info['total_billable_chars']:,} billable "
-               "characters")
+        click.echo(
+            f"{i:4d}  {title:<{width}}  {c['billable_chars']:>9,} billable  {c['chars']:>9,} chars"
+        )
+    click.echo(
+        f"{len(info['chapters'])} chapters, {info['total_billable_chars']:,} billable characters"
+    )
 
 
 # --- estimate -------------------------------------------------------------------------
@@ -296,18 +395,33 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
 
 @cli.command(name="estimate")
 @click.argument("book", type=click.Path(path_type=Path))
-@click.option("--engine", type=click.Choice(["polly"]), default="polly", show_default=True,
-              help="Engine to price (only Polly costs money).")
-@click.option("--polly-engine", type=click.Choice(list(POLLY_PRICES_PER_MILLION)),
-              default="neural", show_default=True, help="Polly engine kind.")
-@click.option("--mode", type=click.Choice(["auto", "async", "sync"]), default="auto",
-              show_default=True, help="Polly path the conversion would take.")
-@click.option("--marks", default="", metavar="sentence,word",
-              help="Count speech-mark tasks too.")
+@click.option(
+    "--engine",
+    type=click.Choice(["polly"]),
+    default="polly",
+    show_default=True,
+    help="Engine to price (only Polly costs money).",
+)
+@click.option(
+    "--polly-engine",
+    type=click.Choice(list(POLLY_PRICES_PER_MILLION)),
+    default="neural",
+    show_default=True,
+    help="Polly engine kind.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "async", "sync"]),
+    default="auto",
+    show_default=True,
+    help="Polly path the conversion would take.",
+)
+@click.option("--marks", default="", metavar="sentence,word", help="Count speech-mark tasks too.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @ingest_options
-def estimate_cmd(book: Path, engine: str, polly_engine: str, mode: str, marks: str,
-                 as_json: bool, **kw: Any) -> None:
+def estimate_cmd(
+    book: Path, engine: str, polly_engine: str, mode: str, marks: str, as_json: bool, **kw: Any
+) -> None:
     """Print billable characters, task count and cost of BOOK on Polly, calling nothing.
 
     Prices are Polly's list prices per million characters.
@@ -328,20 +442,33 @@ def estimate_cmd(book: Path, engine: str, polly_engine: str, mode: str, marks: s
     for w in b.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
     rendered = render_book(b, render)
-    path = pick_mode(mode, sum(billable_chars(s) for s in rendered),
-                     sum(total_chars(s) for s in rendered))
+    path = pick_mode(
+        mode, sum(billable_chars(s) for s in rendered), sum(total_chars(s) for s in rendered)
+    )
     limits = POLLY_SYNC_LIMITS if path == "sync" else POLLY_TASK_LIMITS
     est = estimate(chunk_book(b, limits, render), polly_engine, marks=bool(marks.strip()))
     if as_json:
-        click.echo(json.dumps({
-            "billable_chars": est.billable_chars, "total_chars": est.total_chars,
-            "tasks": est.tasks, "cost_usd": est.cost_usd, "polly_engine": est.polly_engine,
-            "price_per_million": est.price_per_million, "mode": path}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "billable_chars": est.billable_chars,
+                    "total_chars": est.total_chars,
+                    "tasks": est.tasks,
+                    "cost_usd": est.cost_usd,
+                    "polly_engine": est.polly_engine,
+                    "price_per_million": est.price_per_million,
+                    "mode": path,
+                },
+                indent=2,
+            )
+        )
         return
-    click.echo(f"{b.title}: {est.billable_chars:,} billable characters, {est.tasks} "
-               f"{'tasks' if path == 'async' else 'requests'} ({path}), "
-               f"${est.cost_usd:,.2f} at ${est.price_per_million:g} per million "
-               f"({est.polly_engine})")
+    click.echo(
+        f"{b.title}: {est.billable_chars:,} billable characters, {est.tasks} "
+        f"{'tasks' if path == 'async' else 'requests'} ({path}), "
+        f"${est.cost_usd:,.2f} at ${est.price_per_million:g} per million "
+        f"({est.polly_engine})"
+    )
 
 
 # --- voices and tasks -----------------------------------------------------------------
@@ -354,21 +481,33 @@ def _polly_client(region: str | None) -> Any:
 
     try:
         return boto3.session.Session(region_name=region).client(
-            "polly", config=polly_client_config())
+            "polly", config=polly_client_config()
+        )
     except Exception as e:  # botocore: NoRegionError and friends
-        raise ConfigError(f"cannot reach Polly: {_one_line(str(e))} (set --region or "
-                          "AWS_DEFAULT_REGION)") from e
+        raise ConfigError(
+            f"cannot reach Polly: {_one_line(str(e))} (set --region or AWS_DEFAULT_REGION)"
+        ) from e
 
 
 @cli.command(name="voices")
-@click.option("--engine", type=click.Choice(["local", "polly"]), default="polly",
-              show_default=True, help="Whose voices.")
-@click.option("--polly-engine", type=click.Choice(list(POLLY_PRICES_PER_MILLION)), default=None,
-              help="Only voices that support this Polly engine kind.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "polly"]),
+    default="polly",
+    show_default=True,
+    help="Whose voices.",
+)
+@click.option(
+    "--polly-engine",
+    type=click.Choice(list(POLLY_PRICES_PER_MILLION)),
+    default=None,
+    help="Only voices that support this Polly engine kind.",
+)
 @click.option("--language", default=None, help="Only voices of this language (e.g. en-GB).")
 @click.option("--region", default=None, help="AWS region.")
-def voices_cmd(engine: str, polly_engine: str | None, language: str | None,
-               region: str | None) -> None:
+def voices_cmd(
+    engine: str, polly_engine: str | None, language: str | None, region: str | None
+) -> None:
     """List the voices of an engine.
 
     Example:
@@ -383,21 +522,31 @@ def voices_cmd(engine: str, polly_engine: str | None, language: str | None,
         if lister is None:
             raise ConfigError("the local engine cannot list its voices")
         for v in lister(language=language) if language else lister():
-            click.echo(str(v) if not isinstance(v, dict) else
-                       "\t".join(str(v.get(k, "")) for k in ("name", "language", "gender")))
+            click.echo(
+                str(v)
+                if not isinstance(v, dict)
+                else "\t".join(str(v.get(k, "")) for k in ("name", "language", "gender"))
+            )
         return
     from .engines.polly import list_voices
 
     for v in list_voices(_polly_client(region), engine=polly_engine, language=language):
-        click.echo(f"{v.get('Id', ''):<12} {v.get('LanguageCode', ''):<8} "
-                   f"{v.get('Gender', ''):<7} {','.join(v.get('SupportedEngines', []))}")
+        click.echo(
+            f"{v.get('Id', ''):<12} {v.get('LanguageCode', ''):<8} "
+            f"{v.get('Gender', ''):<7} {','.join(v.get('SupportedEngines', []))}"
+        )
 
 
 @cli.command(name="tasks")
-@click.option("--status", type=click.Choice(["scheduled", "inProgress", "completed", "failed"]),
-              default=None, help="Only tasks in this state.")
-@click.option("--max", "max_items", type=click.IntRange(min=1), default=None,
-              help="At most N tasks.")
+@click.option(
+    "--status",
+    type=click.Choice(["scheduled", "inProgress", "completed", "failed"]),
+    default=None,
+    help="Only tasks in this state.",
+)
+@click.option(
+    "--max", "max_items", type=click.IntRange(min=1), default=None, help="At most N tasks."
+)
 @click.option("--region", default=None, help="AWS region.")
 def tasks_cmd(status: str | None, max_items: int | None, region: str | None) -> None:
     """List Polly synthesis tasks (newest first, every page).
@@ -413,9 +562,11 @@ def tasks_cmd(status: str | None, max_items: int | None, region: str | None) -> 
         created = t.get("CreationTime")
         created = created.isoformat(timespec="seconds") if hasattr(created, "isoformat") else ""
         reason = t.get("TaskStatusReason") or ""
-        click.echo(f"{t.get('TaskId', '')}  {t.get('TaskStatus', ''):<10}  {created}  "
-                   f"{t.get('RequestCharacters', 0):>7}  {t.get('OutputUri', '')}"
-                   + (f"  {reason}" if reason else ""))
+        click.echo(
+            f"{t.get('TaskId', '')}  {t.get('TaskStatus', ''):<10}  {created}  "
+            f"{t.get('RequestCharacters', 0):>7}  {t.get('OutputUri', '')}"
+            + (f"  {reason}" if reason else "")
+        )
 
 
 # --- status and gc --------------------------------------------------------------------
@@ -443,16 +594,23 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
                 out = ", ".join(json.loads(b.output_path).get("outputs", [])[:1])
             except ValueError:
                 out = b.output_path
-        click.echo(f"  {b.status:<8} {b.title or '?'} ({b.source_path})" +
-                   (f" -> {out}" if out else ""))
+        click.echo(
+            f"  {b.status:<8} {b.title or '?'} ({b.source_path})" + (f" -> {out}" if out else "")
+        )
     c = s.chunks
-    click.echo(f"pieces: {c['done']} done, {c['pending'] + c['submitted']} pending "
-               f"({c['submitted']} submitted), {c['failed']} failed")
-    cost = sum(n * POLLY_PRICES_PER_MILLION.get(kind, 0.0) / 1e6
-               for kind, n in s.billed_by_kind.items())
+    click.echo(
+        f"pieces: {c['done']} done, {c['pending'] + c['submitted']} pending "
+        f"({c['submitted']} submitted), {c['failed']} failed"
+    )
+    cost = sum(
+        n * POLLY_PRICES_PER_MILLION.get(kind, 0.0) / 1e6 for kind, n in s.billed_by_kind.items()
+    )
     by_kind = ", ".join(f"{kind} {n:,}" for kind, n in sorted(s.billed_by_kind.items()) if kind)
-    click.echo(f"characters billed: {s.billed_chars:,}" + (f" ({by_kind})" if by_kind else "")
-               + f"; ${cost:,.2f} at list prices")
+    click.echo(
+        f"characters billed: {s.billed_chars:,}"
+        + (f" ({by_kind})" if by_kind else "")
+        + f"; ${cost:,.2f} at list prices"
+    )
     click.echo(f"cache: {s.cache_files} files, {s.cache_bytes / 1e6:,.1f} MB")
 
 
@@ -480,15 +638,32 @@ def gc_cmd(dry_run: bool, state_dir: Path | None, reset_state: bool) -> None:
 
 @cli.command(name="batch")
 @click.argument("in_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              required=True, help="Folder for the audiobooks (one per input).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="m4b", show_default=True,
-              help="Output format of every book.")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the audiobooks (one per input).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="m4b",
+    show_default=True,
+    help="Output format of every book.",
+)
 @engine_options
 @ingest_options
 @state_options
-@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Books converted at once (sharing one Polly quota).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Books converted at once (sharing one Polly quota).",
+)
 @click.option("--force", is_flag=True, help="Convert even the books that are up to date.")
 def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
     """Convert every EPUB, PDF, HTML, Markdown and text file of IN_DIR into OUT_DIR.
@@ -517,12 +692,19 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
         elif item.result is not None:
             from .progress import summary_line
 
-            click.echo(f"{'skipped' if item.result.skipped else 'done':<7} "
-                       f"{item.source.name}: {summary_line(item.result)}")
+            click.echo(
+                f"{'skipped' if item.result.skipped else 'done':<7} "
+                f"{item.source.name}: {summary_line(item.result)}"
+            )
 
-    items = batch(in_dir, out_dir, opts, jobs=jobs, on_book=on_book,
-                  on_warning=lambda src, msg: click.echo(
-                      f"audiobook: warning: {src.name}: {msg}", err=True))
+    items = batch(
+        in_dir,
+        out_dir,
+        opts,
+        jobs=jobs,
+        on_book=on_book,
+        on_warning=lambda src, msg: click.echo(f"audiobook: warning: {src.name}: {msg}", err=True),
+    )
     table = Table(title=f"{len(items)} books", title_justify="left")
     for col in ("book", "status", "pieces", "synthesized", "billed", "output"):
         table.add_column(col)
@@ -542,16 +724,22 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
     out_console.print(table)
     failed = [it for it in items if it.error]
     if failed:
-        console.print(f"audiobook: error: {len(failed)} of {len(items)} books failed",
-                      markup=False, highlight=False)
+        console.print(
+            f"audiobook: error: {len(failed)} of {len(items)} books failed",
+            markup=False,
+            highlight=False,
+        )
         sys.exit(max(it.exit_code for it in failed))
 
 
 # --- polly-emulator -------------------------------------------------------------------
 
 
-@cli.command(name="polly-emulator", add_help_option=False,
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@cli.command(
+    name="polly-emulator",
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def polly_emulator_cmd(args: tuple[str, ...]) -> None:
     """Run the local Polly emulator (a real HTTP server speaking Polly's API).
@@ -582,27 +770,58 @@ def main(argv: list[str] | None = None) -> None:
 
 @cli.command(name="podcast")
 @click.argument("articles", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--feed", "feed_dir", required=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Feed folder: episodes, chapters, transcripts and feed.xml go here.")
+@click.option(
+    "--feed",
+    "feed_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Feed folder: episodes, chapters, transcripts and feed.xml go here.",
+)
 @click.option("--title", default=None, help="Channel title [default: kept, else folder name].")
-@click.option("--base-url", default=None, metavar="URL",
-              help="Where the feed folder is served [default: its file:// URI].")
-@click.option("--image", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Channel artwork (JPEG or PNG, square).")
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="Where the feed folder is served [default: its file:// URI].",
+)
+@click.option(
+    "--image",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Channel artwork (JPEG or PNG, square).",
+)
 @click.option("--description", default=None, help="Channel description.")
 @click.option("--author", default=None, help="Channel author [default: the title].")
-@click.option("--format", "fmt", type=click.Choice(["m4b", "mp3"]), default="m4b",
-              show_default=True, help="Episode audio: M4B (AAC) or MP3, with chapters.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["m4b", "mp3"]),
+    default="m4b",
+    show_default=True,
+    help="Episode audio: M4B (AAC) or MP3, with chapters.",
+)
 @click.option("--no-captions", is_flag=True, help="Do not read figure captions and alt text.")
 @engine_options
 @ingest_options
 @state_options
-@click.option("--jobs", type=click.IntRange(min=0), default=0,
-              help="Local synthesis processes [default: one per core].")
-def podcast_cmd(articles: tuple[Path, ...], feed_dir: Path, title: str | None,
-                base_url: str | None, image: Path | None, description: str | None,
-                author: str | None, no_captions: bool, jobs: int, **kw: Any) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Local synthesis processes [default: one per core].",
+)
+def podcast_cmd(
+    articles: tuple[Path, ...],
+    feed_dir: Path,
+    title: str | None,
+    base_url: str | None,
+    image: Path | None,
+    description: str | None,
+    author: str | None,
+    no_captions: bool,
+    jobs: int,
+    **kw: Any,
+) -> None:
     """Turn ARTICLES (HTML, Markdown, text) into podcast episodes and an RSS feed.
 
     Each article becomes an episode with chapters from its headings, a WebVTT
@@ -623,18 +842,24 @@ def podcast_cmd(articles: tuple[Path, ...], feed_dir: Path, title: str | None,
     opts = _convert_options(kw, workers=jobs)
     if no_captions:
         opts = dataclasses.replace(opts, ingest=dataclasses.replace(opts.ingest, captions=False))
-    channel = PodcastOptions(title=title, base_url=base_url, image=image,
-                             description=description, author=author)
+    channel = PodcastOptions(
+        title=title, base_url=base_url, image=image, description=description, author=author
+    )
     console = _stderr()
     result = build_episodes(
-        list(articles), feed_dir, opts, channel,
+        list(articles),
+        feed_dir,
+        opts,
+        channel,
         hooks_factory=lambda article: RichHooks(console, label=article.name),
         on_episode=lambda status, ep: click.echo(f"{status:<8} {ep.title} -> {ep.audio}"),
     )
     for w in result.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
-    click.echo(f"{result.feed}: {len(result.episodes)} episodes ({len(result.added)} added, "
-               f"{len(result.updated)} updated, {len(result.kept)} kept)")
+    click.echo(
+        f"{result.feed}: {len(result.episodes)} episodes ({len(result.added)} added, "
+        f"{len(result.updated)} updated, {len(result.kept)} kept)"
+    )
     for err in result.failed:
         click.echo(f"audiobook: error: {_one_line(str(err))}", err=True)
     if result.failed:

@@ -234,7 +234,10 @@ def content_key(chunk: Chunk, engine: Engine, template: str) -> str:
     the engine's audio format. Equal keys mean interchangeable audio."""
     fmt = engine.audio_format
     parts = (
-        "v1", chunk.sha256, engine.identity(), template_identity(template),
+        "v1",
+        chunk.sha256,
+        engine.identity(),
+        template_identity(template),
         f"{fmt.ext}/{fmt.sample_rate}/{fmt.channels}",
     )
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
@@ -286,11 +289,31 @@ def make_engine(opts: ConvertOptions, book: Book) -> Engine:
 # A Polly voice per language for books converted without --voice (all neural-capable
 # except where none is).
 POLLY_DEFAULT_VOICES = {
-    "en": "Joanna", "en-gb": "Amy", "en-au": "Olivia", "en-in": "Kajal", "fr": "Lea",
-    "fr-ca": "Gabrielle", "de": "Vicki", "es": "Lucia", "es-us": "Lupe", "es-mx": "Mia",
-    "it": "Bianca", "pt": "Ines", "pt-br": "Camila", "nl": "Laura", "ja": "Takumi",
-    "zh": "Zhiyu", "ko": "Seoyeon", "ar": "Hala", "pl": "Ola", "sv": "Elin", "da": "Sofie",
-    "nb": "Ida", "no": "Ida", "fi": "Suvi", "tr": "Burcu",
+    "en": "Joanna",
+    "en-gb": "Amy",
+    "en-au": "Olivia",
+    "en-in": "Kajal",
+    "fr": "Lea",
+    "fr-ca": "Gabrielle",
+    "de": "Vicki",
+    "es": "Lucia",
+    "es-us": "Lupe",
+    "es-mx": "Mia",
+    "it": "Bianca",
+    "pt": "Ines",
+    "pt-br": "Camila",
+    "nl": "Laura",
+    "ja": "Takumi",
+    "zh": "Zhiyu",
+    "ko": "Seoyeon",
+    "ar": "Hala",
+    "pl": "Ola",
+    "sv": "Elin",
+    "da": "Sofie",
+    "nb": "Ida",
+    "no": "Ida",
+    "fi": "Suvi",
+    "tr": "Burcu",
 }
 
 
@@ -299,15 +322,18 @@ def polly_voice_for(language: str | None) -> str:
     tag = (language or "en").lower().replace("_", "-")
     voice = POLLY_DEFAULT_VOICES.get(tag) or POLLY_DEFAULT_VOICES.get(tag.split("-")[0])
     if voice is None:
-        raise ConfigError(f"no default Polly voice for language {language!r}; "
-                          "choose one with --voice (see `audiobook voices`)")
+        raise ConfigError(
+            f"no default Polly voice for language {language!r}; "
+            "choose one with --voice (see `audiobook voices`)"
+        )
     return voice
 
 
 def _price_kind(opts: ConvertOptions, engine: Engine) -> str:
     if engine.name == "polly":
         return str(
-            getattr(engine, "polly_engine", None) or opts.engine_options.get("polly_engine")
+            getattr(engine, "polly_engine", None)
+            or opts.engine_options.get("polly_engine")
             or "standard"
         )
     return ""
@@ -372,9 +398,20 @@ class _Scheduler:
     and fetches run on an executor and report back through a queue."""
 
     def __init__(
-        self, *, engine: Engine, store: StateStore, jobs: list[_Job], opts: ConvertOptions,
-        limiters: Limiters, hooks: Hooks, book: Book, price_kind: str,
-        total_chunks: int, total_chars: int, cached_chunks: int = 0, cached_chars: int = 0,
+        self,
+        *,
+        engine: Engine,
+        store: StateStore,
+        jobs: list[_Job],
+        opts: ConvertOptions,
+        limiters: Limiters,
+        hooks: Hooks,
+        book: Book,
+        price_kind: str,
+        total_chunks: int,
+        total_chars: int,
+        cached_chunks: int = 0,
+        cached_chars: int = 0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -392,9 +429,11 @@ class _Scheduler:
         self.rng = rng or random.Random()
         self.sync = opts.synchronous
         self.executor: Any = (
-            InlineExecutor() if self.sync
-            else cf.ThreadPoolExecutor(max_workers=max(2, min(self.cfg.max_inflight, 16)),
-                                       thread_name_prefix="audiobook")
+            InlineExecutor()
+            if self.sync
+            else cf.ThreadPoolExecutor(
+                max_workers=max(2, min(self.cfg.max_inflight, 16)), thread_name_prefix="audiobook"
+            )
         )
         self.slots = threading.Semaphore(max(1, self.cfg.max_inflight))
         self.events: queue.Queue = queue.Queue()
@@ -445,8 +484,7 @@ class _Scheduler:
         setattr(job, counter, n)
         if n >= self.cfg.max_attempts:
             raise RetriesExceeded(err, n)
-        log.warning("%s: %s. Retrying (%d/%d)", self._where(job), err, n,
-                    self.cfg.max_attempts - 1)
+        log.warning("%s: %s. Retrying (%d/%d)", self._where(job), err, n, self.cfg.max_attempts - 1)
         return self._backoff(n)
 
     # -- work done on the executor ---------------------------------------------------------
@@ -462,15 +500,17 @@ class _Scheduler:
         except AudiobookError as e:
             self.store.mark_not_started(job.key, str(e))
             raise
-        self.store.mark_submitted(job.key, ref.task_id, ref.output_uri, ref.billed_chars,
-                                  dict(ref.extra))
+        self.store.mark_submitted(
+            job.key, ref.task_id, ref.output_uri, ref.billed_chars, dict(ref.extra)
+        )
         return ref
 
     def _do_fetch(self, job: _Job) -> Path:
         assert job.ref is not None
         job.dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = job.dest.with_name(f"{job.key}.tmp{os.getpid()}-{threading.get_ident()}"
-                                 f"{job.dest.suffix}")
+        tmp = job.dest.with_name(
+            f"{job.key}.tmp{os.getpid()}-{threading.get_ident()}{job.dest.suffix}"
+        )
         try:
             if job.marks_dest is not None:
                 # Marks first: cached audio always has its marks beside it.
@@ -492,8 +532,9 @@ class _Scheduler:
         fut = self.executor.submit(fn, job)
         if kind == "fetch":
             # The in-flight slot is given back when the chunk's audio is safe in the cache.
-            fut.add_done_callback(lambda f, job=job: self._release(job) if not f.exception()
-                                  else None)
+            fut.add_done_callback(
+                lambda f, job=job: self._release(job) if not f.exception() else None
+            )
         fut.add_done_callback(lambda f, job=job: self.events.put((kind, job, f)))
 
     # -- the loop --------------------------------------------------------------------------
@@ -524,11 +565,15 @@ class _Scheduler:
                         self.limiters.poll.acquire()
                     ref = self.engine.recover(job.key, row.started_at - RECOVER_SKEW)
                     if ref is not None:
-                        log.info("%s: found task %s started by an earlier run",
-                                 self._where(job), ref.task_id)
+                        log.info(
+                            "%s: found task %s started by an earlier run",
+                            self._where(job),
+                            ref.task_id,
+                        )
                         # Billed by the run that started it; count it once, here.
-                        self.store.mark_submitted(job.key, ref.task_id, ref.output_uri,
-                                                  ref.billed_chars, dict(ref.extra))
+                        self.store.mark_submitted(
+                            job.key, ref.task_id, ref.output_uri, ref.billed_chars, dict(ref.extra)
+                        )
             if ref is not None:
                 job.ref = ref
                 job.resumed = True
@@ -630,8 +675,9 @@ class _Scheduler:
         self.store.mark_failed(job.key, str(err))
         if isinstance(err, AudiobookError):
             raise err
-        raise EngineError(f"{self._where(job)}: {type(err).__name__}: {err}",
-                          expected=False) from err
+        raise EngineError(
+            f"{self._where(job)}: {type(err).__name__}: {err}", expected=False
+        ) from err
 
     def _poll_round(self) -> None:
         """One status call's worth of polling. With an engine that answers for many tasks
@@ -679,8 +725,12 @@ class _Scheduler:
             if job.resumed:
                 # A task recorded by an earlier run that the engine no longer knows
                 # (expired after 72 h, or an engine that keeps nothing): start afresh.
-                log.info("%s: earlier task %s is gone (%s); starting a new one",
-                         self._where(job), job.ref.task_id, e)
+                log.info(
+                    "%s: earlier task %s is gone (%s); starting a new one",
+                    self._where(job),
+                    job.ref.task_id,
+                    e,
+                )
                 job.ref = None
                 job.resumed = False
                 self._release(job)
@@ -700,14 +750,20 @@ class _Scheduler:
         elif state.status == "failed":
             reason = state.reason or "no reason given"
             if state.transient:
-                err = TaskFailed(f"{self._where(job)}: task {job.ref.task_id} failed: {reason}",
-                                 reason=reason)
+                err = TaskFailed(
+                    f"{self._where(job)}: task {job.ref.task_id} failed: {reason}", reason=reason
+                )
                 if job.attempts >= self.cfg.max_attempts:
                     self._release(job)
                     self.store.mark_failed(job.key, reason)
                     raise RetriesExceeded(err, job.attempts)
-                log.warning("%s: task failed (%s). Retrying (%d/%d)", self._where(job), reason,
-                            job.attempts, self.cfg.max_attempts - 1)
+                log.warning(
+                    "%s: task failed (%s). Retrying (%d/%d)",
+                    self._where(job),
+                    reason,
+                    job.attempts,
+                    self.cfg.max_attempts - 1,
+                )
                 job.ref = None
                 job.resumed = False
                 self._release(job)
@@ -716,8 +772,8 @@ class _Scheduler:
                 self._release(job)
                 self.store.mark_failed(job.key, reason)
                 raise TaskFailed(
-                    f"{self._where(job)}: task {job.ref.task_id} failed: {reason}",
-                    reason=reason)
+                    f"{self._where(job)}: task {job.ref.task_id} failed: {reason}", reason=reason
+                )
         else:
             job.next_poll = self.clock() + self.repoll
             self.polling.append(job)
@@ -725,8 +781,9 @@ class _Scheduler:
     def _chunk_done(self, job: _Job) -> None:
         self.done_chunks += 1
         self.done_chars += job.chars
-        self.hooks.on_progress(self.done_chunks, self.total_chunks, self.done_chars,
-                               self.total_chars)
+        self.hooks.on_progress(
+            self.done_chunks, self.total_chunks, self.done_chars, self.total_chars
+        )
         idx = job.chunk.chapter_idx
         self.chapter_left[idx] -= 1
         if self.chapter_left[idx] == 0:
@@ -762,11 +819,17 @@ def _outputs_fingerprint(outputs: list[Path]) -> tuple[int, float] | None:
     return sum(s.st_size for s in stats), max((s.st_mtime for s in stats), default=0.0)
 
 
-def _up_to_date(store: StateStore, source_id: str, source_hash: str, options_hash: str,
-                out: Path) -> list[Path] | None:
+def _up_to_date(
+    store: StateStore, source_id: str, source_hash: str, options_hash: str, out: Path
+) -> list[Path] | None:
     row = store.book(source_id)
-    if (row is None or row.status != "done" or row.source_hash != source_hash
-            or row.options_hash != options_hash or not row.output_path):
+    if (
+        row is None
+        or row.status != "done"
+        or row.source_hash != source_hash
+        or row.options_hash != options_hash
+        or not row.output_path
+    ):
         return None
     try:
         recorded = json.loads(row.output_path)
@@ -782,9 +845,13 @@ def _up_to_date(store: StateStore, source_id: str, source_hash: str, options_has
 
 
 def convert(
-    path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-    opts: ConvertOptions | None = None, hooks: Hooks | None = None, *,
-    store: StateStore | None = None, limiters: Limiters | None = None,
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    opts: ConvertOptions | None = None,
+    hooks: Hooks | None = None,
+    *,
+    store: StateStore | None = None,
+    limiters: Limiters | None = None,
     engine: Engine | None = None,
 ) -> ConvertResult:
     """Convert the document at ``path`` into ``out`` (default: beside it, with the
@@ -814,24 +881,42 @@ def convert(
             if outputs is not None:
                 row = store.book(source_id)
                 result = ConvertResult(
-                    source=os.fspath(src), outputs=tuple(outputs),
-                    title=row.title if row else "", skipped=True,
-                    elapsed=time.monotonic() - t0)
+                    source=os.fspath(src),
+                    outputs=tuple(outputs),
+                    title=row.title if row else "",
+                    skipped=True,
+                    elapsed=time.monotonic() - t0,
+                )
                 hooks.on_done(result)
                 return result
         book = read_book(src, opts.ingest)
-        return _convert(book, dest, opts, hooks, store=store, limiters=limiters, engine=engine,
-                        source_id=source_id, source_hash=source_hash, t0=t0,
-                        source=os.fspath(src))
+        return _convert(
+            book,
+            dest,
+            opts,
+            hooks,
+            store=store,
+            limiters=limiters,
+            engine=engine,
+            source_id=source_id,
+            source_hash=source_hash,
+            t0=t0,
+            source=os.fspath(src),
+        )
     finally:
         if own_store:
             store.close()
 
 
 def convert_book(
-    book: Book, out: str | os.PathLike[str], opts: ConvertOptions | None = None,
-    hooks: Hooks | None = None, *, store: StateStore | None = None,
-    limiters: Limiters | None = None, engine: Engine | None = None,
+    book: Book,
+    out: str | os.PathLike[str],
+    opts: ConvertOptions | None = None,
+    hooks: Hooks | None = None,
+    *,
+    store: StateStore | None = None,
+    limiters: Limiters | None = None,
+    engine: Engine | None = None,
 ) -> ConvertResult:
     """Convert a Book in memory into ``out`` (see the module docstring). The book is
     known to the state store by ``book.source`` (or its title when that is empty)."""
@@ -843,9 +928,19 @@ def convert_book(
     store = store or open_state(opts.state_dir, reset=opts.reset_state)
     try:
         source_id = book.source or f"book:{book.title}"
-        return _convert(book, Path(out), opts, hooks, store=store, limiters=limiters,
-                        engine=engine, source_id=source_id, source_hash=None,
-                        t0=time.monotonic(), source=source_id)
+        return _convert(
+            book,
+            Path(out),
+            opts,
+            hooks,
+            store=store,
+            limiters=limiters,
+            engine=engine,
+            source_id=source_id,
+            source_hash=None,
+            t0=time.monotonic(),
+            source=source_id,
+        )
     finally:
         if own_store:
             store.close()
@@ -866,10 +961,17 @@ class Synthesis:
 
 
 def synthesize(
-    book: Book, opts: ConvertOptions | None = None, hooks: Hooks | None = None, *,
-    store: StateStore, engine: Engine, limiters: Limiters | None = None,
-    book_id: int | None = None, clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+    book: Book,
+    opts: ConvertOptions | None = None,
+    hooks: Hooks | None = None,
+    *,
+    store: StateStore,
+    engine: Engine,
+    limiters: Limiters | None = None,
+    book_id: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
 ) -> Synthesis:
     """The synthesis stage alone: chunk ``book`` for ``engine`` and bring every chunk's
     audio into the cache (reused, resumed, recovered or submitted). ``book_id`` (a
@@ -892,21 +994,41 @@ def synthesize(
             continue
         seen.add(k)
         if store.cached(k, ext) is not None and (
-                not with_marks or store.cached(k, MARKS_EXT) is not None):
+            not with_marks or store.cached(k, MARKS_EXT) is not None
+        ):
             cached += 1
             continue
-        jobs.append(_Job(i, c, k, chars[i], store.cache_path(k, ext),
-                         store.cache_path(k, MARKS_EXT) if with_marks else None))
+        jobs.append(
+            _Job(
+                i,
+                c,
+                k,
+                chars[i],
+                store.cache_path(k, ext),
+                store.cache_path(k, MARKS_EXT) if with_marks else None,
+            )
+        )
     total_chars = sum(chars)
     pending_chars = sum(j.chars for j in jobs)
     # Progress counts every chunk; cached ones (and repeats) are done from the start.
     hooks.on_queued(len(chunks), total_chars, len(chunks) - len(jobs))
-    sched = _Scheduler(engine=engine, store=store, jobs=jobs, opts=opts,
-                       limiters=limiters or make_limiters(opts), hooks=hooks, book=book,
-                       price_kind=_price_kind(opts, engine), total_chunks=len(chunks),
-                       total_chars=total_chars, cached_chunks=len(chunks) - len(jobs),
-                       cached_chars=total_chars - pending_chars, clock=clock, sleep=sleep,
-                       rng=rng)
+    sched = _Scheduler(
+        engine=engine,
+        store=store,
+        jobs=jobs,
+        opts=opts,
+        limiters=limiters or make_limiters(opts),
+        hooks=hooks,
+        book=book,
+        price_kind=_price_kind(opts, engine),
+        total_chunks=len(chunks),
+        total_chars=total_chars,
+        cached_chunks=len(chunks) - len(jobs),
+        cached_chars=total_chars - pending_chars,
+        clock=clock,
+        sleep=sleep,
+        rng=rng,
+    )
     for idx, ch in enumerate(book.chapters):
         if sched.chapter_left[idx] == 0:
             hooks.on_chapter_done(idx, ch.title)
@@ -921,9 +1043,16 @@ def synthesize(
         pieces[c.chapter_idx].append(_cached_or_fail(store, k, ext))
         if with_marks:
             marks[c.chapter_idx].append(_cached_or_fail(store, k, MARKS_EXT))
-    return Synthesis(tuple(chunks), tuple(keys), tuple(tuple(p) for p in pieces),
-                     tuple(tuple(m) for m in marks) if with_marks else None, cached,
-                     sched.submitted, sched.resumed, sched.billed)
+    return Synthesis(
+        tuple(chunks),
+        tuple(keys),
+        tuple(tuple(p) for p in pieces),
+        tuple(tuple(m) for m in marks) if with_marks else None,
+        cached,
+        sched.submitted,
+        sched.resumed,
+        sched.billed,
+    )
 
 
 MARKS_EXT = "marks"
@@ -980,9 +1109,18 @@ def write_captions(syn: Synthesis, outputs: list[Path], out: Path, fmt: str) -> 
 
 
 def _convert(
-    book: Book, out: Path, opts: ConvertOptions, hooks: Hooks, *, store: StateStore,
-    limiters: Limiters | None, engine: Engine | None, source_id: str,
-    source_hash: str | None, t0: float, source: str,
+    book: Book,
+    out: Path,
+    opts: ConvertOptions,
+    hooks: Hooks,
+    *,
+    store: StateStore,
+    limiters: Limiters | None,
+    engine: Engine | None,
+    source_id: str,
+    source_hash: str | None,
+    t0: float,
+    source: str,
 ) -> ConvertResult:
     hooks.on_book(book)
     for w in book.warnings:
@@ -992,25 +1130,34 @@ def _convert(
     try:
         options_hash = opts.fingerprint()
         if source_hash is None:  # a Book from memory: its content is its chunk keys
-            keys = [content_key(c, engine, opts.render.template)
-                    for c in _chunk(book, engine, opts)]
+            keys = [
+                content_key(c, engine, opts.render.template) for c in _chunk(book, engine, opts)
+            ]
             source_hash = hashlib.sha256("\n".join(keys).encode()).hexdigest()
             if not opts.force:
                 outputs = _up_to_date(store, source_id, source_hash, options_hash, out)
                 if outputs is not None:
-                    result = ConvertResult(source=source, outputs=tuple(outputs),
-                                           title=book.title, chapters=len(book.chapters),
-                                           chunks_total=len(keys), chunks_cached=len(keys),
-                                           skipped=True, warnings=book.warnings,
-                                           elapsed=time.monotonic() - t0)
+                    result = ConvertResult(
+                        source=source,
+                        outputs=tuple(outputs),
+                        title=book.title,
+                        chapters=len(book.chapters),
+                        chunks_total=len(keys),
+                        chunks_cached=len(keys),
+                        skipped=True,
+                        warnings=book.warnings,
+                        elapsed=time.monotonic() - t0,
+                    )
                     hooks.on_done(result)
                     return result
-        book_id = store.upsert_book(source_id, source_hash="", options_hash="",
-                                    title=book.title, status="running")
+        book_id = store.upsert_book(
+            source_id, source_hash="", options_hash="", title=book.title, status="running"
+        )
         run_id = store.start_run(book_id)
         try:
-            syn = synthesize(book, opts, hooks, store=store, engine=engine, limiters=limiters,
-                             book_id=book_id)
+            syn = synthesize(
+                book, opts, hooks, store=store, engine=engine, limiters=limiters, book_id=book_id
+            )
             chapters = _chapter_audio(book, syn)
             from .stitch import stitch
 
@@ -1024,22 +1171,42 @@ def _convert(
         outputs = [Path(p) for p in stitched.outputs] + captions
         fp = _outputs_fingerprint(outputs) or (0, 0.0)
         store.finish_book(
-            book_id, status="done",
-            output_path=json.dumps({"out": os.fspath(out.resolve()),
-                                    "outputs": [os.fspath(p.resolve()) for p in outputs]}),
-            output_size=fp[0], output_mtime=fp[1], source_hash=source_hash,
-            options_hash=options_hash)
-        store.finish_run(run_id, status="done", chunks_total=len(syn.chunks),
-                         chunks_cached=syn.cached, chunks_submitted=syn.submitted,
-                         billed_chars=syn.billed_chars)
+            book_id,
+            status="done",
+            output_path=json.dumps(
+                {
+                    "out": os.fspath(out.resolve()),
+                    "outputs": [os.fspath(p.resolve()) for p in outputs],
+                }
+            ),
+            output_size=fp[0],
+            output_mtime=fp[1],
+            source_hash=source_hash,
+            options_hash=options_hash,
+        )
+        store.finish_run(
+            run_id,
+            status="done",
+            chunks_total=len(syn.chunks),
+            chunks_cached=syn.cached,
+            chunks_submitted=syn.submitted,
+            billed_chars=syn.billed_chars,
+        )
         result = ConvertResult(
-            source=source, outputs=tuple(outputs), title=book.title,
-            chapters=len(book.chapters), duration=float(stitched.duration),
+            source=source,
+            outputs=tuple(outputs),
+            title=book.title,
+            chapters=len(book.chapters),
+            duration=float(stitched.duration),
             chapter_times=_chapter_times(stitched),
-            chunks_total=len(syn.chunks), chunks_cached=syn.cached,
-            chunks_resumed=syn.resumed, chunks_submitted=syn.submitted,
-            billed_chars=syn.billed_chars, warnings=book.warnings,
-            elapsed=time.monotonic() - t0)
+            chunks_total=len(syn.chunks),
+            chunks_cached=syn.cached,
+            chunks_resumed=syn.resumed,
+            chunks_submitted=syn.submitted,
+            billed_chars=syn.billed_chars,
+            warnings=book.warnings,
+            elapsed=time.monotonic() - t0,
+        )
         hooks.on_done(result)
         return result
     finally:
@@ -1059,20 +1226,26 @@ def _chapter_times(stitched: Any) -> tuple[tuple[str, float, float], ...]:
         if isinstance(ch, tuple):
             out.append((str(ch[0]), float(ch[1]), float(ch[2])))
         else:
-            out.append((str(getattr(ch, "title", "")), float(getattr(ch, "start", 0.0)),
-                        float(getattr(ch, "end", 0.0))))
+            out.append(
+                (
+                    str(getattr(ch, "title", "")),
+                    float(getattr(ch, "start", 0.0)),
+                    float(getattr(ch, "end", 0.0)),
+                )
+            )
     return tuple(out)
 
 
 __all__ = [
     "FORMATS",
     "BatchItem",
-    "batch",
     "ConvertOptions",
     "ConvertResult",
     "Hooks",
     "InlineExecutor",
     "Limiters",
+    "Synthesis",
+    "batch",
     "content_key",
     "convert",
     "convert_book",
@@ -1080,7 +1253,6 @@ __all__ = [
     "make_engine",
     "make_limiters",
     "synthesize",
-    "Synthesis",
 ]
 
 
@@ -1101,8 +1273,9 @@ class BatchItem:
 def batch_outputs(in_dir: Path, out_dir: Path, fmt: str) -> list[tuple[Path, Path]]:
     """The documents of ``in_dir`` (sorted) and the output of each: ``NAME.<fmt>`` in
     ``out_dir`` (``NAME.<ext>.<fmt>`` when two inputs share a name)."""
-    sources = sorted(p for p in Path(in_dir).iterdir()
-                     if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES)
+    sources = sorted(
+        p for p in Path(in_dir).iterdir() if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES
+    )
     stems = collections.Counter(p.stem for p in sources)
     pairs = []
     for p in sources:
@@ -1112,8 +1285,11 @@ def batch_outputs(in_dir: Path, out_dir: Path, fmt: str) -> list[tuple[Path, Pat
 
 
 def batch(
-    in_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-    opts: ConvertOptions | None = None, *, jobs: int = 2,
+    in_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    opts: ConvertOptions | None = None,
+    *,
+    jobs: int = 2,
     on_book: Callable[[BatchItem], None] | None = None,
     on_warning: Callable[[Path, str], None] | None = None,
     hooks_for: Callable[[Path], Hooks] | None = None,
@@ -1151,7 +1327,7 @@ def batch(
             item = BatchItem(src, out, result)
         except AudiobookError as e:
             item = BatchItem(src, out, None, " ".join(str(e).split()), e.exit_code)
-        except Exception as e:  # noqa: BLE001 - one bad book must not stop the others
+        except Exception as e:
             log.exception("%s: unexpected error", src)
             item = BatchItem(src, out, None, f"{type(e).__name__}: {e}", 1)
         if on_book is not None:
@@ -1160,8 +1336,9 @@ def batch(
         return item
 
     try:
-        with cf.ThreadPoolExecutor(max_workers=max(1, jobs),
-                                   thread_name_prefix="audiobook-book") as pool:
+        with cf.ThreadPoolExecutor(
+            max_workers=max(1, jobs), thread_name_prefix="audiobook-book"
+        ) as pool:
             futures = [pool.submit(one, src, out) for src, out in pairs]
             return [f.result() for f in futures]
     finally:

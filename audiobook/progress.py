@@ -25,7 +25,7 @@ from .pipeline import ConvertResult, Hooks
 
 
 def human_duration(seconds: float) -> str:
-    s = int(round(seconds))
+    s = round(seconds)
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -40,8 +40,9 @@ class LineHooks(Hooks):
 
     def on_warning(self, message: str) -> None:
         prefix = f"{self.label}: " if self.label else ""
-        self.console.print(f"audiobook: warning: {prefix}{message}", markup=False,
-                           highlight=False, soft_wrap=True)
+        self.console.print(
+            f"audiobook: warning: {prefix}{message}", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 class RichHooks(LineHooks):
@@ -73,17 +74,20 @@ class RichHooks(LineHooks):
         )
         self.progress.start()
         self.task = self.progress.add_task(
-            self.label[:40] or "synthesizing", total=total_chunks, completed=cached_chunks,
-            chapters=self._chapters_text())
+            self.label[:40] or "synthesizing",
+            total=total_chunks,
+            completed=cached_chunks,
+            chapters=self._chapters_text(),
+        )
 
     def _chapters_text(self) -> str:
         return f"chapters {self.chapters_done}/{self.chapters}"
 
-    def on_progress(self, done_chunks: int, total_chunks: int, done_chars: int,
-                    total_chars: int) -> None:
+    def on_progress(
+        self, done_chunks: int, total_chunks: int, done_chars: int, total_chars: int
+    ) -> None:
         if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, completed=done_chunks,
-                                 chapters=self._chapters_text())
+            self.progress.update(self.task, completed=done_chunks, chapters=self._chapters_text())
 
     def on_chapter_done(self, index: int, title: str) -> None:
         self.chapters_done += 1
@@ -115,7 +119,8 @@ def summary_line(result: ConvertResult) -> str:
         human_duration(result.duration),
         f"{result.chunks_total} pieces ({result.chunks_cached} cached, "
         f"{result.chunks_submitted} synthesized"
-        + (f", {result.chunks_resumed} resumed" if result.chunks_resumed else "") + ")",
+        + (f", {result.chunks_resumed} resumed" if result.chunks_resumed else "")
+        + ")",
     ]
     if result.billed_chars:
         parts.append(f"{result.billed_chars:,} characters billed")

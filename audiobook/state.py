@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from .errors import StateError
 
@@ -311,7 +312,7 @@ class StateStore:
         with self._lock:
             self.db.close()
 
-    def __enter__(self) -> StateStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -365,7 +366,11 @@ class StateStore:
         return now
 
     def mark_submitted(
-        self, key: str, task_id: str, output_uri: str | None = None, billed_chars: int = 0,
+        self,
+        key: str,
+        task_id: str,
+        output_uri: str | None = None,
+        billed_chars: int = 0,
         extra: dict[str, str] | None = None,
     ) -> None:
         """Record the task id right after the start call returned. ``billed_chars`` adds
@@ -389,8 +394,9 @@ class StateStore:
                 (error, now, key),
             )
 
-    def mark_done(self, key: str, cache_path: str | os.PathLike[str], engine: str = "",
-                  chars: int = 0) -> None:
+    def mark_done(
+        self, key: str, cache_path: str | os.PathLike[str], engine: str = "", chars: int = 0
+    ) -> None:
         now = self.clock()
         with self.transaction() as db:
             self._ensure_chunk(db, key, engine, chars)
@@ -421,8 +427,13 @@ class StateStore:
         return [BookRow(*r) for r in self._query(f"SELECT {_BOOK_COLS} FROM books ORDER BY id")]
 
     def upsert_book(
-        self, source_path: str | os.PathLike[str], *, source_hash: str, options_hash: str,
-        title: str, status: str,
+        self,
+        source_path: str | os.PathLike[str],
+        *,
+        source_hash: str,
+        options_hash: str,
+        title: str,
+        status: str,
     ) -> int:
         now = self.clock()
         with self.transaction() as db:
@@ -452,9 +463,15 @@ class StateStore:
         return [r[0] for r in rows]
 
     def finish_book(
-        self, book_id: int, *, status: str, output_path: str | os.PathLike[str] | None = None,
-        output_size: int | None = None, output_mtime: float | None = None,
-        source_hash: str | None = None, options_hash: str | None = None,
+        self,
+        book_id: int,
+        *,
+        status: str,
+        output_path: str | os.PathLike[str] | None = None,
+        output_size: int | None = None,
+        output_mtime: float | None = None,
+        source_hash: str | None = None,
+        options_hash: str | None = None,
     ) -> None:
         with self.transaction() as db:
             if status == "done":
@@ -462,8 +479,15 @@ class StateStore:
                     "UPDATE books SET status = ?, output_path = ?, output_size = ?, "
                     "output_mtime = ?, source_hash = COALESCE(?, source_hash), "
                     "options_hash = COALESCE(?, options_hash) WHERE id = ?",
-                    (status, os.fspath(output_path) if output_path else None, output_size,
-                     output_mtime, source_hash, options_hash, book_id),
+                    (
+                        status,
+                        os.fspath(output_path) if output_path else None,
+                        output_size,
+                        output_mtime,
+                        source_hash,
+                        options_hash,
+                        book_id,
+                    ),
                 )
             else:
                 db.execute("UPDATE books SET status = ? WHERE id = ?", (status, book_id))
@@ -478,16 +502,31 @@ class StateStore:
             return int(cur.lastrowid or 0)
 
     def finish_run(
-        self, run_id: int, *, status: str, chunks_total: int = 0, chunks_cached: int = 0,
-        chunks_submitted: int = 0, billed_chars: int = 0, error: str | None = None,
+        self,
+        run_id: int,
+        *,
+        status: str,
+        chunks_total: int = 0,
+        chunks_cached: int = 0,
+        chunks_submitted: int = 0,
+        billed_chars: int = 0,
+        error: str | None = None,
     ) -> None:
         with self.transaction() as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, status = ?, chunks_total = ?, "
                 "chunks_cached = ?, chunks_submitted = ?, billed_chars = ?, error = ? "
                 "WHERE id = ?",
-                (self.clock(), status, chunks_total, chunks_cached, chunks_submitted,
-                 billed_chars, error, run_id),
+                (
+                    self.clock(),
+                    status,
+                    chunks_total,
+                    chunks_cached,
+                    chunks_submitted,
+                    billed_chars,
+                    error,
+                    run_id,
+                ),
             )
 
     # -- reports and housekeeping -------------------------------------------------------
@@ -497,8 +536,10 @@ class StateStore:
         for status, n in self._query("SELECT status, COUNT(*) FROM chunks GROUP BY status"):
             counts[status] = n
         by_kind = {
-            k: int(n) for k, n in
-            self._query("SELECT price_kind, SUM(billed_chars) FROM chunks GROUP BY price_kind")
+            k: int(n)
+            for k, n in self._query(
+                "SELECT price_kind, SUM(billed_chars) FROM chunks GROUP BY price_kind"
+            )
             if n
         }
         files = 0
@@ -509,9 +550,13 @@ class StateStore:
                     files += 1
                     size += p.stat().st_size
         return StatusSummary(
-            path=self.path, books=tuple(self.books()), chunks=counts,
-            billed_chars=sum(by_kind.values()), billed_by_kind=by_kind,
-            cache_files=files, cache_bytes=size,
+            path=self.path,
+            books=tuple(self.books()),
+            chunks=counts,
+            billed_chars=sum(by_kind.values()),
+            billed_by_kind=by_kind,
+            cache_files=files,
+            cache_bytes=size,
         )
 
     def gc(self, *, dry_run: bool = False) -> tuple[int, int]:
@@ -563,7 +608,9 @@ def reset_state(state_dir: str | os.PathLike[str]) -> Path | None:
 
 
 def open_state(
-    state_dir: str | os.PathLike[str] | None = None, *, reset: bool = False,
+    state_dir: str | os.PathLike[str] | None = None,
+    *,
+    reset: bool = False,
     busy_timeout: float = 30.0,
 ) -> StateStore:
     return StateStore(state_dir, reset=reset, busy_timeout=busy_timeout)

@@ -13,10 +13,11 @@ from tests.epubkit import Doc, build_epub
 
 
 def small_epub(path: Path, title: str, words: str) -> Path:
-    docs = [Doc("a.xhtml", f"<h1>Start</h1><p>{words} begins here.</p>"),
-            Doc("b.xhtml", f"<h1>End</h1><p>{words} ends here.</p>")]
-    return build_epub(path, docs, [("Start", "a.xhtml", []), ("End", "b.xhtml", [])],
-                      title=title)
+    docs = [
+        Doc("a.xhtml", f"<h1>Start</h1><p>{words} begins here.</p>"),
+        Doc("b.xhtml", f"<h1>End</h1><p>{words} ends here.</p>"),
+    ]
+    return build_epub(path, docs, [("Start", "a.xhtml", []), ("End", "b.xhtml", [])], title=title)
 
 
 @pytest.mark.ffmpeg
@@ -47,8 +48,7 @@ def test_batch_delivers_good_books_and_fails_the_bad_one(tmp_path):
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 5
-    assert sum(ln.startswith("skipped") and "up to date" in ln
-               for ln in r.stdout.splitlines()) == 2
+    assert sum(ln.startswith("skipped") and "up to date" in ln for ln in r.stdout.splitlines()) == 2
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
 
     # With the bad book gone, the batch succeeds.
@@ -64,5 +64,9 @@ def test_batch_outputs_names(tmp_path):
         (tmp_path / name).write_text("x")
     pairs = batch_outputs(tmp_path, tmp_path / "out", "m4b")
     assert [(s.name, o.name) for s, o in pairs] == [
-        ("a.epub", "a.epub.m4b"), ("a.pdf", "a.pdf.m4b"), ("b.md", "b.m4b"),
-        ("c.txt", "c.m4b"), ("d.html", "d.m4b")]
+        ("a.epub", "a.epub.m4b"),
+        ("a.pdf", "a.pdf.m4b"),
+        ("b.md", "b.m4b"),
+        ("c.txt", "c.m4b"),
+        ("d.html", "d.m4b"),
+    ]

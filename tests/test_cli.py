@@ -23,8 +23,9 @@ CHAPTERS = [
 def tiny_epub(tmp_path: Path) -> Path:
     docs = [Doc(f"c{i}.xhtml", f"<h1>{t}</h1>{body}") for i, (t, body) in enumerate(CHAPTERS)]
     toc = [(t, f"c{i}.xhtml", []) for i, (t, _) in enumerate(CHAPTERS)]
-    return build_epub(tmp_path / "tiny.epub", docs, toc, title="A Tiny Day",
-                      authors=("Ann Author",))
+    return build_epub(
+        tmp_path / "tiny.epub", docs, toc, title="A Tiny Day", authors=("Ann Author",)
+    )
 
 
 def invoke(*args: str):
@@ -70,8 +71,11 @@ def test_inspect_plain(tiny_epub):
     "make, code, words",
     [
         (lambda d: d / "missing.epub", 3, "no such file"),
-        (lambda d: (d / "zero.epub").write_bytes(b"") and d / "zero.epub" or d / "zero.epub",
-         5, "zero.epub"),
+        (
+            lambda d: (d / "zero.epub").write_bytes(b"") and d / "zero.epub" or d / "zero.epub",
+            5,
+            "zero.epub",
+        ),
         (lambda d: (d / "notes.xyz").write_text("hi") and d / "notes.xyz", 4, "notes.xyz"),
         (lambda d: d, 3, "folder"),
     ],
@@ -91,8 +95,9 @@ def test_bad_input_is_one_line_with_its_exit_code(tmp_path, make, code, words):
 
 
 def test_polly_needs_a_bucket(tiny_epub, tmp_path):
-    r = CliRunner().invoke(cli, ["convert", str(tiny_epub), "--engine", "polly",
-                                 "--state-dir", str(tmp_path / "s")])
+    r = CliRunner().invoke(
+        cli, ["convert", str(tiny_epub), "--engine", "polly", "--state-dir", str(tmp_path / "s")]
+    )
     assert r.exit_code == 2 and "--bucket" in r.stderr
 
 

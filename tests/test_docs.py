@@ -11,8 +11,17 @@ COMMANDS = sorted(cli.commands)
 
 
 def test_the_commands_the_issues_ask_for_exist():
-    assert {"convert", "inspect", "estimate", "voices", "tasks", "polly-emulator", "batch",
-            "status", "gc"} <= set(COMMANDS)
+    assert {
+        "convert",
+        "inspect",
+        "estimate",
+        "voices",
+        "tasks",
+        "polly-emulator",
+        "batch",
+        "status",
+        "gc",
+    } <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -103,11 +103,16 @@ def sentences(word: str, n: int) -> str:
     return " ".join(f"{word} number {i} walks along the quiet road." for i in range(n))
 
 
-BOOK = book(("One", sentences("Alpha", 8)), ("Two", sentences("Beta", 8)),
-            ("Three", sentences("Gamma", 8)))
-OPTS = ConvertOptions(engine="scripted", synchronous=True,
-                      config=PipelineConfig(max_inflight=3, max_attempts=4, backoff_base=0.5,
-                                            backoff_cap=4.0, poll_tps=0, tps=0))
+BOOK = book(
+    ("One", sentences("Alpha", 8)), ("Two", sentences("Beta", 8)), ("Three", sentences("Gamma", 8))
+)
+OPTS = ConvertOptions(
+    engine="scripted",
+    synchronous=True,
+    config=PipelineConfig(
+        max_inflight=3, max_attempts=4, backoff_base=0.5, backoff_cap=4.0, poll_tps=0, tps=0
+    ),
+)
 
 
 class FakeClock:
@@ -125,8 +130,17 @@ class FakeClock:
 
 def run(store, engine, b=BOOK, opts=OPTS, hooks=None, clock=None):
     clock = clock or FakeClock()
-    return synthesize(b, opts, hooks, store=store, engine=engine, limiters=Limiters(),
-                      clock=clock.time, sleep=clock.sleep, rng=random.Random(7))
+    return synthesize(
+        b,
+        opts,
+        hooks,
+        store=store,
+        engine=engine,
+        limiters=Limiters(),
+        clock=clock.time,
+        sleep=clock.sleep,
+        rng=random.Random(7),
+    )
 
 
 @pytest.fixture
@@ -142,7 +156,8 @@ def test_every_chunk_synthesized_once_and_cached(store):
     assert sorted(eng.starts) == sorted(set(syn.keys))
     assert syn.submitted == len(set(syn.keys)) and syn.cached == 0
     assert [len(p) for p in syn.pieces] == [
-        sum(1 for c in syn.chunks if c.chapter_idx == i) for i in range(3)]
+        sum(1 for c in syn.chunks if c.chapter_idx == i) for i in range(3)
+    ]
     for k, p in zip(syn.keys, (p for ps in syn.pieces for p in ps)):
         assert p.read_bytes() == f"audio of {k}".encode()
         assert store.chunk(k).status == "done"
@@ -165,17 +180,22 @@ def test_cache_is_shared_across_books(store):
 def test_one_chapter_changed_resubmits_only_its_chunks(store):
     eng = ScriptedEngine()
     first = run(store, eng)
-    changed = book(("One", sentences("Alpha", 8)), ("Two", sentences("Beta", 8) + " New end."),
-                   ("Three", sentences("Gamma", 8)))
+    changed = book(
+        ("One", sentences("Alpha", 8)),
+        ("Two", sentences("Beta", 8) + " New end."),
+        ("Three", sentences("Gamma", 8)),
+    )
     n = len(eng.starts)
     second = run(store, eng, changed)
     new_starts = eng.starts[n:]
     assert new_starts and all(
-        c.chapter_idx == 1 for k, c in zip(second.keys, second.chunks) if k in new_starts)
+        c.chapter_idx == 1 for k, c in zip(second.keys, second.chunks) if k in new_starts
+    )
     # Chapters 1 and 3 kept their keys exactly.
     for idx in (0, 2):
-        assert [k for k, c in zip(first.keys, first.chunks) if c.chapter_idx == idx] == \
-            [k for k, c in zip(second.keys, second.chunks) if c.chapter_idx == idx]
+        assert [k for k, c in zip(first.keys, first.chunks) if c.chapter_idx == idx] == [
+            k for k, c in zip(second.keys, second.chunks) if c.chapter_idx == idx
+        ]
     assert len(new_starts) <= sum(1 for c in second.chunks if c.chapter_idx == 1)
 
 
@@ -349,12 +369,19 @@ def test_convert_book_writes_captions_from_speech_marks(tmp_path):
 
         def fetch_marks(self, ref, dest):
             chunk = self.tasks[ref.task_id].chunk
-            line = {"time": 0, "type": "sentence", "start": 0, "end": 5,
-                    "value": f"piece {chunk.chapter_idx}.{chunk.seq}"}
+            line = {
+                "time": 0,
+                "type": "sentence",
+                "start": 0,
+                "end": 5,
+                "value": f"piece {chunk.chapter_idx}.{chunk.seq}",
+            }
             Path(dest).write_text(_json.dumps(line) + "\n")
 
-    eng = MarkingEngine(lambda c: tone_wav(c, seconds_per_char=0.001),
-                        limits=EngineLimits(max_billable=120, max_total=400))
+    eng = MarkingEngine(
+        lambda c: tone_wav(c, seconds_per_char=0.001),
+        limits=EngineLimits(max_billable=120, max_total=400),
+    )
     b = book(("One", sentences("Alpha", 4)), ("Two", "Short."))
     out = tmp_path / "b.m4b"
     result = convert_book(b, out, replace(OPTS, state_dir=tmp_path / "s"), engine=eng)

@@ -31,17 +31,22 @@ pytestmark = [pytest.mark.aws, pytest.mark.ffmpeg]
 # More kills need more work in flight: more chapters, each synthesized more slowly.
 CHAPTERS = max(8, KILLS)
 CHARS_PER_SECOND = 2400.0 / KILLS
-PARAGRAPH = ("The river ran past the mill and under the old stone bridge, where the "
-             "children of the village gathered every evening to watch the boats. ")
+PARAGRAPH = (
+    "The river ran past the mill and under the old stone bridge, where the "
+    "children of the village gathered every evening to watch the boats. "
+)
 
 
 def book(path: Path) -> Path:
     seasons = ["Spring", "Summer", "Autumn", "Winter"]
     titles = [f"{seasons[i % 4]} {i // 4 + 1}" for i in range(CHAPTERS)]
-    docs = [Doc(f"c{i}.xhtml", f"<h1>{t}</h1>" + f"<p>{t}. {PARAGRAPH * (2 + i % 6)}</p>")
-            for i, t in enumerate(titles)]
-    return build_epub(path, docs, [(t, f"c{i}.xhtml", []) for i, t in enumerate(titles)],
-                      title="Seasons")
+    docs = [
+        Doc(f"c{i}.xhtml", f"<h1>{t}</h1>" + f"<p>{t}. {PARAGRAPH * (2 + i % 6)}</p>")
+        for i, t in enumerate(titles)
+    ]
+    return build_epub(
+        path, docs, [(t, f"c{i}.xhtml", []) for i, t in enumerate(titles)], title="Seasons"
+    )
 
 
 def audio_digest(path: Path) -> str:
@@ -62,8 +67,7 @@ def chapters(path: Path) -> list[tuple[str, float]]:
     return [(c.title, round(c.start, 3)) for c in MP4(path).chapters]
 
 
-def test_sigkill_at_random_moments_then_resume(tmp_path, aws_env, make_polly_emulator,
-                                               s3_bucket):
+def test_sigkill_at_random_moments_then_resume(tmp_path, aws_env, make_polly_emulator, s3_bucket):
     # The killed runs' tasks take a while (queue wait + characters per second), so kills
     # land while tasks are in flight; the reference run gets a fast emulator.
     fast = make_polly_emulator()
@@ -72,18 +76,40 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, aws_env, make_polly_emu
     src = book(tmp_path / "seasons.epub")
 
     def command(out: Path, state: Path) -> list[str]:
-        return [sys.executable, "-m", "audiobook", "convert", str(src), "-o", str(out),
-                "--engine", "polly", "--bucket", s3_bucket, "--voice", "Joanna",
-                "--polly-engine", "neural", "--mode", "async", "--state-dir", str(state)]
+        return [
+            sys.executable,
+            "-m",
+            "audiobook",
+            "convert",
+            str(src),
+            "-o",
+            str(out),
+            "--engine",
+            "polly",
+            "--bucket",
+            s3_bucket,
+            "--voice",
+            "Joanna",
+            "--polly-engine",
+            "neural",
+            "--mode",
+            "async",
+            "--state-dir",
+            str(state),
+        ]
 
     # The uninterrupted run; it also tells how long a process takes to start working
     # (until its first task appears), so that kills aim at the working time.
     ref = tmp_path / "ref" / "book.m4b"
     ref.parent.mkdir()
     t0 = time.monotonic()
-    proc = subprocess.Popen(command(ref, tmp_path / "state-ref"),
-                            env={**env, "AWS_ENDPOINT_URL_POLLY": fast.url},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command(ref, tmp_path / "state-ref"),
+        env={**env, "AWS_ENDPOINT_URL_POLLY": fast.url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     startup = None
     while proc.poll() is None:
         if startup is None and fast.tasks:
@@ -109,8 +135,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, aws_env, make_polly_emu
     while kills < KILLS and not out.exists() and launches < 3 * KILLS:
         launches += 1
         moment = startup + rng.uniform(0.0, 2.0)
-        proc = subprocess.Popen(command(out, state), env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            command(out, state), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             proc.wait(timeout=moment)  # finished before the kill came
         except subprocess.TimeoutExpired:
@@ -118,8 +145,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, aws_env, make_polly_emu
             proc.wait(timeout=60)
             kills += 1
             print(f"resume: killed at {moment:.2f} s, {finished_texts()}/{CHAPTERS} pieces done")
-    final = subprocess.run(command(out, state), env=env, capture_output=True, text=True,
-                           timeout=300)
+    final = subprocess.run(
+        command(out, state), env=env, capture_output=True, check=False, text=True, timeout=300
+    )
     assert final.returncode == 0, final.stderr
     assert kills >= 1
 
@@ -127,8 +155,14 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, aws_env, make_polly_emu
     # paid-for pieces (a --force run from the same state synthesizes nothing).
     again = tmp_path / "again" / "book.m4b"
     again.parent.mkdir()
-    rerun = subprocess.run([*command(again, state), "--force"], env=env, capture_output=True,
-                           text=True, timeout=300)
+    rerun = subprocess.run(
+        [*command(again, state), "--force"],
+        env=env,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=300,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert "0 synthesized" in rerun.stdout
     assert chapters(out) == chapters(again)

@@ -51,7 +51,11 @@ def test_chunk_lifecycle(tmp_path):
         s.mark_submitted("k1", "task-1", "s3://b/k1.mp3", billed_chars=50, extra={"a": "b"})
         row = s.chunk("k1")
         assert (row.status, row.task_id, row.billed_chars, row.extra) == (
-            "submitted", "task-1", 50, {"a": "b"})
+            "submitted",
+            "task-1",
+            50,
+            {"a": "b"},
+        )
         path = s.cache_path("k1", "mp3")
         s.mark_done("k1", path)
         assert s.chunk("k1").status == "done"
@@ -61,10 +65,9 @@ def test_chunk_lifecycle(tmp_path):
 
 def test_transaction_rolls_back_on_error(tmp_path):
     with StateStore(tmp_path) as s:
-        with pytest.raises(RuntimeError):
-            with s.transaction() as db:
-                db.execute("INSERT INTO chunks (key, created_at, updated_at) VALUES ('x', 0, 0)")
-                raise RuntimeError("crash mid-write")
+        with pytest.raises(RuntimeError), s.transaction() as db:
+            db.execute("INSERT INTO chunks (key, created_at, updated_at) VALUES ('x', 0, 0)")
+            raise RuntimeError("crash mid-write")
         assert s.chunk("x") is None
 
 
@@ -82,9 +85,8 @@ def test_locked_file_gives_state_error(tmp_path):
     holder = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        with pytest.raises(StateError) as e:
-            with StateStore(tmp_path, busy_timeout=0.05) as s:
-                s.mark_starting("k", "local")
+        with pytest.raises(StateError) as e, StateStore(tmp_path, busy_timeout=0.05) as s:
+            s.mark_starting("k", "local")
         assert "locked" in str(e.value) and "\n" not in str(e.value)
     finally:
         holder.execute("ROLLBACK")
@@ -112,8 +114,9 @@ def test_books_and_gc(tmp_path):
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(b"x" * 10)
             s.mark_done(k, p)
-        book = s.upsert_book("/books/x.epub", source_hash="h", options_hash="o", title="X",
-                             status="running")
+        book = s.upsert_book(
+            "/books/x.epub", source_hash="h", options_hash="o", title="X", status="running"
+        )
         s.set_book_chunks(book, [(keys[0], 0), (keys[1], 0)])
         assert s.book_chunk_keys(book) == keys[:2]
         assert s.gc(dry_run=True) == (1, 10)
