@@ -138,3 +138,39 @@ def test_convert_local_to_m4b_with_chapters(tiny_epub, tmp_path):
     assert "A Tiny Day" in r.stdout and "3 done" in r.stdout
     r = invoke("gc", "--state-dir", str(state))
     assert r.exit_code == 0 and "removed 0" in r.stdout
+
+
+@pytest.mark.ffmpeg
+def test_changed_chapter_resynthesizes_only_that_chapter(tmp_path):
+    def make(noon_text: str) -> Path:
+        chapters = [CHAPTERS[0], ("Noon", f"<p>{noon_text}</p>"), CHAPTERS[2]]
+        docs = [Doc(f"c{i}.xhtml", f"<h1>{t}</h1>{b}") for i, (t, b) in enumerate(chapters)]
+        toc = [(t, f"c{i}.xhtml", []) for i, (t, _) in enumerate(chapters)]
+        return build_epub(tmp_path / "day.epub", docs, toc, title="A Day")
+
+    state = str(tmp_path / "state")
+    out = str(tmp_path / "day.m4b")
+    make("It was hot at noon.")
+    r = invoke("convert", str(tmp_path / "day.epub"), "-o", out, "--state-dir", state)
+    assert "0 cached, 3 synthesized" in r.stdout, r.output
+    make("It was cold at noon, for once.")
+    r = invoke("convert", str(tmp_path / "day.epub"), "-o", out, "--state-dir", state)
+    assert r.exit_code == 0 and "2 cached, 1 synthesized" in r.stdout, r.output
+    # The old version of the changed chapter is what gc removes.
+    r = invoke("gc", "--state-dir", state)
+    assert "removed 1 cached pieces" in r.stdout
+
+
+def test_voices_and_tasks_on_the_emulator(aws_env, polly_client, s3_bucket):
+    r = invoke("voices", "--engine", "polly", "--language", "en-US")
+    assert r.exit_code == 0 and "Joanna" in r.stdout
+    task = polly_client.start_speech_synthesis_task(
+        OutputFormat="mp3", OutputS3BucketName=s3_bucket, Text="Hello there.", VoiceId="Joanna"
+    )["SynthesisTask"]
+    r = invoke("tasks", "--max", "100")
+    assert r.exit_code == 0 and task["TaskId"] in r.stdout
+
+
+def test_voices_local():
+    r = invoke("voices", "--engine", "local")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) > 20
