@@ -578,8 +578,9 @@ class _Scheduler:
                 job.ref = ref
                 job.resumed = True
                 self.resumed += 1
-                self.slots.acquire()  # resumed tasks count against the in-flight bound
-                job.slot = True
+                # Resumed tasks count against the in-flight bound, but are followed
+                # even beyond it: they are running at the service already.
+                job.slot = self.slots.acquire(blocking=False)
                 job.next_poll = self.clock()
                 job.started = next(self.started)
                 self.polling.append(job)

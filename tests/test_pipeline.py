@@ -409,3 +409,16 @@ def test_engine_answering_for_many_tasks_is_asked_once_per_round(store):
     n = len(set(syn.keys))
     assert eng.poll_calls == 3 * n  # every task asked three times...
     assert eng.rounds < eng.poll_calls  # ...in fewer status calls
+
+
+def test_more_resumed_tasks_than_inflight_slots(tmp_path):
+    eng = ScriptedEngine(polls=2)
+    eng.crash_on_fetch = 1
+    wide = replace(OPTS, config=replace(OPTS.config, max_inflight=8))
+    with StateStore(tmp_path) as s, pytest.raises(Crash):
+        run(s, eng, opts=wide)
+    narrow = replace(OPTS, config=replace(OPTS.config, max_inflight=1))
+    with StateStore(tmp_path) as s:
+        syn = run(s, eng, opts=narrow)
+    assert syn.resumed > 1
+    assert len(eng.starts) == len(set(eng.starts)) == len(set(syn.keys))
