@@ -96,7 +96,9 @@ class RichHooks(LineHooks):
 
     def on_stitch(self, *args: Any) -> None:
         if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, description="stitching")
+            frac = args[0] if args and isinstance(args[0], (int, float)) else None
+            text = "stitching" if frac is None else f"stitching {frac:.0%}"
+            self.progress.update(self.task, description=text)
 
     def on_done(self, result: ConvertResult) -> None:
         self.close()
