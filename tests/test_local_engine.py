@@ -195,3 +195,38 @@ def test_list_voices_filters_by_language():
     assert "en-us" in [v["name"] for v in list_voices()]
     for v in list_voices("en"):
         LocalEngine(voice=v["name"])  # every listed name is accepted by --voice
+
+
+_ORPHAN_SCRIPT = """
+import os, pathlib, sys
+from audiobook.engines.local import LocalEngine
+from audiobook.model import Chunk
+if __name__ == "__main__":
+    engine = LocalEngine(voice="en-us", workers=1)
+    ref = engine.submit(Chunk.make(0, 0, "<speak>hello</speak>"), "k")
+    engine.fetch(ref, pathlib.Path(sys.argv[1]))
+    print(" ".join(str(p) for p in engine._pool._processes), flush=True)
+    os._exit(0)  # killed without closing the engine
+"""
+
+
+def test_workers_leave_when_their_parent_dies(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "x.wav")],
+                         capture_output=True, text=True, timeout=120, check=True)
+    pids = [int(p) for p in out.stdout.split()]
+    assert pids
+    deadline = time.monotonic() + 20
+    for pid in pids:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline, f"worker {pid} outlived its parent"
+            time.sleep(0.05)

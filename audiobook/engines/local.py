@@ -118,7 +118,16 @@ def _synthesize_file(ssml: str, voice: str, rate_wpm: int | None, dest: str) -> 
 
 
 def _warm_up() -> None:
-    """Worker initializer: load espeak-ng before the first chunk arrives."""
+    """Worker initializer: leave when the parent dies (killed, crashed), rather than wait
+    forever for work as an orphan; then load espeak-ng before the first chunk arrives."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+
+        def watch() -> None:
+            parent.join()  # returns once the parent's end of the sentinel pipe closes
+            os._exit(1)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
     from . import espeak
 
     espeak.sample_rate()
