@@ -1061,6 +1061,44 @@ class PollyEngine(Engine):
             return TaskState(marks.status)
         return audio
 
+    def poll_many(self, refs: list[TaskRef]) -> list[TaskState]:
+        """Where many tasks stand, in one status call where possible.
+
+        Without SNS, one ListSpeechSynthesisTasks page (the newest 100 tasks) answers for
+        every task on it, so ten tasks finishing together are all seen within one call
+        of the shared Get/List quota instead of ten. A task not on that page (more than
+        100 newer tasks in the account) is asked about with GetSpeechSynthesisTask. With
+        SNS, notifications answer and this is ``poll`` per task."""
+        if self.sns_topic or not refs:
+            return [self.poll(r) for r in refs]
+        page = _call("Polly ListSpeechSynthesisTasks", self.polly.list_speech_synthesis_tasks,
+                     MaxResults=100)
+        seen = {t["TaskId"]: t for t in page.get("SynthesisTasks", [])}
+
+        def state(task_id: str) -> TaskState:
+            task = seen.get(task_id)
+            if task is None:
+                return self._status(task_id)
+            return _state(task.get("TaskStatus", "scheduled"),
+                          task.get("TaskStatusReason") or "", task.get("OutputUri") or "")
+
+        out = []
+        for ref in refs:
+            if _is_sync(ref):
+                out.append(self.poll(ref))
+                continue
+            audio = state(ref.task_id)
+            marks_id = ref.extra.get("marks_task_id") if self.marks else None
+            if audio.status == "completed" and marks_id:
+                marks = state(marks_id)
+                if marks.status == "failed":
+                    audio = TaskState("failed", reason=f"speech marks: {marks.reason}",
+                                      transient=marks.transient)
+                elif marks.status != "completed":
+                    audio = TaskState(marks.status)
+            out.append(audio)
+        return out
+
     def _status(self, task_id: str) -> TaskState:
         if self.sns_topic:
             self._drain_queue()
