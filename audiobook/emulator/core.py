@@ -661,25 +661,24 @@ class Emulator:
             ev = "en+f3" if voice.gender == "Female" else "en"
         raw = tmp / "audio.pcm"
         src_rate = espeak.sample_rate()
-        nbytes = 0
-        with open(raw, "wb") as f:
-            if self.options.audio == "silence":
-                seconds = ssmlmod.billable_chars(text, text_type) / SILENCE_CHARS_PER_SECOND
-                nbytes = 2 * max(1, int(seconds * src_rate))
-                if fmt != "json":
-                    f.truncate(nbytes)
-            for piece, is_ssml in (() if self.options.audio == "silence"
-                                   else ssmlmod.espeak_batches(text, text_type)):
-                if self._stop.is_set():
-                    raise _TaskFailure("Service shutting down")
-                sink = (lambda b: None) if fmt == "json" else f.write
-                samples, src_rate = espeak.synthesize_to(sink, piece, ev, ssml=is_ssml,
-                                                         rate_wpm=self.options.espeak_rate_wpm)
-                nbytes += 2 * samples
-            if nbytes == 0 and fmt != "json":
-                silence = b"\0\0" * (src_rate // 10)
-                f.write(silence)
-                nbytes = len(silence)
+        if self.options.audio == "silence":
+            seconds = ssmlmod.billable_chars(text, text_type) / SILENCE_CHARS_PER_SECOND
+            nbytes = 2 * max(1, int(seconds * src_rate))
+            with open(raw, "wb") as f:
+                f.truncate(0 if fmt == "json" else nbytes)
+        else:
+            if self._stop.is_set():
+                raise _TaskFailure("Service shutting down")
+            # In a forked child from a warm library: the same text gives the same audio
+            # whatever the emulator synthesized before, and tasks use every core.
+            samples = espeak.synthesize_isolated(
+                list(ssmlmod.espeak_batches(text, text_type)), ev,
+                os.devnull if fmt == "json" else raw,
+                rate_wpm=self.options.espeak_rate_wpm, wav=False)
+            nbytes = 2 * samples
+        if nbytes == 0 and fmt != "json":
+            with open(raw, "wb") as f:
+                nbytes = f.write(b"\0\0" * (src_rate // 10))
         out = tmp / ("output" + facts.EXTENSIONS[fmt])
         if fmt == "json":
             duration_ms = int(nbytes / 2 / src_rate * 1000)

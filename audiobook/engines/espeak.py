@@ -3,6 +3,12 @@
 libespeak-ng keeps global state, so one process synthesizes one text at a time; the
 local engine runs a pool of processes to use every core. The emulator uses the same
 function to make real audio.
+
+That state also carries from one call to the next: the same text synthesized twice in
+one process comes out a few samples apart (and the first call of a process starts with
+half a second of silence). ``synthesize_isolated`` gives the same samples for the same
+text whatever ran before: it warms the library up once, then synthesizes each text in
+a child forked from that warm state.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import ctypes
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+import wave
+from collections.abc import Callable, Sequence
 
 import espeakng_loader
 
@@ -128,11 +135,18 @@ _instance: _Espeak | None = None
 _instance_lock = threading.Lock()
 
 
+_WARM_TEXT = "Ready."
+
+
 def _espeak() -> _Espeak:
+    """The process's library, initialised and warmed up by one fixed utterance, so that
+    every process starts ``synthesize_isolated`` children from the same state."""
     global _instance
     with _instance_lock:
         if _instance is None:
-            _instance = _Espeak()
+            eng = _Espeak()
+            eng.synth(_WARM_TEXT, "en", False, None, lambda _b: None)
+            _instance = eng
         return _instance
 
 
@@ -195,8 +209,77 @@ def phonemes(text: str, voice: str = "en", *, ssml: bool = True) -> str:
 
 
 def has_voice(voice: str) -> bool:
-    try:
-        synthesize("", voice, ssml=False)
-    except ConfigError:
-        return False
+    """Whether espeak-ng has ``voice`` (selects it; synthesizes nothing, which would
+    change the state ``synthesize_isolated`` children start from)."""
+    eng = _espeak()
+    with eng.lock:
+        try:
+            eng.set_voice(voice)
+        except ConfigError:
+            return False
     return True
+
+
+def _write_pieces(eng: _Espeak, pieces: Sequence[tuple[str, bool]], voice: str, dest: str,
+                  rate_wpm: int | None, as_wav: bool) -> int:
+    samples = 0
+    if as_wav:
+        with wave.open(dest, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(eng.sample_rate)
+            for text, ssml in pieces:
+                eng.synth(text, voice, ssml, rate_wpm, w.writeframesraw)
+                samples += eng._samples
+    else:
+        with open(dest, "wb") as f:
+            for text, ssml in pieces:
+                eng.synth(text, voice, ssml, rate_wpm, f.write)
+                samples += eng._samples
+    return samples
+
+
+def synthesize_isolated(pieces: Sequence[tuple[str, bool]], voice: str,
+                        dest: str | os.PathLike[str], *, rate_wpm: int | None = None,
+                        wav: bool = True) -> int:
+    """Synthesize ``pieces`` ((text, is_ssml), in order) into ``dest`` (a WAV file, or
+    raw PCM s16le mono with ``wav=False``) and return the number of samples.
+
+    Deterministic: the work runs in a child forked from a warmed-up library, so the same
+    pieces give the same samples whatever this process synthesized before. The calling
+    process itself synthesizes nothing after its warm-up. Safe to call from several
+    threads (the children run at once, one per call)."""
+    dest = os.fspath(dest)
+    eng = _espeak()
+    r, w = os.pipe()
+    with eng.lock:  # no thread of ours is inside the library while we fork
+        pid = os.fork()
+        if pid == 0:  # child: synthesize, report, leave without running the parent's exits
+            code = 1
+            try:
+                os.close(r)
+                n = _write_pieces(eng, pieces, voice, dest, rate_wpm, wav)
+                os.write(w, f"ok {n}".encode())
+                code = 0
+            except BaseException as e:  # noqa: BLE001 - reported to the parent
+                kind = "config" if isinstance(e, ConfigError) else "error"
+                msg = " ".join(str(e).split())[:2000] or type(e).__name__
+                try:
+                    os.write(w, f"{kind} {msg}".encode("utf-8", "replace"))
+                except OSError:
+                    pass
+            finally:
+                os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        report = f.read().decode("utf-8", "replace")
+    _, status = os.waitpid(pid, 0)
+    kind, _, rest = report.partition(" ")
+    if kind == "ok" and status == 0:
+        return int(rest)
+    if kind == "config":
+        raise ConfigError(rest)
+    if kind == "error":
+        raise EngineError(f"espeak-ng synthesis failed: {rest}", expected=False)
+    raise EngineError(f"espeak-ng synthesis process died (wait status {status})",
+                      expected=False)

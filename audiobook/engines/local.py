@@ -21,7 +21,6 @@ import re
 import shutil
 import tempfile
 import threading
-import wave
 import weakref
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -95,18 +94,16 @@ def prepare_ssml(ssml: str) -> str:
 
 
 def _synthesize_file(ssml: str, voice: str, rate_wpm: int | None, dest: str) -> int:
-    """Worker process: synthesize ``ssml`` into a WAV file at ``dest``; return samples."""
+    """Worker process: synthesize ``ssml`` into a WAV file at ``dest``; return samples.
+
+    Through ``espeak.synthesize_isolated``: the same chunk gives the same samples in any
+    worker and any run, so a resumed book is identical to an uninterrupted one."""
     from . import espeak
 
     tmp = dest + ".part"
     try:
-        with wave.open(tmp, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(espeak.sample_rate())
-            samples, _rate = espeak.synthesize_to(
-                w.writeframesraw, prepare_ssml(ssml), voice, ssml=True, rate_wpm=rate_wpm
-            )
+        samples = espeak.synthesize_isolated([(prepare_ssml(ssml), True)], voice, tmp,
+                                             rate_wpm=rate_wpm)
         os.replace(tmp, dest)
     except BaseException:
         try:
