@@ -286,7 +286,8 @@ def encode_pcm(pcm: bytes, sample_rate: int, fmt: str, dest_sample_rate: int) ->
     """Encode PCM s16le mono at ``sample_rate`` into ``fmt`` (mp3, ogg_vorbis, ogg_opus,
     pcm = raw s16le mono) at ``dest_sample_rate``; returns the encoded bytes."""
     if fmt not in _PCM_FORMATS:
-        raise ConfigError(f"unknown audio format {fmt!r} (expected one of {', '.join(_PCM_FORMATS)})")
+        choices = ", ".join(_PCM_FORMATS)
+        raise ConfigError(f"unknown audio format {fmt!r} (expected one of {choices})")
     if dest_sample_rate <= 0 or sample_rate <= 0:
         raise ConfigError(f"bad sample rate {dest_sample_rate}")
     if fmt == "ogg_opus" and dest_sample_rate not in _OPUS_RATES:
