@@ -1,7 +1,7 @@
 """Kill -9 at random moments: a conversion on the Polly emulator, killed with SIGKILL
 again and again and resumed each time, ends with an M4B identical in audio and chapters
-to an uninterrupted stitch of its pieces, with the chapters of an independent
-uninterrupted run, and the emulator's task list shows no chunk synthesized twice.
+to an uninterrupted stitch of its pieces and to an independent uninterrupted run, and
+the emulator's task list shows no chunk synthesized twice.
 
 The number of kills is ``AUDIOBOOK_RESUME_KILLS`` (default 6; the issue's figure is 20)
 and the random moments come from ``AUDIOBOOK_RESUME_SEED`` (default 5).
@@ -167,13 +167,10 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, aws_env, make_polly_emu
     assert "0 synthesized" in rerun.stdout
     assert chapters(out) == chapters(again)
     assert audio_digest(out) == audio_digest(again)
-    # Against the independent uninterrupted run: espeak-ng's output for the same text
-    # varies by a few milliseconds from call to call, so times agree within tolerance;
-    # a piece lost or cut short would move every later mark by seconds.
-    ours_ch, ref_ch = chapters(out), chapters(ref)
-    assert [t for t, _ in ours_ch] == [t for t, _ in ref_ch]
-    for (_, a), (_, b) in zip(ours_ch, ref_ch):
-        assert abs(a - b) <= 0.25 + 0.005 * b, (ours_ch, ref_ch)
+    # And equal to the independent uninterrupted run, in audio and chapters: the
+    # emulator's espeak-ng gives the same samples for the same text in any task.
+    assert chapters(out) == chapters(ref)
+    assert audio_digest(out) == audio_digest(ref)
 
     # No chunk synthesized twice: one task per distinct text in the resumed runs.
     emu.wait_idle(timeout=30)
