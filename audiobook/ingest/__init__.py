@@ -8,29 +8,22 @@ from pathlib import Path
 from ..errors import InputError, UnsupportedFormat
 from ..model import Book
 from .base import IngestOptions, Ingestor
+from .epub import EpubIngestor
+from .html import HtmlIngestor
+from .pdf import PdfIngestor
+from .text import MarkdownIngestor, TextIngestor
 
-INGESTORS: list[type[Ingestor]] = []
-
-
-def _register() -> None:
-    # Imported here so that a missing optional module only hides its own format.
-    from .epub import EpubIngestor
-
-    INGESTORS.append(EpubIngestor)
-    for modname, clsnames in (("pdf", ("PdfIngestor",)), ("html", ("HtmlIngestor",)),
-                              ("text", ("MarkdownIngestor", "TextIngestor"))):
-        try:
-            module = __import__(f"{__name__}.{modname}", fromlist=list(clsnames))
-        except ImportError:
-            continue
-        for clsname in clsnames:
-            if hasattr(module, clsname):
-                INGESTORS.append(getattr(module, clsname))
+# Order matters only where two could take a file: the first match wins.
+INGESTORS: list[type[Ingestor]] = [
+    EpubIngestor,
+    PdfIngestor,
+    HtmlIngestor,
+    MarkdownIngestor,
+    TextIngestor,
+]
 
 
 def ingestor_for(path: str | os.PathLike[str]) -> Ingestor:
-    if not INGESTORS:
-        _register()
     for cls in INGESTORS:
         if cls.suitable(path):
             return cls()
