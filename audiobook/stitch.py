@@ -580,7 +580,12 @@ def _stitch_m4b(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Pa
     ]
     if cover is not None:
         argv += ["-i", ffmpeg.path_arg(cover)]
-    argv += ["-map", "0:a:0", "-map_metadata", "1", "-map_chapters", "1", "-c:a", "copy"]
+    # Raw ADTS comes in on a 1/28,224,000 time base; the mp4 muxer would give the
+    # QuickTime chapter track that time base too, where long chapter durations overflow
+    # ("Application provided duration ... is invalid") and readers of that track (PyAV
+    # among them) show chapters out of place. The sample rate is the exact time base.
+    argv += ["-map", "0:a:0", "-map_metadata", "1", "-map_chapters", "1", "-c:a", "copy",
+             "-time_base:a", f"1:{tl.rate}"]
     argv += _cover_args(cover, 2)
     argv += _meta_args(tags, stream_language=True)
     argv += ["-movflags", "+faststart", "-f", "ipod", ffmpeg.path_arg(final)]
