@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,27 @@ def test_whole_novel_survives_the_acceptance_faults(corpus, make_polly_emulator,
     figures = check_billing(emu, chunks, faults=True)
     check_output(book, result, out)
     print("faults:", {k: v for k, v in emu.stats.items() if "injected" in k}, figures)
+
+
+def test_speech_marks_become_webvtt_captions_per_chapter(corpus, make_polly_emulator,
+                                                         moto_server, s3_bucket, tmp_path):
+    """--marks sentence: a speech-mark task beside each audio task, and one WebVTT file
+    per chapter beside the M4B, its cues in order and starting inside the chapter."""
+    book = short(read_book(corpus(*NOVEL)))
+    book = book.with_chapters(book.chapters[:2])
+    emu = make_polly_emulator()
+    with make_engine(emu, moto_server, s3_bucket, marks=("sentence",)) as engine:
+        chunks, result, out = run(book, engine, tmp_path)
+    marks_tasks = [t for t in emu.tasks if t.output_format == "json"]
+    assert len(marks_tasks) == len(chunks)
+    vtts = sorted(out.parent.glob(f"{out.stem}.*.vtt"))
+    assert len(vtts) == len(book.chapters)
+    for vtt, (_title, start, end) in zip(vtts, result.chapter_times):
+        text = vtt.read_text(encoding="utf-8")
+        assert text.startswith("WEBVTT")
+        cues = re.findall(r"(\d+):(\d\d):(\d\d)\.(\d{3}) --> (\d+):(\d\d):(\d\d)\.(\d{3})", text)
+        assert cues, vtt
+        starts = [int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+                  for h, m, s, ms, *_ in cues]
+        assert starts == sorted(starts)
+        assert starts[-1] < end - start  # every cue begins inside its chapter's audio
