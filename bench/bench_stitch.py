@@ -2,7 +2,8 @@
 
 Contenders, on the same files in the same run:
 * ours: ``audiobook.stitch.stitch`` to M4B (chapter marks, tags, parallel AAC);
-* raw ffmpeg: one ``ffmpeg -f concat -i list -c:a aac`` of the same pieces (no chapters);
+* raw ffmpeg: one ``ffmpeg -f concat -i list`` of the same pieces with the same AAC
+  encoder settings (no chapters, one process);
 * naive pydub: load every piece, add them up, export (what many converters do), run on
   a 1-hour book because it cannot survive 20 hours on a small machine; ours is run on the
   same 1-hour book for the memory ratio.
@@ -78,9 +79,10 @@ def _raw_ffmpeg(pieces: list[Path], out: Path) -> dict:
     listing.write_text("".join(f"file '{p}'\n" for p in pieces))
     code = f"""
 import subprocess, imageio_ffmpeg
+from audiobook.stitch import aac_args
 subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y",
                 "-f", "concat", "-safe", "0", "-i", {str(listing)!r},
-                "-c:a", "aac", "-b:a", "64k", {str(out)!r}], check=True)
+                *aac_args("64k"), {str(out)!r}], check=True)
 """
     return measure(code)
 
