@@ -61,13 +61,21 @@ def table(results: list[dict]) -> str:
             lines.append(f"   ERROR: {r['error']}")
             continue
         for k, v in r.get("figures", {}).items():
-            lines.append(f"   {k:<48} {v:>14}" if not isinstance(v, float) else
-                         f"   {k:<48} {v:>14.3f}")
+            if isinstance(v, float):
+                lines.append(f"   {k:<48} {v:>14.3f}")
+            else:
+                lines.append(f"   {k:<48} {v if isinstance(v, (int, str)) else json.dumps(v)!s:>14}")
         for k, v in r.get("ratios", {}).items():
             lines.append(f"   ratio {k:<42} {v:>14.3f}x")
         if r.get("notes"):
             lines.append(f"   note: {r['notes']}")
     return "\n".join(lines)
+
+
+def write_table(out: dict) -> str:
+    text = "machine: " + json.dumps(out["machine"]) + "\n" + table(out["results"]) + "\n"
+    (HERE / "results.txt").write_text(text)
+    return text
 
 
 def main(argv: list[str]) -> int:
@@ -92,12 +100,14 @@ def main(argv: list[str]) -> int:
         res.setdefault("name", modname.split(".")[-1])
         res["seconds"] = time.perf_counter() - start
         results.append(res)
+    if only and (HERE / "results.json").exists():  # a partial run updates its own entries
+        earlier = json.loads((HERE / "results.json").read_text())["results"]
+        names = {r["name"] for r in results}
+        results = [r for r in earlier if r["name"] not in names] + results
     out = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "results": results}
     (HERE / "results.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
-    text = "machine: " + json.dumps(out["machine"]) + "\n" + table(results) + "\n"
-    (HERE / "results.txt").write_text(text)
-    print(text)
+    print(write_table(out))
     return 1 if any("error" in r for r in results) else 0
 
 

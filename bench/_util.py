@@ -19,7 +19,10 @@ ns = {}
 t0 = time.perf_counter()
 exec(compile(sys.argv[1], "<bench step>", "exec"), ns)
 wall = time.perf_counter() - t0
-self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM is the peak of this address space; ru_maxrss would also count what the parent
+# held when it forked us (it survives exec), which says nothing about this step.
+self_kb = next(int(line.split()[1]) for line in open("/proc/self/status")
+               if line.startswith("VmHWM:"))
 kids_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print("\n@@BENCH@@" + json.dumps({"wall": wall, "self_mb": self_kb / 1024,
       "children_mb": kids_kb / 1024, "result": ns.get("RESULT")}))
