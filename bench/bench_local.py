@@ -88,7 +88,8 @@ def run() -> dict:
             "end to end EPUB -> M4B: wall s": round(first, 1),
             "end to end: audio s per wall s (goal >= 400)": round(duration / first, 1),
             "second run (cached): wall s": round(second, 2),
-            "second run output": proc2.stdout.strip().splitlines()[-1:] or "",
+            "second run output": proc2.stdout.strip().splitlines()[-1].split(": ", 1)[-1]
+            if proc2.stdout.strip() else "",
         },
         "ratios": {
             f"synthesis speed-up, {cores} processes / 1": (audion / walln) / (audio1 / wall1),
