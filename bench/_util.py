@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "bench" / "work"
+WORK = ROOT / "bench" / "scratch"
 CORPUS = ROOT.parent / "shared" / "corpus"
 
 _CHILD = r"""
