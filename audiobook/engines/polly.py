@@ -69,7 +69,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -1046,13 +1046,16 @@ class PollyEngine(Engine):
             return TaskState(
                 "failed", reason="synchronous output is gone (process restarted)", transient=True
             )
-        audio = self._status(ref.task_id)
-        if audio.status != "completed" or not self.marks:
+        return self._task_state(ref, self._status)
+
+    def _task_state(self, ref: TaskRef, status: Callable[[str], TaskState]) -> TaskState:
+        """The state of ``ref``'s audio task, and of its speech-mark task when marks are
+        asked for: done only when both are, failed when either failed."""
+        audio = status(ref.task_id)
+        marks_id = ref.extra.get("marks_task_id") if self.marks else None
+        if audio.status != "completed" or not marks_id:
             return audio
-        marks_id = ref.extra.get("marks_task_id")
-        if not marks_id:
-            return audio
-        marks = self._status(marks_id)
+        marks = status(marks_id)
         if marks.status == "failed":
             return TaskState(
                 "failed", reason=f"speech marks: {marks.reason}", transient=marks.transient
@@ -1082,22 +1085,7 @@ class PollyEngine(Engine):
             return _state(task.get("TaskStatus", "scheduled"),
                           task.get("TaskStatusReason") or "", task.get("OutputUri") or "")
 
-        out = []
-        for ref in refs:
-            if _is_sync(ref):
-                out.append(self.poll(ref))
-                continue
-            audio = state(ref.task_id)
-            marks_id = ref.extra.get("marks_task_id") if self.marks else None
-            if audio.status == "completed" and marks_id:
-                marks = state(marks_id)
-                if marks.status == "failed":
-                    audio = TaskState("failed", reason=f"speech marks: {marks.reason}",
-                                      transient=marks.transient)
-                elif marks.status != "completed":
-                    audio = TaskState(marks.status)
-            out.append(audio)
-        return out
+        return [self.poll(r) if _is_sync(r) else self._task_state(r, state) for r in refs]
 
     def _status(self, task_id: str) -> TaskState:
         if self.sns_topic:
