@@ -13,6 +13,9 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
 
 _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF8, "utf-8"),
@@ -93,6 +96,18 @@ def decode_bytes(raw: bytes, *, markup: bool) -> Decoded:
     text, encoding, how = _decode(raw, markup=markup)
     text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     return Decoded(text, encoding, how)
+
+
+def read_capped(path: Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of ``path``, refused as one-line InputErrors when it is over
+    ``max_bytes`` ("too large for <what>") or cannot be read."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise InputError(path, f"too large for {what} ({size:,} bytes)")
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
 def looks_binary(raw: bytes) -> bool:

@@ -36,9 +36,9 @@ from urllib.parse import unquote, urlsplit
 import lxml.html
 from lxml import etree
 
-from ..errors import CorruptDocument, InputError, NoTextError
+from ..errors import CorruptDocument, NoTextError
 from ..model import Block, Book, Chapter, Cover
-from ._decode import decode_bytes, looks_binary
+from ._decode import decode_bytes, looks_binary, read_capped
 from .base import IngestOptions, Ingestor
 
 MAX_HTML_BYTES = 64 * 1024 * 1024  # a saved article is never this big
@@ -157,13 +157,7 @@ class HtmlIngestor(Ingestor):
     extensions: ClassVar[tuple[str, ...]] = (".html", ".htm", ".xhtml")
 
     def read(self, path: Path, options: IngestOptions) -> Book:
-        try:
-            size = path.stat().st_size
-            if size > MAX_HTML_BYTES:
-                raise InputError(path, f"too large for a web page ({size:,} bytes)")
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+        raw = read_capped(path, MAX_HTML_BYTES, "a web page")
         if not raw.strip():
             raise NoTextError(path, "empty file")
         if looks_binary(raw):

@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from ..errors import CorruptDocument, InputError, NoTextError
+from ..errors import CorruptDocument, NoTextError
 from ..model import Block, Book
-from ._decode import decode_bytes, looks_binary
+from ._decode import decode_bytes, looks_binary, read_capped
 from .base import IngestOptions, Ingestor
 from .html import (
     Heading,
@@ -48,13 +48,7 @@ _ATX_LINE = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
 def _read_text(path: Path) -> str:
-    try:
-        size = path.stat().st_size
-        if size > MAX_TEXT_BYTES:
-            raise InputError(path, f"too large for an article ({size:,} bytes)")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    raw = read_capped(path, MAX_TEXT_BYTES, "an article")
     if looks_binary(raw):
         raise CorruptDocument(path, "not a text document (binary data)")
     return decode_bytes(raw, markup=False).text
