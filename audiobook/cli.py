@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 
 from .config import POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
+from .engines.options import PollyOptions
 from .errors import AudiobookError, ConfigError
 from .ingest import IngestOptions, read_book
 from .pipeline import FORMATS, ConvertOptions, convert
@@ -179,23 +180,23 @@ def _ingest_options(kw: dict[str, Any]) -> IngestOptions:
     )
 
 
-def _engine_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
     if kw["engine"] != "polly":
-        return {}
+        return None
     if not kw["bucket"]:
         raise ConfigError("--engine polly needs --bucket BUCKET (where Polly writes the audio)")
     marks = tuple(m.strip() for m in kw["marks"].split(",") if m.strip())
-    return {
-        "bucket": kw["bucket"],
-        "prefix": kw["prefix"] or "",
-        "polly_engine": kw["polly_engine"],
-        "mode": kw["mode"],
-        "sns_topic": kw["sns_topic"],
-        "kms_key": kw["kms_key"],
-        "region": kw["region"],
-        "lexicons": tuple(kw["lexicons"]),
-        "marks": marks,
-    }
+    return PollyOptions(
+        bucket=kw["bucket"],
+        prefix=kw["prefix"] or "",
+        polly_engine=kw["polly_engine"],
+        mode=kw["mode"],
+        sns_topic=kw["sns_topic"],
+        kms_key=kw["kms_key"],
+        region=kw["region"],
+        lexicons=tuple(kw["lexicons"]),
+        marks=marks,
+    )
 
 
 def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
@@ -204,7 +205,7 @@ def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
     return ConvertOptions(
         fmt=kw["fmt"],
         engine=kw["engine"],
-        engine_options=_engine_kwargs(kw),
+        engine_options=_engine_options(kw),
         voice=kw["voice"],
         render=_render_options(kw),
         ingest=_ingest_options(kw),

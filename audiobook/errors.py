@@ -96,5 +96,15 @@ class FFmpegError(AudiobookError):
         super().__init__(message, expected=False)
 
 
+def one_line(text: object, limit: int | None = None) -> str:
+    """``text`` (a message, or an exception) on one line: whitespace runs folded to one
+    space; an exception with no message is named by its type; at most ``limit``
+    characters."""
+    line = " ".join(str(text).split())
+    if not line:
+        line = type(text).__name__ if isinstance(text, BaseException) else "unknown error"
+    return line if limit is None else line[:limit]
+
+
 # Errors worth another attempt; everything else is raised at once.
 RETRYABLE: tuple[type[BaseException], ...] = (Throttled, TransientEngineError)

@@ -50,7 +50,6 @@ import concurrent.futures as cf
 import dataclasses
 import hashlib
 import heapq
-import inspect
 import itertools
 import json
 import logging
@@ -59,13 +58,15 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import POLLY_START_TPS, PipelineConfig, RenderOptions
+from . import engines
 from .engines.base import Engine, TaskRef, TaskState
+from .engines.options import EngineOptions, PollyOptions
 from .errors import (
     RETRYABLE,
     AudiobookError,
@@ -74,6 +75,7 @@ from .errors import (
     InputError,
     RetriesExceeded,
     TaskFailed,
+    Throttled,
 )
 from .ingest import IngestOptions, read_book
 from .model import Book, Chunk
@@ -100,8 +102,8 @@ class ConvertOptions:
 
     fmt:            "m4b" | "mp3" | "chapters" (one file per chapter, in a folder)
     engine:         "local" | "polly" (ignored when an Engine instance is passed)
-    engine_options: keyword arguments for the engine class (Polly: bucket, prefix,
-                    polly_engine, mode, sns_topic, kms_key, region, lexicons, marks)
+    engine_options: the engine's typed options (``LocalOptions`` / ``PollyOptions``);
+                    None = that engine's defaults
     voice:          voice name; None follows the book's language
     render:         SSML rendering (template, pauses, footnotes)
     ingest:         reading (password, split_by, skip_matter, footnotes)
@@ -114,7 +116,7 @@ class ConvertOptions:
 
     fmt: str = "m4b"
     engine: str = "local"
-    engine_options: Mapping[str, Any] = field(default_factory=dict)
+    engine_options: EngineOptions | None = None
     voice: str | None = None
     render: RenderOptions = field(default_factory=RenderOptions)
     ingest: IngestOptions = field(default_factory=IngestOptions)
@@ -133,7 +135,7 @@ class ConvertOptions:
         d = {
             "fmt": self.fmt,
             "engine": self.engine,
-            "engine_options": {k: _jsonable(v) for k, v in sorted(self.engine_options.items())},
+            "engine_options": _engine_options_identity(self.engine_options),
             "voice": self.voice,
             "render": _jsonable(dataclasses.asdict(self.render)),
             "ingest": _jsonable(dataclasses.asdict(self.ingest)),
@@ -141,6 +143,17 @@ class ConvertOptions:
         }
         d["ingest"].pop("password", None)  # never store a secret, even hashed
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def _engine_options_identity(options: EngineOptions | None) -> dict[str, Any]:
+    """The engine options that change the output (not how long to wait for what)."""
+    if options is None:
+        return {}
+    d = dataclasses.asdict(options)
+    d.pop("notification_grace", None)
+    d.pop("language", None)  # the book's, already part of the source
+    d.pop("workers", None)  # how many processes, not what they say
+    return {k: _jsonable(v) for k, v in sorted(d.items()) if v not in (None, (), "")}
 
 
 def _jsonable(v: Any) -> Any:
@@ -207,7 +220,8 @@ def make_limiters(opts: ConvertOptions) -> Limiters:
     cfg = opts.config
     if opts.engine != "polly":
         return Limiters()
-    kind = str(opts.engine_options.get("polly_engine") or "standard")
+    options = opts.engine_options
+    kind = options.polly_engine if isinstance(options, PollyOptions) else "standard"
     rate, burst = POLLY_START_TPS.get(kind, (cfg.tps, cfg.burst))
     if cfg.tps > 0:
         rate = min(rate, cfg.tps)
@@ -261,92 +275,13 @@ def default_output(path: Path, fmt: str) -> Path:
 
 def make_engine(opts: ConvertOptions, book: Book) -> Engine:
     """The engine ``opts`` names, following the book's language when no voice is set."""
-    kwargs = dict(opts.engine_options)
-    if opts.engine == "local":
-        from .engines.local import LocalEngine
-
-        cls: Any = LocalEngine
-        kwargs.setdefault("workers", opts.config.workers)
-    elif opts.engine == "polly":
-        from .engines.polly import PollyEngine
-
-        cls = PollyEngine
-        if opts.voice is None:
-            kwargs["voice"] = polly_voice_for(book.language)
-    else:
-        raise ConfigError(f"unknown engine {opts.engine!r} (choose local or polly)")
-    params = inspect.signature(cls).parameters
-    if opts.voice is not None:
-        kwargs["voice"] = opts.voice
-    if "language" in params and book.language and "language" not in kwargs:
-        kwargs["language"] = book.language
-    unknown = [k for k in kwargs if k not in params]
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        raise ConfigError(f"engine {opts.engine} takes no option {unknown[0]!r}")
-    return cls(**kwargs)
-
-
-# A Polly voice per language for books converted without --voice (all neural-capable
-# except where none is).
-POLLY_DEFAULT_VOICES = {
-    "en": "Joanna",
-    "en-gb": "Amy",
-    "en-au": "Olivia",
-    "en-in": "Kajal",
-    "fr": "Lea",
-    "fr-ca": "Gabrielle",
-    "de": "Vicki",
-    "es": "Lucia",
-    "es-us": "Lupe",
-    "es-mx": "Mia",
-    "it": "Bianca",
-    "pt": "Ines",
-    "pt-br": "Camila",
-    "nl": "Laura",
-    "ja": "Takumi",
-    "zh": "Zhiyu",
-    "ko": "Seoyeon",
-    "ar": "Hala",
-    "pl": "Ola",
-    "sv": "Elin",
-    "da": "Sofie",
-    "nb": "Ida",
-    "no": "Ida",
-    "fi": "Suvi",
-    "tr": "Burcu",
-}
-
-
-def polly_voice_for(language: str | None) -> str:
-    """A default Polly voice for a BCP 47 language tag; ConfigError when none is known."""
-    tag = (language or "en").lower().replace("_", "-")
-    voice = POLLY_DEFAULT_VOICES.get(tag) or POLLY_DEFAULT_VOICES.get(tag.split("-")[0])
-    if voice is None:
-        raise ConfigError(
-            f"no default Polly voice for language {language!r}; "
-            "choose one with --voice (see `audiobook voices`)"
-        )
-    return voice
-
-
-def _price_kind(opts: ConvertOptions, engine: Engine) -> str:
-    if engine.name == "polly":
-        return str(
-            getattr(engine, "polly_engine", None)
-            or opts.engine_options.get("polly_engine")
-            or "standard"
-        )
-    return ""
-
-
-def _is_remote(engine: Engine) -> bool:
-    return bool(getattr(engine, "remote", engine.name not in ("local", "fake")))
-
-
-def _keeps_tasks(engine: Engine) -> bool:
-    """Whether the engine's tasks outlive the process (so a recorded task id can be
-    polled after a restart). An engine that keeps nothing overrides no ``recover``."""
-    return type(engine).recover is not Engine.recover
+    return engines.make_engine(
+        opts.engine,
+        opts.engine_options,
+        voice=opts.voice,
+        language=book.language,
+        workers=opts.config.workers,
+    )
 
 
 # --- executors --------------------------------------------------------------------------
@@ -441,14 +376,15 @@ class _Scheduler:
         self.polling: list[_Job] = []  # submitted tasks, waiting for their next poll
         self.started = itertools.count()  # order in which tasks were started
         self.poll_turn = 0
-        self.poll_many = getattr(engine, "poll_many", None)
+        caps = engine.capabilities
+        self.batch_status = caps.batch_status
         # An engine told of completions by notifications (Polly with an SNS topic) makes
         # no status call per poll: its polls need no share of the Get/List quota.
-        self.poll_limiter = None if getattr(engine, "sns_topic", None) else limiters.poll
+        self.poll_limiter = None if caps.notified else limiters.poll
         self.busy = 0  # submits and fetches on the executor
         self.seq = itertools.count()
-        self.repoll = REMOTE_REPOLL if _is_remote(engine) else LOCAL_REPOLL
-        self.keeps_tasks = _keeps_tasks(engine)
+        self.repoll = REMOTE_REPOLL if caps.remote else LOCAL_REPOLL
+        self.keeps_tasks = caps.keeps_tasks
         self.total_chunks = total_chunks
         self.total_chars = total_chars
         self.done_chunks = cached_chunks
@@ -516,7 +452,7 @@ class _Scheduler:
                 # Marks first: cached audio always has its marks beside it.
                 mtmp = job.marks_dest.with_name(f"{tmp.name}.marks")
                 try:
-                    self.engine.fetch_marks(job.ref, mtmp)  # type: ignore[attr-defined]
+                    self.engine.fetch_marks(job.ref, mtmp)
                     os.replace(mtmp, job.marks_dest)
                 finally:
                     mtmp.unlink(missing_ok=True)
@@ -654,7 +590,7 @@ class _Scheduler:
                 job.started = next(self.started)
                 self.polling.append(job)
             elif isinstance(err, RETRYABLE):
-                if self.limiters.start is not None and "hrottl" in type(err).__name__:
+                if self.limiters.start is not None and isinstance(err, Throttled):
                     self.limiters.start.drain()
                 delay = self._retry_or_raise(job, err, "submit_errors")
                 self._release(job)  # nothing in flight while it waits
@@ -687,14 +623,14 @@ class _Scheduler:
         started first (the likeliest to be done) and the one asked least recently."""
         now = self.clock()
         due = [j for j in self.polling if j.next_poll <= now]
-        if self.poll_many is not None:
+        if self.batch_status:
             batch = sorted(due, key=lambda j: j.started)[:100]
             for j in batch:
                 self.polling.remove(j)
             if self.poll_limiter is not None:
                 self.poll_limiter.acquire()
             try:
-                states = list(self.poll_many([j.ref for j in batch]))
+                states = self.engine.poll_many([j.ref for j in batch if j.ref is not None])
             except RETRYABLE as e:
                 for j in batch:
                     j.next_poll = self.clock() + self._retry_or_raise(j, e, "errors")
@@ -797,12 +733,11 @@ class _Scheduler:
 def _chunk(book: Book, engine: Engine, opts: ConvertOptions) -> list[Chunk]:
     from .chunk import chunk_book
 
-    plan = getattr(engine, "plan", None)
-    if callable(plan):  # Polly picks sync or async by the size of the whole job
-        from .ssml import billable_chars, render_book, total_chars
+    from .ssml import billable_chars, render_book, total_chars
 
-        rendered = render_book(book, opts.render)
-        plan(sum(billable_chars(s) for s in rendered), sum(total_chars(s) for s in rendered))
+    # Polly picks sync or async by the size of the whole job.
+    rendered = render_book(book, opts.render)
+    engine.plan(sum(billable_chars(s) for s in rendered), sum(total_chars(s) for s in rendered))
     return list(chunk_book(book, engine.limits, opts.render))
 
 
@@ -1021,7 +956,7 @@ def synthesize(
         limiters=limiters or make_limiters(opts),
         hooks=hooks,
         book=book,
-        price_kind=_price_kind(opts, engine),
+        price_kind=engine.capabilities.price_kind,
         total_chunks=len(chunks),
         total_chars=total_chars,
         cached_chunks=len(chunks) - len(jobs),
@@ -1034,9 +969,7 @@ def synthesize(
         if sched.chapter_left[idx] == 0:
             hooks.on_chapter_done(idx, ch.title)
     if jobs:
-        preflight = getattr(engine, "preflight", None)
-        if callable(preflight):
-            preflight()  # bad bucket, voice, SSML: one line before any money is spent
+        engine.preflight()  # bad bucket, voice, SSML: one line before any money is spent
         sched.run()
     pieces: list[list[Path]] = [[] for _ in book.chapters]
     marks: list[list[Path]] = [[] for _ in book.chapters]
@@ -1067,7 +1000,7 @@ def _cached_or_fail(store: StateStore, key: str, ext: str) -> Path:
 
 
 def _wants_marks(engine: Engine) -> bool:
-    return bool(getattr(engine, "marks", ())) and callable(getattr(engine, "fetch_marks", None))
+    return engine.capabilities.marks
 
 
 def piece_duration(path: Path) -> float:

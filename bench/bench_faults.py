@@ -30,17 +30,17 @@ FAULTS = dict(throttle_rate=0.20, fail_rate=0.05, error5xx_rate=0.02,
 
 def _fault_run() -> dict:
     from audiobook.engines.polly import PollyEngine
+    from audiobook.engines.options import PollyOptions
     from audiobook.pipeline import ConvertOptions, synthesize
     from audiobook.ssml import billable_chars
     from audiobook.state import StateStore
 
     book = synthetic_book(CHARS, 6, "Fault Book")
-    opts = ConvertOptions(engine="polly", engine_options={"polly_engine": "standard"})
+    opts = ConvertOptions(engine="polly", engine_options=PollyOptions(polly_engine="standard"))
     with AwsServers(audio="silence", queue_delay=0.2, chars_per_second=200_000.0,
                     workers=16, **FAULTS) as servers, \
             tempfile.TemporaryDirectory() as tmp, StateStore(Path(tmp)) as store:
-        engine = PollyEngine(voice="Joanna", bucket=servers.bucket, polly_engine="standard",
-                             mode="async", sns_topic=servers.topic, notification_grace=2.0)
+        engine = PollyEngine(PollyOptions(voice="Joanna", bucket=servers.bucket, polly_engine="standard", mode="async", sns_topic=servers.topic, notification_grace=2.0))
         try:
             t0 = time.perf_counter()
             syn = synthesize(book, opts, store=store, engine=engine)

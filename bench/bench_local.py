@@ -27,8 +27,9 @@ def _synthesis(book, workers: int, scratch: Path) -> tuple[float, float]:
     from audiobook.audio import read_wav_info
     from audiobook.chunk import chunk_book
     from audiobook.engines.local import LocalEngine
+    from audiobook.engines.options import LocalOptions
 
-    engine = LocalEngine(language=book.language, workers=workers)
+    engine = LocalEngine(LocalOptions(language=book.language, workers=workers))
     chunks = chunk_book(book, engine.limits)
     try:
         t0 = time.perf_counter()

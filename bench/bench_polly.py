@@ -39,14 +39,13 @@ def ideal_makespan(task_chars: list[int]) -> float:
 
 def _ours(servers: AwsServers, book, sns: bool) -> tuple[float, int, list[int]]:
     from audiobook.engines.polly import PollyEngine
+    from audiobook.engines.options import PollyOptions
     from audiobook.pipeline import ConvertOptions, synthesize
     from audiobook.state import StateStore
 
-    opts = ConvertOptions(engine="polly", engine_options={"polly_engine": "standard"})
+    opts = ConvertOptions(engine="polly", engine_options=PollyOptions(polly_engine="standard"))
     with tempfile.TemporaryDirectory() as tmp, StateStore(Path(tmp)) as store:
-        engine = PollyEngine(voice="Joanna", bucket=servers.bucket, polly_engine="standard",
-                             mode="async", sns_topic=servers.topic if sns else None,
-                             prefix="ours-sns/" if sns else "ours-poll/")
+        engine = PollyEngine(PollyOptions(voice="Joanna", bucket=servers.bucket, polly_engine="standard", mode="async", sns_topic=servers.topic if sns else None, prefix="ours-sns/" if sns else "ours-poll/"))
         try:
             t0 = time.perf_counter()
             syn = synthesize(book, opts, store=store, engine=engine)

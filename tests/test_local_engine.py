@@ -12,6 +12,7 @@ from audiobook.engines import espeak
 from audiobook.engines.base import Engine
 from audiobook.engines.fake import FakeEngine, tone_wav
 from audiobook.engines.local import LocalEngine, prepare_ssml, voice_for_language
+from audiobook.engines.options import LocalOptions
 from audiobook.errors import ConfigError, TaskFailed, Throttled, TransientEngineError
 from audiobook.model import Chunk
 
@@ -36,7 +37,7 @@ def test_unknown_language_falls_back_to_english_with_a_warning(caplog):
 
 def test_unknown_voice_is_a_one_line_config_error():
     with pytest.raises(ConfigError) as err:
-        LocalEngine(voice="no-such-voice")
+        LocalEngine(LocalOptions(voice="no-such-voice"))
     assert "no-such-voice" in str(err.value)
     assert "\n" not in str(err.value)
     assert err.value.exit_code == 2
@@ -47,7 +48,7 @@ def test_voice_names_and_table_agree_with_espeak():
     assert {"en-us", "fr", "cmn", "ja", "ar"} <= set(names)
     installed = {lang for _n, _i, langs in espeak.voices() for lang in langs}
     assert set(names) == {v.lower() for v in installed}
-    assert LocalEngine(voice="English (America)").voice == "English (America)"
+    assert LocalEngine(LocalOptions(voice="English (America)")).voice == "English (America)"
 
 
 def test_prepare_ssml_golden():
@@ -86,7 +87,7 @@ def _chunk(i: int, text: str) -> Chunk:
 
 
 def test_local_engine_synthesizes_chunks_in_parallel_into_real_wavs(tmp_path):
-    with LocalEngine(language="en-US", workers=2) as engine:
+    with LocalEngine(LocalOptions(language="en-US", workers=2)) as engine:
         assert isinstance(engine, Engine)
         assert engine.audio_format.ext == "wav" and engine.audio_format.sample_rate == 22050
         assert "voice=en-us" in engine.identity() and "espeak-ng" in engine.identity()
@@ -113,8 +114,8 @@ def test_local_engine_synthesizes_chunks_in_parallel_into_real_wavs(tmp_path):
 
 
 def test_local_engine_rate_changes_length(tmp_path):
-    with LocalEngine(voice="en-us", workers=1, rate_wpm=350) as fast, \
-            LocalEngine(voice="en-us", workers=1) as normal:
+    with LocalEngine(LocalOptions(voice="en-us", workers=1, rate_wpm=350)) as fast, \
+            LocalEngine(LocalOptions(voice="en-us", workers=1)) as normal:
         assert fast.identity() != normal.identity()
         chunk = _chunk(0, "The quick brown fox jumps over the lazy dog.")
         for eng, name in ((fast, "fast"), (normal, "normal")):
@@ -127,7 +128,7 @@ def test_local_engine_rate_changes_length(tmp_path):
 
 def test_local_engine_rejects_silly_rates():
     with pytest.raises(ConfigError):
-        LocalEngine(rate_wpm=5)
+        LocalEngine(LocalOptions(rate_wpm=5))
 
 
 # --- the fake engine ------------------------------------------------------------------
@@ -194,15 +195,16 @@ def test_list_voices_filters_by_language():
     assert names and all(n.startswith("fr") for n in names)
     assert "en-us" in [v["name"] for v in list_voices()]
     for v in list_voices("en"):
-        LocalEngine(voice=v["name"])  # every listed name is accepted by --voice
+        LocalEngine(LocalOptions(voice=v["name"]))  # every listed name is accepted by --voice
 
 
 _ORPHAN_SCRIPT = """
 import os, pathlib, sys
 from audiobook.engines.local import LocalEngine
+from audiobook.engines.options import LocalOptions
 from audiobook.model import Chunk
 if __name__ == "__main__":
-    engine = LocalEngine(voice="en-us", workers=1)
+    engine = LocalEngine(LocalOptions(voice="en-us", workers=1))
     ref = engine.submit(Chunk.make(0, 0, "<speak>hello</speak>"), "k")
     engine.fetch(ref, pathlib.Path(sys.argv[1]))
     print(" ".join(str(p) for p in engine._pool._processes), flush=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from audiobook.config import EngineLimits, PipelineConfig
-from audiobook.engines.base import AudioFormat, Engine, TaskRef, TaskState
+from audiobook.engines.base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
 from audiobook.errors import RetriesExceeded, TaskFailed, Throttled, TransientEngineError
 from audiobook.model import Block, Book, Chapter
 from audiobook.pipeline import ConvertOptions, Hooks, Limiters, synthesize
@@ -33,7 +33,9 @@ class ScriptedEngine(Engine):
     """
 
     name = "scripted"
-    remote = False  # polls are cheap: no minimum interval between them
+    # Not remote (polls are cheap: no minimum interval between them); its tasks outlive
+    # the client.
+    capabilities = Capabilities(keeps_tasks=True)
     limits = EngineLimits(max_billable=120, max_total=400)
     audio_format = AudioFormat("wav", 16000)
 
@@ -365,7 +367,7 @@ def test_convert_book_writes_captions_from_speech_marks(tmp_path):
     from audiobook.pipeline import convert_book
 
     class MarkingEngine(FakeEngine):
-        marks = ("sentence",)
+        capabilities = Capabilities(marks=True)
 
         def fetch_marks(self, ref, dest):
             chunk = self.tasks[ref.task_id].chunk
@@ -398,6 +400,7 @@ def test_convert_book_writes_captions_from_speech_marks(tmp_path):
 
 def test_engine_answering_for_many_tasks_is_asked_once_per_round(store):
     class Batched(ScriptedEngine):
+        capabilities = Capabilities(keeps_tasks=True, batch_status=True)
         rounds = 0
 
         def poll_many(self, refs):

@@ -23,6 +23,7 @@ import boto3
 import pytest
 
 from audiobook.config import PipelineConfig
+from audiobook.engines.options import PollyOptions
 from audiobook.engines.polly import PollyEngine, polly_client_config
 from audiobook.estimate import estimate
 from audiobook.ingest import read_book
@@ -53,14 +54,7 @@ def short(book: Book) -> Book:
 def make_engine(emu: Any, moto: str, bucket: str, **kw: Any) -> PollyEngine:
     session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
                                     aws_secret_access_key="testing")
-    return PollyEngine(
-        voice="Lea", bucket=bucket, prefix="books/", polly_engine="neural", mode="async",
-        polly=session.client("polly", endpoint_url=emu.url, config=polly_client_config()),
-        s3=session.client("s3", endpoint_url=moto),
-        sqs=session.client("sqs", endpoint_url=moto),
-        sns=session.client("sns", endpoint_url=moto),
-        **kw,
-    )
+    return PollyEngine(PollyOptions(voice="Lea", bucket=bucket, prefix="books/", polly_engine="neural", mode="async", **kw), polly=session.client("polly", endpoint_url=emu.url, config=polly_client_config()), s3=session.client("s3", endpoint_url=moto), sqs=session.client("sqs", endpoint_url=moto), sns=session.client("sns", endpoint_url=moto))
 
 
 def run(book: Book, engine: PollyEngine, tmp_path: Path) -> tuple[list[Chunk], Any, Path]:
@@ -70,7 +64,7 @@ def run(book: Book, engine: PollyEngine, tmp_path: Path) -> tuple[list[Chunk], A
 
     opts = ConvertOptions(
         fmt="m4b", engine="polly", voice="Lea",
-        engine_options={"polly_engine": "neural", "bucket": engine.bucket},
+        engine_options=PollyOptions(polly_engine="neural", bucket=engine.bucket),
         config=PipelineConfig(max_inflight=16, backoff_base=0.05, backoff_cap=0.5,
                               max_attempts=8),
     )

@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from audiobook.engines.base import TaskRef, TaskState
+from audiobook.engines.options import PollyOptions
 from audiobook.engines.polly import (
     PollyEngine,
     map_client_error,
@@ -86,18 +87,21 @@ def test_pick_mode_per_job():
 
 
 def test_engine_limits_follow_the_mode():
-    e = PollyEngine(voice="Joanna", bucket="b-ok")
+    e = PollyEngine(PollyOptions(voice="Joanna", bucket="b-ok"))
     assert e.limits.max_billable == 100_000  # auto, not planned yet: async
-    assert e.plan(2_000, 4_000) == "sync" and e.limits.max_billable == 3_000
-    assert e.plan(200_000, 400_000) == "async" and e.limits.max_total == 200_000
-    e = PollyEngine(voice="Joanna", bucket="b-ok", mode="sync")
-    assert e.plan(10**6, 10**6) == "sync"
+    e.plan(2_000, 4_000)
+    assert e.mode == "sync" and e.limits.max_billable == 3_000
+    e.plan(200_000, 400_000)
+    assert e.mode == "async" and e.limits.max_total == 200_000
+    e = PollyEngine(PollyOptions(voice="Joanna", bucket="b-ok", mode="sync"))
+    e.plan(10**6, 10**6)
+    assert e.mode == "sync"
 
 
 def test_identity_names_everything_that_changes_the_audio():
-    e = PollyEngine(voice="Lea", bucket="b-ok", polly_engine="standard", lexicons=("a", "b"))
+    e = PollyEngine(PollyOptions(voice="Lea", bucket="b-ok", polly_engine="standard", lexicons=("a", "b")))
     assert e.identity() == "polly:standard:Lea:mp3:22050:a,b"
-    e = PollyEngine(voice="Lea", bucket="b-ok", output_format="pcm", sample_rate="8000")
+    e = PollyEngine(PollyOptions(voice="Lea", bucket="b-ok", output_format="pcm", sample_rate="8000"))
     assert e.identity() == "polly:neural:Lea:pcm:8000:"
     assert (e.audio_format.ext, e.audio_format.sample_rate) == ("wav", 8000)
 
@@ -129,7 +133,7 @@ def test_unsupported_ssml(ssml, engine, bad):
 
 
 def test_validate_ssml_is_one_line_naming_the_tag():
-    e = PollyEngine(voice="Joanna", bucket="b-ok", polly_engine="neural")
+    e = PollyEngine(PollyOptions(voice="Joanna", bucket="b-ok", polly_engine="neural"))
     with pytest.raises(ConfigError) as info:
         e.validate_ssml("<speak><emphasis>loud</emphasis></speak>")
     assert str(info.value) == "SSML tag <emphasis> is not supported by the Polly neural engine"
@@ -174,17 +178,15 @@ def test_map_client_error():
 
 def test_check_options_one_line_errors():
     with pytest.raises(ConfigError, match="^--bucket is required for --engine polly$"):
-        PollyEngine(voice="Joanna", bucket="").check_options()
+        PollyEngine(PollyOptions(voice="Joanna", bucket="")).check_options()
     with pytest.raises(ConfigError, match="not a valid S3 bucket name"):
-        PollyEngine(voice="Joanna", bucket="Bad_Bucket").check_options()
+        PollyEngine(PollyOptions(voice="Joanna", bucket="Bad_Bucket")).check_options()
     with pytest.raises(ConfigError, match="--polly-engine"):
-        PollyEngine(voice="Joanna", bucket="b-ok", polly_engine="turbo").check_options()
+        PollyEngine(PollyOptions(voice="Joanna", bucket="b-ok", polly_engine="turbo")).check_options()
     with pytest.raises(ConfigError, match="sample rate 44100 is not valid for pcm"):
-        PollyEngine(voice="Joanna", bucket="b-ok", output_format="pcm",
-                    sample_rate="44100").check_options()
+        PollyEngine(PollyOptions(voice="Joanna", bucket="b-ok", output_format="pcm", sample_rate="44100")).check_options()
     with pytest.raises(ConfigError, match="generative engine produces no speech marks"):
-        PollyEngine(voice="Ruth", bucket="b-ok", polly_engine="generative",
-                    marks=("sentence",)).check_options()
+        PollyEngine(PollyOptions(voice="Ruth", bucket="b-ok", polly_engine="generative", marks=("sentence",))).check_options()
 
 
 # --------------------------------------------------------------------------- WebVTT
@@ -278,13 +280,7 @@ def engine_on(moto_server, calls) -> Callable[..., PollyEngine]:
     def make(emulator: Any, **kw: Any) -> PollyEngine:
         kw.setdefault("voice", "Joanna")
         kw.setdefault("polly_engine", "neural")
-        e = PollyEngine(
-            polly=_recorded_client("polly", emulator.url),
-            s3=_recorded_client("s3", moto_server),
-            sqs=_recorded_client("sqs", moto_server),
-            sns=_recorded_client("sns", moto_server),
-            **kw,
-        )
+        e = PollyEngine(PollyOptions(**kw), polly=_recorded_client("polly", emulator.url), s3=_recorded_client("s3", moto_server), sqs=_recorded_client("sqs", moto_server), sns=_recorded_client("sns", moto_server))
         made.append(e)
         return e
 
@@ -337,7 +333,7 @@ def test_async_submit_poll_fetch_the_usual_boto3_way(aws_env, polly_emulator, s3
     """No injected clients: credentials, region and endpoints come from the environment
     (AWS_ENDPOINT_URL_POLLY / _S3), as for a user."""
     key = _key()
-    with PollyEngine(voice="Joanna", bucket=s3_bucket, prefix="books/") as engine:
+    with PollyEngine(PollyOptions(voice="Joanna", bucket=s3_bucket, prefix="books/")) as engine:
         engine.preflight()
         ref = engine.submit(CHUNK, key)
         assert ref.billed_chars == billable_chars(SSML) > 0
@@ -372,7 +368,8 @@ def test_sync_path_answers_at_once_and_starts_no_task(polly_emulator, billing, e
 
 def test_auto_mode_small_job_goes_sync(polly_emulator, billing, engine_on, s3_bucket):
     engine = engine_on(polly_emulator, bucket=s3_bucket)
-    assert engine.plan(billable_chars(SSML), len(SSML)) == "sync"
+    engine.plan(billable_chars(SSML), len(SSML))
+    assert engine.mode == "sync"
     ref = engine.submit(CHUNK, _key())
     assert ref.extra["mode"] == "sync" and billing.new_tasks == []
 
@@ -722,9 +719,7 @@ class LossyProxy:
 def test_a_lost_start_answer_is_not_paid_twice(polly_emulator, billing, moto_server, s3_bucket):
     proxy = LossyProxy(polly_emulator.url)
     try:
-        engine = PollyEngine(voice="Joanna", bucket=s3_bucket,
-                             polly=_recorded_client("polly", proxy.url),
-                             s3=_recorded_client("s3", moto_server))
+        engine = PollyEngine(PollyOptions(voice="Joanna", bucket=s3_bucket), polly=_recorded_client("polly", proxy.url), s3=_recorded_client("s3", moto_server))
         proxy.lose = 1
         ref = engine.submit(CHUNK, _key())  # 500 after the task was made: found, reused
         assert [t.task_id for t in billing.new_tasks] == [ref.task_id]
@@ -771,9 +766,7 @@ def test_marks_start_throttled_after_the_audio_start_pays_audio_once(
         polly_emulator, billing, moto_server, s3_bucket):
     proxy = LossyProxy(polly_emulator.url)
     try:
-        engine = PollyEngine(voice="Joanna", bucket=s3_bucket, marks=("sentence",),
-                             polly=_recorded_client("polly", proxy.url),
-                             s3=_recorded_client("s3", moto_server))
+        engine = PollyEngine(PollyOptions(voice="Joanna", bucket=s3_bucket, marks=("sentence",)), polly=_recorded_client("polly", proxy.url), s3=_recorded_client("s3", moto_server))
         key = _key()
         proxy.starts = ["pass", "throttle"]  # audio task starts, marks task is throttled
         with pytest.raises(Throttled):

@@ -4,11 +4,20 @@ An engine turns one SSML chunk into one audio file. Every engine is asynchronous
 shape, even one that answers at once: ``submit`` starts the work and returns a
 ``TaskRef`` (whose ``task_id`` the state store records before anything else can fail),
 ``poll`` tells where it stands, ``fetch`` writes the finished audio to a path.
+
+What an engine can do beyond that is declared, never probed for (fsspec's backends,
+yt-dlp's downloaders): ``capabilities`` says whether its tasks live at a remote service,
+outlive the process, can be asked about many at once, are announced by notifications,
+come with speech marks, and how they are priced. The pipeline reads the declaration;
+every optional method has a default here (``plan``, ``preflight``, ``poll_many``,
+``fetch_marks``, ``recover``), so a new engine implements ``submit``/``poll``/``fetch``
+and declares the rest.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -47,10 +56,35 @@ class AudioFormat:
     channels: int = 1
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do beyond submit/poll/fetch. The pipeline reads these fields.
+
+    remote:       a network service: polled at a gentler pace, inside its status quota.
+    keeps_tasks:  tasks outlive the process: a recorded task id can be polled after a
+                  restart, and ``recover`` finds a task whose id was never recorded.
+    batch_status: ``poll_many`` answers for many tasks in one status call.
+    notified:     completions are pushed (notifications): a poll spends no status quota.
+    marks:        ``fetch_marks`` writes speech marks beside each piece of audio.
+    price_kind:   the key of the engine's list price (``config.POLLY_PRICES_PER_MILLION``);
+                  "" for an engine that costs nothing.
+    """
+
+    remote: bool = False
+    keeps_tasks: bool = False
+    batch_status: bool = False
+    notified: bool = False
+    marks: bool = False
+    price_kind: str = ""
+
+
 class Engine(abc.ABC):
     name: str = "engine"
     limits: EngineLimits
     audio_format: AudioFormat
+    # A plain local engine. Engines whose abilities depend on their options override
+    # this with a property.
+    capabilities: Capabilities = Capabilities()
 
     @abc.abstractmethod
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
@@ -69,10 +103,28 @@ class Engine(abc.ABC):
     def fetch(self, ref: TaskRef, dest: Path) -> None:
         """Write the finished audio of ``ref`` to ``dest`` (whole, or not at all)."""
 
+    def plan(self, billable_chars: int, total_chars: int) -> None:
+        """Hear the size of the whole job before it is chunked (an engine whose
+        ``limits`` depend on the path it takes settles the path here). Default: nothing."""
+
+    def preflight(self) -> None:
+        """Every check that can fail before money is spent (ConfigError on one line).
+        Called once, before the first submit. Default: nothing to check."""
+
+    def poll_many(self, refs: Sequence[TaskRef]) -> list[TaskState]:
+        """Where each task stands, in order. Engines with ``capabilities.batch_status``
+        answer in one status call; the default asks ``poll`` for each."""
+        return [self.poll(r) for r in refs]
+
+    def fetch_marks(self, ref: TaskRef, dest: Path) -> None:
+        """Write the speech marks of ``ref`` to ``dest`` (JSON lines, times in ms from
+        the start of the piece). Only for engines with ``capabilities.marks``."""
+        raise NotImplementedError(f"the {self.name} engine writes no speech marks")
+
     def recover(self, key: str, since: float) -> TaskRef | None:
         """Find a task for ``key`` started at or after ``since`` (epoch seconds) that the
         caller never recorded (a crash right after the start call). None if there is none
-        or the engine keeps nothing across processes."""
+        or the engine keeps nothing across processes (``capabilities.keeps_tasks``)."""
         return None
 
     def identity(self) -> str:

@@ -5,7 +5,7 @@ its own process. A chunk's audio is written by the worker straight to a WAV file
 s16le mono at espeak-ng's 22,050 Hz) block by block, so neither the worker nor this
 process ever holds a whole chunk in memory; ``fetch`` moves that file into place.
 
-    LocalEngine(voice=None, language="fr")   # follows the book's language
+    LocalEngine(LocalOptions(language="fr"))  # follows the book's language
     ref = engine.submit(chunk, key)          # returns at once
     engine.poll(ref).status                  # "scheduled" | "inProgress" | "completed" | "failed"
     engine.fetch(ref, dest)                  # dest.wav, whole or not at all
@@ -28,9 +28,10 @@ from functools import cache
 from pathlib import Path
 
 from ..config import EngineLimits
-from ..errors import ConfigError, EngineError, TaskFailed, TransientEngineError
+from ..errors import ConfigError, EngineError, TaskFailed, TransientEngineError, one_line
 from ..model import Chunk
 from .base import AudioFormat, Engine, TaskRef, TaskState
+from .options import LocalOptions
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +148,10 @@ class LocalEngine(Engine):
     limits = LOCAL_LIMITS
     audio_format = AudioFormat("wav", SAMPLE_RATE)
 
-    def __init__(
-        self,
-        voice: str | None = None,
-        language: str | None = None,
-        workers: int = 0,
-        rate_wpm: int | None = None,
-    ) -> None:
+    def __init__(self, options: LocalOptions | None = None) -> None:
+        options = options or LocalOptions()
+        voice, language, rate_wpm = options.voice, options.language, options.rate_wpm
+        workers = options.workers
         if rate_wpm is not None and not 80 <= rate_wpm <= 450:
             raise ConfigError(f"speaking rate {rate_wpm} words per minute is out of range 80-450")
         if voice:
@@ -206,18 +204,18 @@ class LocalEngine(Engine):
         if exc is None:
             return TaskState("completed", output_uri=ref.output_uri)
         transient = isinstance(exc, (BrokenProcessPool, TransientEngineError, OSError))
-        return TaskState("failed", reason=_one_line(exc), transient=transient)
+        return TaskState("failed", reason=one_line(exc), transient=transient)
 
     def fetch(self, ref: TaskRef, dest: Path) -> None:
         fut = self._future(ref)
         try:
             fut.result()
         except BrokenProcessPool as e:
-            raise TransientEngineError(f"espeak-ng worker died: {_one_line(e)}") from e
+            raise TransientEngineError(f"espeak-ng worker died: {one_line(e)}") from e
         except EngineError:
             raise
         except Exception as e:
-            raise TaskFailed(f"espeak-ng failed: {_one_line(e)}", reason=_one_line(e)) from e
+            raise TaskFailed(f"espeak-ng failed: {one_line(e)}", reason=one_line(e)) from e
         src = ref.output_uri or os.path.join(self._dir, f"{ref.task_id}.wav")
         dest = Path(dest)
         try:
@@ -311,8 +309,3 @@ def _move_into_place(src: Path, dest: Path) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     src.unlink(missing_ok=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

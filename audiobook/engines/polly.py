@@ -84,7 +84,8 @@ from ..errors import (
     TransientEngineError,
 )
 from ..model import Chunk
-from .base import AudioFormat, Engine, TaskRef, TaskState
+from .base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
+from .options import PollyOptions
 
 log = logging.getLogger(__name__)
 
@@ -549,6 +550,52 @@ def list_tasks(
         raise map_client_error(e, "Polly ListSpeechSynthesisTasks") from e
 
 
+# --------------------------------------------------------------------------- voices
+
+
+# A Polly voice per language for books converted without --voice (all neural-capable
+# except where none is).
+POLLY_DEFAULT_VOICES = {
+    "en": "Joanna",
+    "en-gb": "Amy",
+    "en-au": "Olivia",
+    "en-in": "Kajal",
+    "fr": "Lea",
+    "fr-ca": "Gabrielle",
+    "de": "Vicki",
+    "es": "Lucia",
+    "es-us": "Lupe",
+    "es-mx": "Mia",
+    "it": "Bianca",
+    "pt": "Ines",
+    "pt-br": "Camila",
+    "nl": "Laura",
+    "ja": "Takumi",
+    "zh": "Zhiyu",
+    "ko": "Seoyeon",
+    "ar": "Hala",
+    "pl": "Ola",
+    "sv": "Elin",
+    "da": "Sofie",
+    "nb": "Ida",
+    "no": "Ida",
+    "fi": "Suvi",
+    "tr": "Burcu",
+}
+
+
+def polly_voice_for(language: str | None) -> str:
+    """A default Polly voice for a BCP 47 language tag; ConfigError when none is known."""
+    tag = (language or "en").lower().replace("_", "-")
+    voice = POLLY_DEFAULT_VOICES.get(tag) or POLLY_DEFAULT_VOICES.get(tag.split("-")[0])
+    if voice is None:
+        raise ConfigError(
+            f"no default Polly voice for language {language!r}; "
+            "choose one with --voice (see `audiobook voices`)"
+        )
+    return voice
+
+
 # --------------------------------------------------------------------------- clients
 
 
@@ -582,26 +629,28 @@ class PollyEngine(Engine):
 
     def __init__(
         self,
+        options: PollyOptions,
         *,
-        voice: str,
-        bucket: str,
-        prefix: str = "",
-        polly_engine: str = "neural",
-        mode: str = "auto",
-        sns_topic: str | None = None,
-        kms_key: str | None = None,
-        region: str | None = None,
-        lexicons: tuple[str, ...] = (),
-        output_format: str = "mp3",
-        sample_rate: str | None = None,
-        marks: tuple[str, ...] = (),
         polly: Any = None,
         s3: Any = None,
         sqs: Any = None,
         sns: Any = None,
-        notification_grace: float = NOTIFICATION_GRACE_S,
         clock: Any = time.monotonic,
     ) -> None:
+        self.options = options
+        mode = options.mode
+        polly_engine = options.polly_engine
+        output_format = options.output_format
+        sample_rate = options.sample_rate
+        voice = options.voice or polly_voice_for(options.language)
+        bucket, prefix, sns_topic = options.bucket, options.prefix, options.sns_topic
+        kms_key, region, lexicons, marks = (
+            options.kms_key,
+            options.region,
+            options.lexicons,
+            options.marks,
+        )
+        notification_grace = options.notification_grace
         if mode not in MODES:
             raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.voice = voice
@@ -637,14 +686,24 @@ class PollyEngine(Engine):
     # -- configuration --------------------------------------------------------------
 
     @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return Capabilities(
+            remote=True,
+            keeps_tasks=True,
+            batch_status=True,
+            notified=self.sns_topic is not None,
+            marks=bool(self.marks),
+            price_kind=self.polly_engine,
+        )
+
+    @property
     def limits(self) -> EngineLimits:  # type: ignore[override]
         return POLLY_SYNC_LIMITS if self.mode == "sync" else POLLY_TASK_LIMITS
 
-    def plan(self, billable_chars: int, total_chars: int) -> str:
+    def plan(self, billable_chars: int, total_chars: int) -> None:
         """Settle ``mode="auto"`` for a job of this size (see ``pick_mode``); call it
-        before chunking, since ``limits`` follow the mode. Returns the mode."""
+        before chunking, since ``limits`` follow the mode."""
         self.mode = pick_mode(self.requested_mode, billable_chars, total_chars)
-        return self.mode
 
     def identity(self) -> str:
         rate = self.sample_rate or default_sample_rate(self.output_format, self.polly_engine)

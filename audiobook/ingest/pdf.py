@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..errors import CorruptDocument, EncryptedDocument, InputError, NoTextError
+from ..errors import CorruptDocument, EncryptedDocument, InputError, NoTextError, one_line
 from ..model import Block, Book, Chapter, ChapterRole
 from . import _pdflayout as lay
 from .base import IngestOptions, Ingestor
@@ -86,7 +86,7 @@ def open_pdf(path: Path, password: str | None) -> Any:
     try:
         reader = PdfReader(path, strict=False)
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
-        raise CorruptDocument(path, f"broken PDF: {_one_line(e)}") from None
+        raise CorruptDocument(path, f"broken PDF: {one_line(e, 200)}") from None
     except RecursionError:
         raise CorruptDocument(path, "broken PDF: object structure nests without end") from None
     except OSError as e:
@@ -103,7 +103,7 @@ def open_pdf(path: Path, password: str | None) -> Any:
                 path, "encrypted with AES, which needs the 'cryptography' package"
             ) from None
         except (PdfReadError, NotImplementedError, ValueError, KeyError) as e:
-            raise EncryptedDocument(path, f"encryption not supported: {_one_line(e)}") from None
+            raise EncryptedDocument(path, f"encryption not supported: {one_line(e, 200)}") from None
         if not ok:
             raise EncryptedDocument(path, "encrypted; wrong or missing password (use --password)")
         try:
@@ -113,11 +113,6 @@ def open_pdf(path: Path, password: str | None) -> Any:
                 path, "encrypted; wrong or missing password (use --password)"
             ) from None
     return reader
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text[:200]
 
 
 # ---------------------------------------------------------------------------------------
@@ -530,7 +525,7 @@ class PdfIngestor(Ingestor):
             try:
                 pages = walk_pages(reader, warnings)
             except (RecursionError, AttributeError, KeyError, TypeError, ValueError) as e:
-                raise CorruptDocument(path, f"broken page tree: {_one_line(e)}") from None
+                raise CorruptDocument(path, f"broken page tree: {one_line(e, 200)}") from None
             if not pages:
                 raise CorruptDocument(path, "the PDF has no pages")
             page_index = {
