@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .captions import write_captions
 from .config import POLLY_START_TPS, PipelineConfig, RenderOptions
 from . import engines
 from .engines.base import Engine, TaskRef, TaskState
@@ -1003,45 +1004,6 @@ def _wants_marks(engine: Engine) -> bool:
     return engine.capabilities.marks
 
 
-def piece_duration(path: Path) -> float:
-    """Seconds of audio in a cached piece (WAV header, else mutagen)."""
-    from .audio import read_wav_info
-
-    info = read_wav_info(path)
-    if info is not None:
-        return info.duration
-    import mutagen
-
-    f = mutagen.File(path)
-    length = getattr(getattr(f, "info", None), "length", None) if f is not None else None
-    if length is None:
-        raise EngineError(f"{path}: cannot tell the length of this audio")
-    return float(length)
-
-
-def write_captions(syn: Synthesis, outputs: list[Path], out: Path, fmt: str) -> list[Path]:
-    """WebVTT captions per chapter from the speech marks, beside the audio:
-    ``<out stem>.<NN>.vtt`` (or each chapter file's name with ``.vtt``)."""
-    from .engines.polly import write_webvtt
-
-    if syn.marks is None:
-        return []
-    written = []
-    n = len(syn.pieces)
-    width = max(2, len(str(n)))
-    for i, (pieces, marks) in enumerate(zip(syn.pieces, syn.marks)):
-        if fmt == "chapters" and len(outputs) == n:
-            dest = outputs[i].with_suffix(".vtt")
-        else:
-            dest = out.with_name(f"{out.stem}.{i + 1:0{width}d}.vtt")
-        offsets, t = [], 0.0
-        for p in pieces:
-            offsets.append(t)
-            t += piece_duration(p)
-        written.append(write_webvtt(dest, list(zip(offsets, marks))))
-    return written
-
-
 def _convert(
     book: Book,
     out: Path,
@@ -1096,7 +1058,9 @@ def _convert(
             from .stitch import stitch
 
             stitched = stitch(book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch)
-            captions = write_captions(syn, [Path(p) for p in stitched.outputs], out, opts.fmt)
+            captions = write_captions(
+                syn.pieces, syn.marks, [Path(p) for p in stitched.outputs], out, opts.fmt
+            )
         except BaseException as e:
             # What was paid for is in the chunk rows; the run keeps only why it stopped.
             store.finish_book(book_id, status="failed")

@@ -51,6 +51,7 @@ from urllib.parse import quote
 
 from lxml import etree
 
+from .captions import vtt_escape, vtt_time
 from .errors import ConfigError, InputError
 from .model import Book
 
@@ -170,18 +171,6 @@ def chapters_json(chapter_times: Sequence[tuple[str, float, float]]) -> dict[str
     }
 
 
-def vtt_timestamp(seconds: float) -> str:
-    ms = max(0, round(seconds * 1000))
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
-
-
-def _vtt_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def transcript_vtt(
     book: Book, chapter_times: Sequence[tuple[str, float, float]], duration: float
 ) -> str:
@@ -209,8 +198,8 @@ def transcript_vtt(
             if cue_end <= t:
                 cue_end = t + 0.001
             n += 1
-            lines += [str(n), f"{vtt_timestamp(t)} --> {vtt_timestamp(cue_end)}",
-                      _vtt_escape(text), ""]
+            lines += [str(n), f"{vtt_time(t)} --> {vtt_time(cue_end)}",
+                      vtt_escape(text), ""]
             t = cue_end
     return "\n".join(lines)
 

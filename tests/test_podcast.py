@@ -20,6 +20,7 @@ from audiobook.cli import cli
 from audiobook.engines.fake import FakeEngine
 from audiobook.errors import InputError, NoTextError
 from audiobook.pipeline import ConvertOptions
+from audiobook.captions import vtt_time
 from audiobook.podcast import (
     ITUNES_NS,
     PODCAST_NS,
@@ -28,7 +29,6 @@ from audiobook.podcast import (
     chapters_json,
     cue_texts,
     transcript_vtt,
-    vtt_timestamp,
 )
 from tests.conftest import corpus_path
 
@@ -336,7 +336,7 @@ def test_lead_image_becomes_channel_artwork_when_none_is_given(tmp_path):
 def test_vtt_timestamps_and_escaping():
     from audiobook.model import Block, Book, Chapter
 
-    assert vtt_timestamp(3725.5) == "01:02:05.500"
+    assert vtt_time(3725.5) == "01:02:05.500"
     book = Book("T", (Chapter("One", 1, (Block("paragraph", "a <b> & c --> d"),)),))
     vtt = transcript_vtt(book, [("One", 0.0, 2.0)], 2.0)
     assert "a &lt;b&gt; &amp; c --&gt; d" in vtt

@@ -15,11 +15,11 @@ import boto3
 import pytest
 
 from audiobook.engines.base import TaskRef, TaskState
+from audiobook.captions import marks_to_webvtt
 from audiobook.engines.options import PollyOptions
 from audiobook.engines.polly import (
     PollyEngine,
     map_client_error,
-    marks_to_webvtt,
     parse_notification,
     parse_s3_uri,
     pick_mode,
@@ -729,7 +729,7 @@ def test_a_lost_start_answer_is_not_paid_twice(polly_emulator, billing, moto_ser
 
 
 def test_write_webvtt_from_marks_files(tmp_path):
-    from audiobook.engines.polly import write_webvtt
+    from audiobook.captions import write_webvtt
 
     (tmp_path / "1.marks").write_text(CHUNK1)
     (tmp_path / "2.marks").write_text(CHUNK2)

@@ -59,7 +59,6 @@ own error messages.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
@@ -69,7 +68,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -366,144 +365,6 @@ def unsupported_ssml(ssml: str, polly_engine: str) -> str | None:
         if tag == "amazon:domain" and polly_engine != "neural":
             return f'<amazon:domain name="{attrs.get("name", "")}">'
     return None
-
-
-# --------------------------------------------------------------------------- WebVTT
-
-
-def _vtt_time(seconds: float) -> str:
-    ms = max(0, int(round(seconds * 1000)))
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
-
-
-def _clean_text(fragment: str) -> str:
-    """Speech-mark text (a substring of the SSML) as plain text escaped for WebVTT."""
-    text = re.sub(r"<[^>]*>?", " ", fragment)
-    text = html.unescape(text)
-    text = " ".join(text.split())
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _parse_marks(jsonl: str) -> list[dict[str, Any]]:
-    out = []
-    for line in jsonl.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(obj, dict) and "time" in obj and "type" in obj:
-            out.append(obj)
-    return out
-
-
-def marks_to_webvtt(chunks_marks: Sequence[tuple[float, str]]) -> str:
-    """WebVTT captions for one chapter from its chunks' speech marks.
-
-    ``chunks_marks``: one ``(offset_s, marks_jsonl)`` per chunk, in order, where
-    ``offset_s`` is where that chunk's audio starts in the chapter (or the whole file) and
-    ``marks_jsonl`` is what ``fetch_marks`` wrote. One cue per sentence mark, from its
-    time to the next sentence's (the last one lasts until its last word plus a little);
-    when word marks are present, each word after the first gets an inline WebVTT
-    timestamp (karaoke style). Pure; no I/O.
-    """
-    sentences: list[tuple[float, dict[str, Any], list[dict[str, Any]]]] = []
-    for offset, jsonl in chunks_marks:
-        marks = _parse_marks(jsonl)
-        words = [m for m in marks if m.get("type") == "word"]
-        for m in marks:
-            if m.get("type") != "sentence":
-                continue
-            s0, s1 = int(m.get("start", 0)), int(m.get("end", 0))
-            inside = [w for w in words if s0 <= int(w.get("start", -1)) < s1]
-            sentences.append((offset + float(m["time"]) / 1000.0, m, inside))
-        if not any(m.get("type") == "sentence" for m in marks) and words:
-            # Word marks only: one cue per chunk.
-            fake = {"time": words[0]["time"], "start": words[0].get("start", 0)}
-            fake["end"] = words[-1].get("end", 0)
-            fake["value"] = " ".join(str(w.get("value", "")) for w in words)
-            sentences.append((offset + float(words[0]["time"]) / 1000.0, fake, []))
-    cues = ["WEBVTT", ""]
-    n = 0
-    for i, (start, mark, words) in enumerate(sentences):
-        text_value = str(mark.get("value", ""))
-        if i + 1 < len(sentences):
-            end = sentences[i + 1][0]
-        else:
-            last = max((float(w["time"]) / 1000.0 for w in words), default=0.0)
-            end = start + max(last - (float(mark["time"]) / 1000.0) + 0.8, 1.0)
-        if end <= start:
-            end = start + 0.5
-        body = _cue_text(text_value, mark, words, start - float(mark["time"]) / 1000.0, start, end)
-        if not body:
-            continue
-        n += 1
-        cues += [str(n), f"{_vtt_time(start)} --> {_vtt_time(end)}", body, ""]
-    return "\n".join(cues) + ("\n" if n == 0 else "")
-
-
-def write_webvtt(dest: str | os.PathLike[str],
-                 chunks_marks: Sequence[tuple[float, str | os.PathLike[str]]]) -> Path:
-    """Write a chapter's captions to ``dest`` (temp file, then os.replace).
-
-    ``chunks_marks``: ``(offset_s, marks)`` per chunk in order, where ``marks`` is the
-    path of a file ``fetch_marks`` wrote (or its JSON-lines text). The pipeline's way:
-    fetch marks beside each cached piece, then, with each piece's start time in the
-    chapter from the stitcher, write ``<output stem>.<chapter number>.vtt``."""
-    items: list[tuple[float, str]] = []
-    for offset, marks in chunks_marks:
-        if isinstance(marks, str) and ("\n" in marks or marks.lstrip().startswith("{")):
-            items.append((offset, marks))
-        else:
-            items.append((offset, Path(marks).read_text(encoding="utf-8")))
-    out = Path(dest)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(marks_to_webvtt(items))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
-
-
-def _cue_text(
-    value: str,
-    mark: Mapping[str, Any],
-    words: Sequence[Mapping[str, Any]],
-    offset: float,
-    start: float,
-    end: float,
-) -> str:
-    if not words:
-        return _clean_text(value)
-    raw = value.encode("utf-8")
-    base = int(mark.get("start", 0))
-    parts: list[str] = []
-    cut = 0
-    for w in words:
-        pos = int(w.get("start", base)) - base
-        t = offset + float(w["time"]) / 1000.0
-        if pos <= cut or pos >= len(raw) or not (start < t < end):
-            continue
-        parts.append(_clean_text(raw[cut:pos].decode("utf-8", "replace")))
-        parts.append(f"<{_vtt_time(t)}>")
-        cut = pos
-    parts.append(_clean_text(raw[cut:].decode("utf-8", "replace")))
-    out = ""
-    for p in parts:
-        if p.startswith("<") and p.endswith(">") and ":" in p:
-            out = out.rstrip() + " " + p
-        elif p:
-            out = (out + " " + p) if out and not out.endswith(">") else out + p
-    return out.strip()
 
 
 # --------------------------------------------------------------------------- listing
