@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import EngineLimits, RenderOptions
@@ -33,10 +34,10 @@ from .ssml import (
     billable_chars,
     entity_overhead,
     is_sentence_end,
-    render_chapter,
+    render_book,
 )
 
-__all__ = ["chunk_book", "split_ssml"]
+__all__ = ["chunk_book", "chunk_rendered", "split_ssml"]
 
 _TEXT, _OPEN, _CLOSE, _EMPTY, _OTHER = range(5)
 
@@ -460,14 +461,18 @@ def split_ssml(ssml: str, limits: EngineLimits) -> list[str]:
     return [doc.piece(a, b) for a, b in bounds]
 
 
-def chunk_book(
-    book: Book, limits: EngineLimits, options: RenderOptions = DEFAULT_OPTIONS
-) -> list[Chunk]:
-    """Render every chapter and split it under ``limits``; a chunk never spans two
-    chapters. ``seq`` counts the pieces of each chapter from 0."""
+def chunk_rendered(rendered: Sequence[str], limits: EngineLimits) -> list[Chunk]:
+    """Split each chapter's SSML (``ssml.render_book``'s list) under ``limits``; a chunk
+    never spans two chapters. ``seq`` counts the pieces of each chapter from 0."""
     chunks: list[Chunk] = []
-    for index in range(len(book.chapters)):
-        ssml = render_chapter(book, index, options)
+    for index, ssml in enumerate(rendered):
         for seq, piece in enumerate(split_ssml(ssml, limits)):
             chunks.append(Chunk.make(index, seq, piece))
     return chunks
+
+
+def chunk_book(
+    book: Book, limits: EngineLimits, options: RenderOptions = DEFAULT_OPTIONS
+) -> list[Chunk]:
+    """Render every chapter and split it under ``limits`` (``chunk_rendered``)."""
+    return chunk_rendered(render_book(book, options), limits)

@@ -18,11 +18,12 @@ from typing import Any
 import click
 from rich.console import Console
 
-from .config import POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
+from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
 from .engines.options import PollyOptions
 from .errors import AudiobookError, ConfigError
 from .ingest import IngestOptions, read_book
-from .pipeline import FORMATS, ConvertOptions, convert
+from .options import ConvertOptions
+from .pipeline import convert
 
 log = logging.getLogger("audiobook")
 
@@ -209,8 +210,6 @@ def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
         voice=kw["voice"],
         render=_render_options(kw),
         ingest=_ingest_options(kw),
-        state_dir=kw["state_dir"],
-        reset_state=kw["reset_state"],
         config=PipelineConfig(workers=workers),
         force=kw.get("force", False),
     )
@@ -265,13 +264,13 @@ def cli(verbose: int) -> None:
 @ingest_options
 @state_options
 @click.option(
-    "--jobs",
+    "--workers",
     type=click.IntRange(min=0),
     default=0,
     help="Local synthesis processes [default: one per core].",
 )
 @click.option("--force", is_flag=True, help="Convert even if the output is up to date.")
-def convert_cmd(book: Path, out: Path | None, jobs: int, **kw: Any) -> None:
+def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     """Convert BOOK (EPUB, PDF, HTML, Markdown, text) into an audiobook.
 
     A second run of a finished book does nothing; a run that was killed resumes where
@@ -285,12 +284,14 @@ def convert_cmd(book: Path, out: Path | None, jobs: int, **kw: Any) -> None:
             --voice Joanna
     """
     from .progress import RichHooks, summary_line
+    from .state import open_state
 
-    opts = _convert_options(kw, workers=jobs)
+    opts = _convert_options(kw, workers=workers)
     console = _stderr()
     hooks = RichHooks(console)
     try:
-        result = convert(book, out, opts, hooks)
+        with open_state(kw["state_dir"], reset=kw["reset_state"]) as store:
+            result = convert(book, out, opts, hooks, store=store)
     finally:
         hooks.close()
     click.echo(summary_line(result))
@@ -589,12 +590,7 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
         s = store.summary()
     click.echo(f"state: {s.path}")
     for b in s.books:
-        out = ""
-        if b.output_path:
-            try:
-                out = ", ".join(json.loads(b.output_path).get("outputs", [])[:1])
-            except ValueError:
-                out = b.output_path
+        out = ", ".join(b.outputs[:1])
         click.echo(
             f"  {b.status:<8} {b.title or '?'} ({b.source_path})" + (f" -> {out}" if out else "")
         )
@@ -682,7 +678,7 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
     """
     from rich.table import Table
 
-    from .pipeline import batch
+    from .batch import batch
 
     opts = _convert_options(kw)
     console = _stderr()
@@ -698,14 +694,20 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
                 f"{item.source.name}: {summary_line(item.result)}"
             )
 
-    items = batch(
-        in_dir,
-        out_dir,
-        opts,
-        jobs=jobs,
-        on_book=on_book,
-        on_warning=lambda src, msg: click.echo(f"audiobook: warning: {src.name}: {msg}", err=True),
-    )
+    from .state import open_state
+
+    with open_state(kw["state_dir"], reset=kw["reset_state"]) as store:
+        items = batch(
+            in_dir,
+            out_dir,
+            opts,
+            jobs=jobs,
+            store=store,
+            on_book=on_book,
+            on_warning=lambda src, msg: click.echo(
+                f"audiobook: warning: {src.name}: {msg}", err=True
+            ),
+        )
     table = Table(title=f"{len(items)} books", title_justify="left")
     for col in ("book", "status", "pieces", "synthesized", "billed", "output"):
         table.add_column(col)
@@ -806,7 +808,7 @@ def main(argv: list[str] | None = None) -> None:
 @ingest_options
 @state_options
 @click.option(
-    "--jobs",
+    "--workers",
     type=click.IntRange(min=0),
     default=0,
     help="Local synthesis processes [default: one per core].",
@@ -820,7 +822,7 @@ def podcast_cmd(
     description: str | None,
     author: str | None,
     no_captions: bool,
-    jobs: int,
+    workers: int,
     **kw: Any,
 ) -> None:
     """Turn ARTICLES (HTML, Markdown, text) into podcast episodes and an RSS feed.
@@ -839,22 +841,25 @@ def podcast_cmd(
 
     from .podcast import PodcastOptions, build_episodes
     from .progress import RichHooks
+    from .state import open_state
 
-    opts = _convert_options(kw, workers=jobs)
+    opts = _convert_options(kw, workers=workers)
     if no_captions:
         opts = dataclasses.replace(opts, ingest=dataclasses.replace(opts.ingest, captions=False))
     channel = PodcastOptions(
         title=title, base_url=base_url, image=image, description=description, author=author
     )
     console = _stderr()
-    result = build_episodes(
-        list(articles),
-        feed_dir,
-        opts,
-        channel,
-        hooks_factory=lambda article: RichHooks(console, label=article.name),
-        on_episode=lambda status, ep: click.echo(f"{status:<8} {ep.title} -> {ep.audio}"),
-    )
+    with open_state(kw["state_dir"], reset=kw["reset_state"]) as store:
+        result = build_episodes(
+            list(articles),
+            feed_dir,
+            opts,
+            channel,
+            store=store,
+            hooks_factory=lambda article: RichHooks(console, label=article.name),
+            on_episode=lambda status, ep: click.echo(f"{status:<8} {ep.title} -> {ep.audio}"),
+        )
     for w in result.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
     click.echo(

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Output formats: an M4B with chapters, an MP3 with ID3 chapters, a folder of chapters.
+FORMATS = ("m4b", "mp3", "chapters")
+
 
 @dataclass(frozen=True)
 class EngineLimits:

@@ -411,6 +411,7 @@ def build_episodes(
     *,
     engine: Any = None,
     store: Any = None,
+    state_dir: Path | None = None,
     now: Callable[[], dt.datetime] = _utcnow,
     on_episode: Callable[[str, Episode], None] | None = None,
     hooks_factory: Callable[[Path], Any] | None = None,
@@ -418,9 +419,9 @@ def build_episodes(
     """Turn ``articles`` into episodes in ``feed_dir`` and (re)write its ``feed.xml``.
 
     ``opts`` is the pipeline's ``ConvertOptions`` (format m4b or mp3, engine, voice,
-    ingest options, state folder); ``engine``/``store`` are passed to
+    ingest options); ``engine``/``store``/``state_dir`` are passed to
     ``pipeline.convert_book`` (an Engine instance such as FakeEngine, a shared
-    StateStore). ``on_episode(status, episode)`` is called with "added", "updated" or
+    StateStore, the state folder). ``on_episode(status, episode)`` is called with "added", "updated" or
     "kept" for each article; an article that cannot be read is reported in
     ``result.failed`` and the others go on. ``hooks_factory(article)`` makes fresh
     progress hooks for each conversion (closed after it, when they have ``close()``),
@@ -428,7 +429,8 @@ def build_episodes(
     Returns what was done; the feed lists every episode of the folder, newest first.
     """
     from .ingest import read_book
-    from .pipeline import ConvertOptions, convert_book
+    from .options import ConvertOptions
+    from .pipeline import convert_book
 
     opts = opts or ConvertOptions()
     podcast = podcast or PodcastOptions()
@@ -482,7 +484,7 @@ def build_episodes(
             episode_hooks = hooks_factory(article) if hooks_factory else hooks
             try:
                 result = convert_book(book, audio, opts, episode_hooks, store=store,
-                                      engine=engine)
+                                      state_dir=state_dir, engine=engine)
             finally:
                 if hooks_factory and hasattr(episode_hooks, "close"):
                     episode_hooks.close()

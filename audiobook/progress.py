@@ -20,8 +20,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from .hooks import ConvertResult, Hooks
 from .model import Book
-from .pipeline import ConvertResult, Hooks
 
 
 def human_duration(seconds: float) -> str:

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from .errors import StateError
 
@@ -143,6 +143,35 @@ def m003_chunk_task_extra(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE chunks ADD COLUMN task_extra TEXT NOT NULL DEFAULT '{}'")
 
 
+@migration
+def m004_book_outputs(db: sqlite3.Connection) -> None:
+    # A book's outputs as rows (and the output it was asked for as a column) instead of
+    # a JSON document in a column named output_path.
+    db.execute("ALTER TABLE books ADD COLUMN out_path TEXT")
+    db.execute(
+        """CREATE TABLE book_outputs (
+            book_id INTEGER NOT NULL REFERENCES books (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            PRIMARY KEY (book_id, seq)
+        )"""
+    )
+    for book_id, doc in db.execute(
+        "SELECT id, output_path FROM books WHERE output_path IS NOT NULL"
+    ).fetchall():
+        try:
+            recorded = json.loads(doc)
+            out, outputs = recorded.get("out"), list(recorded.get("outputs", []))
+        except (ValueError, AttributeError):
+            out, outputs = doc, [doc]  # a plain path
+        db.execute("UPDATE books SET out_path = ? WHERE id = ?", (out, book_id))
+        db.executemany(
+            "INSERT INTO book_outputs (book_id, seq, path) VALUES (?, ?, ?)",
+            [(book_id, i, str(p)) for i, p in enumerate(outputs)],
+        )
+    db.execute("ALTER TABLE books DROP COLUMN output_path")
+
+
 # --- rows -----------------------------------------------------------------------------
 
 
@@ -180,11 +209,12 @@ class BookRow:
     source_hash: str
     options_hash: str
     title: str
-    output_path: str | None
-    output_size: int | None
-    output_mtime: float | None
+    out_path: str | None  # the output asked for (a file, or a folder of chapters)
+    output_size: int | None  # of all outputs together, when the book was done
+    output_mtime: float | None  # the newest output's
     last_run: float | None
     status: str
+    outputs: tuple[str, ...] = ()  # every file written, in order
 
 
 @dataclass(frozen=True)
@@ -203,7 +233,7 @@ _CHUNK_COLS = (
     "started_at, submitted_at, done_at, last_error, price_kind, task_extra"
 )
 _BOOK_COLS = (
-    "id, source_path, source_hash, options_hash, title, output_path, output_size, "
+    "id, source_path, source_hash, options_hash, title, out_path, output_size, "
     "output_mtime, last_run, status"
 )
 
@@ -421,10 +451,17 @@ class StateStore:
         rows = self._query(
             f"SELECT {_BOOK_COLS} FROM books WHERE source_path = ?", (os.fspath(source_path),)
         )
-        return BookRow(*rows[0]) if rows else None
+        return self._book_row(rows[0]) if rows else None
 
     def books(self) -> list[BookRow]:
-        return [BookRow(*r) for r in self._query(f"SELECT {_BOOK_COLS} FROM books ORDER BY id")]
+        rows = self._query(f"SELECT {_BOOK_COLS} FROM books ORDER BY id")
+        return [self._book_row(r) for r in rows]
+
+    def _book_row(self, row: tuple[Any, ...]) -> BookRow:
+        outputs = self._query(
+            "SELECT path FROM book_outputs WHERE book_id = ? ORDER BY seq", (row[0],)
+        )
+        return BookRow(*row, outputs=tuple(r[0] for r in outputs))
 
     def upsert_book(
         self,
@@ -467,7 +504,8 @@ class StateStore:
         book_id: int,
         *,
         status: str,
-        output_path: str | os.PathLike[str] | None = None,
+        out_path: str | os.PathLike[str] | None = None,
+        outputs: Sequence[str | os.PathLike[str]] = (),
         output_size: int | None = None,
         output_mtime: float | None = None,
         source_hash: str | None = None,
@@ -475,13 +513,18 @@ class StateStore:
     ) -> None:
         with self.transaction() as db:
             if status == "done":
+                db.execute("DELETE FROM book_outputs WHERE book_id = ?", (book_id,))
+                db.executemany(
+                    "INSERT INTO book_outputs (book_id, seq, path) VALUES (?, ?, ?)",
+                    [(book_id, i, os.fspath(p)) for i, p in enumerate(outputs)],
+                )
                 db.execute(
-                    "UPDATE books SET status = ?, output_path = ?, output_size = ?, "
+                    "UPDATE books SET status = ?, out_path = ?, output_size = ?, "
                     "output_mtime = ?, source_hash = COALESCE(?, source_hash), "
                     "options_hash = COALESCE(?, options_hash) WHERE id = ?",
                     (
                         status,
-                        os.fspath(output_path) if output_path else None,
+                        os.fspath(out_path) if out_path else None,
                         output_size,
                         output_mtime,
                         source_hash,

@@ -47,12 +47,12 @@ from pathlib import Path
 
 from . import ffmpeg
 from .audio import read_wav_info
+from .config import FORMATS
 from .errors import AudiobookError, ConfigError, FFmpegError, InputError
 from .model import Book
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("m4b", "mp3", "chapters")
 AAC_FRAME = 1024  # samples per AAC-LC frame; also the encoder's priming
 LEAD_IN = 2  # frames a later part starts encoding before its cut
 LEAD_OUT = 0  # frames an earlier part goes on encoding after its cut (the encoder is causal)

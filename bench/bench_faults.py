@@ -29,9 +29,10 @@ FAULTS = dict(throttle_rate=0.20, fail_rate=0.05, error5xx_rate=0.02,
 
 
 def _fault_run() -> dict:
-    from audiobook.engines.polly import PollyEngine
     from audiobook.engines.options import PollyOptions
-    from audiobook.pipeline import ConvertOptions, synthesize
+    from audiobook.engines.polly import PollyEngine
+    from audiobook.options import ConvertOptions
+    from audiobook.pipeline import synthesize
     from audiobook.ssml import billable_chars
     from audiobook.state import StateStore
 

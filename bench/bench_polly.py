@@ -38,9 +38,10 @@ def ideal_makespan(task_chars: list[int]) -> float:
 
 
 def _ours(servers: AwsServers, book, sns: bool) -> tuple[float, int, list[int]]:
-    from audiobook.engines.polly import PollyEngine
     from audiobook.engines.options import PollyOptions
-    from audiobook.pipeline import ConvertOptions, synthesize
+    from audiobook.engines.polly import PollyEngine
+    from audiobook.options import ConvertOptions
+    from audiobook.pipeline import synthesize
     from audiobook.state import StateStore
 
     opts = ConvertOptions(engine="polly", engine_options=PollyOptions(polly_engine="standard"))

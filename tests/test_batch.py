@@ -58,7 +58,7 @@ def test_batch_delivers_good_books_and_fails_the_bad_one(tmp_path):
 
 
 def test_batch_outputs_names(tmp_path):
-    from audiobook.pipeline import batch_outputs
+    from audiobook.batch import batch_outputs
 
     for name in ("a.epub", "a.pdf", "b.md", "c.txt", "d.html", "skip.json"):
         (tmp_path / name).write_text("x")

@@ -14,8 +14,11 @@ import pytest
 from audiobook.config import EngineLimits, PipelineConfig
 from audiobook.engines.base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
 from audiobook.errors import RetriesExceeded, TaskFailed, Throttled, TransientEngineError
+from audiobook.hooks import Hooks
 from audiobook.model import Block, Book, Chapter
-from audiobook.pipeline import ConvertOptions, Hooks, Limiters, synthesize
+from audiobook.options import ConvertOptions
+from audiobook.pipeline import synthesize
+from audiobook.scheduler import Limiters
 from audiobook.state import StateStore
 
 
@@ -254,7 +257,7 @@ def test_engine_that_keeps_nothing_restarts_lost_tasks(tmp_path):
 def test_throttled_start_calls_back_off_with_jitter(store, caplog):
     eng = ScriptedEngine(throttle=3)
     clock = FakeClock()
-    with caplog.at_level(logging.WARNING, logger="audiobook.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="audiobook.scheduler"):
         syn = run(store, eng, book(("Solo", "One short piece.")), clock=clock)
     assert syn.submitted == len(set(syn.keys))
     assert "Retrying (1/3)" in caplog.text and "Retrying (3/3)" in caplog.text
@@ -386,7 +389,7 @@ def test_convert_book_writes_captions_from_speech_marks(tmp_path):
     )
     b = book(("One", sentences("Alpha", 4)), ("Two", "Short."))
     out = tmp_path / "b.m4b"
-    result = convert_book(b, out, replace(OPTS, state_dir=tmp_path / "s"), engine=eng)
+    result = convert_book(b, out, OPTS, state_dir=tmp_path / "s", engine=eng)
     vtts = sorted(tmp_path.glob("b.*.vtt"))
     assert [p.name for p in vtts] == ["b.01.vtt", "b.02.vtt"]
     assert set(vtts) <= set(result.outputs)
@@ -425,3 +428,38 @@ def test_more_resumed_tasks_than_inflight_slots(tmp_path):
         syn = run(s, eng, opts=narrow)
     assert syn.resumed > 1
     assert len(eng.starts) == len(set(eng.starts)) == len(set(syn.keys))
+
+
+@pytest.mark.ffmpeg
+def test_a_conversion_renders_once_and_chunks_once(tmp_path, monkeypatch):
+    """One render and one chunking per chapter per conversion: for a Book in memory
+    (whose chunk keys are also its identity) and for a document read from a file."""
+    import audiobook.chunk as chunk_mod
+    import audiobook.ssml as ssml_mod
+    from audiobook.engines.fake import FakeEngine, tone_wav
+    from audiobook.ingest import read_book
+    from audiobook.pipeline import convert, convert_book
+
+    calls = {"render": 0, "split": 0}
+    render, split = ssml_mod.render_chapter, chunk_mod.split_ssml
+
+    def counted_render(*a, **kw):
+        calls["render"] += 1
+        return render(*a, **kw)
+
+    def counted_split(*a, **kw):
+        calls["split"] += 1
+        return split(*a, **kw)
+
+    monkeypatch.setattr(ssml_mod, "render_chapter", counted_render)
+    monkeypatch.setattr(chunk_mod, "split_ssml", counted_split)
+    eng = FakeEngine(lambda c: tone_wav(c, seconds_per_char=0.0005))
+    convert_book(BOOK, tmp_path / "b.m4b", OPTS, state_dir=tmp_path / "s", engine=eng)
+    assert calls == {"render": len(BOOK.chapters), "split": len(BOOK.chapters)}
+
+    calls.update(render=0, split=0)
+    src = tmp_path / "book.md"
+    src.write_text("# One\n\nFirst chapter.\n\n# Two\n\nSecond chapter.\n", encoding="utf-8")
+    chapters = len(read_book(src).chapters)
+    convert(src, tmp_path / "md.m4b", OPTS, state_dir=tmp_path / "s", engine=eng)
+    assert chapters >= 1 and calls == {"render": chapters, "split": chapters}

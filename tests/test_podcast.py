@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from lxml import etree
 from mutagen import File as MutagenFile
 
+from audiobook.captions import vtt_time
 from audiobook.cli import cli
 from audiobook.engines.fake import FakeEngine
 from audiobook.errors import InputError, NoTextError
-from audiobook.pipeline import ConvertOptions
-from audiobook.captions import vtt_time
+from audiobook.options import ConvertOptions
 from audiobook.podcast import (
     ITUNES_NS,
     PODCAST_NS,
@@ -45,8 +45,8 @@ def article(_corpus, name: str) -> Path:
     return corpus_path("html", f"readability-{name}.html")
 
 
-def options(state: Path, fmt: str = "m4b") -> ConvertOptions:
-    return ConvertOptions(fmt=fmt, state_dir=state, synchronous=True)
+def options(fmt: str = "m4b") -> ConvertOptions:
+    return ConvertOptions(fmt=fmt, synchronous=True)
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +59,17 @@ def feed(tmp_path_factory):
     image.write_bytes(PNG)
     first_engine = FakeEngine()
     first = build_episodes(
-        [article(corpus, n) for n in THREE], folder, options(state),
+        [article(corpus, n) for n in THREE], folder, options(),
         PodcastOptions(title="Read Later", base_url=BASE, image=image,
                        description="Saved articles, read aloud.", author="Ann Reader"),
-        engine=first_engine, now=lambda: FIRST_RUN)
+        engine=first_engine, now=lambda: FIRST_RUN, state_dir=state)
     snapshot = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()
                 if p.suffix in (".m4b", ".json", ".vtt") and p.name != "episodes.json"}
     feed_after_first = (folder / "feed.xml").read_bytes()
     second_engine = FakeEngine()
     second = build_episodes(
-        [article(corpus, n) for n in THREE + [FOURTH]], folder, options(state),
-        engine=second_engine, now=lambda: SECOND_RUN)
+        [article(corpus, n) for n in THREE + [FOURTH]], folder, options(),
+        engine=second_engine, now=lambda: SECOND_RUN, state_dir=state)
     return {
         "folder": folder, "state": state, "root": root, "first": first, "second": second,
         "first_engine": first_engine, "second_engine": second_engine,
@@ -194,8 +194,8 @@ def test_rerun_with_a_fourth_article_synthesizes_only_the_fourth(feed, corpus, t
     assert second.chunks_submitted == len(feed["second_engine"].submitted) > 0
     # What the fourth alone costs from an empty cache:
     alone = FakeEngine()
-    build_episodes([article(corpus, FOURTH)], tmp_path / "alone", options(tmp_path / "st"),
-                   engine=alone)
+    build_episodes([article(corpus, FOURTH)], tmp_path / "alone", options(),
+                   engine=alone, state_dir=tmp_path / "st")
     assert len(feed["second_engine"].submitted) == len(alone.submitted)
     assert sorted(c.ssml for c in feed["second_engine"].submitted) == \
         sorted(c.ssml for c in alone.submitted)
@@ -230,7 +230,7 @@ def test_guid_and_pubdate_stable_across_runs(feed):
 @pytest.mark.corpus
 def test_same_articles_in_a_new_folder_get_the_same_guids(feed, corpus, tmp_path):
     again = build_episodes([article(corpus, n) for n in THREE], tmp_path / "other",
-                           options(feed["state"]), engine=FakeEngine())
+                           options(), engine=FakeEngine(), state_dir=feed["state"])
     assert {e.guid for e in again.episodes} == set(feed["first"].added)
     assert again.chunks_submitted == 0  # the pipeline's cache had every chunk
 
@@ -241,13 +241,13 @@ def test_changed_article_is_updated_in_place_with_the_same_guid(corpus, tmp_path
     src = tmp_path / "post.html"
     shutil.copyfile(article(corpus, "v8-blog"), src)
     folder, state = tmp_path / "feed", tmp_path / "state"
-    first = build_episodes([src], folder, options(state), engine=FakeEngine())
+    first = build_episodes([src], folder, options(), engine=FakeEngine(), state_dir=state)
     text = src.read_text("utf-8")
     src.write_text(text.replace("Emscripten has always focused first and foremost",
                                 "Emscripten has always, truly, focused first and foremost"),
                    "utf-8")
     engine = FakeEngine()
-    second = build_episodes([src], folder, options(state), engine=engine)
+    second = build_episodes([src], folder, options(), engine=engine, state_dir=state)
     assert second.updated == first.added and not second.added
     assert 0 < len(engine.submitted) < len(first.episodes) + first.chunks_submitted
     assert second.episodes[0].pub_date == first.episodes[0].pub_date
@@ -258,8 +258,8 @@ def test_changed_article_is_updated_in_place_with_the_same_guid(corpus, tmp_path
 @pytest.mark.corpus
 def test_mp3_episodes(corpus, tmp_path):
     result = build_episodes([article(corpus, "rtl-1")], tmp_path / "feed",
-                            options(tmp_path / "state", fmt="mp3"),
-                            PodcastOptions(base_url=BASE), engine=FakeEngine())
+                            options(fmt="mp3"),
+                            PodcastOptions(base_url=BASE), engine=FakeEngine(), state_dir=tmp_path / "state")
     ep = result.episodes[0]
     assert ep.audio.endswith(".mp3") and ep.media_type == "audio/mpeg"
     parsed = feedparser.parse((tmp_path / "feed" / "feed.xml").read_bytes())
@@ -276,8 +276,8 @@ def test_corrupt_index_is_a_one_line_error(corpus, tmp_path):
     folder.mkdir()
     (folder / "episodes.json").write_text("{not json")
     with pytest.raises(InputError) as info:
-        build_episodes([article(corpus, "rtl-1")], folder, options(tmp_path / "s"),
-                       engine=FakeEngine())
+        build_episodes([article(corpus, "rtl-1")], folder, options(),
+                       engine=FakeEngine(), state_dir=tmp_path / "s")
     assert "\n" not in str(info.value) and "episodes.json" in str(info.value)
 
 
@@ -323,8 +323,8 @@ def test_lead_image_becomes_channel_artwork_when_none_is_given(tmp_path):
     page.write_text("<html><head><title>A post with a picture</title></head><body><article>"
                     "<img src='lead.png' alt=''><p>" + "Words of the post, enough of them. " * 20
                     + "</p></article></body></html>")
-    build_episodes([page], tmp_path / "feed", options(tmp_path / "st"),
-                   PodcastOptions(base_url=BASE), engine=FakeEngine())
+    build_episodes([page], tmp_path / "feed", options(),
+                   PodcastOptions(base_url=BASE), engine=FakeEngine(), state_dir=tmp_path / "st")
     doc = etree.parse(str(tmp_path / "feed" / "feed.xml"))
     assert doc.find("channel/itunes:image", NS).get("href") == BASE + "cover.png"
     assert (tmp_path / "feed" / "cover.png").read_bytes() == PNG

@@ -59,7 +59,8 @@ def make_engine(emu: Any, moto: str, bucket: str, **kw: Any) -> PollyEngine:
 
 def run(book: Book, engine: PollyEngine, tmp_path: Path) -> tuple[list[Chunk], Any, Path]:
     """Convert with the pipeline; returns (chunks, result, m4b path or None)."""
-    from audiobook.pipeline import ConvertOptions, convert_book, synthesize
+    from audiobook.options import ConvertOptions
+    from audiobook.pipeline import convert_book, synthesize
     from audiobook.state import StateStore
 
     opts = ConvertOptions(
@@ -73,9 +74,9 @@ def run(book: Book, engine: PollyEngine, tmp_path: Path) -> tuple[list[Chunk], A
         if HAS_STITCH:
             out = tmp_path / "book.m4b"
             result = convert_book(book, out, opts, store=store, engine=engine)
-            from audiobook.pipeline import _chunk
+            from audiobook.pipeline import plan_chunks
 
-            return _chunk(book, engine, opts), result, out
+            return plan_chunks(book, engine, opts.render), result, out
         syn = synthesize(book, opts, store=store, engine=engine)
         return list(syn.chunks), syn, None  # type: ignore[return-value]
     finally:

@@ -1,0 +1,83 @@
+"""A conversion's options: everything the output depends on, as one frozen value.
+
+    ConvertOptions(fmt="m4b", engine="polly", engine_options=PollyOptions(bucket="b"))
+
+``fingerprint()`` hashes what changes the output, so an unchanged book with unchanged
+options is "up to date". Where state lives and how hard to push the service
+(``PipelineConfig``) are not part of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import PipelineConfig, RenderOptions
+from .engines.options import EngineOptions
+from .ingest.base import IngestOptions
+from .keys import template_identity
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Everything a conversion depends on.
+
+    fmt:            "m4b" | "mp3" | "chapters" (one file per chapter, in a folder)
+    engine:         "local" | "polly" (ignored when an Engine instance is passed)
+    engine_options: the engine's typed options (``LocalOptions`` / ``PollyOptions``);
+                    None = that engine's defaults
+    voice:          voice name; None follows the book's language
+    render:         SSML rendering (template, pauses, footnotes)
+    ingest:         reading (password, split_by, skip_matter, footnotes)
+    config:         limits (in-flight tasks, rates, attempts, backoff)
+    force:          convert even when the output is up to date
+    synchronous:    run submits and fetches inline, one at a time (deterministic tests)
+    """
+
+    fmt: str = "m4b"
+    engine: str = "local"
+    engine_options: EngineOptions | None = None
+    voice: str | None = None
+    render: RenderOptions = field(default_factory=RenderOptions)
+    ingest: IngestOptions = field(default_factory=IngestOptions)
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    force: bool = False
+    synchronous: bool = False
+
+    def fingerprint(self) -> str:
+        """Hash of every option that changes the output (not where state lives)."""
+        d = {
+            "fmt": self.fmt,
+            "engine": self.engine,
+            "engine_options": _engine_options_identity(self.engine_options),
+            "voice": self.voice,
+            "render": _jsonable(dataclasses.asdict(self.render)),
+            "ingest": _jsonable(dataclasses.asdict(self.ingest)),
+            "template": template_identity(self.render.template),  # edits to a user's file
+        }
+        d["ingest"].pop("password", None)  # never store a secret, even hashed
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def _engine_options_identity(options: EngineOptions | None) -> dict[str, Any]:
+    """The engine options that change the output (not how long to wait for what)."""
+    if options is None:
+        return {}
+    d = dataclasses.asdict(options)
+    d.pop("notification_grace", None)
+    d.pop("language", None)  # the book's, already part of the source
+    d.pop("workers", None)  # how many processes, not what they say
+    return {k: _jsonable(v) for k, v in sorted(d.items()) if v not in (None, (), "")}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return [_jsonable(x) for x in (sorted(v) if isinstance(v, (set, frozenset)) else v)]
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)

@@ -1,0 +1,522 @@
+"""The scheduler: drives one book's chunks to the cache, paying for each chunk once.
+
+Event-driven (s3transfer's BoundedExecutor): a slot of ``PipelineConfig.max_inflight``
+is taken before each submit and given back in the done-callback of the chunk's fetch;
+start calls go through a token bucket, status calls through another (``poll_tps``),
+shared by every book of the process (``Limiters``); the oldest outstanding task is
+polled first; each finished chunk is fetched into the cache at once. Retryable errors
+(``errors.RETRYABLE``) are retried with exponential backoff and full jitter, logged as
+"Retrying (n/N)", and end in ``RetriesExceeded``.
+
+What it asks of the engine is what the engine declares (``engine.capabilities``):
+tasks that outlive the process are resumed and recovered, engines that answer for many
+tasks at once are asked once per round, notified engines spend no status quota.
+
+Crash safety: the intent to start a chunk is recorded before the start call and the
+task id right after it, so a run killed at any moment is resumed by the next one: a
+recorded task is polled, an unrecorded one is found again by ``engine.recover``.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import dataclasses
+import heapq
+import itertools
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import POLLY_START_TPS
+from .engines.base import Engine, TaskRef, TaskState
+from .engines.options import PollyOptions
+from .errors import (
+    RETRYABLE,
+    AudiobookError,
+    EngineError,
+    RetriesExceeded,
+    TaskFailed,
+    Throttled,
+)
+from .hooks import Hooks
+from .model import Book, Chunk
+from .options import ConvertOptions
+from .ratelimit import TokenBucket
+from .state import StateStore
+
+log = logging.getLogger(__name__)
+
+# A task started at most this long before the recorded intent is still ours (clock skew).
+RECOVER_SKEW = 300.0
+# How often one outstanding task is asked again: remote engines (rate-limited on top),
+# local ones (their poll is a look at a future).
+REMOTE_REPOLL = 0.1
+LOCAL_REPOLL = 0.01
+
+
+@dataclass
+class Limiters:
+    """Rate limiters shared by every book of one process (None = unlimited)."""
+
+    start: TokenBucket | None = None
+    poll: TokenBucket | None = None
+
+
+def make_limiters(opts: ConvertOptions) -> Limiters:
+    """Start and status-call buckets for ``opts``' engine: Polly's quotas (start rate per
+    engine kind, capped by ``config.tps``; ``config.poll_tps`` for Get/List); the local
+    engine has none."""
+    cfg = opts.config
+    if opts.engine != "polly":
+        return Limiters()
+    options = opts.engine_options
+    kind = options.polly_engine if isinstance(options, PollyOptions) else "standard"
+    rate, burst = POLLY_START_TPS.get(kind, (cfg.tps, cfg.burst))
+    if cfg.tps > 0:
+        rate = min(rate, cfg.tps)
+        burst = max(1, min(burst, cfg.burst))
+    return Limiters(
+        start=TokenBucket(rate, burst) if rate > 0 else None,
+        poll=TokenBucket(cfg.poll_tps, max(1, int(cfg.poll_tps))) if cfg.poll_tps > 0 else None,
+    )
+
+
+class InlineExecutor:
+    """Runs each call at once in the caller's thread (s3transfer's NonThreadedExecutor):
+    a deterministic drop-in for tests."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
+        fut: cf.Future = cf.Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to the future's owner
+            fut.set_exception(e)
+        return fut
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+@dataclass(eq=False)
+class Job:
+    index: int  # position in the book's chunk list
+    chunk: Chunk
+    key: str
+    chars: int
+    dest: Path
+    marks_dest: Path | None = None  # speech marks beside the audio, when asked for
+    attempts: int = 0  # start calls for this chunk in this run
+    errors: int = 0  # retryable poll/fetch errors in a row
+    ref: TaskRef | None = None
+    next_poll: float = 0.0
+    submit_errors: int = 0  # retryable start-call errors
+    started: int = 0  # order of its task's start among the book's tasks
+    resumed: bool = False
+    slot: bool = False
+
+
+class Scheduler:
+    """Drives the chunks of one book to the cache. Runs in the calling thread; submits
+    and fetches run on an executor and report back through a queue."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        store: StateStore,
+        jobs: list[Job],
+        opts: ConvertOptions,
+        limiters: Limiters,
+        hooks: Hooks,
+        book: Book,
+        price_kind: str,
+        total_chunks: int,
+        total_chars: int,
+        cached_chunks: int = 0,
+        cached_chars: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.jobs = jobs
+        self.cfg = opts.config
+        self.limiters = limiters
+        self.hooks = hooks
+        self.book = book
+        self.price_kind = price_kind
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.sync = opts.synchronous
+        self.executor: Any = (
+            InlineExecutor()
+            if self.sync
+            else cf.ThreadPoolExecutor(
+                max_workers=max(2, min(self.cfg.max_inflight, 16)), thread_name_prefix="audiobook"
+            )
+        )
+        self.slots = threading.Semaphore(max(1, self.cfg.max_inflight))
+        self.events: queue.Queue = queue.Queue()
+        self.ready: list[tuple[float, int, Job]] = []  # heap of (due, seq, job) to submit
+        self.polling: list[Job] = []  # submitted tasks, waiting for their next poll
+        self.started = itertools.count()  # order in which tasks were started
+        self.poll_turn = 0
+        caps = engine.capabilities
+        self.batch_status = caps.batch_status
+        # An engine told of completions by notifications (Polly with an SNS topic) makes
+        # no status call per poll: its polls need no share of the Get/List quota.
+        self.poll_limiter = None if caps.notified else limiters.poll
+        self.busy = 0  # submits and fetches on the executor
+        self.seq = itertools.count()
+        self.repoll = REMOTE_REPOLL if caps.remote else LOCAL_REPOLL
+        self.keeps_tasks = caps.keeps_tasks
+        self.total_chunks = total_chunks
+        self.total_chars = total_chars
+        self.done_chunks = cached_chunks
+        self.done_chars = cached_chars
+        self.submitted = 0
+        self.billed = 0
+        self.resumed = 0
+        self.chapter_left = collections.Counter(j.chunk.chapter_idx for j in jobs)
+        self.blocked = False  # the next submit waits for an in-flight slot
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.cfg.backoff_cap, self.cfg.backoff_base * (2 ** max(0, attempt - 1)))
+        return self.rng.uniform(0, cap)
+
+    def _where(self, job: Job) -> str:
+        ch = self.book.chapters[job.chunk.chapter_idx] if self.book.chapters else None
+        title = ch.title if ch else "?"
+        return f"chapter {job.chunk.chapter_idx + 1} ({title!r}) piece {job.chunk.seq + 1}"
+
+    def _queue_submit(self, job: Job, delay: float = 0.0) -> None:
+        heapq.heappush(self.ready, (self.clock() + delay, next(self.seq), job))
+
+    def _release(self, job: Job) -> None:
+        if job.slot:
+            job.slot = False
+            self.slots.release()
+
+    def _retry_or_raise(self, job: Job, err: BaseException, counter: str) -> float:
+        """Count a retryable error; return the backoff delay or raise RetriesExceeded."""
+        n = getattr(job, counter) + 1
+        setattr(job, counter, n)
+        if n >= self.cfg.max_attempts:
+            raise RetriesExceeded(err, n)
+        log.warning("%s: %s. Retrying (%d/%d)", self._where(job), err, n, self.cfg.max_attempts - 1)
+        return self._backoff(n)
+
+    # -- work done on the executor ---------------------------------------------------------
+
+    def _do_submit(self, job: Job) -> TaskRef:
+        if self.limiters.start is not None:
+            self.limiters.start.acquire()
+        # The intent goes to disk BEFORE the call: a crash after the call returns but
+        # before the task id is recorded is found again by engine.recover(key, since).
+        self.store.mark_starting(job.key, self.engine.name, job.chars, self.price_kind)
+        try:
+            ref = self.engine.submit(job.chunk, job.key)
+        except AudiobookError as e:
+            self.store.mark_not_started(job.key, str(e))
+            raise
+        self.store.mark_submitted(
+            job.key, ref.task_id, ref.output_uri, ref.billed_chars, dict(ref.extra)
+        )
+        return ref
+
+    def _do_fetch(self, job: Job) -> Path:
+        assert job.ref is not None
+        job.dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = job.dest.with_name(
+            f"{job.key}.tmp{os.getpid()}-{threading.get_ident()}{job.dest.suffix}"
+        )
+        try:
+            if job.marks_dest is not None:
+                # Marks first: cached audio always has its marks beside it.
+                mtmp = job.marks_dest.with_name(f"{tmp.name}.marks")
+                try:
+                    self.engine.fetch_marks(job.ref, mtmp)
+                    os.replace(mtmp, job.marks_dest)
+                finally:
+                    mtmp.unlink(missing_ok=True)
+            self.engine.fetch(job.ref, tmp)
+            os.replace(tmp, job.dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.store.mark_done(job.key, job.dest, self.engine.name, job.chars)
+        return job.dest
+
+    def _dispatch(self, kind: str, fn: Callable[[Job], Any], job: Job) -> None:
+        self.busy += 1
+        fut = self.executor.submit(fn, job)
+        if kind == "fetch":
+            # The in-flight slot is given back when the chunk's audio is safe in the cache.
+            fut.add_done_callback(
+                lambda f, job=job: self._release(job) if not f.exception() else None
+            )
+        fut.add_done_callback(lambda f, job=job: self.events.put((kind, job, f)))
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._resume()
+            self._loop()
+        except BaseException:
+            # Calls already running finish and record their task ids; queued ones never
+            # start. The next run resumes from what the store holds.
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            raise
+        self.executor.shutdown(wait=True)
+
+    def _resume(self) -> None:
+        """Sort the jobs: recorded tasks are polled, unrecorded starts recovered, the
+        rest submitted (in book order)."""
+        rows = self.store.chunks([j.key for j in self.jobs])
+        for job in self.jobs:
+            row = rows.get(job.key)
+            ref: TaskRef | None = None
+            if row is not None and row.engine == self.engine.name and self.keeps_tasks:
+                if row.status == "submitted" and row.task_id:
+                    ref = TaskRef(row.task_id, row.engine, row.output_uri, extra=row.extra)
+                elif row.status == "pending" and row.started_at is not None:
+                    if self.limiters.poll is not None:
+                        self.limiters.poll.acquire()
+                    ref = self.engine.recover(job.key, row.started_at - RECOVER_SKEW)
+                    if ref is not None:
+                        log.info(
+                            "%s: found task %s started by an earlier run",
+                            self._where(job),
+                            ref.task_id,
+                        )
+                        # Billed by the run that started it; count it once, here.
+                        self.store.mark_submitted(
+                            job.key, ref.task_id, ref.output_uri, ref.billed_chars, dict(ref.extra)
+                        )
+            if ref is not None:
+                job.ref = ref
+                job.resumed = True
+                self.resumed += 1
+                # Resumed tasks count against the in-flight bound, but are followed
+                # even beyond it: they are running at the service already.
+                job.slot = self.slots.acquire(blocking=False)
+                job.next_poll = self.clock()
+                job.started = next(self.started)
+                self.polling.append(job)
+            else:
+                self._queue_submit(job)
+
+    def _loop(self) -> None:
+        while self.ready or self.polling or self.busy:
+            self._drain(block_until=None)
+            self._start_due()
+            if self.polling and min(j.next_poll for j in self.polling) <= self.clock():
+                self._poll_round()
+                continue
+            wake = self._next_wake()
+            if self.busy or not self.sync:
+                timeout = None if wake is None else max(0.0, wake - self.clock())
+                self._drain(block_until=timeout if timeout is not None else 3600.0)
+            elif wake is not None:
+                self.sleep(max(0.0, wake - self.clock()))
+
+    def _next_wake(self) -> float | None:
+        times = []
+        if self.polling:
+            times.append(min(j.next_poll for j in self.polling))
+        if self.ready and not self.blocked:
+            times.append(self.ready[0][0])
+        return min(times) if times else None
+
+    def _start_due(self) -> None:
+        now = self.clock()
+        self.blocked = False
+        while self.ready and self.ready[0][0] <= now:
+            job = self.ready[0][2]
+            if not job.slot:
+                if not self.slots.acquire(blocking=False):
+                    self.blocked = True  # backpressure: wait for a fetch to give one back
+                    return
+                job.slot = True
+            heapq.heappop(self.ready)
+            job.attempts += 1
+            self._dispatch("submit", self._do_submit, job)
+
+    def _drain(self, block_until: float | None) -> None:
+        """Handle finished submits/fetches; wait up to ``block_until`` seconds for one."""
+        try:
+            if block_until is None:
+                ev = self.events.get_nowait()
+            else:
+                ev = self.events.get(timeout=max(0.0, block_until))
+        except queue.Empty:
+            return
+        while True:
+            self._handle(*ev)
+            try:
+                ev = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, kind: str, job: Job, fut: cf.Future) -> None:
+        self.busy -= 1
+        err = fut.exception()
+        if err is not None and not isinstance(err, Exception):
+            raise err  # KeyboardInterrupt, SystemExit: stop now, record nothing more
+        if kind == "submit":
+            if err is None:
+                ref: TaskRef = fut.result()
+                job.ref = ref
+                self.submitted += 1
+                self.billed += ref.billed_chars
+                job.next_poll = self.clock()
+                job.started = next(self.started)
+                self.polling.append(job)
+            elif isinstance(err, RETRYABLE):
+                if self.limiters.start is not None and isinstance(err, Throttled):
+                    self.limiters.start.drain()
+                delay = self._retry_or_raise(job, err, "submit_errors")
+                self._release(job)  # nothing in flight while it waits
+                self._queue_submit(job, delay)
+            else:
+                self._fail(job, err)
+        else:  # fetch
+            if err is None:
+                self._chunk_done(job)
+            elif isinstance(err, RETRYABLE):
+                delay = self._retry_or_raise(job, err, "errors")
+                job.next_poll = self.clock() + delay
+                self.polling.append(job)  # poll again, then fetch again
+            else:
+                self._fail(job, err)
+
+    def _fail(self, job: Job, err: BaseException) -> None:
+        self._release(job)
+        self.store.mark_failed(job.key, str(err))
+        if isinstance(err, AudiobookError):
+            raise err
+        raise EngineError(
+            f"{self._where(job)}: {type(err).__name__}: {err}", expected=False
+        ) from err
+
+    def _poll_round(self) -> None:
+        """One status call's worth of polling. With an engine that answers for many tasks
+        at once (``poll_many(refs) -> states``, e.g. one ListSpeechSynthesisTasks page),
+        every due task is asked in one call. Otherwise one task: turn by turn the task
+        started first (the likeliest to be done) and the one asked least recently."""
+        now = self.clock()
+        due = [j for j in self.polling if j.next_poll <= now]
+        if self.batch_status:
+            batch = sorted(due, key=lambda j: j.started)[:100]
+            for j in batch:
+                self.polling.remove(j)
+            if self.poll_limiter is not None:
+                self.poll_limiter.acquire()
+            try:
+                states = self.engine.poll_many([j.ref for j in batch if j.ref is not None])
+            except RETRYABLE as e:
+                for j in batch:
+                    j.next_poll = self.clock() + self._retry_or_raise(j, e, "errors")
+                    self.polling.append(j)
+                return
+            for j, state in zip(batch, states):
+                j.errors = 0
+                self._on_state(j, state)
+            return
+        self.poll_turn += 1
+        if self.poll_turn % 2:
+            job = min(due, key=lambda j: j.started)
+        else:
+            job = min(due, key=lambda j: (j.next_poll, j.started))
+        self.polling.remove(job)
+        self._poll_one(job)
+
+    def _poll_one(self, job: Job) -> None:
+        assert job.ref is not None
+        if self.poll_limiter is not None:
+            self.poll_limiter.acquire()
+        try:
+            state: TaskState = self.engine.poll(job.ref)
+        except RETRYABLE as e:
+            job.next_poll = self.clock() + self._retry_or_raise(job, e, "errors")
+            self.polling.append(job)
+            return
+        except (EngineError, KeyError, LookupError) as e:
+            if job.resumed:
+                # A task recorded by an earlier run that the engine no longer knows
+                # (expired after 72 h, or an engine that keeps nothing): start afresh.
+                log.info(
+                    "%s: earlier task %s is gone (%s); starting a new one",
+                    self._where(job),
+                    job.ref.task_id,
+                    e,
+                )
+                job.ref = None
+                job.resumed = False
+                self._release(job)
+                self._queue_submit(job)
+                return
+            self._fail(job, e)
+            return
+        job.errors = 0
+        self._on_state(job, state)
+
+    def _on_state(self, job: Job, state: TaskState) -> None:
+        assert job.ref is not None
+        if state.status == "completed":
+            if state.output_uri and state.output_uri != job.ref.output_uri:
+                job.ref = dataclasses.replace(job.ref, output_uri=state.output_uri)
+            self._dispatch("fetch", self._do_fetch, job)
+        elif state.status == "failed":
+            reason = state.reason or "no reason given"
+            if state.transient:
+                err = TaskFailed(
+                    f"{self._where(job)}: task {job.ref.task_id} failed: {reason}", reason=reason
+                )
+                if job.attempts >= self.cfg.max_attempts:
+                    self._release(job)
+                    self.store.mark_failed(job.key, reason)
+                    raise RetriesExceeded(err, job.attempts)
+                log.warning(
+                    "%s: task failed (%s). Retrying (%d/%d)",
+                    self._where(job),
+                    reason,
+                    job.attempts,
+                    self.cfg.max_attempts - 1,
+                )
+                job.ref = None
+                job.resumed = False
+                self._release(job)
+                self._queue_submit(job, self._backoff(job.attempts))
+            else:
+                self._release(job)
+                self.store.mark_failed(job.key, reason)
+                raise TaskFailed(
+                    f"{self._where(job)}: task {job.ref.task_id} failed: {reason}", reason=reason
+                )
+        else:
+            job.next_poll = self.clock() + self.repoll
+            self.polling.append(job)
+
+    def _chunk_done(self, job: Job) -> None:
+        self.done_chunks += 1
+        self.done_chars += job.chars
+        self.hooks.on_progress(
+            self.done_chunks, self.total_chunks, self.done_chars, self.total_chars
+        )
+        idx = job.chunk.chapter_idx
+        self.chapter_left[idx] -= 1
+        if self.chapter_left[idx] == 0:
+            self.hooks.on_chapter_done(idx, self.book.chapters[idx].title)
