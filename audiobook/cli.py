@@ -169,7 +169,7 @@ engine_options = _compose(
 
 
 def _render_options(kw: dict[str, Any]) -> RenderOptions:
-    return RenderOptions(template=kw["template"], footnotes=kw["footnotes"])
+    return RenderOptions(template=kw["template"])
 
 
 def _ingest_options(kw: dict[str, Any]) -> IngestOptions:

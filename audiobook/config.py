@@ -82,5 +82,4 @@ class RenderOptions:
     paragraph_pause_ms: int = 600
     chapter_pause_ms: int = 1500
     speak_chapter_titles: bool = True
-    footnotes: str = "end"  # "end" (read at the end of the chapter) | "drop"
     extra: dict[str, str] = field(default_factory=dict)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .model import Book
 
@@ -46,6 +45,7 @@ class Hooks:
 
     def on_chapter_done(self, index: int, title: str) -> None: ...
 
-    def on_stitch(self, *args: Any) -> None: ...
+    def on_stitch(self, fraction: float) -> None:
+        """How far the stitch has come, 0..1."""
 
     def on_done(self, result: ConvertResult) -> None: ...

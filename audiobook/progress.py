@@ -8,7 +8,6 @@ warnings, for batch runs and pipes.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -94,11 +93,9 @@ class RichHooks(LineHooks):
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, chapters=self._chapters_text())
 
-    def on_stitch(self, *args: Any) -> None:
+    def on_stitch(self, fraction: float) -> None:
         if self.progress is not None and self.task is not None:
-            frac = args[0] if args and isinstance(args[0], (int, float)) else None
-            text = "stitching" if frac is None else f"stitching {frac:.0%}"
-            self.progress.update(self.task, description=text)
+            self.progress.update(self.task, description=f"stitching {fraction:.0%}")
 
     def on_done(self, result: ConvertResult) -> None:
         self.close()

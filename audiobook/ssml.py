@@ -282,11 +282,10 @@ def _ms(value: int) -> str:
 
 
 def _context(book: Book, index: int, options: RenderOptions) -> dict[str, Any]:
-    if options.footnotes not in ("end", "drop"):
-        raise ConfigError(f"footnotes: {options.footnotes!r} is neither 'end' nor 'drop'")
     chapter = book.chapters[index]
     blocks = _views(chapter.blocks, chapter.title)
-    notes = _views(chapter.footnotes) if options.footnotes == "end" else []
+    # The ingestor kept the notes only if they are to be read (IngestOptions.footnotes).
+    notes = _views(chapter.footnotes)
     lang = (book.language or "en").split("-")[0].split("_")[0].lower()
     intro = options.extra.get("notes_intro") or NOTES_INTRO.get(lang, "Notes.")
     para = options.paragraph_pause_ms

@@ -86,7 +86,7 @@ _OPTIONS = st.sampled_from(
     [
         RenderOptions(),
         RenderOptions(template="sentences"),
-        RenderOptions(template="plain", footnotes="drop"),
+        RenderOptions(template="plain"),
     ]
 )
 

@@ -10,6 +10,7 @@ import pytest
 
 from audiobook.config import RenderOptions
 from audiobook.errors import ConfigError
+from audiobook.ingest import IngestOptions
 from audiobook.model import Block, Book, Chapter
 from audiobook.ssml import (
     billable_chars,
@@ -82,14 +83,16 @@ def test_sentences_template_wraps_each_sentence():
 
 
 def test_footnotes_dropped_by_option():
-    ssml = render_chapter(BOOK, 0, RenderOptions(footnotes="drop"))
+    # --footnotes drop: the ingestor keeps no notes, so none are read.
+    dropped = replace(BOOK, chapters=(replace(BOOK.chapters[0], footnotes=()),))
+    ssml = render_chapter(dropped, 0, RenderOptions())
     assert "Notes." not in ssml and "Grapes are fruit" not in ssml
     assert ssml.endswith('<p>He said: &quot;They are sour.&quot;</p><break time="1500ms"/></speak>')
 
 
 def test_bad_footnotes_option():
     with pytest.raises(ConfigError, match="footnotes: 'middle'"):
-        render_chapter(BOOK, 0, RenderOptions(footnotes="middle"))
+        IngestOptions(footnotes="middle")
 
 
 def test_notes_intro_follows_the_book_language():

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from ..errors import ConfigError
 from ..model import Book
 
 
@@ -15,9 +16,13 @@ class IngestOptions:
     password: str | None = None  # PDF user password
     split_by: str | None = None  # PDF: "outline" | "headings" | "pages:N" | "none"
     skip_matter: bool = False  # leave out front and back matter (copyright, colophon, index)
-    footnotes: str = "end"  # "end" | "drop"
+    footnotes: str = "end"  # "end" (read at the end of the chapter) | "drop"
     captions: bool = True  # HTML: read figure captions and alt text
     tables: str = "summary"  # HTML/Markdown: "summary" (spoken description) | "skip" | "read"
+
+    def __post_init__(self) -> None:
+        if self.footnotes not in ("end", "drop"):
+            raise ConfigError(f"footnotes: {self.footnotes!r} is neither 'end' nor 'drop'")
 
 
 class Ingestor:
