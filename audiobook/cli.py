@@ -20,7 +20,7 @@ from rich.console import Console
 
 from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
 from .engines.options import PollyOptions
-from .errors import AudiobookError, ConfigError
+from .errors import AudiobookError, ConfigError, one_line
 from .ingest import IngestOptions, read_book
 from .options import ConvertOptions
 from .pipeline import convert
@@ -42,16 +42,12 @@ class UserError(click.ClickException):
         click.echo(f"audiobook: error: {self.message}", err=True)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split()) or "unknown error"
-
-
 class AudiobookGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except AudiobookError as e:
-            raise UserError(_one_line(str(e)), e.exit_code) from e
+            raise UserError(one_line(str(e)), e.exit_code) from e
         except KeyboardInterrupt:
             raise UserError(
                 "interrupted; progress is saved, run the same command again to resume", 130
@@ -487,7 +483,7 @@ def _polly_client(region: str | None) -> Any:
         )
     except Exception as e:  # botocore: NoRegionError and friends
         raise ConfigError(
-            f"cannot reach Polly: {_one_line(str(e))} (set --region or AWS_DEFAULT_REGION)"
+            f"cannot reach Polly: {one_line(str(e))} (set --region or AWS_DEFAULT_REGION)"
         ) from e
 
 
@@ -867,6 +863,6 @@ def podcast_cmd(
         f"{len(result.updated)} updated, {len(result.kept)} kept)"
     )
     for err in result.failed:
-        click.echo(f"audiobook: error: {_one_line(str(err))}", err=True)
+        click.echo(f"audiobook: error: {one_line(str(err))}", err=True)
     if result.failed:
         sys.exit(max(err.exit_code for err in result.failed))
