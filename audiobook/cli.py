@@ -296,48 +296,6 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
 # --- inspect --------------------------------------------------------------------------
 
 
-def inspect_book(book_path: Path, ingest: IngestOptions, render: RenderOptions) -> dict[str, Any]:
-    """The ``inspect --json`` contract: chars = every character of the chapter's rendered
-    SSML (tags included); billable_chars = what Polly bills for it (text outside tags)."""
-    from .ssml import billable_chars, render_chapter, total_chars
-
-    book = read_book(book_path, ingest)
-    chapters = []
-    for idx, ch in enumerate(book.chapters):
-        ssml = render_chapter(book, idx, render)
-        chapters.append(
-            {
-                "title": ch.title,
-                "level": ch.level,
-                "chars": total_chars(ssml),
-                "billable_chars": billable_chars(ssml),
-            }
-        )
-    return {
-        "title": book.title,
-        "authors": list(book.authors),
-        "language": book.language,
-        "chapters": chapters,
-        "total_billable_chars": sum(c["billable_chars"] for c in chapters),
-        "_warnings": list(book.warnings),
-    }
-
-
-def spoken_text(book_path: Path, ingest: IngestOptions, render: RenderOptions) -> str:
-    """The text that will be spoken, chapter by chapter, each opened by ``# Title``
-    (``##`` indented by two spaces for level 2, and so on)."""
-    from .ssml import render_chapter
-    from .ssml import spoken_text as ssml_text
-
-    book = read_book(book_path, ingest)
-    parts = []
-    for idx, ch in enumerate(book.chapters):
-        level = max(1, ch.level)
-        head = "  " * (level - 1) + "#" * level + " " + ch.title
-        parts.append(head + "\n\n" + ssml_text(render_chapter(book, idx, render)).strip() + "\n")
-    return "\n".join(parts)
-
-
 @cli.command(name="inspect")
 @click.argument("book", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable).")
@@ -361,31 +319,32 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
         audiobook inspect novel.epub --json
         audiobook inspect novel.epub --text | less
     """
-    ingest, render = _ingest_options(kw), _render_options(kw)
+    from .inspect import inspect_book, spoken_text
+
+    b = read_book(book, _ingest_options(kw))
+    render = _render_options(kw)
     if as_text:
-        click.echo(spoken_text(book, ingest, render), nl=False)
+        click.echo(spoken_text(b, render), nl=False)
         return
-    info = inspect_book(book, ingest, render)
-    for w in info.pop("_warnings"):
+    info = inspect_book(b, render)
+    for w in b.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
     if as_json:
-        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(info.as_dict(), ensure_ascii=False, indent=2))
         return
     click.echo(
-        f"{info['title']}"
-        + (f" by {', '.join(info['authors'])}" if info["authors"] else "")
-        + f" [{info['language'] or '?'}]"
+        f"{info.title}"
+        + (f" by {', '.join(info.authors)}" if info.authors else "")
+        + f" [{info.language or '?'}]"
     )
-    width = max((len(c["title"]) + 2 * (c["level"] - 1) for c in info["chapters"]), default=5)
+    width = max((len(c.title) + 2 * (c.level - 1) for c in info.chapters), default=5)
     width = min(width, 60)
-    for i, c in enumerate(info["chapters"], 1):
-        title = ("  " * (c["level"] - 1) + c["title"])[:width]
+    for i, c in enumerate(info.chapters, 1):
+        title = ("  " * (c.level - 1) + c.title)[:width]
         click.echo(
-            f"{i:4d}  {title:<{width}}  {c['billable_chars']:>9,} billable  {c['chars']:>9,} chars"
+            f"{i:4d}  {title:<{width}}  {c.billable_chars:>9,} billable  {c.chars:>9,} chars"
         )
-    click.echo(
-        f"{len(info['chapters'])} chapters, {info['total_billable_chars']:,} billable characters"
-    )
+    click.echo(f"{len(info.chapters)} chapters, {info.total_billable_chars:,} billable characters")
 
 
 # --- estimate -------------------------------------------------------------------------
