@@ -388,22 +388,15 @@ def estimate_cmd(
     \b
         audiobook estimate novel.epub --engine polly --polly-engine neural
     """
-    from .chunk import chunk_book
-    from .config import POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS
-    from .engines.polly import pick_mode
-    from .estimate import estimate
-    from .ssml import billable_chars, render_book, total_chars
+    from .estimate import estimate_book
 
-    ingest, render = _ingest_options(kw), _render_options(kw)
-    b = read_book(book, ingest)
+    b = read_book(book, _ingest_options(kw))
     for w in b.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
-    rendered = render_book(b, render)
-    path = pick_mode(
-        mode, sum(billable_chars(s) for s in rendered), sum(total_chars(s) for s in rendered)
+    be = estimate_book(
+        b, polly_engine, mode=mode, marks=bool(marks.strip()), render=_render_options(kw)
     )
-    limits = POLLY_SYNC_LIMITS if path == "sync" else POLLY_TASK_LIMITS
-    est = estimate(chunk_book(b, limits, render), polly_engine, marks=bool(marks.strip()))
+    est, path = be.estimate, be.mode
     if as_json:
         click.echo(
             json.dumps(

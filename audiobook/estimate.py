@@ -8,17 +8,26 @@ entities decoded), the same function the Polly emulator bills with, so that the 
 equals the sum of RequestCharacters of the tasks. Prices are Polly's list prices per
 million characters from ``config.POLLY_PRICES_PER_MILLION``. Speech marks are billed like
 audio, so ``marks=True`` doubles the tasks and the characters billed.
+
+For a whole book, ``estimate_book`` picks the path a conversion would take (sync requests
+or async tasks, as ``--mode`` says) and chunks the book under that path's limits:
+
+    be = estimate_book(book, "neural", mode="auto", render=RenderOptions())
+    be.mode, be.estimate.tasks, be.estimate.cost_usd
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from .config import POLLY_PRICES_PER_MILLION
+from .chunk import split_ssml
+from .config import POLLY_PRICES_PER_MILLION, POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS, RenderOptions
+from .engines.polly import pick_mode
 from .errors import ConfigError
-from .model import Chunk
-from .ssml import billable_chars
+from .model import Book, Chunk
+from .ssml import DEFAULT_OPTIONS, billable_chars, render_book, total_chars
 
 
 @dataclass(frozen=True)
@@ -36,9 +45,7 @@ def price_per_million(polly_engine: str) -> float:
         return POLLY_PRICES_PER_MILLION[polly_engine]
     except KeyError:
         known = ", ".join(POLLY_PRICES_PER_MILLION)
-        raise ConfigError(
-            f"--polly-engine must be one of {known}, not {polly_engine!r}"
-        ) from None
+        raise ConfigError(f"--polly-engine must be one of {known}, not {polly_engine!r}") from None
 
 
 def estimate(chunks: Sequence[Chunk], polly_engine: str, *, marks: bool = False) -> Estimate:
@@ -58,3 +65,34 @@ def estimate(chunks: Sequence[Chunk], polly_engine: str, *, marks: bool = False)
         price_per_million=price,
         polly_engine=polly_engine,
     )
+
+
+@dataclass(frozen=True)
+class BookEstimate:
+    mode: Literal["sync", "async"]  # the path the conversion would take
+    estimate: Estimate  # tasks are SynthesizeSpeech requests when mode is "sync"
+
+
+def estimate_book(
+    book: Book,
+    polly_engine: str,
+    *,
+    mode: str = "auto",
+    marks: bool = False,
+    render: RenderOptions = DEFAULT_OPTIONS,
+) -> BookEstimate:
+    """Characters, tasks and cost of converting ``book`` on Polly, calling nothing.
+
+    ``mode`` is ``--mode`` (auto: sync when the whole book fits one request); the book is
+    rendered once and split under the limits of the chosen path."""
+    rendered = render_book(book, render)
+    path = pick_mode(
+        mode, sum(billable_chars(s) for s in rendered), sum(total_chars(s) for s in rendered)
+    )
+    limits = POLLY_SYNC_LIMITS if path == "sync" else POLLY_TASK_LIMITS
+    chunks = [
+        Chunk.make(index, seq, piece)
+        for index, ssml in enumerate(rendered)
+        for seq, piece in enumerate(split_ssml(ssml, limits))
+    ]
+    return BookEstimate(mode=path, estimate=estimate(chunks, polly_engine, marks=marks))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from audiobook.chunk import chunk_book
+from audiobook.config import POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS
 from audiobook.errors import ConfigError
-from audiobook.estimate import Estimate, estimate
-from audiobook.model import Chunk
+from audiobook.estimate import Estimate, estimate, estimate_book
+from audiobook.model import Block, Book, Chapter, Chunk
 
 # A small book of three chunks, as the renderer would send them.
 CHUNKS = [
@@ -61,3 +63,32 @@ def test_empty_book_and_unknown_engine():
     assert estimate([], "standard").cost_usd == 0.0
     with pytest.raises(ConfigError, match="--polly-engine"):
         estimate(CHUNKS, "turbo")
+
+
+def _book(*texts: str) -> Book:
+    return Book(
+        title="B",
+        chapters=tuple(
+            Chapter(title=f"C{i}", blocks=(Block(kind="paragraph", text=t),))
+            for i, t in enumerate(texts)
+        ),
+        language="en",
+    )
+
+
+def test_estimate_book_picks_the_path_and_chunks_under_its_limits():
+    small = _book("One short sentence.", "Another one.")
+    be = estimate_book(small, "neural")
+    assert be.mode == "sync"
+    expected = estimate(chunk_book(small, POLLY_SYNC_LIMITS), "neural")
+    assert be.estimate == expected and be.estimate.tasks == 2
+    assert estimate_book(small, "neural", mode="async").mode == "async"
+    # Over one request's worth: auto takes the async path, with its larger pieces.
+    big = _book(" ".join(["Words in a long chapter."] * 200))
+    be = estimate_book(big, "standard", marks=True)
+    assert be.mode == "async"
+    assert be.estimate == estimate(chunk_book(big, POLLY_TASK_LIMITS), "standard", marks=True)
+    forced = estimate_book(big, "standard", mode="sync")
+    assert forced.estimate.tasks == len(chunk_book(big, POLLY_SYNC_LIMITS)) > 1
+    with pytest.raises(ConfigError, match="--mode"):
+        estimate_book(small, "neural", mode="fast")
