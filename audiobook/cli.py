@@ -532,6 +532,7 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
     \b
         audiobook status --state-dir out/.audiobook
     """
+    from .estimate import billed_summary
     from .state import open_state
 
     with open_state(state_dir, reset=reset_state) as store:
@@ -547,14 +548,12 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
         f"pieces: {c['done']} done, {c['pending'] + c['submitted']} pending "
         f"({c['submitted']} submitted), {c['failed']} failed"
     )
-    cost = sum(
-        n * POLLY_PRICES_PER_MILLION.get(kind, 0.0) / 1e6 for kind, n in s.billed_by_kind.items()
-    )
-    by_kind = ", ".join(f"{kind} {n:,}" for kind, n in sorted(s.billed_by_kind.items()) if kind)
+    billed = billed_summary(s)
+    by_kind = ", ".join(f"{kind} {n:,}" for kind, n in billed.by_kind)
     click.echo(
-        f"characters billed: {s.billed_chars:,}"
+        f"characters billed: {billed.billed_chars:,}"
         + (f" ({by_kind})" if by_kind else "")
-        + f"; ${cost:,.2f} at list prices"
+        + f"; ${billed.cost_usd:,.2f} at list prices"
     )
     click.echo(f"cache: {s.cache_files} files, {s.cache_bytes / 1e6:,.1f} MB")
 

@@ -14,6 +14,8 @@ or async tasks, as ``--mode`` says) and chunks the book under that path's limits
 
     be = estimate_book(book, "neural", mode="auto", render=RenderOptions())
     be.mode, be.estimate.tasks, be.estimate.cost_usd
+
+``billed_summary`` prices what a state store has already billed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .engines.polly import pick_mode
 from .errors import ConfigError
 from .model import Book, Chunk
 from .ssml import DEFAULT_OPTIONS, billable_chars, render_book, total_chars
+from .state import StatusSummary
 
 
 @dataclass(frozen=True)
@@ -96,3 +99,21 @@ def estimate_book(
         for seq, piece in enumerate(split_ssml(ssml, limits))
     ]
     return BookEstimate(mode=path, estimate=estimate(chunks, polly_engine, marks=marks))
+
+
+@dataclass(frozen=True)
+class BilledSummary:
+    billed_chars: int  # every character billed, local pieces included
+    by_kind: tuple[tuple[str, int], ...]  # (price kind, chars) of the priced kinds, sorted
+    cost_usd: float  # at list prices; kinds without a price cost nothing
+
+
+def billed_summary(summary: StatusSummary) -> BilledSummary:
+    """What a state store's pieces have billed (``StateStore.summary()``), at list prices."""
+    by_kind = summary.billed_by_kind
+    cost = sum(n * POLLY_PRICES_PER_MILLION.get(kind, 0.0) / 1e6 for kind, n in by_kind.items())
+    return BilledSummary(
+        billed_chars=summary.billed_chars,
+        by_kind=tuple((kind, n) for kind, n in sorted(by_kind.items()) if kind),
+        cost_usd=cost,
+    )

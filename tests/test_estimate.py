@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from audiobook.chunk import chunk_book
 from audiobook.config import POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS
 from audiobook.errors import ConfigError
-from audiobook.estimate import Estimate, estimate, estimate_book
+from audiobook.estimate import Estimate, billed_summary, estimate, estimate_book
 from audiobook.model import Block, Book, Chapter, Chunk
+from audiobook.state import StatusSummary
 
 # A small book of three chunks, as the renderer would send them.
 CHUNKS = [
@@ -92,3 +95,19 @@ def test_estimate_book_picks_the_path_and_chunks_under_its_limits():
     assert forced.estimate.tasks == len(chunk_book(big, POLLY_SYNC_LIMITS)) > 1
     with pytest.raises(ConfigError, match="--mode"):
         estimate_book(small, "neural", mode="fast")
+
+
+def test_billed_summary_prices_the_known_kinds():
+    summary = StatusSummary(
+        path=Path("state.sqlite"),
+        books=(),
+        chunks={},
+        billed_chars=1_000_000 + 500_000 + 70 + 9,
+        billed_by_kind={"neural": 1_000_000, "standard": 500_000, "": 70, "odd": 9},
+        cache_files=0,
+        cache_bytes=0,
+    )
+    billed = billed_summary(summary)
+    assert billed.billed_chars == 1_500_079
+    assert billed.by_kind == (("neural", 1_000_000), ("odd", 9), ("standard", 500_000))
+    assert billed.cost_usd == pytest.approx(16.0 + 2.0)
