@@ -1275,3 +1275,20 @@ def _pcm_to_wav(raw: Path, dest: Path, rate: int) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def polly_client(region: str | None) -> Any:
+    """A boto3 Polly client for ``region`` (None: the usual boto3 way), with
+    ``polly_client_config``; a ConfigError when no client can be made."""
+    import boto3
+
+    from ..errors import one_line
+
+    try:
+        return boto3.session.Session(region_name=region).client(
+            "polly", config=polly_client_config()
+        )
+    except Exception as e:  # botocore: NoRegionError and friends
+        raise ConfigError(
+            f"cannot reach Polly: {one_line(str(e))} (set --region or AWS_DEFAULT_REGION)"
+        ) from e
