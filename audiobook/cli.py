@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import click
 from rich.console import Console
 
 from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
+from .engines import list_tasks, list_voices
 from .engines.options import PollyOptions
 from .errors import AudiobookError, ConfigError, one_line
 from .ingest import IngestOptions, read_book
@@ -424,21 +426,6 @@ def estimate_cmd(
 # --- voices and tasks -----------------------------------------------------------------
 
 
-def _polly_client(region: str | None) -> Any:
-    import boto3
-
-    from .engines.polly import polly_client_config
-
-    try:
-        return boto3.session.Session(region_name=region).client(
-            "polly", config=polly_client_config()
-        )
-    except Exception as e:  # botocore: NoRegionError and friends
-        raise ConfigError(
-            f"cannot reach Polly: {one_line(str(e))} (set --region or AWS_DEFAULT_REGION)"
-        ) from e
-
-
 @cli.command(name="voices")
 @click.option(
     "--engine",
@@ -465,25 +452,15 @@ def voices_cmd(
     \b
         audiobook voices --engine polly --language en-GB
     """
+    voices = list_voices(engine, language=language, polly_engine=polly_engine, region=region)
     if engine == "local":
-        from .engines import local
-
-        lister = getattr(local, "list_voices", None)
-        if lister is None:
-            raise ConfigError("the local engine cannot list its voices")
-        for v in lister(language=language) if language else lister():
-            click.echo(
-                str(v)
-                if not isinstance(v, dict)
-                else "\t".join(str(v.get(k, "")) for k in ("name", "language", "gender"))
-            )
+        for v in voices:
+            click.echo("\t".join(v.get(k, "") for k in ("name", "language", "gender")))
         return
-    from .engines.polly import list_voices
-
-    for v in list_voices(_polly_client(region), engine=polly_engine, language=language):
+    for v in voices:
         click.echo(
-            f"{v.get('Id', ''):<12} {v.get('LanguageCode', ''):<8} "
-            f"{v.get('Gender', ''):<7} {','.join(v.get('SupportedEngines', []))}"
+            f"{v.get('name', ''):<12} {v.get('language', ''):<8} "
+            f"{v.get('gender', ''):<7} {v.get('engines', '')}"
         )
 
 
@@ -506,11 +483,9 @@ def tasks_cmd(status: str | None, max_items: int | None, region: str | None) -> 
     \b
         audiobook tasks --status failed --max 20
     """
-    from .engines.polly import list_tasks
-
-    for t in list_tasks(_polly_client(region), status=status, max_items=max_items):
-        created = t.get("CreationTime")
-        created = created.isoformat(timespec="seconds") if hasattr(created, "isoformat") else ""
+    for t in list_tasks(status=status, max_items=max_items, region=region):
+        when = t.get("CreationTime")
+        created = when.isoformat(timespec="seconds") if isinstance(when, datetime) else ""
         reason = t.get("TaskStatusReason") or ""
         click.echo(
             f"{t.get('TaskId', '')}  {t.get('TaskStatus', ''):<10}  {created}  "
@@ -701,12 +676,9 @@ def polly_emulator_cmd(args: tuple[str, ...]) -> None:
     \b
         audiobook polly-emulator --port 0 --s3-endpoint http://127.0.0.1:5000
     """
-    from . import emulator
+    from .emulator import main as emulator_main
 
-    main_fn = getattr(emulator, "main", None)
-    if main_fn is None:
-        raise ConfigError("the Polly emulator is not available in this installation")
-    sys.exit(main_fn(list(args)) or 0)
+    sys.exit(emulator_main(list(args)) or 0)
 
 
 def main(argv: list[str] | None = None) -> None:
