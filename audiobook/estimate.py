@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .chunk import split_ssml
+from .chunk import chunk_rendered
 from .config import POLLY_PRICES_PER_MILLION, POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS, RenderOptions
 from .engines.polly import pick_mode
 from .errors import ConfigError
@@ -93,11 +93,7 @@ def estimate_book(
         mode, sum(billable_chars(s) for s in rendered), sum(total_chars(s) for s in rendered)
     )
     limits = POLLY_SYNC_LIMITS if path == "sync" else POLLY_TASK_LIMITS
-    chunks = [
-        Chunk.make(index, seq, piece)
-        for index, ssml in enumerate(rendered)
-        for seq, piece in enumerate(split_ssml(ssml, limits))
-    ]
+    chunks = chunk_rendered(rendered, limits)
     return BookEstimate(mode=path, estimate=estimate(chunks, polly_engine, marks=marks))
 
 
