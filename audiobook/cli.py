@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -33,27 +33,20 @@ log = logging.getLogger("audiobook")
 # --- errors ---------------------------------------------------------------------------
 
 
-class UserError(click.ClickException):
-    """An expected error, shown as one line with its own exit code."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"audiobook: error: {self.message}", err=True)
-
-
 class AudiobookGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except AudiobookError as e:
-            raise UserError(one_line(str(e)), e.exit_code) from e
+            _fail(one_line(str(e)), e.exit_code)
         except KeyboardInterrupt:
-            raise UserError(
-                "interrupted; progress is saved, run the same command again to resume", 130
-            ) from None
+            _fail("interrupted; progress is saved, run the same command again to resume", 130)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """The one line every expected error ends in, and its exit code."""
+    click.echo(f"audiobook: error: {message}", err=True)
+    raise click.exceptions.Exit(code)
 
 
 # --- shared options -------------------------------------------------------------------

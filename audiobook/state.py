@@ -461,7 +461,20 @@ class StateStore:
         outputs = self._query(
             "SELECT path FROM book_outputs WHERE book_id = ? ORDER BY seq", (row[0],)
         )
-        return BookRow(*row, outputs=tuple(r[0] for r in outputs))
+        book_id, source, source_hash, options_hash, title, out, size, mtime, last, status = row
+        return BookRow(
+            id=book_id,
+            source_path=source,
+            source_hash=source_hash,
+            options_hash=options_hash,
+            title=title,
+            out_path=out,
+            output_size=size,
+            output_mtime=mtime,
+            last_run=last,
+            status=status,
+            outputs=tuple(r[0] for r in outputs),
+        )
 
     def upsert_book(
         self,
