@@ -10,8 +10,13 @@
 Modules: ``engine`` (PollyEngine), ``aws`` (error mapping, the Polly client and its
 config, DescribeVoices/ListSpeechSynthesisTasks, task status, OutputUri parsing),
 ``checks`` (option checks, SSML rules per engine, sample rates, ``pick_mode``),
-``notify`` (the SNS -> SQS notification listener), ``voices`` (default voice per
-language). Everything below is importable from this package.
+``notify`` (the SNS -> SQS notification listener), ``voices`` (default voice per language
+and engine kind). Everything below is importable from this package.
+
+Voice. ``PollyOptions(voice=None)`` takes ``polly_voice_for(language, polly_engine)``: a
+voice that supports the chosen engine kind for the book's language (a long-form voice
+for ``long-form``, a generative one for ``generative``...), or a ConfigError naming the
+language and the engine kind when none is known.
 
 Paths. ``mode="async"`` sends every chunk as a StartSpeechSynthesisTask writing to
 ``s3://<bucket>/<prefix><key>/<TaskId>.<ext>``; ``mode="sync"`` sends each chunk through
@@ -94,16 +99,16 @@ from .notify import (
     NotificationListener,
     parse_notification,
 )
-from .voices import POLLY_DEFAULT_VOICES, polly_voice_for
+from .voices import DEFAULT_VOICES, polly_voice_for
 
 __all__ = [
+    "DEFAULT_VOICES",
     "DRAIN_INTERVAL_S",
     "EXTENSIONS",
     "MARK_TYPES",
     "MODES",
     "NOTIFICATION_GRACE_S",
     "OUTPUT_FORMATS",
-    "POLLY_DEFAULT_VOICES",
     "POLLY_ENGINES",
     "RECOVER_SKEW_S",
     "SAMPLE_RATES",

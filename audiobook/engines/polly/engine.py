@@ -62,7 +62,7 @@ class PollyEngine(Engine):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options = options
-        self.voice = options.voice or polly_voice_for(options.language)
+        self.voice = options.voice or polly_voice_for(options.language, options.polly_engine)
         mode = options.mode
         if mode not in MODES:
             raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
