@@ -1,0 +1,193 @@
+"""What Polly accepts, checked locally before anything is billed: engine kinds, output
+formats and their sample rates, speech-mark types, bucket/prefix/lexicon names, the SSML
+tags each engine takes (POLLY.md sections 9 and 11), and the sync-or-async choice.
+
+Pure: no AWS call, no boto3 import.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+from ...config import POLLY_SYNC_LIMITS
+from ...errors import ConfigError
+
+POLLY_ENGINES = ("standard", "neural", "long-form", "generative")
+OUTPUT_FORMATS = ("mp3", "ogg_vorbis", "ogg_opus", "pcm")
+MARK_TYPES = ("sentence", "word", "ssml", "viseme")
+MODES = ("auto", "async", "sync")
+
+# File extension of what ``fetch`` writes, per OutputFormat. pcm is wrapped in WAV.
+EXTENSIONS = {"mp3": "mp3", "ogg_vorbis": "ogg", "ogg_opus": "opus", "pcm": "wav"}
+# Valid sample rates per output format (POLLY.md section 9).
+SAMPLE_RATES = {
+    "mp3": ("8000", "16000", "22050", "24000", "44100", "48000"),
+    "ogg_vorbis": ("8000", "16000", "22050", "24000", "44100", "48000"),
+    "ogg_opus": ("48000",),
+    "pcm": ("8000", "16000"),
+}
+
+_LEXICON_NAME = re.compile(r"^[0-9A-Za-z]{1,20}$")
+_BUCKET_NAME = re.compile(r"^[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9]$")
+_PREFIX = re.compile(r"^[0-9a-zA-Z/!\-_.*'():;$@=+,?&]{0,700}$")
+
+
+def pick_mode(requested: str, billable_chars: int, total_chars: int) -> Literal["sync", "async"]:
+    """The path for one job: ``requested`` if it is sync/async; for ``auto``, sync when
+    the job's whole text fits one SynthesizeSpeech request, async otherwise."""
+    if requested not in MODES:
+        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {requested!r}")
+    if requested == "sync":
+        return "sync"
+    if requested == "async":
+        return "async"
+    fits = (
+        billable_chars <= POLLY_SYNC_LIMITS.max_billable
+        and total_chars <= POLLY_SYNC_LIMITS.max_total
+    )
+    return "sync" if fits else "async"
+
+
+def default_sample_rate(output_format: str, polly_engine: str) -> str:
+    """The SampleRate Polly uses when none is asked for."""
+    if output_format == "pcm":
+        return "16000"
+    if output_format == "ogg_opus":
+        return "48000"
+    return "22050" if polly_engine == "standard" else "24000"
+
+
+def check_polly_engine(polly_engine: str) -> None:
+    """ConfigError unless ``polly_engine`` is one of POLLY_ENGINES."""
+    if polly_engine not in POLLY_ENGINES:
+        raise ConfigError(
+            f"--polly-engine must be one of {', '.join(POLLY_ENGINES)}, not {polly_engine!r}"
+        )
+
+
+def check_options(
+    *,
+    bucket: str,
+    prefix: str,
+    polly_engine: str,
+    voice: str,
+    output_format: str,
+    sample_rate: str | None,
+    lexicons: Sequence[str],
+    marks: Sequence[str],
+) -> None:
+    """The engine's options against what Polly accepts (no AWS call); ConfigError on one
+    line naming the option at fault."""
+    if not bucket:
+        raise ConfigError("--bucket is required for --engine polly")
+    if not _BUCKET_NAME.match(bucket):
+        raise ConfigError(f"--bucket {bucket!r} is not a valid S3 bucket name")
+    if not _PREFIX.match(prefix):
+        raise ConfigError(f"--prefix {prefix!r} has characters Polly does not accept")
+    check_polly_engine(polly_engine)
+    if not voice:
+        raise ConfigError("--voice is required for --engine polly (see `audiobook voices`)")
+    if output_format not in OUTPUT_FORMATS:
+        raise ConfigError(
+            f"output format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}"
+        )
+    if sample_rate and sample_rate not in SAMPLE_RATES[output_format]:
+        raise ConfigError(
+            f"sample rate {sample_rate} is not valid for {output_format} "
+            f"(valid: {', '.join(SAMPLE_RATES[output_format])})"
+        )
+    if len(lexicons) > 5:
+        raise ConfigError(f"at most 5 lexicons per request, got {len(lexicons)}")
+    for name in lexicons:
+        if not _LEXICON_NAME.match(name):
+            raise ConfigError(f"--lexicon {name!r} is not a valid lexicon name")
+    for m in marks:
+        if m not in MARK_TYPES:
+            raise ConfigError(
+                f"--marks: unknown speech mark type {m!r} (use {', '.join(MARK_TYPES)})"
+            )
+    if marks and polly_engine == "generative":
+        raise ConfigError("--marks: the generative engine produces no speech marks")
+
+
+def same_kms_key(have: str, want: str) -> bool:
+    """KMS key ids match by full ARN, key id, or alias."""
+    if not have or not want:
+        return False
+    if have == want:
+        return True
+
+    def tail(s: str) -> str:
+        return s.split(":key/")[-1].split(":")[-1]
+
+    return tail(have) == tail(want)
+
+
+# --------------------------------------------------------------------------- SSML
+
+# SSML tags (and attributes) Polly rejects, per engine (POLLY.md section 11).
+_NEVER = {"audio", "lexicon", "lookup", "voice"}
+_KNOWN = {
+    "speak",
+    "break",
+    "lang",
+    "p",
+    "s",
+    "sub",
+    "w",
+    "emphasis",
+    "prosody",
+    "mark",
+    "phoneme",
+    "say-as",
+    "amazon:effect",
+    "amazon:auto-breaths",
+    "amazon:domain",
+    "amazon:breath",
+    "amazon:max-duration",
+}
+_NOT_NEURAL_LIKE = {"emphasis", "amazon:auto-breaths", "amazon:breath", "amazon:max-duration"}
+_TAG = re.compile(r"<\s*([A-Za-z_][\w:.\-]*)((?:\s+[^<>]*?)?)\s*/?\s*>")
+_ATTR = re.compile(r"([\w:.\-]+)\s*=\s*(\"[^\"]*\"|'[^']*')")
+
+
+def unsupported_ssml(ssml: str, polly_engine: str) -> str | None:
+    """The first tag (with the attribute at fault, if any) that the given Polly engine
+    rejects, as it would be written; None when everything is supported. Comments and
+    CDATA are not expected (the renderer escapes all text)."""
+    for m in _TAG.finditer(ssml):
+        tag = m.group(1).lower()
+        attrs = {a.lower(): v[1:-1] for a, v in _ATTR.findall(m.group(2) or "")}
+        shown = f"<{m.group(1)}>"
+        if tag in _NEVER or tag not in _KNOWN:
+            return shown
+        if tag == "break":
+            t = attrs.get("time", "")
+            mt = re.fullmatch(r"\s*([\d.]+)\s*(ms|s)\s*", t)
+            if mt and float(mt.group(1)) * (0.001 if mt.group(2) == "ms" else 1.0) > 10.0:
+                return f'<break time="{t}"> (over 10 seconds)'
+        if tag == "prosody":
+            rate = attrs.get("rate", "").strip()
+            mr = re.fullmatch(r"([+-]?)([\d.]+)%", rate)
+            if mr:
+                pct = float(mr.group(2))
+                if (mr.group(1) == "-" and pct > 80) or (not mr.group(1) and pct < 20):
+                    return f'<prosody rate="{rate}"> (slower than -80%)'
+            if polly_engine != "standard" and "amazon:max-duration" in attrs:
+                return "<prosody amazon:max-duration>"
+        if polly_engine == "standard":
+            if tag == "amazon:domain":
+                return f'<amazon:domain name="{attrs.get("name", "")}">'
+            continue
+        if tag in _NOT_NEURAL_LIKE:
+            return shown
+        if tag == "amazon:effect":
+            name = attrs.get("name", "")
+            if name != "drc" or polly_engine == "generative":
+                extra = "".join(f' {a}="{v}"' for a, v in attrs.items())
+                return f"<amazon:effect{extra}>"
+        if tag == "amazon:domain" and polly_engine != "neural":
+            return f'<amazon:domain name="{attrs.get("name", "")}">'
+    return None
