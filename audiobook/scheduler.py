@@ -54,8 +54,6 @@ from .state import StateStore
 
 log = logging.getLogger(__name__)
 
-# A task started at most this long before the recorded intent is still ours (clock skew).
-RECOVER_SKEW = 300.0
 # How often one outstanding task is asked again: remote engines (rate-limited on top),
 # local ones (their poll is a look at a future).
 REMOTE_REPOLL = 0.1
@@ -294,7 +292,8 @@ class Scheduler:
                 elif row.status == "pending" and row.started_at is not None:
                     if self.limiters.poll is not None:
                         self.limiters.poll.acquire()
-                    ref = self.engine.recover(job.key, row.started_at - RECOVER_SKEW)
+                    # Clock skew between us and the service is the engine's to allow.
+                    ref = self.engine.recover(job.key, row.started_at)
                     if ref is not None:
                         log.info(
                             "%s: found task %s started by an earlier run",

@@ -122,7 +122,8 @@ class Engine(abc.ABC):
         raise NotImplementedError(f"the {self.name} engine writes no speech marks")
 
     def recover(self, key: str, since: float) -> TaskRef | None:
-        """Find a task for ``key`` started at or after ``since`` (epoch seconds) that the
+        """Find a task for ``key`` started at or after ``since`` (epoch seconds, our
+        clock: the engine allows for the service's clock being off) that the
         caller never recorded (a crash right after the start call). None if there is none
         or the engine keeps nothing across processes (``capabilities.keeps_tasks``)."""
         return None

@@ -44,8 +44,9 @@ from .voices import polly_voice_for
 
 log = logging.getLogger(__name__)
 
-# recover() accepts tasks created up to this long before ``since`` (clock skew).
-RECOVER_SKEW_S = 120.0
+# recover() accepts tasks created up to this long before ``since``: the skew between
+# our clock (the recorded intent) and the service's (the task's CreationTime).
+RECOVER_SKEW_S = 300.0
 
 
 class PollyEngine(Engine):
