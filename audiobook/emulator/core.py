@@ -308,10 +308,9 @@ class Emulator:
                              reason="other")
         engine = p.get("Engine", "standard")
         if engine not in voice.engines:
+            # a ValidationException gets its required reason="other" from PollyError
             raise PollyError(facts.ENGINE_MISMATCH_ERROR,
-                             facts.ENGINE_MISMATCH_MESSAGE.format(engine=engine),
-                             **({"reason": "other"}
-                                if facts.ENGINE_MISMATCH_ERROR == "ValidationException" else {}))
+                             facts.ENGINE_MISMATCH_MESSAGE.format(engine=engine))
         lang = p.get("LanguageCode")
         if lang and lang != voice.language and lang not in voice.additional_languages:
             raise PollyError("LanguageNotSupportedException",

@@ -20,7 +20,7 @@ import urllib.parse
 import uuid
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 from . import facts, protocol
 from .core import Emulator, EmulatorOptions, TaskInfo
@@ -138,7 +138,8 @@ class EmulatorServer:
         self.options = options or EmulatorOptions()
         self.emulator = Emulator(self.options)
         self._httpd = _HTTPServer((host, port), self.emulator)
-        self.host, self.port = self._httpd.server_address[:2]  # type: ignore[misc]
+        # an AF_INET(6) socket's name starts (host str, port int); typeshed allows bytes too
+        self.host, self.port = cast("tuple[str, int]", self._httpd.server_address[:2])
         self.url = f"http://{self.host}:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                         name="polly-emulator", daemon=True)

@@ -13,7 +13,7 @@ import html
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -118,8 +118,9 @@ def billable_chars(text: str, text_type: str) -> int:
     """Characters Polly bills: text outside tags, entities decoded. Uses the renderer's
     own counter when the project has one, so that estimate and bill agree."""
     if text_type == "ssml":
+        project_count: Callable[[str], int] | None
         try:
-            from ..ssml import billable_chars as project_count  # type: ignore[attr-defined]
+            from ..ssml import billable_chars as project_count
         except ImportError:
             project_count = None
         if project_count is not None:
