@@ -86,7 +86,7 @@ def parse_xml(data: bytes) -> etree._Element:
     except LookupError as exc:  # an unknown encoding name in the XML declaration
         raise ValueError(f"unknown encoding ({exc})") from exc
     if root is None:
-        raise etree.XMLSyntaxError("empty document", None, 0, 0)  # type: ignore[call-arg]
+        raise etree.XMLSyntaxError("empty document", None, 0, 0)
     return root
 
 
@@ -118,8 +118,8 @@ def node_text(el: etree._Element, skip: frozenset[str] = frozenset({"rt", "rp"})
         if node.text:
             parts.append(node.text)
         for child in node:
-            if child.tag is etree.Entity:
-                parts.append(html.entities.html5.get(f"{child.name};", ""))  # type: ignore
+            if isinstance(child, etree._Entity):  # its tag is the etree.Entity factory
+                parts.append(html.entities.html5.get(f"{child.name};", ""))
             elif isinstance(child.tag, str) and localname(child) not in skip:
                 walk(child)
             if child.tail:
@@ -205,7 +205,7 @@ def _is_note_link(el: etree._Element, name: str) -> bool:
             return True
         if _NOTE_MARK.match(text) and (
                 any(localname(c) == "sup" for c in el)
-                or (el.getparent() is not None and localname(el.getparent()) == "sup")):
+                or ((parent := el.getparent()) is not None and localname(parent) == "sup")):
             return True
     if name == "sup":
         links = [c for c in el if localname(c) == "a" and c.get("href") is not None]
@@ -241,12 +241,12 @@ class _Walk:
             self.buf.append(s)
 
     def visit(self, el: etree._Element, depth: int) -> None:
-        tag = el.tag
-        if tag is etree.Entity:
-            ref = html.entities.html5.get(f"{el.name};")  # type: ignore[attr-defined]
+        if isinstance(el, etree._Entity):  # its tag is the etree.Entity factory
+            ref = html.entities.html5.get(f"{el.name};")
             self.text(ref)  # unknown (possibly hostile) entities are dropped
             self.text(el.tail)
             return
+        tag = el.tag
         if not isinstance(tag, str):  # comment, processing instruction
             self.text(el.tail)
             return

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from ..model import Book
+
+TableMode = Literal["summary", "skip", "read"]
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,7 @@ class IngestOptions:
     skip_matter: bool = False  # leave out front and back matter (copyright, colophon, index)
     footnotes: str = "end"  # "end" | "drop"
     captions: bool = True  # HTML: read figure captions and alt text
-    tables: str = "summary"  # HTML/Markdown: "summary" (spoken description) | "skip" | "read"
+    tables: TableMode = "summary"  # HTML/Markdown: "summary" (spoken description) | "skip" | "read"
 
 
 class Ingestor:

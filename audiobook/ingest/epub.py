@@ -66,7 +66,7 @@ _BACK_TITLES = re.compile(r"^(colophon|uncopyright|index|licen[cs]e)$", re.I)
 _FRONT_TYPES = {"cover", "titlepage", "halftitlepage", "halftitle", "imprint",
                 "copyright-page", "toc", "loi", "lot", "seriespage", "errata"}
 _BACK_TYPES = {"colophon", "index", "index-group"}
-_GUIDE_TYPES = {"cover": "front", "title-page": "front", "copyright-page": "front",
+_GUIDE_TYPES: dict[str, ChapterRole] = {"cover": "front", "title-page": "front", "copyright-page": "front",
                 "toc": "front", "colophon": "back", "index": "back"}
 _PG_START = re.compile(r"^\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG", re.I)
 _PG_END = re.compile(r"^\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG", re.I)
@@ -455,13 +455,12 @@ class _Reader:
         guide_roles: dict[str, ChapterRole] = {}
         for gtype, gpath, gfrag in pkg.guide:
             if gtype in _GUIDE_TYPES:
-                guide_roles[gpath + (f"#{gfrag}" if gfrag else "")] = \
-                    _GUIDE_TYPES[gtype]  # type: ignore[assignment]
+                guide_roles[gpath + (f"#{gfrag}" if gfrag else "")] = _GUIDE_TYPES[gtype]
         spine_paths = {item.path for item, _ in pkg.spine}
         usable = [e for e in entries if e.path in spine_paths]
         title = pkg.titles[0] if pkg.titles else self.path.stem
         if usable and not all(_is_licence(e.title) for e in entries):
-            chapters = self._toc_chapters(pkg, entries, landmarks, guide_roles)
+            accs = self._toc_chapters(pkg, entries, landmarks, guide_roles)
         else:
             if entries and not usable:
                 self.warn("the table of contents points at nothing in the reading order; "
@@ -469,8 +468,8 @@ class _Reader:
             elif entries:
                 self.warn("the table of contents lists only licence sections; "
                           "chapters come from the text")
-            chapters = self._fallback_chapters(pkg, title)
-        chapters = self._finish(chapters)
+            accs = self._fallback_chapters(pkg, title)
+        chapters = self._finish(accs)
 
         return Book(
             title=title,

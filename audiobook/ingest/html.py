@@ -30,14 +30,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypedDict
 from urllib.parse import unquote, urlsplit
 
 import lxml.html
 from lxml import etree
 
 from ..errors import CorruptDocument, NoTextError
-from ..model import Block, Book, Chapter, Cover
+from ..model import Block, BlockKind, Book, Chapter, Cover
 from ._decode import decode_bytes, looks_binary, read_capped
 from .base import IngestOptions, Ingestor
 
@@ -128,9 +128,6 @@ _IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
 )
-
-TableMode = Literal["summary", "skip", "read"]
-
 
 @dataclass(frozen=True)
 class PageMeta:
@@ -417,8 +414,22 @@ def article_title(doc_title: str, page: lxml.html.HtmlElement) -> str:
     return _clean(cur)
 
 
-def _jsonld(page: lxml.html.HtmlElement) -> dict:
-    out: dict = {}
+class _JsonLd(TypedDict, total=False):
+    """What page_metadata takes from a JSON-LD article object."""
+
+    title: str
+    authors: list[str]
+    publisher: str
+    datePublished: str
+    url: str
+    image: str
+
+
+_JSONLD_STRINGS: tuple[Literal["datePublished", "url"], ...] = ("datePublished", "url")
+
+
+def _jsonld(page: lxml.html.HtmlElement) -> _JsonLd:
+    out: _JsonLd = {}
     doc_title = _clean(_text_of(page.find(".//title"))) if page.find(".//title") is not None else ""
     for script in page.iter("script"):
         if (script.get("type") or "").strip().lower() != "application/ld+json":
@@ -431,7 +442,7 @@ def _jsonld(page: lxml.html.HtmlElement) -> dict:
         except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             continue
         candidates = data if isinstance(data, list) else [data]
-        flat: list = []
+        flat: list[object] = []
         for c in candidates:
             if isinstance(c, dict) and isinstance(c.get("@graph"), list):
                 flat.extend(c["@graph"])
@@ -451,8 +462,8 @@ def _jsonld(page: lxml.html.HtmlElement) -> dict:
                 name_ok = _similarity(name, doc_title) > 0.75
                 head_ok = _similarity(headline, doc_title) > 0.75
                 out["title"] = headline if head_ok and not name_ok else name
-            elif name or headline:
-                out["title"] = name or headline
+            elif title := name or headline:
+                out["title"] = title
             author = item.get("author")
             authors = author if isinstance(author, list) else [author]
             names = []
@@ -466,7 +477,7 @@ def _jsonld(page: lxml.html.HtmlElement) -> dict:
             publisher = item.get("publisher")
             if isinstance(publisher, dict) and isinstance(publisher.get("name"), str):
                 out["publisher"] = publisher["name"].strip()
-            for key in ("datePublished", "url"):
+            for key in _JSONLD_STRINGS:
                 if isinstance(item.get(key), str):
                     out[key] = item[key].strip()
             image = item.get("image")
@@ -605,18 +616,18 @@ def article_blocks(
     article: lxml.html.HtmlElement, options: IngestOptions, *, title: str = ""
 ) -> list[Heading | Block]:
     """Walk the article in document order, without recursion, into headings and blocks."""
-    tables: TableMode = getattr(options, "tables", "summary")  # type: ignore[assignment]
+    tables = options.tables
     out: list[Heading | Block] = []
     buf: list[str] = []
-    kind_stack: list[str] = []  # "quote" / "list_item" contexts for paragraph text
+    kind_stack: list[BlockKind] = []  # "quote" / "list_item" contexts for paragraph text
     norm_title = _norm(title)
 
     def flush() -> None:
         text = _clean("".join(buf))
         buf.clear()
         if text:
-            kind = kind_stack[-1] if kind_stack else "paragraph"
-            out.append(Block(kind, text))  # type: ignore[arg-type]
+            kind: BlockKind = kind_stack[-1] if kind_stack else "paragraph"
+            out.append(Block(kind, text))
 
     walker = etree.iterwalk(article, events=("start", "end"))
     for event, el in walker:
@@ -692,7 +703,7 @@ def article_blocks(
     return out
 
 
-def _is_note_ref(el: etree._Element) -> bool:
+def _is_note_ref(el: lxml.html.HtmlElement) -> bool:
     """Footnote markers ("[12]", "3") and heading permalinks ("#", "¶") are not read
     aloud."""
     tag = el.tag
@@ -724,7 +735,7 @@ def _in_sup(el: etree._Element) -> bool:
     return parent is not None and parent.tag == "sup"
 
 
-def _is_data_table(table: etree._Element) -> bool:
+def _is_data_table(table: lxml.html.HtmlElement) -> bool:
     """A table of data, not a layout table holding paragraphs."""
     for el in table.iter("p", "div", "table", "ul", "ol", "blockquote", "pre"):
         if el is table:
@@ -735,7 +746,7 @@ def _is_data_table(table: etree._Element) -> bool:
     return len(rows) >= 2 and max((len(r) for r in rows), default=0) >= 2
 
 
-def _rows(table: etree._Element) -> list[list[str]]:
+def _rows(table: lxml.html.HtmlElement) -> list[list[str]]:
     rows = []
     for tr in table.iter("tr"):
         cells = [_clean(_text_of(c)) for c in tr if c.tag in ("td", "th")]
@@ -744,7 +755,7 @@ def _rows(table: etree._Element) -> list[list[str]]:
     return rows
 
 
-def table_summary(table: etree._Element) -> str:
+def table_summary(table: lxml.html.HtmlElement) -> str:
     """'A table with N rows: <caption>; columns: <first row>.' (spoken instead of cells)."""
     rows = _rows(table)
     caption_el = table.find("caption")
@@ -797,9 +808,8 @@ def lead_image(
     """A cover from og:image / JSON-LD image or the article's first image, when it is a
     data: URI or a local file next to the page. Remote images are never fetched."""
     srcs = [meta.image] if meta.image else []
-    srcs += [img.get("src") for img in article.iter("img") if img.get("src")][:3]
+    srcs += [s for img in article.iter("img") if (s := img.get("src"))][:3]
     for src in srcs:
-        assert src is not None
         if src.startswith("data:"):
             cover = _data_uri_image(src)
         else:
@@ -859,7 +869,7 @@ def _sniff_image(data: bytes) -> str | None:
 # --- helpers -------------------------------------------------------------------------
 
 
-def _text_of(el: etree._Element | None) -> str:
+def _text_of(el: lxml.html.HtmlElement | None) -> str:
     """Text of an element without script/style/footnote-marker content."""
     if el is None:
         return ""
