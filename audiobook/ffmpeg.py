@@ -18,7 +18,7 @@ import re
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from typing import IO
 
@@ -36,9 +36,10 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
+        exe: str = imageio_ffmpeg.get_ffmpeg_exe()  # imageio_ffmpeg is untyped
     except RuntimeError as e:  # no binary for this platform
         raise FFmpegError(f"ffmpeg not found: {e}") from e
+    return exe
 
 
 def path_arg(path: str | os.PathLike[str]) -> str:
@@ -162,7 +163,7 @@ def _feed(proc: subprocess.Popen[bytes], blocks: Iterable[bytes],
 
 
 def decode_pcm(path: str | os.PathLike[str], sample_rate: int,
-               block_size: int = 1 << 16) -> Iterator[bytes]:
+               block_size: int = 1 << 16) -> Generator[bytes, None, None]:
     """Decode any audio file ffmpeg reads into PCM s16le mono at ``sample_rate``,
     yielded block by block (the file is never held whole). Closing the iterator early
     stops ffmpeg."""

@@ -411,6 +411,7 @@ def stitch(
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=target_parent))
     except OSError as e:
         raise ConfigError(f"{out}: cannot write here ({e.strerror or e})") from e
+    outputs: tuple[Path, ...]
     try:
         if fmt == "m4b":
             outputs = (
