@@ -104,8 +104,9 @@ def marks_to_webvtt(chunks_marks: Sequence[tuple[float, str]]) -> str:
     return "\n".join(cues) + ("\n" if n == 0 else "")
 
 
-def write_webvtt(dest: str | os.PathLike[str],
-                 chunks_marks: Sequence[tuple[float, str | os.PathLike[str]]]) -> Path:
+def write_webvtt(
+    dest: str | os.PathLike[str], chunks_marks: Sequence[tuple[float, str | os.PathLike[str]]]
+) -> Path:
     """Write a chapter's captions to ``dest`` (temp file, then os.replace).
 
     ``chunks_marks``: ``(offset_s, marks)`` per chunk in order, where ``marks`` is the

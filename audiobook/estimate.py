@@ -36,9 +36,7 @@ def price_per_million(polly_engine: str) -> float:
         return POLLY_PRICES_PER_MILLION[polly_engine]
     except KeyError:
         known = ", ".join(POLLY_PRICES_PER_MILLION)
-        raise ConfigError(
-            f"--polly-engine must be one of {known}, not {polly_engine!r}"
-        ) from None
+        raise ConfigError(f"--polly-engine must be one of {known}, not {polly_engine!r}") from None
 
 
 def estimate(chunks: Sequence[Chunk], polly_engine: str, *, marks: bool = False) -> Estimate:

@@ -85,8 +85,7 @@ class PollyError(Exception):
     """An error answered on the wire: ``x-amzn-ErrorType: code``, body ``{"message": ...}``
     (plus any modeled extra members), with the status code the model gives the shape."""
 
-    def __init__(self, code: str, message: str, *, status: int | None = None,
-                 **extra: Any) -> None:
+    def __init__(self, code: str, message: str, *, status: int | None = None, **extra: Any) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
@@ -116,6 +115,7 @@ def error_status(code: str) -> int:
 
 
 # --- routing ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Route:
@@ -151,24 +151,28 @@ def route(method: str, path: str) -> tuple[str, dict[str, str]] | None:
 
 # --- request parsing ----------------------------------------------------------------------
 
+
 def _coerce(shape: Shape, raw: str, name: str) -> Any:
     """A URI/query/header string as the member's type."""
     if shape.type_name in ("integer", "long"):
         try:
             return int(raw)
         except ValueError:
-            raise PollyError("SerializationException",
-                             f"Cannot convert '{raw}' to an integer for {name}") from None
+            raise PollyError(
+                "SerializationException", f"Cannot convert '{raw}' to an integer for {name}"
+            ) from None
     if shape.type_name == "boolean":
         if raw.lower() not in ("true", "false"):
-            raise PollyError("SerializationException",
-                             f"Cannot convert '{raw}' to a boolean for {name}")
+            raise PollyError(
+                "SerializationException", f"Cannot convert '{raw}' to a boolean for {name}"
+            )
         return raw.lower() == "true"
     return raw
 
 
-def parse_request(operation: str, labels: Mapping[str, str], query: str,
-                  headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+def parse_request(
+    operation: str, labels: Mapping[str, str], query: str, headers: Mapping[str, str], body: bytes
+) -> dict[str, Any]:
     """The input parameters of ``operation`` from the pieces of an HTTP request."""
     op = service_model().operation_model(operation)
     shape = op.input_shape
@@ -210,6 +214,7 @@ def parse_request(operation: str, labels: Mapping[str, str], query: str,
 
 # --- validation ----------------------------------------------------------------------------
 
+
 @dataclass
 class Violation:
     path: str  # Coral style: "voiceId", "lexiconNames.1.member"
@@ -232,9 +237,17 @@ def _show(value: Any) -> str:
 
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "integer": (int,), "long": (int,), "boolean": (bool,),
-    "float": (int, float), "double": (int, float), "timestamp": (int, float, str),
-    "blob": (str, bytes), "list": (list,), "map": (dict,), "structure": (dict,),
+    "string": (str,),
+    "integer": (int,),
+    "long": (int,),
+    "boolean": (bool,),
+    "float": (int, float),
+    "double": (int, float),
+    "timestamp": (int, float, str),
+    "blob": (str, bytes),
+    "list": (list,),
+    "map": (dict,),
+    "structure": (dict,),
 }
 
 
@@ -248,31 +261,70 @@ def _check(shape: Shape, value: object, path: str, top: str, out: list[Violation
     # the isinstance tests below only narrow for the type checker: `ok` has checked them
     if tname == "string" and isinstance(value, str):
         if "enum" in meta and value not in meta["enum"]:
-            out.append(Violation(path, top, "Member must satisfy enum value set: ["
-                                 + ", ".join(meta["enum"]) + "]", value))
+            out.append(
+                Violation(
+                    path,
+                    top,
+                    "Member must satisfy enum value set: [" + ", ".join(meta["enum"]) + "]",
+                    value,
+                )
+            )
         if "min" in meta and len(value) < meta["min"]:
-            out.append(Violation(path, top, f"Member must have length greater than or equal "
-                                 f"to {meta['min']}", value))
+            out.append(
+                Violation(
+                    path,
+                    top,
+                    f"Member must have length greater than or equal to {meta['min']}",
+                    value,
+                )
+            )
         if "max" in meta and len(value) > meta["max"]:
-            out.append(Violation(path, top, f"Member must have length less than or equal "
-                                 f"to {meta['max']}", value))
+            out.append(
+                Violation(
+                    path, top, f"Member must have length less than or equal to {meta['max']}", value
+                )
+            )
         if "pattern" in meta and not re.search(meta["pattern"], value):
-            out.append(Violation(path, top, "Member must satisfy regular expression pattern: "
-                                 + meta["pattern"], value))
+            out.append(
+                Violation(
+                    path,
+                    top,
+                    "Member must satisfy regular expression pattern: " + meta["pattern"],
+                    value,
+                )
+            )
     elif tname in ("integer", "long", "float", "double") and isinstance(value, (int, float)):
         if "min" in meta and value < meta["min"]:
-            out.append(Violation(path, top, f"Member must have value greater than or equal "
-                                 f"to {meta['min']}", value))
+            out.append(
+                Violation(
+                    path,
+                    top,
+                    f"Member must have value greater than or equal to {meta['min']}",
+                    value,
+                )
+            )
         if "max" in meta and value > meta["max"]:
-            out.append(Violation(path, top, f"Member must have value less than or equal "
-                                 f"to {meta['max']}", value))
+            out.append(
+                Violation(
+                    path, top, f"Member must have value less than or equal to {meta['max']}", value
+                )
+            )
     elif tname in ("list", "map") and isinstance(value, (list, dict)):
         if "min" in meta and len(value) < meta["min"]:
-            out.append(Violation(path, top, f"Member must have length greater than or equal "
-                                 f"to {meta['min']}", value))
+            out.append(
+                Violation(
+                    path,
+                    top,
+                    f"Member must have length greater than or equal to {meta['min']}",
+                    value,
+                )
+            )
         if "max" in meta and len(value) > meta["max"]:
-            out.append(Violation(path, top, f"Member must have length less than or equal "
-                                 f"to {meta['max']}", value))
+            out.append(
+                Violation(
+                    path, top, f"Member must have length less than or equal to {meta['max']}", value
+                )
+            )
         if isinstance(value, list):
             item_shape = cast(ListShape, shape).member
             for i, item in enumerate(value, 1):
@@ -287,8 +339,14 @@ def _check(shape: Shape, value: object, path: str, top: str, out: list[Violation
         members = struct.members
         for req in struct.required_members:
             if value.get(req) is None:
-                out.append(Violation(f"{path}.{_lc(req)}" if path else _lc(req),
-                                     top or req, "Member must not be null", None))
+                out.append(
+                    Violation(
+                        f"{path}.{_lc(req)}" if path else _lc(req),
+                        top or req,
+                        "Member must not be null",
+                        None,
+                    )
+                )
         for name, v in value.items():
             if name in members and v is not None:
                 sub = f"{path}.{_lc(name)}" if path else _lc(name)
@@ -307,19 +365,28 @@ def violations(operation: str, params: Mapping[str, Any]) -> list[Violation]:
 # A pattern violation of these members gets its own modeled error [M shape docs], the
 # rest a ValidationException (UNVERIFIED: none of these operations model one).
 _SPECIFIC: dict[str, tuple[str, str]] = {
-    "OutputS3BucketName": ("InvalidS3BucketException",
-                           "The provided Amazon S3 bucket name is invalid. Please check your "
-                           "input with S3 bucket naming requirements and try again."),
-    "OutputS3KeyPrefix": ("InvalidS3KeyException",
-                          "The provided Amazon S3 key prefix is invalid. Please provide a "
-                          "valid S3 object key name."),
-    "SnsTopicArn": ("InvalidSnsTopicArnException",
-                    "The provided SNS topic ARN is invalid. Please provide a valid SNS "
-                    "topic ARN and try again."),
-    "TaskId": ("InvalidTaskIdException", "The provided Task ID is not valid. Please provide "
-               "a valid Task ID and try again."),
-    "NextToken": ("InvalidNextTokenException", "The NextToken is invalid. Verify that it's "
-                  "spelled correctly, and then try again."),
+    "OutputS3BucketName": (
+        "InvalidS3BucketException",
+        "The provided Amazon S3 bucket name is invalid. Please check your "
+        "input with S3 bucket naming requirements and try again.",
+    ),
+    "OutputS3KeyPrefix": (
+        "InvalidS3KeyException",
+        "The provided Amazon S3 key prefix is invalid. Please provide a valid S3 object key name.",
+    ),
+    "SnsTopicArn": (
+        "InvalidSnsTopicArnException",
+        "The provided SNS topic ARN is invalid. Please provide a valid SNS "
+        "topic ARN and try again.",
+    ),
+    "TaskId": (
+        "InvalidTaskIdException",
+        "The provided Task ID is not valid. Please provide a valid Task ID and try again.",
+    ),
+    "NextToken": (
+        "InvalidNextTokenException",
+        "The NextToken is invalid. Verify that it's spelled correctly, and then try again.",
+    ),
 }
 
 
@@ -336,15 +403,21 @@ def validate(operation: str, params: Mapping[str, Any]) -> None:
             code, msg = _SPECIFIC[v.member]
             raise PollyError(code, msg)
     n = len(found)
-    parts = [f"Value {_show(v.value)} at '{v.path}' failed to satisfy constraint: {v.message}"
-             for v in found]
+    parts = [
+        f"Value {_show(v.value)} at '{v.path}' failed to satisfy constraint: {v.message}"
+        for v in found
+    ]
     noun = "validation error" if n == 1 else "validation errors"
-    raise PollyError("ValidationException", f"{n} {noun} detected: " + "; ".join(parts),
-                     reason="fieldValidationFailed",
-                     fields=[{"name": v.path, "message": v.message} for v in found])
+    raise PollyError(
+        "ValidationException",
+        f"{n} {noun} detected: " + "; ".join(parts),
+        reason="fieldValidationFailed",
+        fields=[{"name": v.path, "message": v.message} for v in found],
+    )
 
 
 # --- response serialization -------------------------------------------------------------
+
 
 def _out(shape: Shape, value: Any) -> Any:
     t = shape.type_name
@@ -387,8 +460,12 @@ class Response:
 
 
 def error_response(err: PollyError, request_id: str) -> Response:
-    return Response(err.status, {
-        "Content-Type": "application/json",
-        "x-amzn-ErrorType": f"{err.code}:http://internal.amazon.com/coral/com.amazonaws.polly.v1/",
-        "x-amzn-RequestId": request_id,
-    }, json.dumps(err.body()).encode())
+    return Response(
+        err.status,
+        {
+            "Content-Type": "application/json",
+            "x-amzn-ErrorType": f"{err.code}:http://internal.amazon.com/coral/com.amazonaws.polly.v1/",
+            "x-amzn-RequestId": request_id,
+        },
+        json.dumps(err.body()).encode(),
+    )

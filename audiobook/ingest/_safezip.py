@@ -110,12 +110,17 @@ class SafeZip:
         declared = info.file_size
         if declared > lim.max_member_bytes:
             raise ZipLimitExceeded(
-                f"member {name!r} declares {declared} bytes (limit {lim.max_member_bytes})")
-        if declared > lim.ratio_floor_bytes and info.compress_size > 0 \
-                and declared / info.compress_size > lim.max_ratio:
+                f"member {name!r} declares {declared} bytes (limit {lim.max_member_bytes})"
+            )
+        if (
+            declared > lim.ratio_floor_bytes
+            and info.compress_size > 0
+            and declared / info.compress_size > lim.max_ratio
+        ):
             raise ZipLimitExceeded(
                 f"member {name!r} compresses {declared / info.compress_size:.0f}:1 "
-                f"(limit {lim.max_ratio:.0f}:1)")
+                f"(limit {lim.max_ratio:.0f}:1)"
+            )
         if self._read_total + declared > lim.max_total_bytes:
             raise ZipLimitExceeded(f"more than {lim.max_total_bytes} bytes inflated in all")
         parts: list[bytes] = []
@@ -140,6 +145,10 @@ class SafeZip:
     def __enter__(self) -> SafeZip:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

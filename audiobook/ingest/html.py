@@ -52,18 +52,72 @@ CODE_NOTE = "Code example omitted."
 # Never spoken, whatever the extractor decides.
 _SKIP_TAGS = frozenset(
     {
-        "script", "style", "noscript", "template", "iframe", "frame", "frameset", "object",
-        "embed", "applet", "svg", "math", "canvas", "video", "audio", "source", "track",
-        "map", "form", "button", "input", "select", "option", "textarea", "dialog", "head",
-        "title", "meta", "link", "base", "nav", "param",
+        "script",
+        "style",
+        "noscript",
+        "template",
+        "iframe",
+        "frame",
+        "frameset",
+        "object",
+        "embed",
+        "applet",
+        "svg",
+        "math",
+        "canvas",
+        "video",
+        "audio",
+        "source",
+        "track",
+        "map",
+        "form",
+        "button",
+        "input",
+        "select",
+        "option",
+        "textarea",
+        "dialog",
+        "head",
+        "title",
+        "meta",
+        "link",
+        "base",
+        "nav",
+        "param",
     }
 )
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _BLOCK_TAGS = frozenset(
     {
-        "p", "div", "section", "article", "main", "header", "footer", "aside", "address",
-        "ul", "ol", "dl", "dt", "dd", "hr", "center", "details", "summary", "body", "html",
-        "tr", "td", "th", "tbody", "thead", "tfoot", "caption", "figure", "picture",
+        "p",
+        "div",
+        "section",
+        "article",
+        "main",
+        "header",
+        "footer",
+        "aside",
+        "address",
+        "ul",
+        "ol",
+        "dl",
+        "dt",
+        "dd",
+        "hr",
+        "center",
+        "details",
+        "summary",
+        "body",
+        "html",
+        "tr",
+        "td",
+        "th",
+        "tbody",
+        "thead",
+        "tfoot",
+        "caption",
+        "figure",
+        "picture",
     }
 )
 # Boilerplate that readability sometimes keeps: matched against class and id words.
@@ -75,8 +129,18 @@ _BOILERPLATE = re.compile(
     re.IGNORECASE,
 )
 _BOILERPLATE_ROLES = frozenset(
-    {"navigation", "banner", "contentinfo", "complementary", "dialog", "alertdialog", "search",
-     "menu", "menubar", "toolbar"}
+    {
+        "navigation",
+        "banner",
+        "contentinfo",
+        "complementary",
+        "dialog",
+        "alertdialog",
+        "search",
+        "menu",
+        "menubar",
+        "toolbar",
+    }
 )
 _NOTE_LIST = re.compile(
     r"(^|\s)(references|reflist|refbegin|mw-references-wrap|footnotes|endnotes)(\s|$)",
@@ -95,13 +159,47 @@ _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]{0,500}\?>")
 _LONG_TAG = re.compile(r"<([a-zA-Z][\w:-]{0,40})(\s[^<>]{4096,})>")
 _TAG = re.compile(r"<(/?)([a-zA-Z][\w:-]{0,40})[^<>]*>")
 _VOID = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
-     "source", "track", "wbr", "keygen", "command", "basefont", "frame", "isindex"}
+    {
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+        "keygen",
+        "command",
+        "basefont",
+        "frame",
+        "isindex",
+    }
 )
 # Elements a new one of their kind (or a sibling kind) closes: they never nest deeply.
 _SELF_CLOSING_KINDS = frozenset(
-    {"p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "rt", "rp", "thead",
-     "tbody", "tfoot", "colgroup"}
+    {
+        "p",
+        "li",
+        "dt",
+        "dd",
+        "tr",
+        "td",
+        "th",
+        "option",
+        "optgroup",
+        "rt",
+        "rp",
+        "thead",
+        "tbody",
+        "tfoot",
+        "colgroup",
+    }
 )
 _SEPARATORS = r"\|\-–—\\/>»"
 _JSONLD_ARTICLE = re.compile(
@@ -128,6 +226,7 @@ _IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
 )
+
 
 @dataclass(frozen=True)
 class PageMeta:
@@ -164,7 +263,10 @@ class HtmlIngestor(Ingestor):
 
 
 def html_to_book(
-    html: str, options: IngestOptions | None = None, *, source: str = "<html>",
+    html: str,
+    options: IngestOptions | None = None,
+    *,
+    source: str = "<html>",
     base_dir: Path | None = None,
 ) -> Book:
     """Turn the text of a web page into a Book of its main article."""
@@ -218,13 +320,11 @@ def sanitize_markup(html: str) -> tuple[str, list[str]]:
         m = _DOCTYPE_SUBSET.search(head)
         if m:
             declared = set(_ENTITY_DECL.findall(m.group(0)))
-            html = head[: m.start()] + "<!DOCTYPE html>" + head[m.end():] + \
-                html[_PRESCAN_CHARS:]
+            html = head[: m.start()] + "<!DOCTYPE html>" + head[m.end() :] + html[_PRESCAN_CHARS:]
             warnings.append("DOCTYPE internal subset (entity declarations) ignored")
             if declared:
                 # References to the dropped entities are not spoken as "&name;" either.
-                html = _ENTITY_REF.sub(
-                    lambda r: "" if r.group(1) in declared else r.group(0), html)
+                html = _ENTITY_REF.sub(lambda r: "" if r.group(1) in declared else r.group(0), html)
     if len(html) > MAX_ATTRIBUTE:
         html, n = _HUGE_ATTR.subn('=""', html)
         if n:
@@ -251,9 +351,7 @@ def parse_page(html: str, source: str, warnings: list[str]) -> tuple[str, lxml.h
         page = lxml.html.document_fromstring(html)
         if page.xpath(f"boolean(//*[count(ancestor::*) >= {MAX_DEPTH}])"):
             html, flattened = flatten_nesting(html)
-            warnings.append(
-                f"nesting deeper than {MAX_DEPTH} levels flattened ({flattened} tags)"
-            )
+            warnings.append(f"nesting deeper than {MAX_DEPTH} levels flattened ({flattened} tags)")
             page = lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError) as exc:
         raise CorruptDocument(source, f"not readable as HTML ({exc})") from None
@@ -407,8 +505,7 @@ def article_title(doc_title: str, page: lxml.html.HtmlElement) -> str:
     cur = re.sub(r"\s{2,}", " ", cur.strip())
     n = words(cur)
     if n <= 4 and (
-        not had_hierarchical
-        or n != words(re.sub(rf"\s[{_SEPARATORS}]\s", "", orig)) - 1
+        not had_hierarchical or n != words(re.sub(rf"\s[{_SEPARATORS}]\s", "", orig)) - 1
     ):
         cur = orig
     return _clean(cur)
@@ -779,9 +876,7 @@ def chapterize(items: list[Heading | Block], title: str) -> tuple[Chapter, ...]:
     words = sum(len(i.text.split()) for i in items if isinstance(i, Block))
     headings = [i for i in items if isinstance(i, Heading)]
     if not headings or words < SHORT_ARTICLE_WORDS:
-        blocks = tuple(
-            i if isinstance(i, Block) else Block("heading", i.text) for i in items
-        )
+        blocks = tuple(i if isinstance(i, Block) else Block("heading", i.text) for i in items)
         return (Chapter(title=title, level=1, blocks=blocks),)
     ranks = {lvl: n + 1 for n, lvl in enumerate(sorted({h.level for h in headings}))}
     chapters: list[Chapter] = []
@@ -802,7 +897,9 @@ def chapterize(items: list[Heading | Block], title: str) -> tuple[Chapter, ...]:
 
 
 def lead_image(
-    page: lxml.html.HtmlElement, article: lxml.html.HtmlElement, meta: PageMeta,
+    page: lxml.html.HtmlElement,
+    article: lxml.html.HtmlElement,
+    meta: PageMeta,
     base_dir: Path,
 ) -> tuple[Cover | None, str | None]:
     """A cover from og:image / JSON-LD image or the article's first image, when it is a
@@ -916,4 +1013,3 @@ def book_words(book: Book) -> list[str]:
         for block in ch.blocks:
             words += block.text.split()
     return words
-
