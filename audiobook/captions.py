@@ -24,7 +24,7 @@ from .files import write_text_atomic
 
 def vtt_time(seconds: float) -> str:
     """A WebVTT timestamp, ``HH:MM:SS.mmm``."""
-    ms = max(0, int(round(seconds * 1000)))
+    ms = max(0, round(seconds * 1000))
     h, rest = divmod(ms, 3_600_000)
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)

@@ -18,7 +18,7 @@ import re
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from functools import cache
 from typing import IO
 
@@ -150,7 +150,7 @@ def _feed(
             proc.stdin.write(block)
     except (BrokenPipeError, ConnectionResetError):
         pass  # ffmpeg stopped reading: its exit status tells why
-    except BaseException as e:  # the producer failed: stop ffmpeg, report the cause
+    except BaseException as e:  # noqa: BLE001 - the producer failed: stop ffmpeg, report it
         errors.append(e)
         proc.kill()
     finally:

@@ -46,7 +46,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from lxml import etree
@@ -230,8 +230,8 @@ def _chapter_chars(ch: Any) -> int:
 
 def rfc2822(when: dt.datetime) -> str:
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return email.utils.format_datetime(when.astimezone(dt.timezone.utc))
+        when = when.replace(tzinfo=dt.UTC)
+    return email.utils.format_datetime(when.astimezone(dt.UTC))
 
 
 def parse_date(value: str | None) -> dt.datetime | None:
@@ -240,19 +240,19 @@ def parse_date(value: str | None) -> dt.datetime | None:
         return None
     value = value.strip()
     try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))  # noqa: FURB162 - also takes a date-only "2024-01-01Z"
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return when
 
 
 def hms(seconds: float) -> str:
-    total = int(round(seconds))
+    total = round(seconds)
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
@@ -410,7 +410,7 @@ class _FeedLock:
         self.path = folder / ".feed.lock"
         self.fd: int | None = None
 
-    def __enter__(self) -> _FeedLock:
+    def __enter__(self) -> Self:
         import fcntl
 
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -432,7 +432,7 @@ class _FeedLock:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def build_episodes(

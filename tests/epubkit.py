@@ -46,7 +46,7 @@ def xhtml(body: str, title: str = "Test", body_attrs: str = "", head: str = "") 
         'xmlns:epub="http://www.idpf.org/2007/ops">\n'
         f"<head><title>{escape(title)}</title>{head}</head>\n"
         f"<body{(' ' + body_attrs) if body_attrs else ''}>{body}</body></html>\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 def _nav_ol(toc: Toc, hidden: bool = False) -> str:
@@ -88,7 +88,7 @@ def ncx_doc(toc: Toc, doctype: str = "") -> bytes:
         '<ncx xmlns="http://www.daisy.org/z3986/2005/ncx/" version="2005-1">'
         "<head/><docTitle><text>T</text></docTitle>"
         f"<navMap>{points(toc)}</navMap></ncx>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def build_epub(
@@ -174,7 +174,7 @@ def build_epub(
         f"{creators}<dc:language>{language}</dc:language>{metadata_extra}</metadata>"
         f"<manifest>{''.join(manifest)}</manifest>"
         f"<spine{toc_attr}{ppd}>{''.join(spine)}</spine>{guide_xml}</package>"
-    ).encode("utf-8")
+    ).encode()
     opf_name = prefix + "content.opf"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(zipfile.ZipInfo("mimetype"), b"application/epub+zip")

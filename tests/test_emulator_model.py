@@ -17,8 +17,8 @@ import boto3
 import botocore.config
 import botocore.parsers
 import botocore.serialize
-from botocore.awsrequest import HeadersDict
 import pytest
+from botocore.awsrequest import HeadersDict
 
 from audiobook.emulator import protocol
 

@@ -540,12 +540,12 @@ def test_drm_encrypted_content_is_refused(tmp_path):
     from audiobook.errors import EncryptedDocument
 
     enc = (
-        '<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" '
-        'xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData>'
-        '<enc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>'
-        '<enc:CipherData><enc:CipherReference URI="OEBPS/c.xhtml"/></enc:CipherData>'
-        "</enc:EncryptedData></encryption>"
-    ).encode()
+        b'<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" '
+        b'xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData>'
+        b'<enc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>'
+        b'<enc:CipherData><enc:CipherReference URI="OEBPS/c.xhtml"/></enc:CipherData>'
+        b"</enc:EncryptedData></encryption>"
+    )
     path = build_epub(
         tmp_path / "drm.epub",
         [Doc("c.xhtml", raw=b"\x00\x01garbage")],
@@ -631,7 +631,7 @@ def test_property_every_entry_is_a_chapter_and_no_text_is_lost_or_repeated(tmp_p
                 expected.append(" ".join(text.split()))
             docs.append(Doc(f"c{f}.xhtml", "".join(body)))
             targets.append(f"c{f}.xhtml")
-        targets += ["missing.xhtml", f"c0.xhtml#nope"]
+        targets += ["missing.xhtml", "c0.xhtml#nope"]
         chosen = data.draw(st.lists(st.sampled_from(targets), min_size=1, max_size=8))
         toc = [(f"T{n}", href, []) for n, href in enumerate(chosen)]
         if not expected:

@@ -140,8 +140,10 @@ def test_footnote_markers_not_spoken():
 @pytest.mark.parametrize(
     "html",
     [
-        "<html><head><title>Home</title></head><body><nav><a href='/'>Home</a>"
-        "<a href='/a'>About</a></nav><div class='cookie-banner'>We use cookies.</div></body></html>",
+        (
+            "<html><head><title>Home</title></head><body><nav><a href='/'>Home</a>"
+            "<a href='/a'>About</a></nav><div class='cookie-banner'>We use cookies.</div></body></html>"
+        ),
         "<html><body></body></html>",
         "<html><body><script>document.write('hello world, a long script text')</script></body></html>",
     ],

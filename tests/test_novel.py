@@ -13,6 +13,7 @@ readers (PyAV for the timeline, mutagen for the chapter atoms), and checked agai
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -109,7 +110,7 @@ def test_longest_novel_converts_with_exact_chapters_duration_and_flat_memory(cor
     spans = [
         (float(c["start"] * c["time_base"]), float(c["end"] * c["time_base"])) for c in chapters
     ]
-    for (s0, e0), (s1, _e1) in zip(spans, spans[1:]):
+    for (s0, e0), (s1, _e1) in itertools.pairwise(spans):
         assert s0 < e0 <= s1 + 1e-3
 
     with StateStore(state) as store:

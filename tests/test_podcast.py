@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import itertools
 import json
 import re
 import shutil
@@ -16,11 +17,11 @@ from click.testing import CliRunner
 from lxml import etree
 from mutagen import File as MutagenFile
 
+from audiobook.captions import vtt_time
 from audiobook.cli import cli
 from audiobook.engines.fake import FakeEngine
 from audiobook.errors import InputError, NoTextError
 from audiobook.pipeline import ConvertOptions
-from audiobook.captions import vtt_time
 from audiobook.podcast import (
     ITUNES_NS,
     PODCAST_NS,
@@ -37,8 +38,8 @@ FOURTH = "mozilla-2"
 BASE = "https://podcast.example.org/read-later/"
 CUE_TIMING = re.compile(r"^(\d{2}):(\d{2}):(\d{2})\.(\d{3}) --> (\d{2}):(\d{2}):(\d{2})\.(\d{3})$")
 NS = {"itunes": ITUNES_NS, "podcast": PODCAST_NS}
-FIRST_RUN = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.timezone.utc)
-SECOND_RUN = dt.datetime(2026, 2, 9, 8, 0, tzinfo=dt.timezone.utc)
+FIRST_RUN = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
+SECOND_RUN = dt.datetime(2026, 2, 9, 8, 0, tzinfo=dt.UTC)
 
 
 def article(_corpus, name: str) -> Path:
@@ -216,7 +217,7 @@ def test_transcript_is_valid_webvtt_with_a_cue_per_chapter(feed):
         cues = _cues((folder / ep.transcript).read_text("utf-8"))
         chapters = json.loads((folder / ep.chapters).read_text())["chapters"]
         assert len(cues) >= len(chapters)
-        for (s1, e1, _), (s2, _e2, _) in zip(cues, cues[1:]):
+        for (s1, e1, _), (s2, _e2, _) in itertools.pairwise(cues):
             assert s1 < e1 <= s2 + 0.001
         assert cues[-1][1] <= ep.duration + 0.5
         # every chapter opens with its title, at the chapter's start

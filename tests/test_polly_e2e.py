@@ -38,13 +38,19 @@ HAS_STITCH = importlib.util.find_spec("audiobook.stitch") is not None
 pytestmark = [pytest.mark.aws, pytest.mark.corpus]
 
 # The acceptance fault mix: 20% throttling, 5% failed tasks, 2% 5xx, 10% lost notices.
-ACCEPTANCE_FAULTS = dict(
-    throttle_rate=0.2, fail_rate=0.05, error5xx_rate=0.02, lost_notification_rate=0.1
-)
+ACCEPTANCE_FAULTS = {
+    "throttle_rate": 0.2,
+    "fail_rate": 0.05,
+    "error5xx_rate": 0.02,
+    "lost_notification_rate": 0.1,
+}
 # For a short book, higher task-level rates, so that every path is taken in a few tasks.
-SHORT_FAULTS = dict(
-    throttle_rate=0.2, fail_rate=0.25, error5xx_rate=0.05, lost_notification_rate=0.3
-)
+SHORT_FAULTS = {
+    "throttle_rate": 0.2,
+    "fail_rate": 0.25,
+    "error5xx_rate": 0.05,
+    "lost_notification_rate": 0.3,
+}
 
 
 def short(book: Book) -> Book:

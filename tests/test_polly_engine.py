@@ -14,8 +14,8 @@ from typing import Any
 import boto3
 import pytest
 
-from audiobook.engines.base import TaskRef, TaskState
 from audiobook.captions import marks_to_webvtt
+from audiobook.engines.base import TaskRef, TaskState
 from audiobook.engines.options import PollyOptions
 from audiobook.engines.polly import (
     PollyEngine,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import importlib
+import itertools
 import os
 from pathlib import Path
 
@@ -147,7 +148,7 @@ def test_m4b_chapters_tags_cover_and_duration(tmp_path):
         assert c.streams.audio[0].language == "eng"
     read = _pyav_chapters(out)
     assert [r[0] for r in read] == TITLES
-    assert all(a[2] <= b[1] + 1e-6 and a[1] < b[1] for a, b in zip(read, read[1:]))
+    assert all(a[2] <= b[1] + 1e-6 and a[1] < b[1] for a, b in itertools.pairwise(read))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

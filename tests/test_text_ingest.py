@@ -182,14 +182,18 @@ def test_empty_documents_give_one_line_error(tmp_path, name, text):
     [
         (
             "article.html",
-            "<html lang='en'><head><title>An HTML article title</title></head><body>"
-            f"<article><p>{WORDS}</p><h2>Second part</h2><p>{WORDS}</p>"
-            f"<h2>Third part</h2><p>{WORDS}</p></article></body></html>",
+            (
+                "<html lang='en'><head><title>An HTML article title</title></head><body>"
+                f"<article><p>{WORDS}</p><h2>Second part</h2><p>{WORDS}</p>"
+                f"<h2>Third part</h2><p>{WORDS}</p></article></body></html>"
+            ),
         ),
         (
             "article.md",
-            f"# A Markdown title\n\n{WORDS}\n\n## Second part\n\n{WORDS}\n\n"
-            f"## Third part\n\n{WORDS}\n",
+            (
+                f"# A Markdown title\n\n{WORDS}\n\n## Second part\n\n{WORDS}\n\n"
+                f"## Third part\n\n{WORDS}\n"
+            ),
         ),
         (
             "article.txt",

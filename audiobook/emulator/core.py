@@ -88,7 +88,7 @@ class EmulatorOptions:
     quota_scale: float = 1.0
     quotas_enabled: bool = True
     quota_overrides: Mapping[str, tuple[float, int]] = field(default_factory=dict)
-    faults: FaultOptions = FaultOptions()
+    faults: FaultOptions = field(default_factory=FaultOptions)
     voices_page_size: int | None = None
     espeak_rate_wpm: int | None = None
     audio: str = "speech"
@@ -555,7 +555,7 @@ class Emulator:
 
     def synthesize_speech(self, p: Mapping[str, Any]) -> tuple[bytes, str, int]:
         """(audio bytes, content type, billable characters)."""
-        voice, engine, text_type, billable, rate = self._speech_request(
+        voice, _engine, text_type, billable, rate = self._speech_request(
             p, (facts.SYNC_MAX_BILLABLE, facts.SYNC_MAX_TOTAL)
         )
         fmt = p["OutputFormat"]

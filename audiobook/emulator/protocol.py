@@ -367,8 +367,10 @@ def violations(operation: str, params: Mapping[str, Any]) -> list[Violation]:
 _SPECIFIC: dict[str, tuple[str, str]] = {
     "OutputS3BucketName": (
         "InvalidS3BucketException",
-        "The provided Amazon S3 bucket name is invalid. Please check your "
-        "input with S3 bucket naming requirements and try again.",
+        (
+            "The provided Amazon S3 bucket name is invalid. Please check your "
+            "input with S3 bucket naming requirements and try again."
+        ),
     ),
     "OutputS3KeyPrefix": (
         "InvalidS3KeyException",
@@ -376,8 +378,10 @@ _SPECIFIC: dict[str, tuple[str, str]] = {
     ),
     "SnsTopicArn": (
         "InvalidSnsTopicArnException",
-        "The provided SNS topic ARN is invalid. Please provide a valid SNS "
-        "topic ARN and try again.",
+        (
+            "The provided SNS topic ARN is invalid. Please provide a valid SNS "
+            "topic ARN and try again."
+        ),
     ),
     "TaskId": (
         "InvalidTaskIdException",

@@ -150,7 +150,7 @@ def _decode(raw: bytes, *, markup: bool) -> tuple[str, str, str]:
         mislabelled = declared == "cp1252" and not raw.isascii() and _is_utf8(raw)
         if declared is not None and not mislabelled:
             enc = declared
-            if enc.startswith("utf-16") or enc.startswith("utf-32"):
+            if enc.startswith(("utf-16", "utf-32")):
                 enc = "utf-8"  # a declaration readable as ASCII cannot be UTF-16 (WHATWG)
             return raw.decode(enc, errors="replace"), enc, "declared"
     if _is_utf8(raw):

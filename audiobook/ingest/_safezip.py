@@ -23,6 +23,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class SafeZip:
     def close(self) -> None:
         self._zf.close()
 
-    def __enter__(self) -> SafeZip:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

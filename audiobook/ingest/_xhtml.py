@@ -20,7 +20,8 @@ import html.entities
 import re
 from dataclasses import dataclass, field
 
-from lxml import etree, html as lxml_html
+from lxml import etree
+from lxml import html as lxml_html
 
 from ..model import Block, BlockKind
 
@@ -38,7 +39,7 @@ _EMPTY_BRACKETS = re.compile(r"\[ ?\]|\( ?\)")
 _GENERIC_ALT = re.compile(
     r"^(cover( image)?|title ?page|image|img|illustration|picture|"
     r"photo|figure|logo|decoration|ornament|\W*)$",
-    re.I,
+    re.IGNORECASE,
 )
 
 
@@ -66,7 +67,7 @@ def _html_parser(encoding: str | None = None) -> lxml_html.HTMLParser:
 
 
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
-_META_CHARSET = re.compile(rb"<meta[^>]+charset", re.I)
+_META_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
 
 
 def _encoding(data: bytes) -> str | None:
@@ -100,7 +101,7 @@ def parse_xml(data: bytes) -> etree._Element:
     return root
 
 
-_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.S | re.I)
+_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.DOTALL | re.IGNORECASE)
 
 
 def parse_xhtml(data: bytes) -> tuple[etree._Element | None, str | None]:
@@ -259,7 +260,7 @@ _SKIP_TYPES = {"pagebreak", "toc", "landmarks", "page-list", "noteref", "backlin
 _NOTE_TYPES = {"footnote", "endnote", "rearnote", "note", "footnotes", "endnotes", "rearnotes"}
 _SKIP_CLASSES = {"pagenum", "pageno", "page-number", "pagebreak"}
 # Link text that is only a note number or symbol: 12, [12], (12), *, †, ‡, §.
-_NOTE_MARK = re.compile(r"^[\[(]?\s*(?:\d{1,4}|[*†‡§¶#]{1,3}|[a-z])\s*[\])]?\.?$", re.I)
+_NOTE_MARK = re.compile(r"^[\[(]?\s*(?:\d{1,4}|[*†‡§¶#]{1,3}|[a-z])\s*[\])]?\.?$", re.IGNORECASE)
 _DIGIT_MARK = re.compile(r"^[\[(]?\s*(?:\d{1,4}|[*†‡§¶#]{1,3})\s*[\])]?\.?$")
 _MAX_DEPTH = 200
 

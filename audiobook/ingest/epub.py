@@ -75,13 +75,15 @@ _ZIP_DAMAGE = (
     ValueError,
 )
 
-_LICENCE = re.compile(r"project gutenberg|full licen[cs]e|^\*+\s*(start|end)\b|gutenberg-tm", re.I)
+_LICENCE = re.compile(
+    r"project gutenberg|full licen[cs]e|^\*+\s*(start|end)\b|gutenberg-tm", re.IGNORECASE
+)
 _FRONT_TITLES = re.compile(
     r"^(the )?(cover|couverture|title ?page|half ?title|page de titre|imprint|copyright"
     r"( page)?|(table of )?contents|brief contents|table des mati[eè]res|表紙|目次)$",
-    re.I,
+    re.IGNORECASE,
 )
-_BACK_TITLES = re.compile(r"^(colophon|uncopyright|index|licen[cs]e)$", re.I)
+_BACK_TITLES = re.compile(r"^(colophon|uncopyright|index|licen[cs]e)$", re.IGNORECASE)
 _FRONT_TYPES = {
     "cover",
     "titlepage",
@@ -104,19 +106,21 @@ _GUIDE_TYPES: dict[str, ChapterRole] = {
     "colophon": "back",
     "index": "back",
 }
-_PG_START = re.compile(r"^\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG", re.I)
-_PG_END = re.compile(r"^\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG", re.I)
-_PG_START_IN = re.compile(r"\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG[^*]*(\*{3})?", re.I)
+_PG_START = re.compile(r"^\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG", re.IGNORECASE)
+_PG_END = re.compile(r"^\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG", re.IGNORECASE)
+_PG_START_IN = re.compile(
+    r"\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG[^*]*(\*{3})?", re.IGNORECASE
+)
 _PG_END_IN = re.compile(
     r"(End of (the )?Project Gutenberg\S* (EBook|etext)[^*]*)?"
     r"\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG",
-    re.I,
+    re.IGNORECASE,
 )
 _CHAPTER_PARA = re.compile(
     r"^(第[一二三四五六七八九十百千零〇○两\d]+[回章節节卷部篇]"
     r"|(chapter|chapitre|cap[ií]tulo|capitolo|kapitel|book|livre|part)\s+"
     r"([ivxlcdm]+|\d+|[a-z]+)\b)",
-    re.I,
+    re.IGNORECASE,
 )
 
 
@@ -344,7 +348,7 @@ def _inherit_targets(entries: list[_Entry]) -> list[_Entry]:
 def _is_licence(title: str) -> bool:
     return (
         bool(_LICENCE.search(title))
-        or bool(re.match(r"^section \d+\.", title, re.I))
+        or bool(re.match(r"^section \d+\.", title, re.IGNORECASE))
         and "gutenberg" in title.lower()
     )
 

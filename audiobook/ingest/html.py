@@ -147,11 +147,14 @@ _NOTE_LIST = re.compile(
     re.IGNORECASE,
 )
 _PERMALINK_MARKS = frozenset({"#", "¶", "§", "🔗", "⁋"})
-_NOTE_REF = re.compile(r"^\s*\[?\s*(\d{1,4}|[a-z]|note \d+|citation needed)\s*\]?\s*$", re.I)
+_NOTE_REF = re.compile(
+    r"^\s*\[?\s*(\d{1,4}|[a-z]|note \d+|citation needed)\s*\]?\s*$", re.IGNORECASE
+)
 _ENTITY_DECL = re.compile(r"<!ENTITY\s+(?:%\s+)?([A-Za-z_][\w.-]{0,100})")
 _ENTITY_REF = re.compile(r"&([A-Za-z_][\w.-]{0,100});")
 _DOCTYPE_SUBSET = re.compile(r"<!DOCTYPE[^\[>]*\[.*?\]\s*>", re.IGNORECASE | re.DOTALL)
-_HUGE_ATTR = re.compile(r"""=\s*("[^"]{%d,}"|'[^']{%d,}')""" % (MAX_ATTRIBUTE, MAX_ATTRIBUTE))
+# %-format, as the pattern's own braces would need doubling in an f-string
+_HUGE_ATTR = re.compile(r"""=\s*("[^"]{%d,}"|'[^']{%d,}')""" % (MAX_ATTRIBUTE, MAX_ATTRIBUTE))  # noqa: UP031
 _WS = re.compile(r"\s+")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PRESCAN_CHARS = 64 * 1024
