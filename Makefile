@@ -30,7 +30,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,dev]'
 	@touch $@
 
 demo: $(STAMP)
@@ -49,9 +49,9 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 check: $(STAMP)
-	$(PY) -m pip install --quiet ruff mypy
-	$(BIN)/ruff format --diff audiobook tests
+	$(BIN)/ruff format --check audiobook tests
 	$(BIN)/ruff check audiobook tests
+	$(BIN)/mypy audiobook
 
 books: $(OUTPUTS)
 

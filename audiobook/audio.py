@@ -69,8 +69,9 @@ def read_wav_info(path: str | os.PathLike[str]) -> WavInfo | None:
         return None
 
 
-def tone_pcm(seconds: float, sample_rate: int = 22050, freq: float = 440.0,
-             amplitude: float = 0.3) -> bytes:
+def tone_pcm(
+    seconds: float, sample_rate: int = 22050, freq: float = 440.0, amplitude: float = 0.3
+) -> bytes:
     """A sine tone as PCM s16le mono: deterministic audio for tests and fakes."""
     n = max(0, round(seconds * sample_rate))
     scale = amplitude * 32767

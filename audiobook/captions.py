@@ -24,7 +24,7 @@ from .files import write_text_atomic
 
 def vtt_time(seconds: float) -> str:
     """A WebVTT timestamp, ``HH:MM:SS.mmm``."""
-    ms = max(0, int(round(seconds * 1000)))
+    ms = max(0, round(seconds * 1000))
     h, rest = divmod(ms, 3_600_000)
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)
@@ -104,8 +104,9 @@ def marks_to_webvtt(chunks_marks: Sequence[tuple[float, str]]) -> str:
     return "\n".join(cues) + ("\n" if n == 0 else "")
 
 
-def write_webvtt(dest: str | os.PathLike[str],
-                 chunks_marks: Sequence[tuple[float, str | os.PathLike[str]]]) -> Path:
+def write_webvtt(
+    dest: str | os.PathLike[str], chunks_marks: Sequence[tuple[float, str | os.PathLike[str]]]
+) -> Path:
     """Write a chapter's captions to ``dest`` (temp file, then os.replace).
 
     ``chunks_marks``: ``(offset_s, marks)`` per chunk in order, where ``marks`` is the

@@ -18,7 +18,7 @@ import re
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from functools import cache
 from typing import IO
 
@@ -36,9 +36,10 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
+        exe: str = imageio_ffmpeg.get_ffmpeg_exe()  # imageio_ffmpeg is untyped
     except RuntimeError as e:  # no binary for this platform
         raise FFmpegError(f"ffmpeg not found: {e}") from e
+    return exe
 
 
 def path_arg(path: str | os.PathLike[str]) -> str:
@@ -60,8 +61,10 @@ def _last_line(lines: Iterable[str]) -> str:
     if not clean:
         return ""
     last = clean[-1]
-    if len(clean) >= 2 and clean[-2].startswith("Error opening") and last.startswith(
-        "Error opening"
+    if (
+        len(clean) >= 2
+        and clean[-2].startswith("Error opening")
+        and last.startswith("Error opening")
     ):
         return f"{clean[-2].rstrip('.')}: {last.rpartition(': ')[2]}"
     return last
@@ -102,9 +105,7 @@ def run(
     threads = [threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)]
     feed_error: list[BaseException] = []
     if stdin is not None:
-        threads.append(
-            threading.Thread(target=_feed, args=(proc, stdin, feed_error), daemon=True)
-        )
+        threads.append(threading.Thread(target=_feed, args=(proc, stdin, feed_error), daemon=True))
     for t in threads:
         t.start()
     try:
@@ -140,15 +141,16 @@ def _drain(stream: IO[bytes] | None, tail: collections.deque[bytes]) -> None:
         tail.extend(stream)
 
 
-def _feed(proc: subprocess.Popen[bytes], blocks: Iterable[bytes],
-          errors: list[BaseException]) -> None:
+def _feed(
+    proc: subprocess.Popen[bytes], blocks: Iterable[bytes], errors: list[BaseException]
+) -> None:
     assert proc.stdin is not None
     try:
         for block in blocks:
             proc.stdin.write(block)
     except (BrokenPipeError, ConnectionResetError):
         pass  # ffmpeg stopped reading: its exit status tells why
-    except BaseException as e:  # the producer failed: stop ffmpeg, report the cause
+    except BaseException as e:  # noqa: BLE001 - the producer failed: stop ffmpeg, report it
         errors.append(e)
         proc.kill()
     finally:
@@ -161,18 +163,34 @@ def _feed(proc: subprocess.Popen[bytes], blocks: Iterable[bytes],
             close()
 
 
-def decode_pcm(path: str | os.PathLike[str], sample_rate: int,
-               block_size: int = 1 << 16) -> Iterator[bytes]:
+def decode_pcm(
+    path: str | os.PathLike[str], sample_rate: int, block_size: int = 1 << 16
+) -> Generator[bytes, None, None]:
     """Decode any audio file ffmpeg reads into PCM s16le mono at ``sample_rate``,
     yielded block by block (the file is never held whole). Closing the iterator early
     stops ffmpeg."""
-    cmd = [ffmpeg_exe(), *_COMMON, "-i", path_arg(path), "-vn", "-map", "0:a:0",
-           "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "pipe:1"]
+    cmd = [
+        ffmpeg_exe(),
+        *_COMMON,
+        "-i",
+        path_arg(path),
+        "-vn",
+        "-map",
+        "0:a:0",
+        "-ac",
+        "1",
+        "-ar",
+        str(sample_rate),
+        "-f",
+        "s16le",
+        "pipe:1",
+    ]
     log.debug("ffmpeg: %s", shlex.join(cmd))
     tail: collections.deque[bytes] = collections.deque(maxlen=20)
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
     except OSError as e:
         raise FFmpegError(f"cannot start ffmpeg: {e}") from e
     drain = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
@@ -212,6 +230,7 @@ def pipe(argv: Sequence[str], data: bytes) -> bytes:
 
 
 # --- pure builders ----------------------------------------------------------------------
+
 
 def _escape_meta(value: str) -> str:
     """Escape a value for an FFMETADATA file: ``= ; # \\`` and newlines get a backslash."""
@@ -273,8 +292,20 @@ def concat_spec(
 # --- encoding short clips (the Polly emulator's output formats) --------------------------
 
 _PCM_FORMATS: dict[str, list[str]] = {
-    "mp3": ["-c:a", "libmp3lame", "-b:a", "48k", "-write_xing", "0", "-id3v2_version", "0",
-            "-write_id3v1", "0", "-f", "mp3"],
+    "mp3": [
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "48k",
+        "-write_xing",
+        "0",
+        "-id3v2_version",
+        "0",
+        "-write_id3v1",
+        "0",
+        "-f",
+        "mp3",
+    ],
     "ogg_vorbis": ["-c:a", "libvorbis", "-q:a", "3", "-f", "ogg"],
     "ogg_opus": ["-c:a", "libopus", "-b:a", "32k", "-f", "ogg"],
     "pcm": ["-c:a", "pcm_s16le", "-f", "s16le"],
@@ -295,8 +326,25 @@ def encode_pcm(pcm: bytes, sample_rate: int, fmt: str, dest_sample_rate: int) ->
     if fmt == "pcm" and dest_sample_rate == sample_rate:
         return bytes(pcm)
     argv = [
-        "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
-        "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
-        "-ar", str(dest_sample_rate), "-ac", "1", *_PCM_FORMATS[fmt], "pipe:1",
+        "-f",
+        "s16le",
+        "-ar",
+        str(sample_rate),
+        "-ac",
+        "1",
+        "-i",
+        "pipe:0",
+        "-map_metadata",
+        "-1",
+        "-fflags",
+        "+bitexact",
+        "-flags:a",
+        "+bitexact",
+        "-ar",
+        str(dest_sample_rate),
+        "-ac",
+        "1",
+        *_PCM_FORMATS[fmt],
+        "pipe:1",
     ]
     return pipe(argv, pcm)

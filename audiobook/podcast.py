@@ -46,7 +46,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from lxml import etree
@@ -143,8 +143,12 @@ def content_hash(book: Book, options_fingerprint: str) -> str:
         "title": book.title,
         "authors": list(book.authors),
         "chapters": [
-            [c.title, c.level, [[b.kind, b.text] for b in c.blocks],
-             [[b.kind, b.text] for b in c.footnotes]]
+            [
+                c.title,
+                c.level,
+                [[b.kind, b.text] for b in c.blocks],
+                [[b.kind, b.text] for b in c.footnotes],
+            ]
             for c in book.chapters
         ],
         "options": options_fingerprint,
@@ -198,8 +202,7 @@ def transcript_vtt(
             if cue_end <= t:
                 cue_end = t + 0.001
             n += 1
-            lines += [str(n), f"{vtt_time(t)} --> {vtt_time(cue_end)}",
-                      vtt_escape(text), ""]
+            lines += [str(n), f"{vtt_time(t)} --> {vtt_time(cue_end)}", vtt_escape(text), ""]
             t = cue_end
     return "\n".join(lines)
 
@@ -227,8 +230,8 @@ def _chapter_chars(ch: Any) -> int:
 
 def rfc2822(when: dt.datetime) -> str:
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return email.utils.format_datetime(when.astimezone(dt.timezone.utc))
+        when = when.replace(tzinfo=dt.UTC)
+    return email.utils.format_datetime(when.astimezone(dt.UTC))
 
 
 def parse_date(value: str | None) -> dt.datetime | None:
@@ -237,19 +240,19 @@ def parse_date(value: str | None) -> dt.datetime | None:
         return None
     value = value.strip()
     try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))  # noqa: FURB162 - also takes a date-only "2024-01-01Z"
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return when
 
 
 def hms(seconds: float) -> str:
-    total = int(round(seconds))
+    total = round(seconds)
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
@@ -257,15 +260,21 @@ def file_url(base_url: str, name: str) -> str:
     return base_url + quote(name)
 
 
-def rss_feed(channel: PodcastOptions, base_url: str, episodes: Iterable[Episode],
-             image_name: str | None, now: dt.datetime) -> bytes:
+def rss_feed(
+    channel: PodcastOptions,
+    base_url: str,
+    episodes: Iterable[Episode],
+    image_name: str | None,
+    now: dt.datetime,
+) -> bytes:
     """The RSS 2.0 document (pure: everything comes in as arguments)."""
     rss = etree.Element("rss", nsmap=NSMAP, version="2.0")
     ch = etree.SubElement(rss, "channel")
     eps = list(episodes)
 
-    def sub(parent: etree._Element, tag: str, text: str | None = None,
-            **attrs: str | None) -> etree._Element:
+    def sub(
+        parent: etree._Element, tag: str, text: str | None = None, **attrs: str | None
+    ) -> etree._Element:
         el = etree.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
         if text is not None:
             el.text = text
@@ -276,13 +285,21 @@ def rss_feed(channel: PodcastOptions, base_url: str, episodes: Iterable[Episode]
     sub(ch, "title", title)
     sub(ch, "link", link)
     sub(ch, "description", channel.description or f"{title}: articles read aloud.")
-    sub(ch, "language", channel.language or next((e.language for e in eps if e.language),
-                                                  None) or "en")
+    sub(
+        ch,
+        "language",
+        channel.language or next((e.language for e in eps if e.language), None) or "en",
+    )
     sub(ch, "generator", "audiobook")
     sub(ch, "lastBuildDate", rfc2822(now))
     if base_url.startswith(("http://", "https://")):
-        sub(ch, f"{{{ATOM_NS}}}link", href=file_url(base_url, FEED_NAME), rel="self",
-            type="application/rss+xml")
+        sub(
+            ch,
+            f"{{{ATOM_NS}}}link",
+            href=file_url(base_url, FEED_NAME),
+            rel="self",
+            type="application/rss+xml",
+        )
     author = channel.author or title
     sub(ch, f"{{{ITUNES_NS}}}author", author)
     sub(ch, f"{{{ITUNES_NS}}}summary", channel.description or f"{title}: articles read aloud.")
@@ -305,8 +322,13 @@ def rss_feed(channel: PodcastOptions, base_url: str, episodes: Iterable[Episode]
             sub(item, "description", ep.description)
         if ep.link:
             sub(item, "link", ep.link)
-        sub(item, "enclosure", url=file_url(base_url, ep.audio), length=str(ep.size),
-            type=ep.media_type)
+        sub(
+            item,
+            "enclosure",
+            url=file_url(base_url, ep.audio),
+            length=str(ep.size),
+            type=ep.media_type,
+        )
         sub(item, "guid", ep.guid, isPermaLink="false")
         sub(item, "pubDate", ep.pub_date)
         if ep.authors:
@@ -314,10 +336,19 @@ def rss_feed(channel: PodcastOptions, base_url: str, episodes: Iterable[Episode]
         sub(item, f"{{{ITUNES_NS}}}duration", hms(ep.duration))
         sub(item, f"{{{ITUNES_NS}}}episodeType", "full")
         sub(item, f"{{{ITUNES_NS}}}explicit", "true" if channel.explicit else "false")
-        sub(item, f"{{{PODCAST_NS}}}chapters", url=file_url(base_url, ep.chapters),
-            type="application/json+chapters")
-        sub(item, f"{{{PODCAST_NS}}}transcript", url=file_url(base_url, ep.transcript),
-            type="text/vtt", language=ep.language)
+        sub(
+            item,
+            f"{{{PODCAST_NS}}}chapters",
+            url=file_url(base_url, ep.chapters),
+            type="application/json+chapters",
+        )
+        sub(
+            item,
+            f"{{{PODCAST_NS}}}transcript",
+            url=file_url(base_url, ep.transcript),
+            type="text/vtt",
+            language=ep.language,
+        )
     return etree.tostring(rss, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
@@ -341,8 +372,9 @@ class FeedIndex:
                 episodes[guid] = Episode(**raw)
             return cls(dict(data.get("channel", {})), episodes)
         except (ValueError, TypeError, AttributeError) as exc:
-            raise InputError(path, f"feed index unreadable ({exc}); move it aside to "
-                                   "rebuild the feed") from None
+            raise InputError(
+                path, f"feed index unreadable ({exc}); move it aside to rebuild the feed"
+            ) from None
 
     def dumps(self) -> bytes:
         data = {
@@ -378,7 +410,7 @@ class _FeedLock:
         self.path = folder / ".feed.lock"
         self.fd: int | None = None
 
-    def __enter__(self) -> _FeedLock:
+    def __enter__(self) -> Self:
         import fcntl
 
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -386,8 +418,9 @@ class _FeedLock:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self.fd)
-            raise ConfigError(f"{self.path.parent}: another podcast run is updating this "
-                              "feed folder") from None
+            raise ConfigError(
+                f"{self.path.parent}: another podcast run is updating this feed folder"
+            ) from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -399,7 +432,7 @@ class _FeedLock:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def build_episodes(
@@ -451,8 +484,9 @@ def build_episodes(
         base_url = channel.base_url or (folder.resolve().as_uri() + "/")
         if not base_url.endswith("/"):
             base_url += "/"
-        image_name = _install_image(podcast.image, folder) if podcast.image else \
-            index.channel.get("image")
+        image_name = (
+            _install_image(podcast.image, folder) if podcast.image else index.channel.get("image")
+        )
         fingerprint = opts.fingerprint()
         episodes = dict(index.episodes)
         added: list[str] = []
@@ -483,31 +517,58 @@ def build_episodes(
             audio = folder / f"{stem}.{opts.fmt}"
             episode_hooks = hooks_factory(article) if hooks_factory else hooks
             try:
-                result = convert_book(book, audio, opts, episode_hooks, store=store,
-                                      state_dir=state_dir, engine=engine)
+                result = convert_book(
+                    book,
+                    audio,
+                    opts,
+                    episode_hooks,
+                    store=store,
+                    state_dir=state_dir,
+                    engine=engine,
+                )
             finally:
                 if hooks_factory and hasattr(episode_hooks, "close"):
                     episode_hooks.close()
             submitted += result.chunks_submitted
-            tag_episode(audio, opts.fmt, album=channel.title or folder.name,
-                        date=(parse_date(book.date) or now()).date().isoformat(),
-                        comment=_description(book), artist=", ".join(book.authors) or None)
+            tag_episode(
+                audio,
+                opts.fmt,
+                album=channel.title or folder.name,
+                date=(parse_date(book.date) or now()).date().isoformat(),
+                comment=_description(book),
+                artist=", ".join(book.authors) or None,
+            )
             chapter_times = tuple(result.chapter_times)
             duration = float(result.duration)
-            atomic_write(folder / f"{stem}.chapters.json",
-                         json.dumps(chapters_json(chapter_times), ensure_ascii=False,
-                                    indent=2).encode("utf-8"))
-            atomic_write(folder / f"{stem}.vtt",
-                         transcript_vtt(book, chapter_times, duration).encode("utf-8"))
+            atomic_write(
+                folder / f"{stem}.chapters.json",
+                json.dumps(chapters_json(chapter_times), ensure_ascii=False, indent=2).encode(
+                    "utf-8"
+                ),
+            )
+            atomic_write(
+                folder / f"{stem}.vtt",
+                transcript_vtt(book, chapter_times, duration).encode("utf-8"),
+            )
             first_seen = old.first_seen if old else now().isoformat(timespec="seconds")
             published = parse_date(book.date) or dt.datetime.fromisoformat(first_seen)
             episode = Episode(
-                guid=guid, title=book.title, audio=audio.name, size=audio.stat().st_size,
-                duration=duration, media_type=MEDIA_TYPES[opts.fmt],
-                chapters=f"{stem}.chapters.json", transcript=f"{stem}.vtt",
-                content_hash=chash, pub_date=rfc2822(published), first_seen=first_seen,
-                source=os.fspath(article.resolve()), authors=tuple(book.authors),
-                description=_description(book), link=book.url, language=book.language,
+                guid=guid,
+                title=book.title,
+                audio=audio.name,
+                size=audio.stat().st_size,
+                duration=duration,
+                media_type=MEDIA_TYPES[opts.fmt],
+                chapters=f"{stem}.chapters.json",
+                transcript=f"{stem}.vtt",
+                content_hash=chash,
+                pub_date=rfc2822(published),
+                first_seen=first_seen,
+                source=os.fspath(article.resolve()),
+                authors=tuple(book.authors),
+                description=_description(book),
+                link=book.url,
+                language=book.language,
             )
             if old is not None:
                 _remove_replaced(folder, old, episode)
@@ -519,13 +580,28 @@ def build_episodes(
             _save(folder, channel, image_name, episodes, now())
         feed = _save(folder, channel, image_name, episodes, now())
         ordered = _newest_first(episodes.values())
-    return FeedResult(feed=feed, episodes=tuple(ordered), added=tuple(added),
-                      updated=tuple(updated), kept=tuple(kept), chunks_submitted=submitted,
-                      warnings=tuple(warnings), failed=tuple(failed))
+    return FeedResult(
+        feed=feed,
+        episodes=tuple(ordered),
+        added=tuple(added),
+        updated=tuple(updated),
+        kept=tuple(kept),
+        chunks_submitted=submitted,
+        warnings=tuple(warnings),
+        failed=tuple(failed),
+    )
 
 
-def tag_episode(path: Path, fmt: str, *, album: str, date: str, comment: str,
-                artist: str | None = None, genre: str = "Podcast") -> None:
+def tag_episode(
+    path: Path,
+    fmt: str,
+    *,
+    album: str,
+    date: str,
+    comment: str,
+    artist: str | None = None,
+    genre: str = "Podcast",
+) -> None:
     """Tag an episode as a podcast episode (album = the channel, genre Podcast, date,
     description), on a copy that replaces the file: a reader never sees it half-tagged.
     The pipeline's chapters and cover are left as they are."""
@@ -617,13 +693,20 @@ def _write_cover(data: bytes, media_type: str, folder: Path) -> str | None:
 
 def _intact(folder: Path, ep: Episode) -> bool:
     audio = folder / ep.audio
-    return (audio.is_file() and audio.stat().st_size == ep.size
-            and (folder / ep.chapters).is_file() and (folder / ep.transcript).is_file())
+    return (
+        audio.is_file()
+        and audio.stat().st_size == ep.size
+        and (folder / ep.chapters).is_file()
+        and (folder / ep.transcript).is_file()
+    )
 
 
 def _remove_replaced(folder: Path, old: Episode, new: Episode) -> None:
-    for name_old, name_new in ((old.audio, new.audio), (old.chapters, new.chapters),
-                               (old.transcript, new.transcript)):
+    for name_old, name_new in (
+        (old.audio, new.audio),
+        (old.chapters, new.chapters),
+        (old.transcript, new.transcript),
+    ):
         if name_old != name_new:
             try:
                 (folder / name_old).unlink()
@@ -650,17 +733,24 @@ def _newest_first(episodes: Iterable[Episode]) -> list[Episode]:
     return sorted(episodes, key=key, reverse=True)
 
 
-def _save(folder: Path, channel: PodcastOptions, image_name: str | None,
-          episodes: dict[str, Episode], when: dt.datetime) -> Path:
+def _save(
+    folder: Path,
+    channel: PodcastOptions,
+    image_name: str | None,
+    episodes: dict[str, Episode],
+    when: dt.datetime,
+) -> Path:
     base_url = channel.base_url or (folder.resolve().as_uri() + "/")
     if not base_url.endswith("/"):
         base_url += "/"
-    recorded = {k: v for k, v in dataclasses.asdict(channel).items()
-                if k != "image" and v is not None}
+    recorded = {
+        k: v for k, v in dataclasses.asdict(channel).items() if k != "image" and v is not None
+    }
     if image_name:
         recorded["image"] = image_name
     atomic_write(folder / INDEX_NAME, FeedIndex(recorded, episodes).dumps())
     feed = folder / FEED_NAME
-    atomic_write(feed, rss_feed(channel, base_url, _newest_first(episodes.values()),
-                                image_name, when))
+    atomic_write(
+        feed, rss_feed(channel, base_url, _newest_first(episodes.values()), image_name, when)
+    )
     return feed

@@ -177,7 +177,9 @@ def _builtin_dir() -> Path:
             return path
     except (ImportError, OSError, TypeError, ValueError):
         pass
-    import audiobook.templates as pkg  # a namespace package in some editable installs
+    # a namespace package in some editable installs; mapped from templates/ at install
+    # time, so the type checker does not see it as a module
+    pkg = importlib.import_module("audiobook.templates")
 
     for entry in pkg.__path__:
         if (Path(entry) / f"default{_SUFFIX}").is_file():
@@ -263,7 +265,7 @@ def _words(text: str) -> str:
 
 
 def _views(blocks: tuple[Block, ...], title: str = "") -> list[BlockView]:
-    views = []
+    views: list[BlockView] = []
     for block in blocks:
         text = _prepare(block.text)
         if text:

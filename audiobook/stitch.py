@@ -66,15 +66,57 @@ DESCRIPTION_MAX = 4000
 
 # ISO 639-2/T codes for the mp4 track language and the ID3 TLAN frame.
 _ISO639_2 = {
-    "af": "afr", "ar": "ara", "bg": "bul", "ca": "cat", "cs": "ces", "cy": "cym",
-    "da": "dan", "de": "deu", "el": "ell", "en": "eng", "eo": "epo", "es": "spa",
-    "et": "est", "eu": "eus", "fa": "fas", "fi": "fin", "fr": "fra", "ga": "gle",
-    "he": "heb", "hi": "hin", "hr": "hrv", "hu": "hun", "id": "ind", "is": "isl",
-    "it": "ita", "ja": "jpn", "ko": "kor", "la": "lat", "lt": "lit", "lv": "lav",
-    "nb": "nob", "nl": "nld", "nn": "nno", "no": "nor", "pl": "pol", "pt": "por",
-    "ro": "ron", "ru": "rus", "sk": "slk", "sl": "slv", "sr": "srp", "sv": "swe",
-    "sw": "swa", "th": "tha", "tr": "tur", "uk": "ukr", "ur": "urd", "vi": "vie",
-    "zh": "zho", "cmn": "zho", "yue": "zho",
+    "af": "afr",
+    "ar": "ara",
+    "bg": "bul",
+    "ca": "cat",
+    "cs": "ces",
+    "cy": "cym",
+    "da": "dan",
+    "de": "deu",
+    "el": "ell",
+    "en": "eng",
+    "eo": "epo",
+    "es": "spa",
+    "et": "est",
+    "eu": "eus",
+    "fa": "fas",
+    "fi": "fin",
+    "fr": "fra",
+    "ga": "gle",
+    "he": "heb",
+    "hi": "hin",
+    "hr": "hrv",
+    "hu": "hun",
+    "id": "ind",
+    "is": "isl",
+    "it": "ita",
+    "ja": "jpn",
+    "ko": "kor",
+    "la": "lat",
+    "lt": "lit",
+    "lv": "lav",
+    "nb": "nob",
+    "nl": "nld",
+    "nn": "nno",
+    "no": "nor",
+    "pl": "pol",
+    "pt": "por",
+    "ro": "ron",
+    "ru": "rus",
+    "sk": "slk",
+    "sl": "slv",
+    "sr": "srp",
+    "sv": "swe",
+    "sw": "swa",
+    "th": "tha",
+    "tr": "tur",
+    "uk": "ukr",
+    "ur": "urd",
+    "vi": "vie",
+    "zh": "zho",
+    "cmn": "zho",
+    "yue": "zho",
 }
 
 
@@ -157,8 +199,11 @@ def _timeline(chapters: Sequence[ChapterAudio], workers: int) -> _Timeline:
             raise InputError(p, "audio piece is missing")
     rate = _piece_rate(paths[0]) if paths else 22050
     infos = {p: read_wav_info(p) for p in paths}
-    slow = [p for p, i in infos.items() if i is None or i.sample_rate != rate
-            or i.channels != 1 or i.sample_width != 2]
+    slow = [
+        p
+        for p, i in infos.items()
+        if i is None or i.sample_rate != rate or i.channels != 1 or i.sample_width != 2
+    ]
     counted: dict[Path, int] = {}
     if slow:  # decode once to count; parallel, as each is one ffmpeg
         with ThreadPoolExecutor(max(1, workers)) as ex:
@@ -191,8 +236,9 @@ class _Cancelled(Exception):
     pass
 
 
-def _pcm(tl: _Timeline, start: int, end: int, fed: Callable[[int], None],
-         cancel: threading.Event) -> Iterator[bytes]:
+def _pcm(
+    tl: _Timeline, start: int, end: int, fed: Callable[[int], None], cancel: threading.Event
+) -> Iterator[bytes]:
     """PCM s16le mono of samples [start, end) of the timeline, block by block."""
     i = max(0, bisect.bisect_right(tl.starts, start) - 1)
     pos = start
@@ -246,8 +292,9 @@ def _segment_pcm(seg: _Segment, skip: int, count: int, rate: int) -> Iterator[by
         finally:
             gen.close()
     if left > 0:  # the file shrank since it was measured: keep the timeline exact
-        log.warning("%s: %d samples shorter than measured; padded with silence",
-                    seg.path, left // 2)
+        log.warning(
+            "%s: %d samples shorter than measured; padded with silence", seg.path, left // 2
+        )
         yield bytes(left)
 
 
@@ -257,8 +304,9 @@ def _segment_pcm(seg: _Segment, skip: int, count: int, rate: int) -> Iterator[by
 class _Progress:
     """Thread-safe: samples fed to the encoders, as a fraction of ``scale``."""
 
-    def __init__(self, total: int, callback: Callable[[float], None] | None,
-                 scale: float = 0.97) -> None:
+    def __init__(
+        self, total: int, callback: Callable[[float], None] | None, scale: float = 0.97
+    ) -> None:
         self.total = max(1, total)
         self.callback = callback
         self.scale = scale
@@ -345,8 +393,19 @@ def _write_cover(book: Book, tmp: Path) -> Path | None:
     src.write_bytes(cover.data)
     dest = tmp / "cover.png"
     try:
-        ffmpeg.run(["-i", ffmpeg.path_arg(src), "-frames:v", "1", "-c:v", "png",
-                    "-f", "image2", ffmpeg.path_arg(dest)])
+        ffmpeg.run(
+            [
+                "-i",
+                ffmpeg.path_arg(src),
+                "-frames:v",
+                "1",
+                "-c:v",
+                "png",
+                "-f",
+                "image2",
+                ffmpeg.path_arg(dest),
+            ]
+        )
     except FFmpegError as e:
         log.warning("cover image (%s) left out: %s", cover.media_type, e)
         return None
@@ -356,8 +415,7 @@ def _write_cover(book: Book, tmp: Path) -> Path | None:
 def _cover_args(cover: Path | None, input_index: int) -> list[str]:
     if cover is None:
         return []
-    return ["-map", f"{input_index}:v:0", "-c:v", "copy",
-            "-disposition:v:0", "attached_pic"]
+    return ["-map", f"{input_index}:v:0", "-c:v", "copy", "-disposition:v:0", "attached_pic"]
 
 
 def _meta_args(tags: dict[str, str], stream_language: bool) -> list[str]:
@@ -411,16 +469,14 @@ def stitch(
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=target_parent))
     except OSError as e:
         raise ConfigError(f"{out}: cannot write here ({e.strerror or e})") from e
+    outputs: tuple[Path, ...]
     try:
         if fmt == "m4b":
-            outputs = (
-                _stitch_m4b(book, tl, titles, out, tmp, bitrate, vbr, workers, progress),
-            )
+            outputs = (_stitch_m4b(book, tl, titles, out, tmp, bitrate, vbr, workers, progress),)
         elif fmt == "mp3":
             outputs = (_stitch_mp3(book, tl, titles, out, tmp, bitrate, progress),)
         else:
-            outputs = _stitch_chapters(book, tl, titles, out, tmp, bitrate, vbr, workers,
-                                       progress)
+            outputs = _stitch_chapters(book, tl, titles, out, tmp, bitrate, vbr, workers, progress)
     except OSError as e:
         raise AudiobookError(f"{out}: cannot write ({e.strerror or e})") from e
     finally:
@@ -462,7 +518,7 @@ def frame_peaks(pcm: bytes) -> list[int]:
         samples.byteswap()
     peaks = []
     for i in range(0, len(samples) - AAC_FRAME + 1, AAC_FRAME):
-        frame = samples[i:i + AAC_FRAME]
+        frame = samples[i : i + AAC_FRAME]
         peaks.append(max(max(frame), -min(frame)))
     return peaks
 
@@ -473,7 +529,7 @@ def quietest_cut(peaks: list[int], first_frame: int, ideal: int) -> int:
     it as low as possible, and then as near ``ideal`` as possible."""
     best: tuple[int, int, int] | None = None
     for i in range(QUIET_BEFORE, len(peaks) - QUIET_AFTER + 1):
-        loud = max(peaks[i - QUIET_BEFORE:i + QUIET_AFTER])
+        loud = max(peaks[i - QUIET_BEFORE : i + QUIET_AFTER])
         key = (loud, abs(first_frame + i - ideal), first_frame + i)
         if best is None or key < best:
             best = key
@@ -495,8 +551,7 @@ def _refine_cuts(tl: _Timeline, cuts: list[int]) -> list[int]:
         if hi - lo < QUIET_BEFORE + QUIET_AFTER:
             out.append(cuts[k])
             continue
-        pcm = b"".join(_pcm(tl, lo * AAC_FRAME, hi * AAC_FRAME, lambda _n: None,
-                            threading.Event()))
+        pcm = b"".join(_pcm(tl, lo * AAC_FRAME, hi * AAC_FRAME, lambda _n: None, threading.Event()))
         frame = quietest_cut(frame_peaks(pcm), lo, ideal)
         out.append(frame * AAC_FRAME)
     return out + [cuts[-1]]
@@ -540,12 +595,25 @@ def _joined_parts(parts: list[Path], cuts: list[int]) -> Iterator[bytes]:
         yield bytes(buf)
 
 
-def _stitch_m4b(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Path,
-                bitrate: str, vbr: bool, workers: int, progress: _Progress) -> Path:
+def _stitch_m4b(
+    book: Book,
+    tl: _Timeline,
+    titles: list[str],
+    out: Path,
+    tmp: Path,
+    bitrate: str,
+    vbr: bool,
+    workers: int,
+    progress: _Progress,
+) -> Path:
     t0 = time.perf_counter()
     cuts = _refine_cuts(tl, _plan_parts(tl.total, tl.rate, workers))
-    log.debug("m4b: %d part(s), cuts %s, chosen in %.2f s", len(cuts) - 1, cuts[1:-1],
-              time.perf_counter() - t0)
+    log.debug(
+        "m4b: %d part(s), cuts %s, chosen in %.2f s",
+        len(cuts) - 1,
+        cuts[1:-1],
+        time.perf_counter() - t0,
+    )
     cancel = threading.Event()
     parts = [tmp / f"part{k:02d}.aac" for k in range(len(cuts) - 1)]
 
@@ -554,8 +622,20 @@ def _stitch_m4b(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Pa
         end = min(tl.total, cuts[k + 1] + LEAD_OUT * AAC_FRAME) if k < len(parts) - 1 else tl.total
         try:
             ffmpeg.run(
-                ["-f", "s16le", "-ar", str(tl.rate), "-ac", "1", "-i", "pipe:0",
-                 *aac_args(bitrate, vbr), "-f", "adts", ffmpeg.path_arg(parts[k])],
+                [
+                    "-f",
+                    "s16le",
+                    "-ar",
+                    str(tl.rate),
+                    "-ac",
+                    "1",
+                    "-i",
+                    "pipe:0",
+                    *aac_args(bitrate, vbr),
+                    "-f",
+                    "adts",
+                    ffmpeg.path_arg(parts[k]),
+                ],
                 stdin=_pcm(tl, start, end, progress.fed, cancel),
             )
         except BaseException:
@@ -564,8 +644,9 @@ def _stitch_m4b(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Pa
 
     t0 = time.perf_counter()
     _run_all(encode, len(parts), len(parts), cancel)
-    log.debug("m4b: %.0f s of audio encoded in %.2f s", tl.total / tl.rate,
-              time.perf_counter() - t0)
+    log.debug(
+        "m4b: %.0f s of audio encoded in %.2f s", tl.total / tl.rate, time.perf_counter() - t0
+    )
 
     meta = tmp / "metadata.txt"
     tags = book_tags(book)
@@ -575,8 +656,16 @@ def _stitch_m4b(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Pa
     final = tmp / f"out.{out.suffix.lstrip('.') or 'm4b'}"
     priming = AAC_FRAME / tl.rate
     argv = [
-        "-itsoffset", f"-{priming:.6f}", "-f", "aac", "-i", "pipe:0",
-        "-f", "ffmetadata", "-i", ffmpeg.path_arg(meta),
+        "-itsoffset",
+        f"-{priming:.6f}",
+        "-f",
+        "aac",
+        "-i",
+        "pipe:0",
+        "-f",
+        "ffmetadata",
+        "-i",
+        ffmpeg.path_arg(meta),
     ]
     if cover is not None:
         argv += ["-i", ffmpeg.path_arg(cover)]
@@ -584,8 +673,18 @@ def _stitch_m4b(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Pa
     # QuickTime chapter track that time base too, where long chapter durations overflow
     # ("Application provided duration ... is invalid") and readers of that track (PyAV
     # among them) show chapters out of place. The sample rate is the exact time base.
-    argv += ["-map", "0:a:0", "-map_metadata", "1", "-map_chapters", "1", "-c:a", "copy",
-             "-time_base:a", f"1:{tl.rate}"]
+    argv += [
+        "-map",
+        "0:a:0",
+        "-map_metadata",
+        "1",
+        "-map_chapters",
+        "1",
+        "-c:a",
+        "copy",
+        "-time_base:a",
+        f"1:{tl.rate}",
+    ]
     argv += _cover_args(cover, 2)
     argv += _meta_args(tags, stream_language=True)
     argv += ["-movflags", "+faststart", "-f", "ipod", ffmpeg.path_arg(final)]
@@ -596,19 +695,48 @@ def _stitch_m4b(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Pa
     return out
 
 
-def _stitch_mp3(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Path,
-                bitrate: str, progress: _Progress) -> Path:
+def _stitch_mp3(
+    book: Book,
+    tl: _Timeline,
+    titles: list[str],
+    out: Path,
+    tmp: Path,
+    bitrate: str,
+    progress: _Progress,
+) -> Path:
     meta = tmp / "metadata.txt"
     tags = book_tags(book)
     meta.write_text(ffmpeg.ffmetadata(None, tags, tl.chapter_ms(titles)), encoding="utf-8")
     cover = _write_cover(book, tmp)
     final = tmp / "out.mp3"
-    argv = ["-f", "s16le", "-ar", str(tl.rate), "-ac", "1", "-i", "pipe:0",
-            "-f", "ffmetadata", "-i", ffmpeg.path_arg(meta)]
+    argv = [
+        "-f",
+        "s16le",
+        "-ar",
+        str(tl.rate),
+        "-ac",
+        "1",
+        "-i",
+        "pipe:0",
+        "-f",
+        "ffmetadata",
+        "-i",
+        ffmpeg.path_arg(meta),
+    ]
     if cover is not None:
         argv += ["-i", ffmpeg.path_arg(cover)]
-    argv += ["-map", "0:a:0", "-map_metadata", "1", "-map_chapters", "1",
-             "-c:a", "libmp3lame", "-b:a", bitrate]
+    argv += [
+        "-map",
+        "0:a:0",
+        "-map_metadata",
+        "1",
+        "-map_chapters",
+        "1",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        bitrate,
+    ]
     if cover is not None:
         argv += _cover_args(cover, 2) + ["-metadata:s:v:0", "comment=Cover (front)"]
     argv += ["-id3v2_version", "3", "-f", "mp3", ffmpeg.path_arg(final)]
@@ -617,9 +745,17 @@ def _stitch_mp3(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Pa
     return out
 
 
-def _stitch_chapters(book: Book, tl: _Timeline, titles: list[str], out: Path, tmp: Path,
-                     bitrate: str, vbr: bool, workers: int,
-                     progress: _Progress) -> tuple[Path, ...]:
+def _stitch_chapters(
+    book: Book,
+    tl: _Timeline,
+    titles: list[str],
+    out: Path,
+    tmp: Path,
+    bitrate: str,
+    vbr: bool,
+    workers: int,
+    progress: _Progress,
+) -> tuple[Path, ...]:
     folder = tmp / "out"
     folder.mkdir()
     cover = _write_cover(book, tmp)
@@ -642,8 +778,12 @@ def _stitch_chapters(book: Book, tl: _Timeline, titles: list[str], out: Path, tm
         argv += _meta_args(tags, stream_language=True)
         argv += ["-movflags", "+faststart", "-f", "ipod", ffmpeg.path_arg(folder / names[i])]
         try:
-            ffmpeg.run(argv, stdin=_pcm(tl, tl.chapter_starts[i], tl.chapter_starts[i + 1],
-                                        progress.fed, cancel))
+            ffmpeg.run(
+                argv,
+                stdin=_pcm(
+                    tl, tl.chapter_starts[i], tl.chapter_starts[i + 1], progress.fed, cancel
+                ),
+            )
         except BaseException:
             cancel.set()
             raise
@@ -675,8 +815,7 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def _run_all(job: Callable[[int], None], n: int, workers: int,
-             cancel: threading.Event) -> None:
+def _run_all(job: Callable[[int], None], n: int, workers: int, cancel: threading.Event) -> None:
     """Run job(0..n-1), ``workers`` at a time; raise the first error. ``cancel`` stops
     the others (their PCM feeds end, which stops their ffmpeg), also on Ctrl-C."""
     if n == 1 or workers <= 1:

@@ -46,7 +46,7 @@ def xhtml(body: str, title: str = "Test", body_attrs: str = "", head: str = "") 
         'xmlns:epub="http://www.idpf.org/2007/ops">\n'
         f"<head><title>{escape(title)}</title>{head}</head>\n"
         f"<body{(' ' + body_attrs) if body_attrs else ''}>{body}</body></html>\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 def _nav_ol(toc: Toc, hidden: bool = False) -> str:
@@ -61,8 +61,10 @@ def _nav_ol(toc: Toc, hidden: bool = False) -> str:
 def nav_doc(toc: Toc, landmarks: tuple[tuple[str, str, str], ...] = ()) -> bytes:
     body = f'<nav epub:type="toc" id="toc"><h1>Contents</h1>{_nav_ol(toc)}</nav>'
     if landmarks:
-        lis = "".join(f'<li><a epub:type="{t}" href="{escape(h)}">{escape(x)}</a></li>'
-                      for t, h, x in landmarks)
+        lis = "".join(
+            f'<li><a epub:type="{t}" href="{escape(h)}">{escape(x)}</a></li>'
+            for t, h, x in landmarks
+        )
         body += f'<nav epub:type="landmarks"><ol>{lis}</ol></nav>'
     return xhtml(body, "Contents")
 
@@ -74,15 +76,19 @@ def ncx_doc(toc: Toc, doctype: str = "") -> bytes:
         out = []
         for title, href, children in entries:
             counter[0] += 1
-            out.append(f'<navPoint id="np{counter[0]}" playOrder="{counter[0]}">'
-                       f"<navLabel><text>{title}</text></navLabel>"
-                       f'<content src="{escape(href)}"/>{points(children)}</navPoint>')
+            out.append(
+                f'<navPoint id="np{counter[0]}" playOrder="{counter[0]}">'
+                f"<navLabel><text>{title}</text></navLabel>"
+                f'<content src="{escape(href)}"/>{points(children)}</navPoint>'
+            )
         return "".join(out)
 
-    return (f'<?xml version="1.0" encoding="UTF-8"?>{doctype}\n'
-            '<ncx xmlns="http://www.daisy.org/z3986/2005/ncx/" version="2005-1">'
-            "<head/><docTitle><text>T</text></docTitle>"
-            f"<navMap>{points(toc)}</navMap></ncx>").encode("utf-8")
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>{doctype}\n'
+        '<ncx xmlns="http://www.daisy.org/z3986/2005/ncx/" version="2005-1">'
+        "<head/><docTitle><text>T</text></docTitle>"
+        f"<navMap>{points(toc)}</navMap></ncx>"
+    ).encode()
 
 
 def build_epub(
@@ -116,31 +122,36 @@ def build_epub(
     files: dict[str, bytes] = {}
     for n, doc in enumerate(docs):
         iid = f"d{n}"
-        manifest.append(f'<item id="{iid}" href="{escape(doc.name)}" '
-                        'media-type="application/xhtml+xml"/>')
+        manifest.append(
+            f'<item id="{iid}" href="{escape(doc.name)}" media-type="application/xhtml+xml"/>'
+        )
         if doc.in_spine:
             linear = "" if doc.linear else ' linear="no"'
             spine.append(f'<itemref idref="{iid}"{linear}/>')
-        files[prefix + doc.name] = doc.raw if doc.raw is not None else xhtml(
-            doc.body, body_attrs=doc.body_attrs)
+        files[prefix + doc.name] = (
+            doc.raw if doc.raw is not None else xhtml(doc.body, body_attrs=doc.body_attrs)
+        )
     if version >= 3 and (toc is not None or nav_raw is not None):
-        manifest.append('<item id="nav" href="nav.xhtml" properties="nav" '
-                        'media-type="application/xhtml+xml"/>')
-        files[prefix + "nav.xhtml"] = nav_raw if nav_raw is not None else nav_doc(
-            toc or [], tuple(landmarks))
+        manifest.append(
+            '<item id="nav" href="nav.xhtml" properties="nav" media-type="application/xhtml+xml"/>'
+        )
+        files[prefix + "nav.xhtml"] = (
+            nav_raw if nav_raw is not None else nav_doc(toc or [], tuple(landmarks))
+        )
         if nav_in_spine:
             spine.insert(0, '<itemref idref="nav"/>')
     ncx_entries = ncx_toc if version >= 3 else toc
     if ncx_entries is not None or ncx_raw is not None:
-        manifest.append(f'<item id="{ncx_id}" href="{ncx_name}" '
-                        'media-type="application/x-dtbncx+xml"/>')
-        files[prefix + ncx_name] = ncx_raw if ncx_raw is not None else ncx_doc(
-            ncx_entries or [])
+        manifest.append(
+            f'<item id="{ncx_id}" href="{ncx_name}" media-type="application/x-dtbncx+xml"/>'
+        )
+        files[prefix + ncx_name] = ncx_raw if ncx_raw is not None else ncx_doc(ncx_entries or [])
     for k, ex in enumerate(extras):
         iid = ex.item_id or f"x{k}"
         props = f' properties="{ex.properties}"' if ex.properties else ""
-        manifest.append(f'<item id="{iid}" href="{escape(ex.name)}" '
-                        f'media-type="{ex.media_type}"{props}/>')
+        manifest.append(
+            f'<item id="{iid}" href="{escape(ex.name)}" media-type="{ex.media_type}"{props}/>'
+        )
         if ex.data is not None:
             files[prefix + ex.name] = ex.data
     creators = "".join(f"<dc:creator>{escape(a)}</dc:creator>" for a in authors)
@@ -148,9 +159,11 @@ def build_epub(
     ppd = f' page-progression-direction="{page_direction}"' if page_direction else ""
     guide_xml = ""
     if guide:
-        guide_xml = "<guide>" + "".join(
-            f'<reference type="{t}" href="{escape(h)}" title="{t}"/>' for t, h in guide
-        ) + "</guide>"
+        guide_xml = (
+            "<guide>"
+            + "".join(f'<reference type="{t}" href="{escape(h)}" title="{t}"/>' for t, h in guide)
+            + "</guide>"
+        )
     opf = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<package xmlns="http://www.idpf.org/2007/opf" version="{version}.0" '
@@ -161,18 +174,23 @@ def build_epub(
         f"{creators}<dc:language>{language}</dc:language>{metadata_extra}</metadata>"
         f"<manifest>{''.join(manifest)}</manifest>"
         f"<spine{toc_attr}{ppd}>{''.join(spine)}</spine>{guide_xml}</package>"
-    ).encode("utf-8")
+    ).encode()
     opf_name = prefix + "content.opf"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(zipfile.ZipInfo("mimetype"), b"application/epub+zip")
         if container:
-            zf.writestr("META-INF/container.xml", (
-                '<?xml version="1.0"?><container version="1.0" '
-                'xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles>'
-                f'<rootfile full-path="{opf_name}" '
-                'media-type="application/oebps-package+xml"/></rootfiles></container>'))
-        zf.writestr(opf_name, opf_raw if opf_raw is not None else opf,
-                    compress_type=zipfile.ZIP_DEFLATED)
+            zf.writestr(
+                "META-INF/container.xml",
+                (
+                    '<?xml version="1.0"?><container version="1.0" '
+                    'xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles>'
+                    f'<rootfile full-path="{opf_name}" '
+                    'media-type="application/oebps-package+xml"/></rootfiles></container>'
+                ),
+            )
+        zf.writestr(
+            opf_name, opf_raw if opf_raw is not None else opf, compress_type=zipfile.ZIP_DEFLATED
+        )
         for name, data in files.items():
             zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
         for name, data in dict(zip_extra or {}).items():

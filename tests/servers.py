@@ -36,9 +36,18 @@ from audiobook.emulator import EmulatorServer, serve
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
-_AWS_FIXTURES = {"moto_server", "polly_emulator", "make_polly_emulator", "aws_env",
-                 "s3_client", "sns_client", "sqs_client", "polly_client", "s3_bucket",
-                 "sns_queue"}
+_AWS_FIXTURES = {
+    "moto_server",
+    "polly_emulator",
+    "make_polly_emulator",
+    "aws_env",
+    "s3_client",
+    "sns_client",
+    "sqs_client",
+    "polly_client",
+    "s3_bucket",
+    "sns_queue",
+}
 
 
 # The emulator encodes its audio with ffmpeg.
@@ -94,9 +103,12 @@ def make_polly_emulator(moto_server: str) -> Iterator[Callable[..., EmulatorServ
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, moto_server: str,
-            polly_emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
-            ) -> dict[str, str]:
+def aws_env(
+    monkeypatch: pytest.MonkeyPatch,
+    moto_server: str,
+    polly_emulator: EmulatorServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, str]:
     empty = tmp_path_factory.mktemp("aws") / "none"
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -121,7 +133,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, moto_server: str,
 
 def _client(service: str, url: str) -> Any:
     return boto3.session.Session(region_name=REGION, **FAKE_CREDENTIALS).client(
-        service, endpoint_url=url)
+        service, endpoint_url=url
+    )
 
 
 @pytest.fixture(scope="session")
@@ -163,13 +176,27 @@ def sns_queue(sns_client: Any, sqs_client: Any) -> SnsQueue:
     name = f"test-{uuid.uuid4().hex[:16]}"
     topic = sns_client.create_topic(Name=name)["TopicArn"]
     queue_url = sqs_client.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs_client.get_queue_attributes(
-        QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sqs_client.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
-                       "Action": "sqs:SendMessage", "Resource": queue_arn,
-                       "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}],
-    })})
+    queue_arn = sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    sqs_client.set_queue_attributes(
+        QueueUrl=queue_url,
+        Attributes={
+            "Policy": json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "sns.amazonaws.com"},
+                            "Action": "sqs:SendMessage",
+                            "Resource": queue_arn,
+                            "Condition": {"ArnEquals": {"aws:SourceArn": topic}},
+                        }
+                    ],
+                }
+            )
+        },
+    )
     sns_client.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     return SnsQueue(topic, queue_url, queue_arn)

@@ -35,9 +35,9 @@ TERMINAL = ("completed", "failed")
 @functools.cache
 def client(url: str, retries: int = 0) -> Any:
     cfg = botocore.config.Config(retries={"mode": "legacy", "total_max_attempts": retries + 1})
-    return boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
-                                 aws_secret_access_key="testing").client(
-        "polly", endpoint_url=url, config=cfg)
+    return boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    ).client("polly", endpoint_url=url, config=cfg)
 
 
 def statuses(polly: Any, task_id: str, timeout: float = 30) -> list[str]:
@@ -59,10 +59,16 @@ def finish(polly: Any, task_id: str) -> dict[str, Any]:
     return polly.get_speech_synthesis_task(TaskId=task_id)["SynthesisTask"]
 
 
-def start(polly: Any, bucket: str, text: str = "Hello there. This is a test.", **kw: Any
-          ) -> dict[str, Any]:
-    params = {"OutputFormat": "mp3", "OutputS3BucketName": bucket, "Text": text,
-              "VoiceId": "Joanna", **kw}
+def start(
+    polly: Any, bucket: str, text: str = "Hello there. This is a test.", **kw: Any
+) -> dict[str, Any]:
+    params = {
+        "OutputFormat": "mp3",
+        "OutputS3BucketName": bucket,
+        "Text": text,
+        "VoiceId": "Joanna",
+        **kw,
+    }
     return polly.start_speech_synthesis_task(**params)["SynthesisTask"]
 
 
@@ -75,11 +81,13 @@ def duration(data: bytes) -> float:
 
 # --- pure parts ------------------------------------------------------------------------------
 
+
 def test_output_key_naming() -> None:
     assert output_key("", "id1", "mp3") == "id1.mp3"
     assert output_key("book/", "id1", "mp3") == "book/id1.mp3"
-    assert output_key("optional/prefix/path/file", "id1", "mp3") == \
-        "optional/prefix/path/file.id1.mp3"
+    assert (
+        output_key("optional/prefix/path/file", "id1", "mp3") == "optional/prefix/path/file.id1.mp3"
+    )
     assert output_key("x/", "id1", "json") == "x/id1.marks"
 
 
@@ -91,8 +99,12 @@ def test_billable_characters_skip_tags_and_decode_entities() -> None:
     assert err.value.code == "InvalidSsmlException"
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")),
-                        max_size=300), max_size=30))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=300),
+        max_size=30,
+    )
+)
 @settings(max_examples=50, deadline=None)
 def test_espeak_batches_lose_no_text(paragraphs: list[str]) -> None:
     ssml = "<speak>" + "".join(f"<p>{escape(p)}</p>" for p in paragraphs) + "</speak>"
@@ -100,11 +112,14 @@ def test_espeak_batches_lose_no_text(paragraphs: list[str]) -> None:
     spoken = "".join(html.unescape(re.sub(r"<[^>]*>", "", b)) for b, _ in batches)
     assert re.sub(r"\s", "", spoken) == re.sub(r"\s", "", "".join(paragraphs))
     text = "\n\n".join(paragraphs)
-    assert "".join(b for b, _ in espeak_batches(text, "text", max_chars=200)).strip() == \
-        text.strip() or not text.strip()
+    assert (
+        "".join(b for b, _ in espeak_batches(text, "text", max_chars=200)).strip() == text.strip()
+        or not text.strip()
+    )
 
 
 # --- lifecycle and output --------------------------------------------------------------------
+
 
 def test_lifecycle_and_real_audio_in_s3(make_polly_emulator, s3_bucket, s3_client) -> None:
     emu = make_polly_emulator(queue_delay=0.2, chars_per_second=100)
@@ -124,14 +139,21 @@ def test_lifecycle_and_real_audio_in_s3(make_polly_emulator, s3_bucket, s3_clien
     assert info.text_sha256 == hashlib.sha256(text.encode()).hexdigest()
 
 
-@pytest.mark.parametrize("fmt,rate,ext", [("ogg_vorbis", None, ".ogg"),
-                                          ("ogg_opus", None, ".ogg"),
-                                          ("mp3", "16000", ".mp3")])
+@pytest.mark.parametrize(
+    "fmt,rate,ext",
+    [("ogg_vorbis", None, ".ogg"), ("ogg_opus", None, ".ogg"), ("mp3", "16000", ".mp3")],
+)
 def test_output_formats_decode(polly_emulator, s3_bucket, s3_client, fmt, rate, ext) -> None:
     polly = client(polly_emulator.url)
     kw = {"SampleRate": rate} if rate else {}
-    task = start(polly, s3_bucket, "Sound check, one two.", OutputFormat=fmt,
-                 OutputS3KeyPrefix="out/part", **kw)
+    task = start(
+        polly,
+        s3_bucket,
+        "Sound check, one two.",
+        OutputFormat=fmt,
+        OutputS3KeyPrefix="out/part",
+        **kw,
+    )
     assert finish(polly, task["TaskId"])["TaskStatus"] == "completed"
     key = f"out/part.{task['TaskId']}{ext}"
     data = s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
@@ -145,8 +167,14 @@ def test_pcm_and_speech_marks_tasks(polly_emulator, s3_bucket, s3_client) -> Non
     polly = client(polly_emulator.url)
     text = "Café au lait. Naïve façade!"
     pcm = start(polly, s3_bucket, text, OutputFormat="pcm", VoiceId="Lea")
-    marks = start(polly, s3_bucket, text, OutputFormat="json", VoiceId="Lea",
-                  SpeechMarkTypes=["sentence", "word"])
+    marks = start(
+        polly,
+        s3_bucket,
+        text,
+        OutputFormat="json",
+        VoiceId="Lea",
+        SpeechMarkTypes=["sentence", "word"],
+    )
     for t in (pcm, marks):
         assert finish(polly, t["TaskId"])["TaskStatus"] == "completed"
     audio = s3_client.get_object(Bucket=s3_bucket, Key=pcm["TaskId"] + ".pcm")["Body"].read()
@@ -154,37 +182,59 @@ def test_pcm_and_speech_marks_tasks(polly_emulator, s3_bucket, s3_client) -> Non
     body = s3_client.get_object(Bucket=s3_bucket, Key=marks["TaskId"] + ".marks")["Body"].read()
     lines = [json.loads(x) for x in body.decode().splitlines()]
     raw = text.encode()
-    assert [m["value"] for m in lines if m["type"] == "sentence"] == ["Café au lait.",
-                                                                     "Naïve façade!"]
-    assert [m["value"] for m in lines if m["type"] == "word"] == ["Café", "au", "lait",
-                                                                 "Naïve", "façade"]
+    assert [m["value"] for m in lines if m["type"] == "sentence"] == [
+        "Café au lait.",
+        "Naïve façade!",
+    ]
+    assert [m["value"] for m in lines if m["type"] == "word"] == [
+        "Café",
+        "au",
+        "lait",
+        "Naïve",
+        "façade",
+    ]
     for m in lines:
-        assert raw[m["start"]:m["end"]].decode() == m["value"]  # UTF-8 byte offsets
+        assert raw[m["start"] : m["end"]].decode() == m["value"]  # UTF-8 byte offsets
     times = [m["time"] for m in lines]
     assert times == sorted(times) and times[-1] > 0
 
 
 def test_speech_marks_offsets_count_markup(polly_emulator) -> None:
     polly = client(polly_emulator.url)
-    text = '<speak><prosody volume="+20dB">Mary had a little lamb.</prosody><mark name="m1"/></speak>'
-    out = polly.synthesize_speech(OutputFormat="json", Text=text, TextType="ssml",
-                                  VoiceId="Joanna", SpeechMarkTypes=["sentence", "word", "ssml"])
+    text = (
+        '<speak><prosody volume="+20dB">Mary had a little lamb.</prosody><mark name="m1"/></speak>'
+    )
+    out = polly.synthesize_speech(
+        OutputFormat="json",
+        Text=text,
+        TextType="ssml",
+        VoiceId="Joanna",
+        SpeechMarkTypes=["sentence", "word", "ssml"],
+    )
     assert out["ContentType"] == "application/x-json-stream"
     lines = [json.loads(x) for x in out["AudioStream"].read().decode().splitlines()]
     first_word = next(m for m in lines if m["type"] == "word")
     assert (first_word["start"], first_word["value"]) == (31, "Mary")  # as in Polly's docs
     assert {"type": "ssml", "value": "m1"}.items() <= next(
-        m for m in lines if m["type"] == "ssml").items()
+        m for m in lines if m["type"] == "ssml"
+    ).items()
 
 
 def test_sns_notification_reaches_sqs(polly_emulator, s3_bucket, sns_queue, sqs_client) -> None:
     polly = client(polly_emulator.url)
-    task = start(polly, s3_bucket, "Notify me.", SnsTopicArn=sns_queue.topic_arn,
-                 OutputS3KeyPrefix="n/", TextType="text")
+    task = start(
+        polly,
+        s3_bucket,
+        "Notify me.",
+        SnsTopicArn=sns_queue.topic_arn,
+        OutputS3KeyPrefix="n/",
+        TextType="text",
+    )
     assert task["SnsTopicArn"] == sns_queue.topic_arn
     assert finish(polly, task["TaskId"])["TaskStatus"] == "completed"
-    msgs = sqs_client.receive_message(QueueUrl=sns_queue.queue_url, WaitTimeSeconds=5,
-                                      MaxNumberOfMessages=10).get("Messages", [])
+    msgs = sqs_client.receive_message(
+        QueueUrl=sns_queue.queue_url, WaitTimeSeconds=5, MaxNumberOfMessages=10
+    ).get("Messages", [])
     assert len(msgs) == 1
     note = json.loads(json.loads(msgs[0]["Body"])["Message"])
     assert note["taskId"] == task["TaskId"] and note["taskStatus"] == "COMPLETED"
@@ -195,8 +245,12 @@ def test_sns_notification_reaches_sqs(polly_emulator, s3_bucket, sns_queue, sqs_
 
 
 def test_bucket_default_encryption_is_honoured(polly_emulator, s3_bucket, s3_client) -> None:
-    s3_client.put_bucket_encryption(Bucket=s3_bucket, ServerSideEncryptionConfiguration={
-        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    s3_client.put_bucket_encryption(
+        Bucket=s3_bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
     polly = client(polly_emulator.url)
     task = start(polly, s3_bucket, "Secret words.")
     assert finish(polly, task["TaskId"])["TaskStatus"] == "completed"
@@ -205,16 +259,29 @@ def test_bucket_default_encryption_is_honoured(polly_emulator, s3_bucket, s3_cli
 
 
 def test_unwritable_bucket_fails_at_start(polly_emulator, s3_bucket, s3_client) -> None:
-    s3_client.put_bucket_policy(Bucket=s3_bucket, Policy=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
-                       "Resource": f"arn:aws:s3:::{s3_bucket}/*"}]}))
+    s3_client.put_bucket_policy(
+        Bucket=s3_bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:PutObject",
+                        "Resource": f"arn:aws:s3:::{s3_bucket}/*",
+                    }
+                ],
+            }
+        ),
+    )
     polly = client(polly_emulator.url)
     with pytest.raises(polly.exceptions.InvalidS3BucketException):
         start(polly, s3_bucket)
 
 
 # --- quotas and limits -----------------------------------------------------------------------
+
 
 def test_quota_table_and_buckets() -> None:
     now = [0.0]
@@ -228,8 +295,9 @@ def test_quota_table_and_buckets() -> None:
     assert quotas.allow("StartSpeechSynthesisTask", "long-form")
     assert not quotas.allow("StartSpeechSynthesisTask", "long-form")
     now[0] += 1.0  # one second refills 10 neural starts and 1 long-form start
-    assert [quotas.allow("StartSpeechSynthesisTask", "neural") for _ in range(11)] == \
-        [True] * 10 + [False]
+    assert [quotas.allow("StartSpeechSynthesisTask", "neural") for _ in range(11)] == [
+        True
+    ] * 10 + [False]
     assert quotas.allow("StartSpeechSynthesisTask", "long-form")
     gets = [quotas.allow("GetSpeechSynthesisTask", None) for _ in range(6)]
     lists = [quotas.allow("ListSpeechSynthesisTasks", None) for _ in range(5)]
@@ -273,21 +341,38 @@ def test_character_limits(polly_emulator, s3_bucket) -> None:
     with pytest.raises(polly.exceptions.TextLengthExceededException):
         start(polly, s3_bucket, "a" * 100_001)
     billed = "<speak>" + "<break/>" * 300 + "x" * 3000 + "</speak>"  # 3,000 billed, 5,415 in all
-    out = polly.synthesize_speech(OutputFormat="json", SpeechMarkTypes=["sentence"], Text=billed,
-                                  TextType="ssml", VoiceId="Joanna")
+    out = polly.synthesize_speech(
+        OutputFormat="json",
+        SpeechMarkTypes=["sentence"],
+        Text=billed,
+        TextType="ssml",
+        VoiceId="Joanna",
+    )
     assert out["RequestCharacters"] == 3000
 
 
 SSML_CASES = [
     ("standard", "Joanna", "<speak><emphasis>yes</emphasis></speak>", None),
     ("neural", "Joanna", "<speak><emphasis>no</emphasis></speak>", "ValidationException"),
-    ("neural", "Joanna", '<speak><amazon:effect name="whispered">no</amazon:effect></speak>',
-     "ValidationException"),
+    (
+        "neural",
+        "Joanna",
+        '<speak><amazon:effect name="whispered">no</amazon:effect></speak>',
+        "ValidationException",
+    ),
     ("neural", "Joanna", '<speak><amazon:effect name="drc">ok</amazon:effect></speak>', None),
-    ("generative", "Ruth", '<speak><amazon:effect name="drc">no</amazon:effect></speak>',
-     "ValidationException"),
-    ("standard", "Joanna", '<speak><amazon:domain name="news">no</amazon:domain></speak>',
-     "ValidationException"),
+    (
+        "generative",
+        "Ruth",
+        '<speak><amazon:effect name="drc">no</amazon:effect></speak>',
+        "ValidationException",
+    ),
+    (
+        "standard",
+        "Joanna",
+        '<speak><amazon:domain name="news">no</amazon:domain></speak>',
+        "ValidationException",
+    ),
     ("standard", "Joanna", '<speak><audio src="x.mp3"/>no</speak>', "ValidationException"),
     ("standard", "Joanna", '<speak>a<break time="11s"/>b</speak>', "InvalidSsmlException"),
     ("standard", "Joanna", '<speak>a<break time="10s"/>b</speak>', None),
@@ -299,12 +384,24 @@ SSML_CASES = [
 @pytest.mark.parametrize("engine,voice,text,error", SSML_CASES)
 def test_ssml_rules_per_engine(polly_emulator, engine, voice, text, error) -> None:
     polly = client(polly_emulator.url)
-    call = functools.partial(polly.synthesize_speech, OutputFormat="json",
-                             SpeechMarkTypes=["word"], Text=text, TextType="ssml",
-                             VoiceId=voice, Engine=engine)
+    call = functools.partial(
+        polly.synthesize_speech,
+        OutputFormat="json",
+        SpeechMarkTypes=["word"],
+        Text=text,
+        TextType="ssml",
+        VoiceId=voice,
+        Engine=engine,
+    )
     if engine == "generative":
-        call = functools.partial(polly.synthesize_speech, OutputFormat="pcm", Text=text,
-                                 TextType="ssml", VoiceId=voice, Engine=engine)
+        call = functools.partial(
+            polly.synthesize_speech,
+            OutputFormat="pcm",
+            Text=text,
+            TextType="ssml",
+            VoiceId=voice,
+            Engine=engine,
+        )
     if error is None:
         assert call()["RequestCharacters"] > 0
     else:
@@ -316,8 +413,10 @@ def test_ssml_rules_per_engine(polly_emulator, engine, voice, text, error) -> No
 
 # --- faults ----------------------------------------------------------------------------------
 
-def test_injected_task_failures_and_lost_notifications(make_polly_emulator, s3_bucket,
-                                                       sns_queue, sqs_client) -> None:
+
+def test_injected_task_failures_and_lost_notifications(
+    make_polly_emulator, s3_bucket, sns_queue, sqs_client
+) -> None:
     emu = make_polly_emulator(fail_rate=1.0, lost_notification_rate=0.0, seed=3)
     polly = client(emu.url)
     task = start(polly, s3_bucket, "Doomed.", SnsTopicArn=sns_queue.topic_arn)
@@ -339,8 +438,9 @@ def test_injected_task_failures_and_lost_notifications(make_polly_emulator, s3_b
     assert stats["notifications_lost_injected"] == 1
     assert emu2.tasks[0].notified is False
     time.sleep(0.2)
-    assert "Messages" not in sqs_client.receive_message(QueueUrl=sns_queue.queue_url,
-                                                        WaitTimeSeconds=0)
+    assert "Messages" not in sqs_client.receive_message(
+        QueueUrl=sns_queue.queue_url, WaitTimeSeconds=0
+    )
 
 
 def test_injected_5xx_creates_no_task_and_is_counted(make_polly_emulator, s3_bucket) -> None:
@@ -375,6 +475,7 @@ def test_stats_and_tasks_admin_endpoints(polly_emulator) -> None:
 
 # --- listing, pagination, retention --------------------------------------------------------
 
+
 def test_list_pagination_filter_and_order(make_polly_emulator, s3_bucket) -> None:
     emu = make_polly_emulator(queue_delay=0.0)
     polly = client(emu.url)
@@ -391,8 +492,11 @@ def test_list_pagination_filter_and_order(make_polly_emulator, s3_bucket) -> Non
     flat = [i for p in pages for i in p]
     assert flat == list(reversed(ids))  # newest first
     paginator = polly.get_paginator("list_speech_synthesis_tasks")
-    got = [t["TaskId"] for page in paginator.paginate(PaginationConfig={"PageSize": 2})
-           for t in page["SynthesisTasks"]]
+    got = [
+        t["TaskId"]
+        for page in paginator.paginate(PaginationConfig={"PageSize": 2})
+        for t in page["SynthesisTasks"]
+    ]
     assert got == flat
     for i in ids:
         finish(polly, i)
@@ -427,8 +531,9 @@ def test_describe_voices_filters_and_pages(make_polly_emulator) -> None:
         if not token:
             break
     assert len(seen) == len(set(seen)) > 90
-    hindi = polly.describe_voices(LanguageCode="hi-IN",
-                                  IncludeAdditionalLanguageCodes=True)["Voices"]
+    hindi = polly.describe_voices(LanguageCode="hi-IN", IncludeAdditionalLanguageCodes=True)[
+        "Voices"
+    ]
     assert {"Aditi", "Kajal"} <= {v["Id"] for v in hindi}
     assert polly.describe_voices(LanguageCode="hi-IN")["Voices"] == []
     gen = {v["Id"] for v in polly.describe_voices(Engine="generative")["Voices"]}
@@ -437,13 +542,16 @@ def test_describe_voices_filters_and_pages(make_polly_emulator) -> None:
 
 def test_lexicon_lifecycle(polly_emulator) -> None:
     polly = client(polly_emulator.url)
-    pls = ('<?xml version="1.0"?><lexicon version="1.0" '
-           'xmlns="http://www.w3.org/2005/01/pronunciation-lexicon" alphabet="x-sampa" '
-           'xml:lang="en-GB"><lexeme><grapheme>Gr</grapheme><alias>Great</alias></lexeme>'
-           '</lexicon>')
+    pls = (
+        '<?xml version="1.0"?><lexicon version="1.0" '
+        'xmlns="http://www.w3.org/2005/01/pronunciation-lexicon" alphabet="x-sampa" '
+        'xml:lang="en-GB"><lexeme><grapheme>Gr</grapheme><alias>Great</alias></lexeme>'
+        "</lexicon>"
+    )
     polly.put_lexicon(Name="lifeLex", Content=pls)
-    out = polly.synthesize_speech(OutputFormat="mp3", Text="Gr.", VoiceId="Amy",
-                                  LexiconNames=["lifeLex"])
+    out = polly.synthesize_speech(
+        OutputFormat="mp3", Text="Gr.", VoiceId="Amy", LexiconNames=["lifeLex"]
+    )
     assert out["RequestCharacters"] == 3
     polly.delete_lexicon(Name="lifeLex")
     with pytest.raises(polly.exceptions.LexiconNotFoundException):
@@ -451,9 +559,21 @@ def test_lexicon_lifecycle(polly_emulator) -> None:
 
 
 def test_module_entry_point_prints_url(moto_server, s3_bucket) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "audiobook.emulator", "--port", "0",
-                             "--s3-endpoint", moto_server, "--quota", "start:standard=0.01:1"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "audiobook.emulator",
+            "--port",
+            "0",
+            "--s3-endpoint",
+            moto_server,
+            "--quota",
+            "start:standard=0.01:1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()

@@ -17,8 +17,8 @@ import boto3
 import botocore.config
 import botocore.parsers
 import botocore.serialize
-from botocore.awsrequest import HeadersDict
 import pytest
+from botocore.awsrequest import HeadersDict
 
 from audiobook.emulator import protocol
 
@@ -34,9 +34,9 @@ MODEL = protocol.service_model()
 @functools.cache
 def client(url: str, retries: int = 0) -> Any:
     cfg = botocore.config.Config(retries={"mode": "legacy", "total_max_attempts": retries + 1})
-    return boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
-                                 aws_secret_access_key="testing").client(
-        "polly", endpoint_url=url, config=cfg)
+    return boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    ).client("polly", endpoint_url=url, config=cfg)
 
 
 def wait_done(polly: Any, task_id: str, timeout: float = 30) -> dict[str, Any]:
@@ -53,18 +53,37 @@ def wait_done(polly: Any, task_id: str, timeout: float = 30) -> dict[str, Any]:
 
 REQUESTS: dict[str, dict[str, Any]] = {
     "StartSpeechSynthesisTask": {
-        "Engine": "neural", "LanguageCode": "en-US", "LexiconNames": ["abc", "Def1"],
-        "OutputFormat": "mp3", "OutputS3BucketName": "my-bucket", "OutputS3KeyPrefix": "a/b",
-        "SampleRate": "24000", "SnsTopicArn": "arn:aws:sns:us-east-1:123456789012:t",
-        "SpeechMarkTypes": ["word"], "Text": "<speak>héllo &amp; wörld</speak>",
-        "TextType": "ssml", "VoiceId": "Joanna"},
+        "Engine": "neural",
+        "LanguageCode": "en-US",
+        "LexiconNames": ["abc", "Def1"],
+        "OutputFormat": "mp3",
+        "OutputS3BucketName": "my-bucket",
+        "OutputS3KeyPrefix": "a/b",
+        "SampleRate": "24000",
+        "SnsTopicArn": "arn:aws:sns:us-east-1:123456789012:t",
+        "SpeechMarkTypes": ["word"],
+        "Text": "<speak>héllo &amp; wörld</speak>",
+        "TextType": "ssml",
+        "VoiceId": "Joanna",
+    },
     "GetSpeechSynthesisTask": {"TaskId": "70b61c0f-57ce-4715-a247-cae8729dcce9"},
     "ListSpeechSynthesisTasks": {"MaxResults": 7, "NextToken": "abc/+=", "Status": "failed"},
-    "SynthesizeSpeech": {"Engine": "standard", "LexiconNames": ["x"], "OutputFormat": "pcm",
-                         "SampleRate": "8000", "Text": "Hi", "TextType": "text",
-                         "VoiceId": "Matthew", "SpeechMarkTypes": ["sentence"]},
-    "DescribeVoices": {"Engine": "long-form", "LanguageCode": "en-US",
-                       "IncludeAdditionalLanguageCodes": True, "NextToken": "t o/k"},
+    "SynthesizeSpeech": {
+        "Engine": "standard",
+        "LexiconNames": ["x"],
+        "OutputFormat": "pcm",
+        "SampleRate": "8000",
+        "Text": "Hi",
+        "TextType": "text",
+        "VoiceId": "Matthew",
+        "SpeechMarkTypes": ["sentence"],
+    },
+    "DescribeVoices": {
+        "Engine": "long-form",
+        "LanguageCode": "en-US",
+        "IncludeAdditionalLanguageCodes": True,
+        "NextToken": "t o/k",
+    },
     "PutLexicon": {"Name": "abc", "Content": LEXICON},
     "GetLexicon": {"Name": "abc"},
     "ListLexicons": {"NextToken": "n"},
@@ -73,10 +92,14 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "GetVoice": {"VoiceId": "vc-0a1b"},
     "DeleteVoice": {"VoiceId": "vc-0a1b"},
     "ListTagsForResource": {"ResourceArn": "arn:aws:polly:us-east-1:123456789012:lexicon/x"},
-    "TagResource": {"ResourceArn": "arn:aws:polly:us-east-1:123456789012:lexicon/x",
-                    "Tags": {"k": "v"}},
-    "UntagResource": {"ResourceArn": "arn:aws:polly:us-east-1:123456789012:lexicon/x",
-                      "TagKeys": ["k"]},
+    "TagResource": {
+        "ResourceArn": "arn:aws:polly:us-east-1:123456789012:lexicon/x",
+        "Tags": {"k": "v"},
+    },
+    "UntagResource": {
+        "ResourceArn": "arn:aws:polly:us-east-1:123456789012:lexicon/x",
+        "TagKeys": ["k"],
+    },
 }
 
 
@@ -97,24 +120,37 @@ def test_request_shapes_round_trip(operation: str) -> None:
 def test_every_route_of_the_model_is_known() -> None:
     for name in MODEL.operation_names:
         op = MODEL.operation_model(name)
-        path = op.http["requestUri"].split("?")[0].replace("{TaskId}", "x").replace(
-            "{LexiconName}", "x").replace("{VoiceId}", "x")
+        path = (
+            op.http["requestUri"]
+            .split("?")[0]
+            .replace("{TaskId}", "x")
+            .replace("{LexiconName}", "x")
+            .replace("{VoiceId}", "x")
+        )
         assert protocol.route(op.http["method"], path) == (
-            name, {k: "x" for k in ("TaskId", "LexiconName", "VoiceId") if "{" + k in
-                   op.http["requestUri"]})
+            name,
+            {
+                k: "x"
+                for k in ("TaskId", "LexiconName", "VoiceId")
+                if "{" + k in op.http["requestUri"]
+            },
+        )
 
 
 # --- responses: the real client, and botocore's parser on raw HTTP ---------------------------
 
-def raw(url: str, method: str, path: str, body: dict[str, Any] | None = None
-        ) -> dict[str, Any]:
+
+def raw(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     u = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
     data = json.dumps(body).encode() if body is not None else None
     conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
-    out = {"status_code": resp.status, "headers": HeadersDict(resp.getheaders()),
-           "body": resp.read()}
+    out = {
+        "status_code": resp.status,
+        "headers": HeadersDict(resp.getheaders()),
+        "body": resp.read(),
+    }
     conn.close()
     return out
 
@@ -141,32 +177,49 @@ def test_every_operation_through_boto3_and_botocore_parser(polly_emulator, s3_bu
     assert parse("ListLexicons", raw(url, "GET", "/v1/lexicons"))["Lexicons"]
 
     start = polly.start_speech_synthesis_task(
-        OutputFormat="mp3", OutputS3BucketName=s3_bucket, Text="Model check.", VoiceId="Joanna",
-        LexiconNames=["modelLex"])["SynthesisTask"]
+        OutputFormat="mp3",
+        OutputS3BucketName=s3_bucket,
+        Text="Model check.",
+        VoiceId="Joanna",
+        LexiconNames=["modelLex"],
+    )["SynthesisTask"]
     assert start["TaskStatus"] == "scheduled"
     assert isinstance(start["CreationTime"], dt.datetime)
     assert start["RequestCharacters"] == len("Model check.")
     assert start["LexiconNames"] == ["modelLex"] and start["TextType"] == "text"
-    parsed = parse("StartSpeechSynthesisTask", raw(url, "POST", "/v1/synthesisTasks", {
-        "OutputFormat": "ogg_vorbis", "OutputS3BucketName": s3_bucket, "Text": "Raw.",
-        "VoiceId": "Matthew"}))
+    parsed = parse(
+        "StartSpeechSynthesisTask",
+        raw(
+            url,
+            "POST",
+            "/v1/synthesisTasks",
+            {
+                "OutputFormat": "ogg_vorbis",
+                "OutputS3BucketName": s3_bucket,
+                "Text": "Raw.",
+                "VoiceId": "Matthew",
+            },
+        ),
+    )
     assert parsed["SynthesisTask"]["OutputFormat"] == "ogg_vorbis"
     done = wait_done(polly, start["TaskId"])
     assert done["TaskStatus"] == "completed"
-    parsed = parse("GetSpeechSynthesisTask",
-                   raw(url, "GET", f"/v1/synthesisTasks/{start['TaskId']}"))
+    parsed = parse(
+        "GetSpeechSynthesisTask", raw(url, "GET", f"/v1/synthesisTasks/{start['TaskId']}")
+    )
     assert parsed["SynthesisTask"]["TaskId"] == start["TaskId"]
     assert isinstance(parsed["SynthesisTask"]["CreationTime"], dt.datetime)
-    listed = parse("ListSpeechSynthesisTasks",
-                   raw(url, "GET", "/v1/synthesisTasks?MaxResults=1"))
+    listed = parse("ListSpeechSynthesisTasks", raw(url, "GET", "/v1/synthesisTasks?MaxResults=1"))
     assert len(listed["SynthesisTasks"]) == 1 and listed["NextToken"]
     assert polly.list_speech_synthesis_tasks(MaxResults=100)["SynthesisTasks"]
 
     speech = polly.synthesize_speech(OutputFormat="mp3", Text="Hello.", VoiceId="Amy")
     assert speech["ContentType"] == "audio/mpeg" and speech["RequestCharacters"] == 6
     assert len(speech["AudioStream"].read()) > 100
-    parsed = parse("SynthesizeSpeech", raw(url, "POST", "/v1/speech", {
-        "OutputFormat": "pcm", "Text": "Hi", "VoiceId": "Amy"}))
+    parsed = parse(
+        "SynthesizeSpeech",
+        raw(url, "POST", "/v1/speech", {"OutputFormat": "pcm", "Text": "Hi", "VoiceId": "Amy"}),
+    )
     assert parsed["ContentType"] == "audio/pcm" and parsed["RequestCharacters"] == 2
     assert len(parsed["AudioStream"].read()) > 0
 
@@ -176,8 +229,10 @@ def test_every_operation_through_boto3_and_botocore_parser(polly_emulator, s3_bu
     assert parse("DescribeVoices", raw(url, "GET", "/v1/voices?LanguageCode=fr-FR"))["Voices"]
 
     polly.delete_lexicon(Name="modelLex")
-    assert parse("DeleteLexicon", raw(url, "DELETE", "/v1/lexicons/nope"))["Error"]["Code"] \
+    assert (
+        parse("DeleteLexicon", raw(url, "DELETE", "/v1/lexicons/nope"))["Error"]["Code"]
         == "LexiconNotFoundException"
+    )
 
 
 # --- modeled errors --------------------------------------------------------------------------
@@ -186,71 +241,189 @@ START = {"OutputFormat": "mp3", "Text": "Hello.", "VoiceId": "Joanna"}
 SPEAK = {"OutputFormat": "mp3", "Text": "Hello.", "VoiceId": "Joanna"}
 
 ERRORS: list[tuple[str, str, dict[str, Any], str, int]] = [
-    ("bad bucket name", "start_speech_synthesis_task",
-     {**START, "OutputS3BucketName": "BAD_Bucket"}, "InvalidS3BucketException", 400),
-    ("missing bucket", "start_speech_synthesis_task",
-     {**START, "OutputS3BucketName": "no-such-bucket-here"}, "InvalidS3BucketException", 400),
-    ("bad prefix", "start_speech_synthesis_task",
-     {**START, "OutputS3KeyPrefix": "a b"}, "InvalidS3KeyException", 400),
-    ("bad topic", "start_speech_synthesis_task",
-     {**START, "SnsTopicArn": "arn:nope"}, "InvalidSnsTopicArnException", 400),
-    ("missing topic", "start_speech_synthesis_task",
-     {**START, "SnsTopicArn": "arn:aws:sns:us-east-1:123456789012:missing"},
-     "InvalidSnsTopicArnException", 400),
-    ("sample rate", "synthesize_speech", {**SPEAK, "SampleRate": "12345"},
-     "InvalidSampleRateException", 400),
-    ("pcm rate", "synthesize_speech", {**SPEAK, "OutputFormat": "pcm", "SampleRate": "22050"},
-     "InvalidSampleRateException", 400),
-    ("malformed ssml", "synthesize_speech", {**SPEAK, "TextType": "ssml", "Text": "<speak>a<"},
-     "InvalidSsmlException", 400),
-    ("not speak", "synthesize_speech", {**SPEAK, "TextType": "ssml", "Text": "<p>a</p>"},
-     "InvalidSsmlException", 400),
-    ("marks format", "synthesize_speech", {**SPEAK, "SpeechMarkTypes": ["word"]},
-     "MarksNotSupportedForFormatException", 400),
-    ("ssml marks on text", "synthesize_speech",
-     {**SPEAK, "OutputFormat": "json", "SpeechMarkTypes": ["ssml"]},
-     "SsmlMarksNotSupportedForTextTypeException", 400),
-    ("language", "synthesize_speech", {**SPEAK, "LanguageCode": "fr-FR"},
-     "LanguageNotSupportedException", 400),
-    ("marks on generative", "synthesize_speech",
-     {**SPEAK, "VoiceId": "Ruth", "Engine": "generative", "OutputFormat": "json",
-      "SpeechMarkTypes": ["word"]}, "EngineNotSupportedException", 400),
-    ("text length", "synthesize_speech", {**SPEAK, "Text": "a" * 3001},
-     "TextLengthExceededException", 400),
-    ("lexicon", "synthesize_speech", {**SPEAK, "LexiconNames": ["missing"]},
-     "LexiconNotFoundException", 404),
-    ("engine mismatch", "synthesize_speech", {**SPEAK, "VoiceId": "Ruth"},
-     "ValidationException", 400),
+    (
+        "bad bucket name",
+        "start_speech_synthesis_task",
+        {**START, "OutputS3BucketName": "BAD_Bucket"},
+        "InvalidS3BucketException",
+        400,
+    ),
+    (
+        "missing bucket",
+        "start_speech_synthesis_task",
+        {**START, "OutputS3BucketName": "no-such-bucket-here"},
+        "InvalidS3BucketException",
+        400,
+    ),
+    (
+        "bad prefix",
+        "start_speech_synthesis_task",
+        {**START, "OutputS3KeyPrefix": "a b"},
+        "InvalidS3KeyException",
+        400,
+    ),
+    (
+        "bad topic",
+        "start_speech_synthesis_task",
+        {**START, "SnsTopicArn": "arn:nope"},
+        "InvalidSnsTopicArnException",
+        400,
+    ),
+    (
+        "missing topic",
+        "start_speech_synthesis_task",
+        {**START, "SnsTopicArn": "arn:aws:sns:us-east-1:123456789012:missing"},
+        "InvalidSnsTopicArnException",
+        400,
+    ),
+    (
+        "sample rate",
+        "synthesize_speech",
+        {**SPEAK, "SampleRate": "12345"},
+        "InvalidSampleRateException",
+        400,
+    ),
+    (
+        "pcm rate",
+        "synthesize_speech",
+        {**SPEAK, "OutputFormat": "pcm", "SampleRate": "22050"},
+        "InvalidSampleRateException",
+        400,
+    ),
+    (
+        "malformed ssml",
+        "synthesize_speech",
+        {**SPEAK, "TextType": "ssml", "Text": "<speak>a<"},
+        "InvalidSsmlException",
+        400,
+    ),
+    (
+        "not speak",
+        "synthesize_speech",
+        {**SPEAK, "TextType": "ssml", "Text": "<p>a</p>"},
+        "InvalidSsmlException",
+        400,
+    ),
+    (
+        "marks format",
+        "synthesize_speech",
+        {**SPEAK, "SpeechMarkTypes": ["word"]},
+        "MarksNotSupportedForFormatException",
+        400,
+    ),
+    (
+        "ssml marks on text",
+        "synthesize_speech",
+        {**SPEAK, "OutputFormat": "json", "SpeechMarkTypes": ["ssml"]},
+        "SsmlMarksNotSupportedForTextTypeException",
+        400,
+    ),
+    (
+        "language",
+        "synthesize_speech",
+        {**SPEAK, "LanguageCode": "fr-FR"},
+        "LanguageNotSupportedException",
+        400,
+    ),
+    (
+        "marks on generative",
+        "synthesize_speech",
+        {
+            **SPEAK,
+            "VoiceId": "Ruth",
+            "Engine": "generative",
+            "OutputFormat": "json",
+            "SpeechMarkTypes": ["word"],
+        },
+        "EngineNotSupportedException",
+        400,
+    ),
+    (
+        "text length",
+        "synthesize_speech",
+        {**SPEAK, "Text": "a" * 3001},
+        "TextLengthExceededException",
+        400,
+    ),
+    (
+        "lexicon",
+        "synthesize_speech",
+        {**SPEAK, "LexiconNames": ["missing"]},
+        "LexiconNotFoundException",
+        404,
+    ),
+    (
+        "engine mismatch",
+        "synthesize_speech",
+        {**SPEAK, "VoiceId": "Ruth"},
+        "ValidationException",
+        400,
+    ),
     ("enum", "synthesize_speech", {**SPEAK, "Engine": "turbo"}, "ValidationException", 400),
-    ("unknown voice", "synthesize_speech", {**SPEAK, "VoiceId": "Nobody"},
-     "ValidationException", 400),
-    ("too many lexicons", "synthesize_speech",
-     {**SPEAK, "LexiconNames": ["a", "b", "c", "d", "e", "f"]}, "ValidationException", 400),
-    ("bad task id", "get_speech_synthesis_task", {"TaskId": "a.b"},
-     "InvalidTaskIdException", 400),
-    ("unknown task", "get_speech_synthesis_task", {"TaskId": "abc-123"},
-     "SynthesisTaskNotFoundException", 400),
-    ("bad token", "list_speech_synthesis_tasks", {"NextToken": "garbage!"},
-     "InvalidNextTokenException", 400),
-    ("max results", "list_speech_synthesis_tasks", {"MaxResults": 101},
-     "ValidationException", 400),
+    (
+        "unknown voice",
+        "synthesize_speech",
+        {**SPEAK, "VoiceId": "Nobody"},
+        "ValidationException",
+        400,
+    ),
+    (
+        "too many lexicons",
+        "synthesize_speech",
+        {**SPEAK, "LexiconNames": ["a", "b", "c", "d", "e", "f"]},
+        "ValidationException",
+        400,
+    ),
+    ("bad task id", "get_speech_synthesis_task", {"TaskId": "a.b"}, "InvalidTaskIdException", 400),
+    (
+        "unknown task",
+        "get_speech_synthesis_task",
+        {"TaskId": "abc-123"},
+        "SynthesisTaskNotFoundException",
+        400,
+    ),
+    (
+        "bad token",
+        "list_speech_synthesis_tasks",
+        {"NextToken": "garbage!"},
+        "InvalidNextTokenException",
+        400,
+    ),
+    ("max results", "list_speech_synthesis_tasks", {"MaxResults": 101}, "ValidationException", 400),
     ("voices token", "describe_voices", {"NextToken": "zzz"}, "InvalidNextTokenException", 400),
     ("no lexicon", "get_lexicon", {"Name": "absent"}, "LexiconNotFoundException", 404),
-    ("bad pls", "put_lexicon", {"Name": "bad", "Content": "<lexicon"},
-     "InvalidLexiconException", 400),
-    ("pls alphabet", "put_lexicon",
-     {"Name": "bad", "Content": LEXICON.replace('"ipa"', '"klingon"')},
-     "UnsupportedPlsAlphabetException", 400),
-    ("pls language", "put_lexicon",
-     {"Name": "bad", "Content": LEXICON.replace("en-US", "xx-XX")},
-     "UnsupportedPlsLanguageException", 400),
-    ("pls size", "put_lexicon",
-     {"Name": "big", "Content": LEXICON + " " * 40_000}, "LexiconSizeExceededException", 400),
+    (
+        "bad pls",
+        "put_lexicon",
+        {"Name": "bad", "Content": "<lexicon"},
+        "InvalidLexiconException",
+        400,
+    ),
+    (
+        "pls alphabet",
+        "put_lexicon",
+        {"Name": "bad", "Content": LEXICON.replace('"ipa"', '"klingon"')},
+        "UnsupportedPlsAlphabetException",
+        400,
+    ),
+    (
+        "pls language",
+        "put_lexicon",
+        {"Name": "bad", "Content": LEXICON.replace("en-US", "xx-XX")},
+        "UnsupportedPlsLanguageException",
+        400,
+    ),
+    (
+        "pls size",
+        "put_lexicon",
+        {"Name": "big", "Content": LEXICON + " " * 40_000},
+        "LexiconSizeExceededException",
+        400,
+    ),
 ]
 
 
-@pytest.mark.parametrize("what,method,kwargs,code,status", ERRORS,
-                         ids=[e[0] for e in ERRORS])
+@pytest.mark.parametrize("what,method,kwargs,code,status", ERRORS, ids=[e[0] for e in ERRORS])
 def test_modeled_errors(polly_emulator, s3_bucket, what, method, kwargs, code, status) -> None:
     polly = client(polly_emulator.url)
     if method == "start_speech_synthesis_task":
@@ -264,15 +437,20 @@ def test_modeled_errors(polly_emulator, s3_bucket, what, method, kwargs, code, s
 
 
 def test_raw_error_wire_format(polly_emulator) -> None:
-    resp = raw(polly_emulator.url, "POST", "/v1/speech",
-               {"OutputFormat": "mp3", "Text": "x", "VoiceId": "Joanna", "Engine": "turbo"})
+    resp = raw(
+        polly_emulator.url,
+        "POST",
+        "/v1/speech",
+        {"OutputFormat": "mp3", "Text": "x", "VoiceId": "Joanna", "Engine": "turbo"},
+    )
     assert resp["status_code"] == 400
     assert resp["headers"]["x-amzn-ErrorType"].startswith("ValidationException")
     body = json.loads(resp["body"])
     assert body["message"] == (
         "1 validation error detected: Value 'turbo' at 'engine' failed to satisfy "
         "constraint: Member must satisfy enum value set: [standard, neural, long-form, "
-        "generative]")
+        "generative]"
+    )
     parsed = parse("SynthesizeSpeech", resp)
     assert parsed["Error"]["Code"] == "ValidationException"
 

@@ -20,41 +20,102 @@ pytestmark = pytest.mark.corpus
 # file: (count, first title, last title, book title, authors, language)
 FACTS = {
     "gutenberg-1661-adventures-of-sherlock-holmes.epub": (
-        16, "THE ADVENTURES OF SHERLOCK HOLMES", "XII. THE ADVENTURE OF THE COPPER BEECHES",
-        "The Adventures of Sherlock Holmes", ("Arthur Conan Doyle",), "en"),
+        16,
+        "THE ADVENTURES OF SHERLOCK HOLMES",
+        "XII. THE ADVENTURE OF THE COPPER BEECHES",
+        "The Adventures of Sherlock Holmes",
+        ("Arthur Conan Doyle",),
+        "en",
+    ),
     "gutenberg-4791-voyage-au-centre-de-la-terre-fr.epub": (
-        51, "I", "Section 5. General Information About Project Gutenberg-tm electronic works.",
-        "Voyage au Centre de la Terre", ("Jules Verne",), "fr"),
+        51,
+        "I",
+        "Section 5. General Information About Project Gutenberg-tm electronic works.",
+        "Voyage au Centre de la Terre",
+        ("Jules Verne",),
+        "fr",
+    ),
     "row-your-boat-epub2-ncx-named-navigation-xml.epub": (
-        1, "Row, Row, Row Your Boat", "Row, Row, Row Your Boat", "Row, Row, Row Your Boat",
-        ("Unknown Person",), "en-US"),
+        1,
+        "Row, Row, Row Your Boat",
+        "Row, Row, Row Your Boat",
+        "Row, Row, Row Your Boat",
+        ("Unknown Person",),
+        "en-US",
+    ),
     "idpf-moby-dick.epub": (
-        141, "Moby-Dick", "Copyright Page", "Moby-Dick", ("Herman Melville",), "en-US"),
+        141,
+        "Moby-Dick",
+        "Copyright Page",
+        "Moby-Dick",
+        ("Herman Melville",),
+        "en-US",
+    ),
     "idpf-childrens-literature.epub": (
-        31, "SECTION IV FAIRY STORIES—MODERN FANTASTIC TALES",
-        "204 THE KING OF THE GOLDEN RIVER OR THE BLACK BROTHERS", "Children's Literature",
-        ("Charles Madison Curry", "Erle Elsworth Clippinger"), "en"),
-    "idpf-georgia-pls-ssml.epub": (
-        10, "GEORGIA", "History", "Georgia", ("Various",), "en-US"),
+        31,
+        "SECTION IV FAIRY STORIES—MODERN FANTASTIC TALES",
+        "204 THE KING OF THE GOLDEN RIVER OR THE BLACK BROTHERS",
+        "Children's Literature",
+        ("Charles Madison Curry", "Erle Elsworth Clippinger"),
+        "en",
+    ),
+    "idpf-georgia-pls-ssml.epub": (10, "GEORGIA", "History", "Georgia", ("Various",), "en-US"),
     "idpf-haruko-html-jpeg.epub": (
-        2, "ハルコさんの彼氏/Haruko San No Kareshi", "この文書について/About this document",
-        "ハルコさんの彼氏", (), "ja-jp"),
+        2,
+        "ハルコさんの彼氏/Haruko San No Kareshi",
+        "この文書について/About this document",
+        "ハルコさんの彼氏",
+        (),
+        "ja-jp",
+    ),
     "idpf-kusamakura-japanese-vertical-writing.epub": (
-        14, "一", "この文書について", "草枕", ("夏目 漱石",), "ja-jp"),
+        14,
+        "一",
+        "この文書について",
+        "草枕",
+        ("夏目 漱石",),
+        "ja-jp",
+    ),
     "idpf-regime-anticancer-arabic.epub": (
-        3, "Couverture", "Commencer la lecture", "Le Vrai Régime anti-cancer",
-        ("Pr David Khayat", "Nathalie Hutter-Lardeau", "Marina Khalil Fayad"), "ar"),
+        3,
+        "Couverture",
+        "Commencer la lecture",
+        "Le Vrai Régime anti-cancer",
+        ("Pr David Khayat", "Nathalie Hutter-Lardeau", "Marina Khalil Fayad"),
+        "ar",
+    ),
     "se-leaves-of-grass.epub": (
-        718, "Titlepage", "Uncopyright", "Leaves of Grass", ("Walt Whitman",), "en-US"),
+        718,
+        "Titlepage",
+        "Uncopyright",
+        "Leaves of Grass",
+        ("Walt Whitman",),
+        "en-US",
+    ),
     "se-devils-dictionary.epub": (
-        32, "Titlepage", "Uncopyright", "The Devil’s Dictionary", ("Ambrose Bierce",), "en-US"),
+        32,
+        "Titlepage",
+        "Uncopyright",
+        "The Devil’s Dictionary",
+        ("Ambrose Bierce",),
+        "en-US",
+    ),
     "w3c-pub-xml-non-validating_unclosed.epub": (
-        1, "Link to main page", "Link to main page", "pub-xml-non-validating_unclosed",
-        ("Dave Cramer",), "en"),
+        1,
+        "Link to main page",
+        "Link to main page",
+        "pub-xml-non-validating_unclosed",
+        ("Dave Cramer",),
+        "en",
+    ),
     "w3c-nav-spine_not-in-spine.epub": (
-        2, "Test passes if you can see two links (first link)",
-        "Test passes if you can see two links (second link)", "nav-spine_not-in-spine",
-        ("Dave Cramer",), "en"),
+        2,
+        "Test passes if you can see two links (first link)",
+        "Test passes if you can see two links (second link)",
+        "nav-spine_not-in-spine",
+        ("Dave Cramer",),
+        "en",
+    ),
 }
 
 _cache: dict[str, object] = {}
@@ -146,17 +207,22 @@ def test_skip_matter_on_real_books(corpus):
     names = [c.title for c in leaves.chapters]
     assert "Imprint" not in names and "Uncopyright" not in names and "Colophon" not in names
     assert "Titlepage" not in names and "Song of Myself" in names
-    sherlock = read_epub(corpus("epub", "gutenberg-1661-adventures-of-sherlock-holmes.epub"),
-                         IngestOptions(skip_matter=True))
+    sherlock = read_epub(
+        corpus("epub", "gutenberg-1661-adventures-of-sherlock-holmes.epub"),
+        IngestOptions(skip_matter=True),
+    )
     text = " ".join(c.text for c in sherlock.chapters)
     assert "This eBook is for the use of anyone anywhere" not in text
     assert "START OF THIS PROJECT GUTENBERG" not in text
     assert "END OF THIS PROJECT GUTENBERG" not in text
     assert "To Sherlock Holmes she is always the woman." in text
-    voyage = read_epub(corpus("epub", "gutenberg-4791-voyage-au-centre-de-la-terre-fr.epub"),
-                       IngestOptions(skip_matter=True))
-    assert voyage.chapters[-1].title != FACTS[
-        "gutenberg-4791-voyage-au-centre-de-la-terre-fr.epub"][2]
+    voyage = read_epub(
+        corpus("epub", "gutenberg-4791-voyage-au-centre-de-la-terre-fr.epub"),
+        IngestOptions(skip_matter=True),
+    )
+    assert (
+        voyage.chapters[-1].title != FACTS["gutenberg-4791-voyage-au-centre-de-la-terre-fr.epub"][2]
+    )
     assert not any("Gutenberg" in c.title for c in voyage.chapters)
 
 

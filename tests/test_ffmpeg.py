@@ -70,8 +70,12 @@ def _tone(seconds: float, rate: int = 22050) -> bytes:
 @pytest.mark.ffmpeg
 @pytest.mark.parametrize(
     ("fmt", "rate", "codec"),
-    [("mp3", 22050, "mp3"), ("mp3", 24000, "mp3"), ("ogg_vorbis", 22050, "vorbis"),
-     ("ogg_opus", 48000, "opus")],
+    [
+        ("mp3", 22050, "mp3"),
+        ("mp3", 24000, "mp3"),
+        ("ogg_vorbis", 22050, "vorbis"),
+        ("ogg_opus", 48000, "opus"),
+    ],
 )
 def test_encode_pcm_decodes_back(fmt, rate, codec):
     data = ffmpeg.encode_pcm(_tone(1.0), 22050, fmt, rate)
@@ -124,8 +128,10 @@ def test_run_reports_progress(tmp_path):
 @pytest.mark.ffmpeg
 def test_run_feeds_stdin_and_reports_a_failing_producer(tmp_path):
     out = tmp_path / "x.wav"
-    ffmpeg.run(["-f", "s16le", "-ar", "8000", "-ac", "1", "-i", "pipe:0", ffmpeg.path_arg(out)],
-               stdin=iter([_tone(0.5, 8000), _tone(0.5, 8000)]))
+    ffmpeg.run(
+        ["-f", "s16le", "-ar", "8000", "-ac", "1", "-i", "pipe:0", ffmpeg.path_arg(out)],
+        stdin=iter([_tone(0.5, 8000), _tone(0.5, 8000)]),
+    )
     with av.open(str(out)) as c:
         assert abs(c.duration / 1e6 - 1.0) < 0.01
 
@@ -137,8 +143,20 @@ def test_run_feeds_stdin_and_reports_a_failing_producer(tmp_path):
         raise Broken("piece vanished")
 
     with pytest.raises(Broken):
-        ffmpeg.run(["-f", "s16le", "-ar", "8000", "-ac", "1", "-i", "pipe:0",
-                    ffmpeg.path_arg(tmp_path / "y.wav")], stdin=producer())
+        ffmpeg.run(
+            [
+                "-f",
+                "s16le",
+                "-ar",
+                "8000",
+                "-ac",
+                "1",
+                "-i",
+                "pipe:0",
+                ffmpeg.path_arg(tmp_path / "y.wav"),
+            ],
+            stdin=producer(),
+        )
 
 
 @pytest.mark.ffmpeg

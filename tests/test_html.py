@@ -16,8 +16,7 @@ LOREM = (
 ) * 3
 P = f"<p>{LOREM}</p>"
 ROWS = "".join(
-    f"<tr><td>Person number {i}, a long name</td><td>{i * 3} years old</td></tr>"
-    for i in range(6)
+    f"<tr><td>Person number {i}, a long name</td><td>{i * 3} years old</td></tr>" for i in range(6)
 )
 
 ARTICLE = f"""<!DOCTYPE html>
@@ -46,8 +45,9 @@ ARTICLE = f"""<!DOCTYPE html>
 
 
 def spoken(book) -> str:
-    return " ".join([c.title for c in book.chapters] + [b.text for c in book.chapters
-                                                        for b in c.blocks])
+    return " ".join(
+        [c.title for c in book.chapters] + [b.text for c in book.chapters for b in c.blocks]
+    )
 
 
 def test_article_metadata_and_chapters():
@@ -57,14 +57,23 @@ def test_article_metadata_and_chapters():
     assert book.date == "2024-03-01T10:00:00Z"
     assert book.language == "en-GB"
     assert [(c.title, c.level) for c in book.chapters] == [
-        ("Great Article", 1), ("Numbers", 1), ("Details", 2)
+        ("Great Article", 1),
+        ("Numbers", 1),
+        ("Details", 2),
     ]
 
 
 def test_boilerplate_is_not_spoken():
     text = spoken(html_to_book(ARTICLE, source="great.html"))
-    for junk in ("News desk", "cookies", "SuperWidget", "COMMENTTEXT", "Other story",
-                 "FOOTERTEXT", "SCRIPTTEXT"):
+    for junk in (
+        "News desk",
+        "cookies",
+        "SuperWidget",
+        "COMMENTTEXT",
+        "Other story",
+        "FOOTERTEXT",
+        "SCRIPTTEXT",
+    ):
         assert junk not in text
     assert "Quoted words" in text
 
@@ -73,8 +82,10 @@ def test_block_kinds():
     book = html_to_book(ARTICLE, source="great.html")
     kinds = {(b.kind, b.text) for c in book.chapters for b in c.blocks}
     assert ("quote", "Quoted words, spoken as a quotation.") in kinds
-    assert ("list_item", "The first item of the list, which has quite a few words, "
-            "really.") in kinds
+    assert (
+        "list_item",
+        "The first item of the list, which has quite a few words, really.",
+    ) in kinds
     assert ("code", CODE_NOTE) in kinds
     assert "secret_function" not in spoken(book)
 
@@ -97,32 +108,46 @@ def test_tables_summarized_skipped_or_read():
 
 
 def test_short_article_is_one_chapter_with_spoken_headings():
-    html = "<html><head><title>Short note here</title></head><body><article>" \
-           "<h2>Part one</h2><p>Just a few words of text in this short note.</p>" \
-           "<h2>Part two</h2><p>And a few more words to end it.</p></article></body></html>"
+    html = (
+        "<html><head><title>Short note here</title></head><body><article>"
+        "<h2>Part one</h2><p>Just a few words of text in this short note.</p>"
+        "<h2>Part two</h2><p>And a few more words to end it.</p></article></body></html>"
+    )
     book = html_to_book(html)
     assert len(book.chapters) == 1
     assert [b.kind for b in book.chapters[0].blocks] == [
-        "heading", "paragraph", "heading", "paragraph"
+        "heading",
+        "paragraph",
+        "heading",
+        "paragraph",
     ]
 
 
 def test_footnote_markers_not_spoken():
-    html = f"<html><body><article><p>{LOREM}<sup class='reference'><a href='#n1'>[1]</a>" \
-           f"</sup> More text<sup><a href='#n2'>2</a></sup>.</p></article></body></html>"
+    html = (
+        f"<html><body><article><p>{LOREM}<sup class='reference'><a href='#n1'>[1]</a>"
+        f"</sup> More text<sup><a href='#n2'>2</a></sup>.</p></article></body></html>"
+    )
     text = spoken(html_to_book(html))
     assert "[1]" not in text and "More text." in text
-    bare = f"<html><body><article><p>{LOREM} A claim<a href='#note-7'>7</a>, and " \
-           f"<a href='#sec'>section two</a>.</p></article></body></html>"
+    bare = (
+        f"<html><body><article><p>{LOREM} A claim<a href='#note-7'>7</a>, and "
+        f"<a href='#sec'>section two</a>.</p></article></body></html>"
+    )
     assert "A claim, and section two." in spoken(html_to_book(bare))
 
 
-@pytest.mark.parametrize("html", [
-    "<html><head><title>Home</title></head><body><nav><a href='/'>Home</a>"
-    "<a href='/a'>About</a></nav><div class='cookie-banner'>We use cookies.</div></body></html>",
-    "<html><body></body></html>",
-    "<html><body><script>document.write('hello world, a long script text')</script></body></html>",
-])
+@pytest.mark.parametrize(
+    "html",
+    [
+        (
+            "<html><head><title>Home</title></head><body><nav><a href='/'>Home</a>"
+            "<a href='/a'>About</a></nav><div class='cookie-banner'>We use cookies.</div></body></html>"
+        ),
+        "<html><body></body></html>",
+        "<html><body><script>document.write('hello world, a long script text')</script></body></html>",
+    ],
+)
 def test_page_without_article_is_one_line_error(tmp_path, html):
     page = tmp_path / "landing.html"
     page.write_text(html)
@@ -147,8 +172,10 @@ SJIS_TEXT = "吾輩は猫である。名前はまだ無い。どこで生れた�
 
 
 def _page(body: str, head: str = "") -> str:
-    return f"<html><head>{head}<title>Encoding test page</title></head>" \
-           f"<body><article><p>{body}</p></article></body></html>"
+    return (
+        f"<html><head>{head}<title>Encoding test page</title></head>"
+        f"<body><article><p>{body}</p></article></body></html>"
+    )
 
 
 @pytest.mark.parametrize(
@@ -156,11 +183,17 @@ def _page(body: str, head: str = "") -> str:
     [
         (CP1252_TEXT, "windows-1252", '<meta charset="windows-1252">'),
         (CP1252_TEXT, "windows-1252", '<meta charset="iso-8859-1">'),  # WHATWG: = 1252
-        (CP1252_TEXT, "windows-1252",
-         '<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'),
+        (
+            CP1252_TEXT,
+            "windows-1252",
+            '<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">',
+        ),
         (SJIS_TEXT, "shift_jis", '<meta charset="Shift_JIS">'),
-        (SJIS_TEXT, "shift_jis",
-         '<meta http-equiv="content-type" content="text/html;charset=shift_jis">'),
+        (
+            SJIS_TEXT,
+            "shift_jis",
+            '<meta http-equiv="content-type" content="text/html;charset=shift_jis">',
+        ),
         (SJIS_TEXT, "shift_jis", ""),  # no declaration: detected
         (CP1252_TEXT, "windows-1252", ""),  # no declaration: detected
         (SJIS_TEXT, "utf-8", ""),
@@ -183,18 +216,23 @@ def test_byte_order_mark(tmp_path, encoding):
 
 def test_xml_declaration_encoding(tmp_path):
     page = tmp_path / "page.xhtml"
-    xhtml = '<?xml version="1.0" encoding="Shift_JIS"?>\n' \
-            '<html xmlns="http://www.w3.org/1999/xhtml"><head><title>XHTML page</title>' \
-            f'</head><body><article><p>{SJIS_TEXT}</p></article></body></html>'
+    xhtml = (
+        '<?xml version="1.0" encoding="Shift_JIS"?>\n'
+        '<html xmlns="http://www.w3.org/1999/xhtml"><head><title>XHTML page</title>'
+        f"</head><body><article><p>{SJIS_TEXT}</p></article></body></html>"
+    )
     page.write_bytes(xhtml.encode("shift_jis"))
     book = HtmlIngestor().read(page, IngestOptions())
     assert book.chapters[0].blocks[0].text == SJIS_TEXT
 
 
 def test_rtl_direction_and_language():
-    html = "<html dir='rtl' lang='ar'><head><title>مقال تجريبي طويل</title></head><body>" \
-           "<article><p>" + "هذا نص عربي طويل بما يكفي ليكون مقالا. " * 10 + \
-           "</p></article></body></html>"
+    html = (
+        "<html dir='rtl' lang='ar'><head><title>مقال تجريبي طويل</title></head><body>"
+        "<article><p>"
+        + "هذا نص عربي طويل بما يكفي ليكون مقالا. " * 10
+        + "</p></article></body></html>"
+    )
     book = html_to_book(html)
     assert book.direction == "rtl" and book.language == "ar"
 
@@ -227,9 +265,11 @@ def test_lead_image_from_data_uri_and_never_outside_the_folder(tmp_path):
 
 
 def test_reference_lists_read_or_dropped_by_the_footnotes_option():
-    html = f"<html><body><article>{P}<h2>References</h2><div class='reflist'><ol>" \
-           "<li>Smith, J. (2001). A REFERENCEBODY title.</li></ol></div>" \
-           f"<ol class='references'><li>Another REFERENCEBODY.</li></ol>{P}" \
-           "</article></body></html>"
+    html = (
+        f"<html><body><article>{P}<h2>References</h2><div class='reflist'><ol>"
+        "<li>Smith, J. (2001). A REFERENCEBODY title.</li></ol></div>"
+        f"<ol class='references'><li>Another REFERENCEBODY.</li></ol>{P}"
+        "</article></body></html>"
+    )
     assert "REFERENCEBODY" in spoken(html_to_book(html, IngestOptions(footnotes="end")))
     assert "REFERENCEBODY" not in spoken(html_to_book(html, IngestOptions(footnotes="drop")))

@@ -29,26 +29,28 @@ from audiobook.ingest.html import (
 
 SENTENCE = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. "
 P = f"<p>{SENTENCE * 3}</p>"
-START = "<p>The article starts here with enough words to be an article of its own. " \
-        f"{SENTENCE * 2}</p>"
-END = "<p>The final words of the article survive everything before them. " \
-      f"{SENTENCE * 2}</p>"
+START = (
+    f"<p>The article starts here with enough words to be an article of its own. {SENTENCE * 2}</p>"
+)
+END = f"<p>The final words of the article survive everything before them. {SENTENCE * 2}</p>"
 
 
 def spoken(book) -> str:
-    return " ".join([c.title for c in book.chapters]
-                    + [b.text for c in book.chapters for b in c.blocks])
+    return " ".join(
+        [c.title for c in book.chapters] + [b.text for c in book.chapters for b in c.blocks]
+    )
 
 
 def page(middle: str) -> str:
-    return f"<html><head><title>Hostile page test</title></head><body><article>{START}" \
-           f"{middle}{END}</article></body></html>"
+    return (
+        f"<html><head><title>Hostile page test</title></head><body><article>{START}"
+        f"{middle}{END}</article></body></html>"
+    )
 
 
 def test_ten_thousand_nested_divs_keep_the_text_after_them():
     # libxml2 stops at depth 255 and silently drops the rest of the document.
-    deep = "<div>" * 10_000 + "<p>Deep inside the nesting sits a sentence.</p>" + \
-        "</div>" * 10_000
+    deep = "<div>" * 10_000 + "<p>Deep inside the nesting sits a sentence.</p>" + "</div>" * 10_000
     book = html_to_book(page(deep))
     text = spoken(book)
     assert "Deep inside the nesting sits a sentence." in text
@@ -72,8 +74,22 @@ def test_flatten_nesting_keeps_text_and_shallow_structure():
     assert MAX_DEPTH < 255
 
 
-@pytest.mark.parametrize("tag", ["script", "style", "iframe", "object", "noscript",
-                                 "template", "svg", "embed", "applet", "textarea", "select"])
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "script",
+        "style",
+        "iframe",
+        "object",
+        "noscript",
+        "template",
+        "svg",
+        "embed",
+        "applet",
+        "textarea",
+        "select",
+    ],
+)
 def test_script_like_content_is_never_spoken(tag):
     hostile = f"<{tag}>NEVERSPOKEN alert(document.cookie)</{tag}>"
     # Through the whole ingestor...
@@ -85,9 +101,11 @@ def test_script_like_content_is_never_spoken(tag):
 
 
 def test_javascript_urls_are_never_spoken_or_followed(tmp_path):
-    html = page('<p>Read <a href="javascript:alert(1)">this link</a> now.</p>'
-                '<img src="javascript:alert(2)" alt="">'
-                '<meta property="og:image" content="javascript:alert(3)">')
+    html = page(
+        '<p>Read <a href="javascript:alert(1)">this link</a> now.</p>'
+        '<img src="javascript:alert(2)" alt="">'
+        '<meta property="og:image" content="javascript:alert(3)">'
+    )
     path = tmp_path / "js.html"
     path.write_text(html)
     book = HtmlIngestor().read(path, IngestOptions())
@@ -102,8 +120,9 @@ PNG = base64.b64decode(
 )
 
 
-@pytest.mark.parametrize("src", ["../outside.png", "{abs}", "file://{abs}",
-                                 "sub/../../outside.png"])
+@pytest.mark.parametrize(
+    "src", ["../outside.png", "{abs}", "file://{abs}", "sub/../../outside.png"]
+)
 def test_images_outside_the_page_folder_are_never_read(tmp_path, src):
     outside = tmp_path / "outside.png"
     outside.write_bytes(PNG)
@@ -194,15 +213,53 @@ def test_binary_garbage_named_html_is_a_clear_error(tmp_path, data):
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
-TAGS = st.sampled_from(["div", "p", "span", "table", "tr", "td", "ul", "li", "h2", "h3",
-                        "pre", "code", "figure", "figcaption", "img", "a", "script",
-                        "blockquote", "br", "svg", "sup", "article", "nav", "!--", "![CDATA["])
+TAGS = st.sampled_from(
+    [
+        "div",
+        "p",
+        "span",
+        "table",
+        "tr",
+        "td",
+        "ul",
+        "li",
+        "h2",
+        "h3",
+        "pre",
+        "code",
+        "figure",
+        "figcaption",
+        "img",
+        "a",
+        "script",
+        "blockquote",
+        "br",
+        "svg",
+        "sup",
+        "article",
+        "nav",
+        "!--",
+        "![CDATA[",
+    ]
+)
 PIECES = st.one_of(
     TAGS.map(lambda t: f"<{t}>"),
     TAGS.map(lambda t: f"</{t}>"),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30),
-    st.sampled_from(["&amp;", "&#0;", "&#xD800;", "&bogus;", "<", ">", "\x00", "]]>",
-                     "<!DOCTYPE x [<!ENTITY a 'b'>]>", '<img alt="an image">']),
+    st.sampled_from(
+        [
+            "&amp;",
+            "&#0;",
+            "&#xD800;",
+            "&bogus;",
+            "<",
+            ">",
+            "\x00",
+            "]]>",
+            "<!DOCTYPE x [<!ENTITY a 'b'>]>",
+            '<img alt="an image">',
+        ]
+    ),
 )
 
 

@@ -20,10 +20,22 @@ from audiobook.model import Chunk
 @pytest.mark.parametrize(
     ("tag", "voice"),
     [
-        ("en-US", "en-us"), ("en", "en"), ("en_GB", "en-gb"), ("fr", "fr"),
-        ("fr-CA", "fr"), ("zh", "cmn"), ("zh-Hant-TW", "cmn"), ("zh-HK", "yue"),
-        ("ja", "ja"), ("ja-JP", "ja"), ("ar", "ar"), ("pt-BR", "pt-br"), ("de-AT", "de"),
-        ("no", "nb"), (None, "en"), ("", "en"),
+        ("en-US", "en-us"),
+        ("en", "en"),
+        ("en_GB", "en-gb"),
+        ("fr", "fr"),
+        ("fr-CA", "fr"),
+        ("zh", "cmn"),
+        ("zh-Hant-TW", "cmn"),
+        ("zh-HK", "yue"),
+        ("ja", "ja"),
+        ("ja-JP", "ja"),
+        ("ar", "ar"),
+        ("pt-BR", "pt-br"),
+        ("de-AT", "de"),
+        ("no", "nb"),
+        (None, "en"),
+        ("", "en"),
     ],
 )
 def test_voice_for_language(tag, voice):
@@ -71,7 +83,7 @@ def _ssml(text: str) -> str:
 
 def test_espeak_reads_polly_style_ssml_without_speaking_markup():
     ssml = (
-        '<speak><p><s>Hello there.</s><s>It is &quot;fine&quot; &amp; good.</s></p>'
+        "<speak><p><s>Hello there.</s><s>It is &quot;fine&quot; &amp; good.</s></p>"
         '<break time="600ms"/><p><s>He said &apos;yes&apos;.</s></p></speak>'
     )
     spoken = _ssml(ssml)
@@ -91,8 +103,10 @@ def test_local_engine_synthesizes_chunks_in_parallel_into_real_wavs(tmp_path):
         assert isinstance(engine, Engine)
         assert engine.audio_format.ext == "wav" and engine.audio_format.sample_rate == 22050
         assert "voice=en-us" in engine.identity() and "espeak-ng" in engine.identity()
-        refs = [engine.submit(_chunk(i, f"Piece number {i}. A short sentence."), f"k{i}")
-                for i in range(3)]
+        refs = [
+            engine.submit(_chunk(i, f"Piece number {i}. A short sentence."), f"k{i}")
+            for i in range(3)
+        ]
         deadline = time.monotonic() + 60
         while not all(engine.poll(r).status == "completed" for r in refs):
             assert time.monotonic() < deadline
@@ -114,8 +128,10 @@ def test_local_engine_synthesizes_chunks_in_parallel_into_real_wavs(tmp_path):
 
 
 def test_local_engine_rate_changes_length(tmp_path):
-    with LocalEngine(LocalOptions(voice="en-us", workers=1, rate_wpm=350)) as fast, \
-            LocalEngine(LocalOptions(voice="en-us", workers=1)) as normal:
+    with (
+        LocalEngine(LocalOptions(voice="en-us", workers=1, rate_wpm=350)) as fast,
+        LocalEngine(LocalOptions(voice="en-us", workers=1)) as normal,
+    ):
         assert fast.identity() != normal.identity()
         chunk = _chunk(0, "The quick brown fox jumps over the lazy dog.")
         for eng, name in ((fast, "fast"), (normal, "normal")):
@@ -219,8 +235,13 @@ def test_workers_leave_when_their_parent_dies(tmp_path):
 
     script = tmp_path / "orphan.py"
     script.write_text(_ORPHAN_SCRIPT)
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "x.wav")],
-                         capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "x.wav")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     pids = [int(p) for p in out.stdout.split()]
     assert pids
     deadline = time.monotonic() + 20

@@ -13,6 +13,7 @@ readers (PyAV for the timeline, mutagen for the chapter atoms), and checked agai
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -73,8 +74,7 @@ def _run_sampling(argv: list[str]) -> tuple[subprocess.CompletedProcess[str], fl
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_longest_novel_converts_with_exact_chapters_duration_and_flat_memory(
-        corpus, tmp_path):
+def test_longest_novel_converts_with_exact_chapters_duration_and_flat_memory(corpus, tmp_path):
     import av
     from mutagen.mp4 import MP4
 
@@ -83,12 +83,14 @@ def test_longest_novel_converts_with_exact_chapters_duration_and_flat_memory(
     state = tmp_path / "state"
     cli = [sys.executable, "-m", "audiobook"]
 
-    inspect = subprocess.run([*cli, "inspect", str(src), "--json"], capture_output=True,
-                             text=True, check=True)
+    inspect = subprocess.run(
+        [*cli, "inspect", str(src), "--json"], capture_output=True, text=True, check=True
+    )
     expected = [c["title"] for c in json.loads(inspect.stdout)["chapters"]]
 
-    done, peak_mb = _run_sampling([*cli, "convert", str(src), "-o", str(out),
-                                   "--state-dir", str(state)])
+    done, peak_mb = _run_sampling(
+        [*cli, "convert", str(src), "-o", str(out), "--state-dir", str(state)]
+    )
     assert done.returncode == 0, done.stderr
     print(f"\nnovel: {len(expected)} chapters, peak tree RSS {peak_mb:.0f} MB")
     assert peak_mb < MEMORY_LIMIT_MB
@@ -105,9 +107,10 @@ def test_longest_novel_converts_with_exact_chapters_duration_and_flat_memory(
         duration = float(f.duration) / 1_000_000
         chapters = f.chapters()
     assert [c["metadata"].get("title") for c in chapters] == expected
-    spans = [(float(c["start"] * c["time_base"]), float(c["end"] * c["time_base"]))
-             for c in chapters]
-    for (s0, e0), (s1, _e1) in zip(spans, spans[1:]):
+    spans = [
+        (float(c["start"] * c["time_base"]), float(c["end"] * c["time_base"])) for c in chapters
+    ]
+    for (s0, e0), (s1, _e1) in itertools.pairwise(spans):
         assert s0 < e0 <= s1 + 1e-3
 
     with StateStore(state) as store:

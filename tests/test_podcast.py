@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import itertools
 import json
 import re
 import shutil
@@ -37,8 +38,8 @@ FOURTH = "mozilla-2"
 BASE = "https://podcast.example.org/read-later/"
 CUE_TIMING = re.compile(r"^(\d{2}):(\d{2}):(\d{2})\.(\d{3}) --> (\d{2}):(\d{2}):(\d{2})\.(\d{3})$")
 NS = {"itunes": ITUNES_NS, "podcast": PODCAST_NS}
-FIRST_RUN = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.timezone.utc)
-SECOND_RUN = dt.datetime(2026, 2, 9, 8, 0, tzinfo=dt.timezone.utc)
+FIRST_RUN = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
+SECOND_RUN = dt.datetime(2026, 2, 9, 8, 0, tzinfo=dt.UTC)
 
 
 def article(_corpus, name: str) -> Path:
@@ -59,21 +60,45 @@ def feed(tmp_path_factory):
     image.write_bytes(PNG)
     first_engine = FakeEngine()
     first = build_episodes(
-        [article(corpus, n) for n in THREE], folder, options(),
-        PodcastOptions(title="Read Later", base_url=BASE, image=image,
-                       description="Saved articles, read aloud.", author="Ann Reader"),
-        engine=first_engine, now=lambda: FIRST_RUN, state_dir=state)
-    snapshot = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()
-                if p.suffix in (".m4b", ".json", ".vtt") and p.name != "episodes.json"}
+        [article(corpus, n) for n in THREE],
+        folder,
+        options(),
+        PodcastOptions(
+            title="Read Later",
+            base_url=BASE,
+            image=image,
+            description="Saved articles, read aloud.",
+            author="Ann Reader",
+        ),
+        engine=first_engine,
+        now=lambda: FIRST_RUN,
+        state_dir=state,
+    )
+    snapshot = {
+        p.name: (p.stat().st_mtime_ns, p.read_bytes())
+        for p in folder.iterdir()
+        if p.suffix in (".m4b", ".json", ".vtt") and p.name != "episodes.json"
+    }
     feed_after_first = (folder / "feed.xml").read_bytes()
     second_engine = FakeEngine()
     second = build_episodes(
-        [article(corpus, n) for n in THREE + [FOURTH]], folder, options(),
-        engine=second_engine, now=lambda: SECOND_RUN, state_dir=state)
+        [article(corpus, n) for n in THREE + [FOURTH]],
+        folder,
+        options(),
+        engine=second_engine,
+        now=lambda: SECOND_RUN,
+        state_dir=state,
+    )
     return {
-        "folder": folder, "state": state, "root": root, "first": first, "second": second,
-        "first_engine": first_engine, "second_engine": second_engine,
-        "snapshot": snapshot, "feed_after_first": feed_after_first,
+        "folder": folder,
+        "state": state,
+        "root": root,
+        "first": first,
+        "second": second,
+        "first_engine": first_engine,
+        "second_engine": second_engine,
+        "snapshot": snapshot,
+        "feed_after_first": feed_after_first,
     }
 
 
@@ -86,16 +111,31 @@ def test_first_feed_parses_with_required_podcast_tags(feed):
     assert parsed.version == "rss20"
     assert len(parsed.entries) == 3
     channel = doc.find("channel")
-    for path in ("title", "link", "description", "language", "itunes:author",
-                 "itunes:image", "itunes:category", "itunes:explicit"):
+    for path in (
+        "title",
+        "link",
+        "description",
+        "language",
+        "itunes:author",
+        "itunes:image",
+        "itunes:category",
+        "itunes:explicit",
+    ):
         assert channel.find(path, NS) is not None, path
     assert channel.findtext("title") == "Read Later"
     assert channel.find("itunes:image", NS).get("href") == BASE + "cover.png"
     assert channel.find("itunes:explicit", NS).text in ("false", "true")
     assert channel.find("itunes:category", NS).get("text")
     for item in channel.findall("item"):
-        for path in ("title", "enclosure", "guid", "pubDate", "itunes:duration",
-                     "podcast:chapters", "podcast:transcript"):
+        for path in (
+            "title",
+            "enclosure",
+            "guid",
+            "pubDate",
+            "itunes:duration",
+            "podcast:chapters",
+            "podcast:transcript",
+        ):
             assert item.find(path, NS) is not None, path
         assert item.find("guid").get("isPermaLink") == "false"
         assert item.find("enclosure").get("type") == "audio/x-m4a"
@@ -104,12 +144,14 @@ def test_first_feed_parses_with_required_podcast_tags(feed):
         assert re.fullmatch(r"\d{2}:\d{2}:\d{2}", item.findtext("itunes:duration", namespaces=NS))
     assert {e.title for e in parsed.entries} == {
         "Firefox — Customize and make it your own — The most flexible browser on the Web",
-        "RTL Test", "standalone WebAssembly binaries using Emscripten · V8"}
+        "RTL Test",
+        "standalone WebAssembly binaries using Emscripten · V8",
+    }
 
 
 def _local(folder: Path, url: str) -> Path:
     assert url.startswith(BASE)
-    return folder / url[len(BASE):]
+    return folder / url[len(BASE) :]
 
 
 @pytest.mark.ffmpeg
@@ -144,8 +186,10 @@ def test_chapters_json_is_valid(feed):
         assert data["chapters"][-1]["endTime"] <= ep.duration + 0.5
     v8 = next(e for e in feed["second"].episodes if "V8" in e.title)
     titles = [c["title"] for c in json.loads((folder / v8.chapters).read_text())["chapters"]]
-    assert titles[:2] == ["standalone WebAssembly binaries using Emscripten · V8",
-                          "Using standalone mode in Emscripten"]
+    assert titles[:2] == [
+        "standalone WebAssembly binaries using Emscripten · V8",
+        "Using standalone mode in Emscripten",
+    ]
 
 
 def _cues(vtt: str) -> list[tuple[float, float, str]]:
@@ -161,7 +205,7 @@ def _cues(vtt: str) -> list[tuple[float, float, str]]:
         g = [int(x) for x in m.groups()]
         start = g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000
         end = g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000
-        text = "\n".join(lines[lines.index(timing) + 1:])
+        text = "\n".join(lines[lines.index(timing) + 1 :])
         assert text and "-->" not in text and "<" not in text
         cues.append((start, end, text))
     return cues
@@ -175,7 +219,7 @@ def test_transcript_is_valid_webvtt_with_a_cue_per_chapter(feed):
         cues = _cues((folder / ep.transcript).read_text("utf-8"))
         chapters = json.loads((folder / ep.chapters).read_text())["chapters"]
         assert len(cues) >= len(chapters)
-        for (s1, e1, _), (s2, _e2, _) in zip(cues, cues[1:]):
+        for (s1, e1, _), (s2, _e2, _) in itertools.pairwise(cues):
             assert s1 < e1 <= s2 + 0.001
         assert cues[-1][1] <= ep.duration + 0.5
         # every chapter opens with its title, at the chapter's start
@@ -194,11 +238,17 @@ def test_rerun_with_a_fourth_article_synthesizes_only_the_fourth(feed, corpus, t
     assert second.chunks_submitted == len(feed["second_engine"].submitted) > 0
     # What the fourth alone costs from an empty cache:
     alone = FakeEngine()
-    build_episodes([article(corpus, FOURTH)], tmp_path / "alone", options(),
-                   engine=alone, state_dir=tmp_path / "st")
+    build_episodes(
+        [article(corpus, FOURTH)],
+        tmp_path / "alone",
+        options(),
+        engine=alone,
+        state_dir=tmp_path / "st",
+    )
     assert len(feed["second_engine"].submitted) == len(alone.submitted)
-    assert sorted(c.ssml for c in feed["second_engine"].submitted) == \
-        sorted(c.ssml for c in alone.submitted)
+    assert sorted(c.ssml for c in feed["second_engine"].submitted) == sorted(
+        c.ssml for c in alone.submitted
+    )
     # The three old episodes' files were not touched.
     folder = feed["folder"]
     for name, (mtime, data) in feed["snapshot"].items():
@@ -229,8 +279,13 @@ def test_guid_and_pubdate_stable_across_runs(feed):
 @pytest.mark.ffmpeg
 @pytest.mark.corpus
 def test_same_articles_in_a_new_folder_get_the_same_guids(feed, corpus, tmp_path):
-    again = build_episodes([article(corpus, n) for n in THREE], tmp_path / "other",
-                           options(), engine=FakeEngine(), state_dir=feed["state"])
+    again = build_episodes(
+        [article(corpus, n) for n in THREE],
+        tmp_path / "other",
+        options(),
+        engine=FakeEngine(),
+        state_dir=feed["state"],
+    )
     assert {e.guid for e in again.episodes} == set(feed["first"].added)
     assert again.chunks_submitted == 0  # the pipeline's cache had every chunk
 
@@ -243,9 +298,13 @@ def test_changed_article_is_updated_in_place_with_the_same_guid(corpus, tmp_path
     folder, state = tmp_path / "feed", tmp_path / "state"
     first = build_episodes([src], folder, options(), engine=FakeEngine(), state_dir=state)
     text = src.read_text("utf-8")
-    src.write_text(text.replace("Emscripten has always focused first and foremost",
-                                "Emscripten has always, truly, focused first and foremost"),
-                   "utf-8")
+    src.write_text(
+        text.replace(
+            "Emscripten has always focused first and foremost",
+            "Emscripten has always, truly, focused first and foremost",
+        ),
+        "utf-8",
+    )
     engine = FakeEngine()
     second = build_episodes([src], folder, options(), engine=engine, state_dir=state)
     assert second.updated == first.added and not second.added
@@ -257,9 +316,14 @@ def test_changed_article_is_updated_in_place_with_the_same_guid(corpus, tmp_path
 @pytest.mark.ffmpeg
 @pytest.mark.corpus
 def test_mp3_episodes(corpus, tmp_path):
-    result = build_episodes([article(corpus, "rtl-1")], tmp_path / "feed",
-                            options(fmt="mp3"),
-                            PodcastOptions(base_url=BASE), engine=FakeEngine(), state_dir=tmp_path / "state")
+    result = build_episodes(
+        [article(corpus, "rtl-1")],
+        tmp_path / "feed",
+        options(fmt="mp3"),
+        PodcastOptions(base_url=BASE),
+        engine=FakeEngine(),
+        state_dir=tmp_path / "state",
+    )
     ep = result.episodes[0]
     assert ep.audio.endswith(".mp3") and ep.media_type == "audio/mpeg"
     parsed = feedparser.parse((tmp_path / "feed" / "feed.xml").read_bytes())
@@ -276,8 +340,13 @@ def test_corrupt_index_is_a_one_line_error(corpus, tmp_path):
     folder.mkdir()
     (folder / "episodes.json").write_text("{not json")
     with pytest.raises(InputError) as info:
-        build_episodes([article(corpus, "rtl-1")], folder, options(),
-                       engine=FakeEngine(), state_dir=tmp_path / "s")
+        build_episodes(
+            [article(corpus, "rtl-1")],
+            folder,
+            options(),
+            engine=FakeEngine(),
+            state_dir=tmp_path / "s",
+        )
     assert "\n" not in str(info.value) and "episodes.json" in str(info.value)
 
 
@@ -285,8 +354,18 @@ def test_corrupt_index_is_a_one_line_error(corpus, tmp_path):
 @pytest.mark.corpus
 def test_cli_podcast_with_the_local_engine(corpus, tmp_path):
     runner = CliRunner()
-    args = ["podcast", str(article(corpus, "rtl-1")), "--feed", str(tmp_path / "feed"),
-            "--title", "CLI feed", "--base-url", BASE, "--state-dir", str(tmp_path / "st")]
+    args = [
+        "podcast",
+        str(article(corpus, "rtl-1")),
+        "--feed",
+        str(tmp_path / "feed"),
+        "--title",
+        "CLI feed",
+        "--base-url",
+        BASE,
+        "--state-dir",
+        str(tmp_path / "st"),
+    ]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "1 added" in result.output
@@ -294,8 +373,9 @@ def test_cli_podcast_with_the_local_engine(corpus, tmp_path):
     assert parsed.feed.title == "CLI feed" and len(parsed.entries) == 1
     again = runner.invoke(cli, args)
     assert again.exit_code == 0 and "1 kept" in again.output
-    missing = runner.invoke(cli, ["podcast", str(tmp_path / "nope.html"),
-                                  "--feed", str(tmp_path / "feed")])
+    missing = runner.invoke(
+        cli, ["podcast", str(tmp_path / "nope.html"), "--feed", str(tmp_path / "feed")]
+    )
     assert missing.exit_code == InputError.exit_code
     assert "nope.html" in missing.output and "Traceback" not in missing.output
 
@@ -306,9 +386,20 @@ def test_an_unreadable_article_fails_alone(corpus, tmp_path):
     landing = tmp_path / "landing.html"
     landing.write_text("<html><body><nav><a href='/'>Home</a></nav></body></html>")
     runner = CliRunner()
-    result = runner.invoke(cli, ["podcast", str(landing), str(article(corpus, "rtl-1")),
-                                 "--feed", str(tmp_path / "feed"), "--engine", "local",
-                                 "--state-dir", str(tmp_path / "st")])
+    result = runner.invoke(
+        cli,
+        [
+            "podcast",
+            str(landing),
+            str(article(corpus, "rtl-1")),
+            "--feed",
+            str(tmp_path / "feed"),
+            "--engine",
+            "local",
+            "--state-dir",
+            str(tmp_path / "st"),
+        ],
+    )
     assert result.exit_code == NoTextError.exit_code
     assert "1 added" in result.output
     assert f"audiobook: error: {landing}: no article text found" in result.output
@@ -320,11 +411,20 @@ def test_an_unreadable_article_fails_alone(corpus, tmp_path):
 def test_lead_image_becomes_channel_artwork_when_none_is_given(tmp_path):
     page = tmp_path / "post.html"
     (tmp_path / "lead.png").write_bytes(PNG)
-    page.write_text("<html><head><title>A post with a picture</title></head><body><article>"
-                    "<img src='lead.png' alt=''><p>" + "Words of the post, enough of them. " * 20
-                    + "</p></article></body></html>")
-    build_episodes([page], tmp_path / "feed", options(),
-                   PodcastOptions(base_url=BASE), engine=FakeEngine(), state_dir=tmp_path / "st")
+    page.write_text(
+        "<html><head><title>A post with a picture</title></head><body><article>"
+        "<img src='lead.png' alt=''><p>"
+        + "Words of the post, enough of them. " * 20
+        + "</p></article></body></html>"
+    )
+    build_episodes(
+        [page],
+        tmp_path / "feed",
+        options(),
+        PodcastOptions(base_url=BASE),
+        engine=FakeEngine(),
+        state_dir=tmp_path / "st",
+    )
     doc = etree.parse(str(tmp_path / "feed" / "feed.xml"))
     assert doc.find("channel/itunes:image", NS).get("href") == BASE + "cover.png"
     assert (tmp_path / "feed" / "cover.png").read_bytes() == PNG
@@ -342,8 +442,9 @@ def test_vtt_timestamps_and_escaping():
     assert "a &lt;b&gt; &amp; c --&gt; d" in vtt
     assert [c[:2] for c in _cues(vtt)][-1][1] == 2.0
     assert chapters_json([("One", 0.0, 2.0)]) == {
-        "version": "1.2.0", "chapters": [{"startTime": 0.0, "endTime": 2.0, "title": "One"}]}
-
+        "version": "1.2.0",
+        "chapters": [{"startTime": 0.0, "endTime": 2.0, "title": "One"}],
+    }
 
 
 def test_long_blocks_are_cut_into_sentence_cues():
@@ -352,6 +453,7 @@ def test_long_blocks_are_cut_into_sentence_cues():
     assert " ".join(cues) == (sentence * 10).strip()
     assert all(len(c) <= 120 for c in cues) and len(cues) == 5
     assert cue_texts("short") == ["short"]
+
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4"

@@ -38,11 +38,19 @@ HAS_STITCH = importlib.util.find_spec("audiobook.stitch") is not None
 pytestmark = [pytest.mark.aws, pytest.mark.corpus]
 
 # The acceptance fault mix: 20% throttling, 5% failed tasks, 2% 5xx, 10% lost notices.
-ACCEPTANCE_FAULTS = dict(throttle_rate=0.2, fail_rate=0.05, error5xx_rate=0.02,
-                         lost_notification_rate=0.1)
+ACCEPTANCE_FAULTS = {
+    "throttle_rate": 0.2,
+    "fail_rate": 0.05,
+    "error5xx_rate": 0.02,
+    "lost_notification_rate": 0.1,
+}
 # For a short book, higher task-level rates, so that every path is taken in a few tasks.
-SHORT_FAULTS = dict(throttle_rate=0.2, fail_rate=0.25, error5xx_rate=0.05,
-                    lost_notification_rate=0.3)
+SHORT_FAULTS = {
+    "throttle_rate": 0.2,
+    "fail_rate": 0.25,
+    "error5xx_rate": 0.05,
+    "lost_notification_rate": 0.3,
+}
 
 
 def short(book: Book) -> Book:
@@ -52,9 +60,18 @@ def short(book: Book) -> Book:
 
 
 def make_engine(emu: Any, moto: str, bucket: str, **kw: Any) -> PollyEngine:
-    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
-                                    aws_secret_access_key="testing")
-    return PollyEngine(PollyOptions(voice="Lea", bucket=bucket, prefix="books/", polly_engine="neural", mode="async", **kw), polly=session.client("polly", endpoint_url=emu.url, config=polly_client_config()), s3=session.client("s3", endpoint_url=moto), sqs=session.client("sqs", endpoint_url=moto), sns=session.client("sns", endpoint_url=moto))
+    session = boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    return PollyEngine(
+        PollyOptions(
+            voice="Lea", bucket=bucket, prefix="books/", polly_engine="neural", mode="async", **kw
+        ),
+        polly=session.client("polly", endpoint_url=emu.url, config=polly_client_config()),
+        s3=session.client("s3", endpoint_url=moto),
+        sqs=session.client("sqs", endpoint_url=moto),
+        sns=session.client("sns", endpoint_url=moto),
+    )
 
 
 def run(book: Book, engine: PollyEngine, tmp_path: Path) -> tuple[list[Chunk], Any, Path]:
@@ -64,10 +81,11 @@ def run(book: Book, engine: PollyEngine, tmp_path: Path) -> tuple[list[Chunk], A
     from audiobook.state import StateStore
 
     opts = ConvertOptions(
-        fmt="m4b", engine="polly", voice="Lea",
+        fmt="m4b",
+        engine="polly",
+        voice="Lea",
         engine_options=PollyOptions(polly_engine="neural", bucket=engine.bucket),
-        config=PipelineConfig(max_inflight=16, backoff_base=0.05, backoff_cap=0.5,
-                              max_attempts=8),
+        config=PipelineConfig(max_inflight=16, backoff_base=0.05, backoff_cap=0.5, max_attempts=8),
     )
     store = StateStore(tmp_path / "state")
     try:
@@ -104,9 +122,12 @@ def check_billing(emu: Any, chunks: list[Chunk], faults: bool) -> dict[str, int]
     completed = [t for t in tasks if t.status == "completed"]
     assert sum(t.request_characters for t in completed) == est.billable_chars
     assert len(completed) == est.tasks
-    return {"tasks": len(tasks), "completed": len(completed),
-            "failed": sum(t.status == "failed" for t in tasks),
-            "billable": est.billable_chars}
+    return {
+        "tasks": len(tasks),
+        "completed": len(completed),
+        "failed": sum(t.status == "failed" for t in tasks),
+        "billable": est.billable_chars,
+    }
 
 
 def check_output(book: Book, result: Any, out: Path | None) -> None:
@@ -127,8 +148,9 @@ def check_output(book: Book, result: Any, out: Path | None) -> None:
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
 
 
-def test_short_book_one_task_per_chunk_billed_as_estimated(corpus, make_polly_emulator,
-                                                           moto_server, s3_bucket, tmp_path):
+def test_short_book_one_task_per_chunk_billed_as_estimated(
+    corpus, make_polly_emulator, moto_server, s3_bucket, tmp_path
+):
     book = short(read_book(corpus(*NOVEL)))
     emu = make_polly_emulator()
     with make_engine(emu, moto_server, s3_bucket) as engine:
@@ -138,14 +160,15 @@ def test_short_book_one_task_per_chunk_billed_as_estimated(corpus, make_polly_em
     check_output(book, result, out)
 
 
-def test_short_book_survives_faults_without_paying_twice(corpus, make_polly_emulator,
-                                                         moto_server, s3_bucket, sns_client,
-                                                         tmp_path):
+def test_short_book_survives_faults_without_paying_twice(
+    corpus, make_polly_emulator, moto_server, s3_bucket, sns_client, tmp_path
+):
     book = short(read_book(corpus(*NOVEL)))
     emu = make_polly_emulator(seed=7, **SHORT_FAULTS)
     topic = sns_client.create_topic(Name=f"e2e-{uuid.uuid4().hex[:12]}")["TopicArn"]
-    with make_engine(emu, moto_server, s3_bucket, sns_topic=topic,
-                     notification_grace=0.5) as engine:
+    with make_engine(
+        emu, moto_server, s3_bucket, sns_topic=topic, notification_grace=0.5
+    ) as engine:
         chunks, result, out = run(book, engine, tmp_path)
     figures = check_billing(emu, chunks, faults=True)
     check_output(book, result, out)
@@ -156,8 +179,9 @@ def test_short_book_survives_faults_without_paying_twice(corpus, make_polly_emul
 
 
 @pytest.mark.slow
-def test_whole_novel_one_task_per_chunk_billed_as_estimated(corpus, make_polly_emulator,
-                                                            moto_server, s3_bucket, tmp_path):
+def test_whole_novel_one_task_per_chunk_billed_as_estimated(
+    corpus, make_polly_emulator, moto_server, s3_bucket, tmp_path
+):
     book = read_book(corpus(*NOVEL))
     emu = make_polly_emulator(espeak_rate_wpm=FAST_SPEECH)
     with make_engine(emu, moto_server, s3_bucket) as engine:
@@ -168,21 +192,24 @@ def test_whole_novel_one_task_per_chunk_billed_as_estimated(corpus, make_polly_e
 
 
 @pytest.mark.slow
-def test_whole_novel_survives_the_acceptance_faults(corpus, make_polly_emulator, moto_server,
-                                                    s3_bucket, sns_client, tmp_path):
+def test_whole_novel_survives_the_acceptance_faults(
+    corpus, make_polly_emulator, moto_server, s3_bucket, sns_client, tmp_path
+):
     book = read_book(corpus(*NOVEL))
     emu = make_polly_emulator(seed=11, espeak_rate_wpm=FAST_SPEECH, **ACCEPTANCE_FAULTS)
     topic = sns_client.create_topic(Name=f"e2e-{uuid.uuid4().hex[:12]}")["TopicArn"]
-    with make_engine(emu, moto_server, s3_bucket, sns_topic=topic,
-                     notification_grace=1.0) as engine:
+    with make_engine(
+        emu, moto_server, s3_bucket, sns_topic=topic, notification_grace=1.0
+    ) as engine:
         chunks, result, out = run(book, engine, tmp_path)
     figures = check_billing(emu, chunks, faults=True)
     check_output(book, result, out)
     print("faults:", {k: v for k, v in emu.stats.items() if "injected" in k}, figures)
 
 
-def test_speech_marks_become_webvtt_captions_per_chapter(corpus, make_polly_emulator,
-                                                         moto_server, s3_bucket, tmp_path):
+def test_speech_marks_become_webvtt_captions_per_chapter(
+    corpus, make_polly_emulator, moto_server, s3_bucket, tmp_path
+):
     """--marks sentence: a speech-mark task beside each audio task, and one WebVTT file
     per chapter beside the M4B, its cues in order and starting inside the chapter."""
     book = short(read_book(corpus(*NOVEL)))
@@ -199,7 +226,6 @@ def test_speech_marks_become_webvtt_captions_per_chapter(corpus, make_polly_emul
         assert text.startswith("WEBVTT")
         cues = re.findall(r"(\d+):(\d\d):(\d\d)\.(\d{3}) --> (\d+):(\d\d):(\d\d)\.(\d{3})", text)
         assert cues, vtt
-        starts = [int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
-                  for h, m, s, ms, *_ in cues]
+        starts = [int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000 for h, m, s, ms, *_ in cues]
         assert starts == sorted(starts)
         assert starts[-1] < end - start  # every cue begins inside its chapter's audio

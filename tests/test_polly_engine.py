@@ -63,14 +63,20 @@ def test_parse_notification_sns_envelope_and_raw():
         "requestCharacters": 17818,
     }
     envelope = {"Type": "Notification", "MessageId": "m", "Message": json.dumps(message)}
-    expected = {"task_id": "t-1", "status": "completed", "output_uri": "s3://b/k/t-1.mp3",
-                "reason": ""}
+    expected = {
+        "task_id": "t-1",
+        "status": "completed",
+        "output_uri": "s3://b/k/t-1.mp3",
+        "reason": "",
+    }
     assert parse_notification(json.dumps(envelope)) == expected
     assert parse_notification(json.dumps(message)) == expected
     failed = dict(message, taskStatus="FAILED", taskStatusReason="Internal service error")
     note = parse_notification(json.dumps({"Message": json.dumps(failed)}))
     assert note is not None and (note["status"], note["reason"]) == (
-        "failed", "Internal service error")
+        "failed",
+        "Internal service error",
+    )
     assert parse_notification("not json") is None
     assert parse_notification(json.dumps({"Message": "hello"})) is None
 
@@ -99,9 +105,13 @@ def test_engine_limits_follow_the_mode():
 
 
 def test_identity_names_everything_that_changes_the_audio():
-    e = PollyEngine(PollyOptions(voice="Lea", bucket="b-ok", polly_engine="standard", lexicons=("a", "b")))
+    e = PollyEngine(
+        PollyOptions(voice="Lea", bucket="b-ok", polly_engine="standard", lexicons=("a", "b"))
+    )
     assert e.identity() == "polly:standard:Lea:mp3:22050:a,b"
-    e = PollyEngine(PollyOptions(voice="Lea", bucket="b-ok", output_format="pcm", sample_rate="8000"))
+    e = PollyEngine(
+        PollyOptions(voice="Lea", bucket="b-ok", output_format="pcm", sample_rate="8000")
+    )
     assert e.identity() == "polly:neural:Lea:pcm:8000:"
     assert (e.audio_format.ext, e.audio_format.sample_rate) == ("wav", 8000)
 
@@ -111,21 +121,36 @@ def test_identity_names_everything_that_changes_the_audio():
     [
         ("<speak><emphasis>x</emphasis></speak>", "neural", "<emphasis>"),
         ("<speak><emphasis>x</emphasis></speak>", "standard", None),
-        ('<speak><amazon:effect name="whispered">x</amazon:effect></speak>', "long-form",
-         '<amazon:effect name="whispered">'),
+        (
+            '<speak><amazon:effect name="whispered">x</amazon:effect></speak>',
+            "long-form",
+            '<amazon:effect name="whispered">',
+        ),
         ('<speak><amazon:effect name="drc">x</amazon:effect></speak>', "neural", None),
-        ('<speak><amazon:effect name="drc">x</amazon:effect></speak>', "generative",
-         '<amazon:effect name="drc">'),
-        ('<speak><amazon:domain name="news">x</amazon:domain></speak>', "standard",
-         '<amazon:domain name="news">'),
+        (
+            '<speak><amazon:effect name="drc">x</amazon:effect></speak>',
+            "generative",
+            '<amazon:effect name="drc">',
+        ),
+        (
+            '<speak><amazon:domain name="news">x</amazon:domain></speak>',
+            "standard",
+            '<amazon:domain name="news">',
+        ),
         ('<speak><amazon:domain name="news">x</amazon:domain></speak>', "neural", None),
         ('<speak><audio src="a.mp3"/></speak>', "standard", "<audio>"),
         ('<speak><break time="12s"/></speak>', "neural", '<break time="12s"> (over 10 seconds)'),
-        ('<speak><prosody rate="-90%">x</prosody></speak>', "standard",
-         '<prosody rate="-90%"> (slower than -80%)'),
+        (
+            '<speak><prosody rate="-90%">x</prosody></speak>',
+            "standard",
+            '<prosody rate="-90%"> (slower than -80%)',
+        ),
         ("<speak><blink>x</blink></speak>", "standard", "<blink>"),
-        ('<speak><p><s>Tom &amp; "Jerry" &lt;b&gt;</s></p><break time="1500ms"/></speak>',
-         "generative", None),
+        (
+            '<speak><p><s>Tom &amp; "Jerry" &lt;b&gt;</s></p><break time="1500ms"/></speak>',
+            "generative",
+            None,
+        ),
     ],
 )
 def test_unsupported_ssml(ssml, engine, bad):
@@ -144,7 +169,8 @@ def test_reason_is_transient():
     assert reason_is_transient("Service temporarily unavailable, please retry")
     assert reason_is_transient("Request timed out")
     assert not reason_is_transient(
-        "Error occurred while trying to synthesize the text: unsupported character")
+        "Error occurred while trying to synthesize the text: unsupported character"
+    )
     assert not reason_is_transient("Access denied writing the output to Amazon S3")
 
 
@@ -152,8 +178,10 @@ def _client_error(code: str, status: int, message: str = "boom\nsecond line"):
     from botocore.exceptions import ClientError
 
     return ClientError(
-        {"Error": {"Code": code, "Message": message},
-         "ResponseMetadata": {"HTTPStatusCode": status}},
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
         "StartSpeechSynthesisTask",
     )
 
@@ -162,17 +190,20 @@ def test_map_client_error():
     from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
     assert isinstance(map_client_error(_client_error("ThrottlingException", 400), "x"), Throttled)
-    assert isinstance(map_client_error(_client_error("ServiceFailureException", 500), "x"),
-                      TransientEngineError)
+    assert isinstance(
+        map_client_error(_client_error("ServiceFailureException", 500), "x"), TransientEngineError
+    )
     assert isinstance(map_client_error(_client_error("Whatever", 503), "x"), TransientEngineError)
     err = map_client_error(_client_error("InvalidSsmlException", 400), "Polly Start")
     assert isinstance(err, ConfigError)
     assert str(err) == "Polly Start: InvalidSsmlException: boom second line"
-    assert isinstance(map_client_error(_client_error("SynthesisTaskNotFoundException", 400), "x"),
-                      EngineError)
+    assert isinstance(
+        map_client_error(_client_error("SynthesisTaskNotFoundException", 400), "x"), EngineError
+    )
     assert isinstance(
         map_client_error(EndpointConnectionError(endpoint_url="http://x"), "x"),
-        TransientEngineError)
+        TransientEngineError,
+    )
     assert isinstance(map_client_error(NoCredentialsError(), "x"), ConfigError)
 
 
@@ -182,22 +213,39 @@ def test_check_options_one_line_errors():
     with pytest.raises(ConfigError, match="not a valid S3 bucket name"):
         PollyEngine(PollyOptions(voice="Joanna", bucket="Bad_Bucket")).check_options()
     with pytest.raises(ConfigError, match="--polly-engine"):
-        PollyEngine(PollyOptions(voice="Joanna", bucket="b-ok", polly_engine="turbo")).check_options()
+        PollyEngine(
+            PollyOptions(voice="Joanna", bucket="b-ok", polly_engine="turbo")
+        ).check_options()
     with pytest.raises(ConfigError, match="sample rate 44100 is not valid for pcm"):
-        PollyEngine(PollyOptions(voice="Joanna", bucket="b-ok", output_format="pcm", sample_rate="44100")).check_options()
+        PollyEngine(
+            PollyOptions(voice="Joanna", bucket="b-ok", output_format="pcm", sample_rate="44100")
+        ).check_options()
     with pytest.raises(ConfigError, match="generative engine produces no speech marks"):
-        PollyEngine(PollyOptions(voice="Ruth", bucket="b-ok", polly_engine="generative", marks=("sentence",))).check_options()
+        PollyEngine(
+            PollyOptions(
+                voice="Ruth", bucket="b-ok", polly_engine="generative", marks=("sentence",)
+            )
+        ).check_options()
 
 
 # --------------------------------------------------------------------------- WebVTT
 
-CHUNK1 = "\n".join(json.dumps(m) for m in [
-    {"time": 0, "type": "sentence", "start": 13, "end": 36, "value": "Mary had a little lamb."},
-    {"time": 6, "type": "word", "start": 13, "end": 17, "value": "Mary"},
-    {"time": 373, "type": "word", "start": 18, "end": 21, "value": "had"},
-    {"time": 604, "type": "word", "start": 22, "end": 23, "value": "a"},
-    {"time": 1500, "type": "sentence", "start": 40, "end": 58, "value": "Tom &amp; Jerry &lt;3"},
-])
+CHUNK1 = "\n".join(
+    json.dumps(m)
+    for m in [
+        {"time": 0, "type": "sentence", "start": 13, "end": 36, "value": "Mary had a little lamb."},
+        {"time": 6, "type": "word", "start": 13, "end": 17, "value": "Mary"},
+        {"time": 373, "type": "word", "start": 18, "end": 21, "value": "had"},
+        {"time": 604, "type": "word", "start": 22, "end": 23, "value": "a"},
+        {
+            "time": 1500,
+            "type": "sentence",
+            "start": 40,
+            "end": 58,
+            "value": "Tom &amp; Jerry &lt;3",
+        },
+    ]
+)
 CHUNK2 = json.dumps({"time": 250, "type": "sentence", "start": 7, "end": 14, "value": "The end"})
 
 
@@ -252,8 +300,8 @@ def _recorded_client(service: str, url: str) -> Any:
     client = _CLIENTS.get((service, url))
     if client is None:
         session = boto3.session.Session(
-            region_name="us-east-1", aws_access_key_id="testing",
-            aws_secret_access_key="testing")
+            region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
         config = polly_client_config() if service == "polly" else None
         client = session.client(service, endpoint_url=url, config=config)
 
@@ -280,7 +328,13 @@ def engine_on(moto_server, calls) -> Callable[..., PollyEngine]:
     def make(emulator: Any, **kw: Any) -> PollyEngine:
         kw.setdefault("voice", "Joanna")
         kw.setdefault("polly_engine", "neural")
-        e = PollyEngine(PollyOptions(**kw), polly=_recorded_client("polly", emulator.url), s3=_recorded_client("s3", moto_server), sqs=_recorded_client("sqs", moto_server), sns=_recorded_client("sns", moto_server))
+        e = PollyEngine(
+            PollyOptions(**kw),
+            polly=_recorded_client("polly", emulator.url),
+            s3=_recorded_client("s3", moto_server),
+            sqs=_recorded_client("sqs", moto_server),
+            sns=_recorded_client("sns", moto_server),
+        )
         made.append(e)
         return e
 
@@ -328,8 +382,9 @@ def audio_seconds(path: Path) -> float:
         return float(f.duration or 0) / 1_000_000
 
 
-def test_async_submit_poll_fetch_the_usual_boto3_way(aws_env, polly_emulator, s3_client,
-                                                     s3_bucket, tmp_path):
+def test_async_submit_poll_fetch_the_usual_boto3_way(
+    aws_env, polly_emulator, s3_client, s3_bucket, tmp_path
+):
     """No injected clients: credentials, region and endpoints come from the environment
     (AWS_ENDPOINT_URL_POLLY / _S3), as for a user."""
     key = _key()
@@ -345,14 +400,18 @@ def test_async_submit_poll_fetch_the_usual_boto3_way(aws_env, polly_emulator, s3
     assert [p.name for p in dest.parent.iterdir()] == ["piece.mp3"]  # no temp left over
     info = next(t for t in polly_emulator.tasks if t.task_id == ref.task_id)
     assert (info.status, info.bucket, info.request_characters) == (
-        "completed", s3_bucket, billable_chars(SSML))
+        "completed",
+        s3_bucket,
+        billable_chars(SSML),
+    )
     # The probe object of the preflight is gone; only the output is in the bucket.
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert keys == [ref.extra["s3_key"]]
 
 
-def test_sync_path_answers_at_once_and_starts_no_task(polly_emulator, billing, engine_on,
-                                                      s3_bucket, tmp_path, calls):
+def test_sync_path_answers_at_once_and_starts_no_task(
+    polly_emulator, billing, engine_on, s3_bucket, tmp_path, calls
+):
     engine = engine_on(polly_emulator, bucket=s3_bucket, mode="sync")
     assert engine.limits.max_billable == 3_000
     ref = engine.submit(CHUNK, _key())
@@ -374,14 +433,16 @@ def test_auto_mode_small_job_goes_sync(polly_emulator, billing, engine_on, s3_bu
     assert ref.extra["mode"] == "sync" and billing.new_tasks == []
 
 
-def test_sns_completion_through_sqs(polly_emulator, engine_on, s3_bucket, sns_client,
-                                    sqs_client, calls, tmp_path):
+def test_sns_completion_through_sqs(
+    polly_emulator, engine_on, s3_bucket, sns_client, sqs_client, calls, tmp_path
+):
     emu = polly_emulator
     topic = sns_client.create_topic(Name=f"t-{uuid.uuid4().hex[:12]}")["TopicArn"]
     engine = engine_on(emu, bucket=s3_bucket, sns_topic=topic, notification_grace=60.0)
     engine.preflight()
-    refs = [engine.submit(Chunk.make(0, i, SSML.replace("April", f"May {i}")), _key())
-            for i in range(3)]
+    refs = [
+        engine.submit(Chunk.make(0, i, SSML.replace("April", f"May {i}")), _key()) for i in range(3)
+    ]
     assert all(wait_done(engine, r).status == "completed" for r in refs)
     # Learned from the notifications alone: not one GetSpeechSynthesisTask call.
     assert calls.count("GetSpeechSynthesisTask") == 0
@@ -396,8 +457,9 @@ def test_sns_completion_through_sqs(polly_emulator, engine_on, s3_bucket, sns_cl
     assert queue_url not in sqs_client.list_queues().get("QueueUrls", [])
 
 
-def test_lost_notifications_fall_back_to_get(make_polly_emulator, engine_on, s3_bucket,
-                                             sns_client, calls):
+def test_lost_notifications_fall_back_to_get(
+    make_polly_emulator, engine_on, s3_bucket, sns_client, calls
+):
     emu = make_polly_emulator(lost_notification_rate=1.0)
     topic = sns_client.create_topic(Name=f"t-{uuid.uuid4().hex[:12]}")["TopicArn"]
     engine = engine_on(emu, bucket=s3_bucket, sns_topic=topic, notification_grace=0.3)
@@ -420,8 +482,9 @@ def test_throttling_is_raised_as_throttled(make_polly_emulator, engine_on, s3_bu
         engine.poll(TaskRef("00000000-0000-0000-0000-000000000000", "polly"))
 
 
-def test_5xx_on_start_is_transient_and_starts_nothing(make_polly_emulator, engine_on,
-                                                     s3_bucket, calls):
+def test_5xx_on_start_is_transient_and_starts_nothing(
+    make_polly_emulator, engine_on, s3_bucket, calls
+):
     emu = make_polly_emulator(error5xx_rate=1.0)
     engine = engine_on(emu, bucket=s3_bucket)
     with pytest.raises(TransientEngineError, match="ServiceFailure"):
@@ -429,10 +492,12 @@ def test_5xx_on_start_is_transient_and_starts_nothing(make_polly_emulator, engin
     assert emu.tasks == []
 
 
-@pytest.mark.parametrize(("fault", "transient"),
-                         [("fail_rate", True), ("permanent_fail_rate", False)])
-def test_failed_task_reason_and_transient_flag(make_polly_emulator, engine_on, s3_bucket,
-                                               fault, transient):
+@pytest.mark.parametrize(
+    ("fault", "transient"), [("fail_rate", True), ("permanent_fail_rate", False)]
+)
+def test_failed_task_reason_and_transient_flag(
+    make_polly_emulator, engine_on, s3_bucket, fault, transient
+):
     from audiobook.emulator import PERMANENT_REASONS, TRANSIENT_REASONS
 
     emu = make_polly_emulator(**{fault: 1.0})
@@ -442,8 +507,9 @@ def test_failed_task_reason_and_transient_flag(make_polly_emulator, engine_on, s
     assert state.reason in (TRANSIENT_REASONS if transient else PERMANENT_REASONS)
 
 
-def test_recover_finds_an_unrecorded_task_by_its_key(polly_emulator, engine_on,
-                                                     s3_bucket, tmp_path):
+def test_recover_finds_an_unrecorded_task_by_its_key(
+    polly_emulator, engine_on, s3_bucket, tmp_path
+):
     emu = polly_emulator
     first = engine_on(emu, bucket=s3_bucket, prefix="lib/")
     key, since = _key(), time.time()
@@ -470,32 +536,54 @@ def test_recover_finds_an_unrecorded_task_by_its_key(polly_emulator, engine_on,
 
 
 def _deny_put(s3_client: Any, bucket: str) -> None:
-    s3_client.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
-                       "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    s3_client.put_bucket_policy(
+        Bucket=bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:PutObject",
+                        "Resource": f"arn:aws:s3:::{bucket}/*",
+                    }
+                ],
+            }
+        ),
+    )
 
 
 PREFLIGHT_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("missing bucket", {"bucket": ""}, r"^--bucket is required for --engine polly$"),
-    ("no such bucket", {"bucket": "no-such-bucket-here"},
-     r"^--bucket 'no-such-bucket-here': no such S3 bucket$"),
+    (
+        "no such bucket",
+        {"bucket": "no-such-bucket-here"},
+        r"^--bucket 'no-such-bucket-here': no such S3 bucket$",
+    ),
     ("unknown voice", {"voice": "Bob"}, r"^--voice 'Bob': Polly has no such voice"),
     ("voice case", {"voice": "joanna"}, r"did you mean Joanna\?"),
-    ("engine/voice mismatch", {"voice": "Ivy", "polly_engine": "long-form"},
-     r"^--voice 'Ivy' does not support the long-form engine \(it supports: standard, neural\)$"),
+    (
+        "engine/voice mismatch",
+        {"voice": "Ivy", "polly_engine": "long-form"},
+        r"^--voice 'Ivy' does not support the long-form engine \(it supports: standard, neural\)$",
+    ),
     ("bucket not writable", {"deny": True}, r"^--bucket '[^']+': not writable \(.*403"),
     ("missing lexicon", {"lexicons": ("nosuch",)}, r"^--lexicon 'nosuch': no such lexicon"),
-    ("missing topic", {"sns_topic": "arn:aws:sns:us-east-1:123456789012:nosuch"},
-     r"^--sns-topic arn:aws:sns:us-east-1:123456789012:nosuch: no such SNS topic$"),
+    (
+        "missing topic",
+        {"sns_topic": "arn:aws:sns:us-east-1:123456789012:nosuch"},
+        r"^--sns-topic arn:aws:sns:us-east-1:123456789012:nosuch: no such SNS topic$",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "opts", "pattern"), PREFLIGHT_CASES,
-                         ids=[c[0] for c in PREFLIGHT_CASES])
-def test_preflight_errors_are_one_line_and_bill_nothing(polly_emulator, billing, engine_on,
-                                                       s3_client, s3_bucket, case, opts,
-                                                       pattern):
+@pytest.mark.parametrize(
+    ("case", "opts", "pattern"), PREFLIGHT_CASES, ids=[c[0] for c in PREFLIGHT_CASES]
+)
+def test_preflight_errors_are_one_line_and_bill_nothing(
+    polly_emulator, billing, engine_on, s3_client, s3_bucket, case, opts, pattern
+):
     emu = polly_emulator
     opts = dict(opts)
     if opts.pop("deny", False):
@@ -509,13 +597,17 @@ def test_preflight_errors_are_one_line_and_bill_nothing(polly_emulator, billing,
     assert billing.new_tasks == [] and billing.sync_requests == 0
 
 
-def test_ssml_an_engine_rejects_fails_before_the_start_call(polly_emulator, billing,
-                                                            engine_on, s3_bucket, calls):
+def test_ssml_an_engine_rejects_fails_before_the_start_call(
+    polly_emulator, billing, engine_on, s3_bucket, calls
+):
     emu = polly_emulator
     engine = engine_on(emu, bucket=s3_bucket, polly_engine="neural")
     bad = Chunk.make(0, 0, "<speak><emphasis>Loud</emphasis> words.</speak>")
-    with pytest.raises(ConfigError, match=r"^SSML tag <emphasis> is not supported by the "
-                                          r"Polly neural engine$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^SSML tag <emphasis> is not supported by the "
+        r"Polly neural engine$",
+    ):
         engine.submit(bad, _key())
     assert calls.count("StartSpeechSynthesisTask") == 0 and billing.new_tasks == []
     # The emulator agrees: sent anyway, Polly refuses it, as a ConfigError on one line.
@@ -524,10 +616,15 @@ def test_ssml_an_engine_rejects_fails_before_the_start_call(polly_emulator, bill
     assert billing.new_tasks == []
 
 
-def test_bucket_default_encryption_is_honoured(polly_emulator, engine_on, s3_client,
-                                               s3_bucket, tmp_path):
-    s3_client.put_bucket_encryption(Bucket=s3_bucket, ServerSideEncryptionConfiguration={
-        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+def test_bucket_default_encryption_is_honoured(
+    polly_emulator, engine_on, s3_client, s3_bucket, tmp_path
+):
+    s3_client.put_bucket_encryption(
+        Bucket=s3_bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
     engine = engine_on(polly_emulator, bucket=s3_bucket)
     engine.preflight()
     ref = engine.submit(CHUNK, _key())
@@ -538,12 +635,23 @@ def test_bucket_default_encryption_is_honoured(polly_emulator, engine_on, s3_cli
     assert audio_seconds(tmp_path / "a.mp3") > 1.0
 
 
-def test_kms_key_passes_through_the_bucket_default(polly_emulator, engine_on, s3_client,
-                                                   s3_bucket, tmp_path):
+def test_kms_key_passes_through_the_bucket_default(
+    polly_emulator, engine_on, s3_client, s3_bucket, tmp_path
+):
     key_arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    s3_client.put_bucket_encryption(Bucket=s3_bucket, ServerSideEncryptionConfiguration={
-        "Rules": [{"ApplyServerSideEncryptionByDefault": {
-            "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}}]})
+    s3_client.put_bucket_encryption(
+        Bucket=s3_bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": key_arn,
+                    }
+                }
+            ]
+        },
+    )
     emu = polly_emulator
     engine = engine_on(emu, bucket=s3_bucket, kms_key="1234abcd-12ab-34cd-56ef-1234567890ab")
     engine.preflight()  # the key id matches the bucket's default key ARN
@@ -558,8 +666,7 @@ def test_kms_key_passes_through_the_bucket_default(polly_emulator, engine_on, s3
         other.preflight()
 
 
-def test_speech_marks_tasks_and_webvtt(polly_emulator, billing, engine_on, s3_bucket,
-                                       tmp_path):
+def test_speech_marks_tasks_and_webvtt(polly_emulator, billing, engine_on, s3_bucket, tmp_path):
     emu = polly_emulator
     engine = engine_on(emu, bucket=s3_bucket, marks=("sentence", "word"))
     ref = engine.submit(CHUNK, _key())
@@ -573,13 +680,16 @@ def test_speech_marks_tasks_and_webvtt(polly_emulator, billing, engine_on, s3_bu
     assert formats == ["json", "mp3"]
     vtt = marks_to_webvtt([(0.0, (tmp_path / "a.marks").read_text())])
     assert vtt.startswith("WEBVTT\n\n1\n00:00:00.")
-    assert "It was a bright cold day in April." in vtt.replace("<", " <").replace("  ", " ") \
+    assert (
+        "It was a bright cold day in April." in vtt.replace("<", " <").replace("  ", " ")
         or "April." in vtt
+    )
     assert vtt.count(" --> ") == 2
 
 
-def test_iam_policy_names_exactly_the_calls_made(polly_emulator, engine_on, s3_client,
-                                                 s3_bucket, sns_client, calls, tmp_path):
+def test_iam_policy_names_exactly_the_calls_made(
+    polly_emulator, engine_on, s3_client, s3_bucket, sns_client, calls, tmp_path
+):
     """Drive every path (preflight with lexicon, KMS and topic; async with SNS and marks;
     fetch; recover; sync; voices and tasks listing; close) and compare the operations
     called with the actions of iam-policy.json."""
@@ -587,18 +697,39 @@ def test_iam_policy_names_exactly_the_calls_made(polly_emulator, engine_on, s3_c
 
     emu = polly_emulator
     polly = _recorded_client("polly", emu.url)
-    polly.put_lexicon(Name="names", Content=(
-        '<?xml version="1.0" encoding="UTF-8"?><lexicon version="1.0" '
-        'xmlns="http://www.w3.org/2005/01/pronunciation-lexicon" alphabet="ipa" '
-        'xml:lang="en-US"><lexeme><grapheme>W3C</grapheme><alias>World Wide Web '
-        'Consortium</alias></lexeme></lexicon>'))
+    polly.put_lexicon(
+        Name="names",
+        Content=(
+            '<?xml version="1.0" encoding="UTF-8"?><lexicon version="1.0" '
+            'xmlns="http://www.w3.org/2005/01/pronunciation-lexicon" alphabet="ipa" '
+            'xml:lang="en-US"><lexeme><grapheme>W3C</grapheme><alias>World Wide Web '
+            "Consortium</alias></lexeme></lexicon>"
+        ),
+    )
     kms = "arn:aws:kms:us-east-1:123456789012:key/k1"
-    s3_client.put_bucket_encryption(Bucket=s3_bucket, ServerSideEncryptionConfiguration={
-        "Rules": [{"ApplyServerSideEncryptionByDefault": {
-            "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms}}]})
+    s3_client.put_bucket_encryption(
+        Bucket=s3_bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": kms,
+                    }
+                }
+            ]
+        },
+    )
     topic = sns_client.create_topic(Name=f"t-{uuid.uuid4().hex[:12]}")["TopicArn"]
-    engine = engine_on(emu, bucket=s3_bucket, sns_topic=topic, kms_key=kms,
-                       lexicons=("names",), marks=("sentence",), notification_grace=0.0)
+    engine = engine_on(
+        emu,
+        bucket=s3_bucket,
+        sns_topic=topic,
+        kms_key=kms,
+        lexicons=("names",),
+        marks=("sentence",),
+        notification_grace=0.0,
+    )
     calls.seen.clear()  # the lexicon set-up above is not the tool's
     engine.preflight()
     key = _key()
@@ -719,7 +850,11 @@ class LossyProxy:
 def test_a_lost_start_answer_is_not_paid_twice(polly_emulator, billing, moto_server, s3_bucket):
     proxy = LossyProxy(polly_emulator.url)
     try:
-        engine = PollyEngine(PollyOptions(voice="Joanna", bucket=s3_bucket), polly=_recorded_client("polly", proxy.url), s3=_recorded_client("s3", moto_server))
+        engine = PollyEngine(
+            PollyOptions(voice="Joanna", bucket=s3_bucket),
+            polly=_recorded_client("polly", proxy.url),
+            s3=_recorded_client("s3", moto_server),
+        )
         proxy.lose = 1
         ref = engine.submit(CHUNK, _key())  # 500 after the task was made: found, reused
         assert [t.task_id for t in billing.new_tasks] == [ref.task_id]
@@ -733,8 +868,10 @@ def test_write_webvtt_from_marks_files(tmp_path):
 
     (tmp_path / "1.marks").write_text(CHUNK1)
     (tmp_path / "2.marks").write_text(CHUNK2)
-    out = write_webvtt(tmp_path / "cap" / "book.01.vtt",
-                       [(0.0, tmp_path / "1.marks"), (3.0, str(tmp_path / "2.marks"))])
+    out = write_webvtt(
+        tmp_path / "cap" / "book.01.vtt",
+        [(0.0, tmp_path / "1.marks"), (3.0, str(tmp_path / "2.marks"))],
+    )
     assert out.read_text() == marks_to_webvtt([(0.0, CHUNK1), (3.0, CHUNK2)])
     assert sorted(p.name for p in out.parent.iterdir()) == ["book.01.vtt"]
 
@@ -763,10 +900,15 @@ def test_sync_path_with_speech_marks(polly_emulator, billing, engine_on, s3_buck
 
 
 def test_marks_start_throttled_after_the_audio_start_pays_audio_once(
-        polly_emulator, billing, moto_server, s3_bucket):
+    polly_emulator, billing, moto_server, s3_bucket
+):
     proxy = LossyProxy(polly_emulator.url)
     try:
-        engine = PollyEngine(PollyOptions(voice="Joanna", bucket=s3_bucket, marks=("sentence",)), polly=_recorded_client("polly", proxy.url), s3=_recorded_client("s3", moto_server))
+        engine = PollyEngine(
+            PollyOptions(voice="Joanna", bucket=s3_bucket, marks=("sentence",)),
+            polly=_recorded_client("polly", proxy.url),
+            s3=_recorded_client("s3", moto_server),
+        )
         key = _key()
         proxy.starts = ["pass", "throttle"]  # audio task starts, marks task is throttled
         with pytest.raises(Throttled):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import importlib
+import itertools
 import os
 from pathlib import Path
 
@@ -26,8 +27,19 @@ RATE = 22050
 
 def _png(tmp_path: Path) -> bytes:
     path = tmp_path / "cover.png"
-    ffmpeg.run(["-f", "lavfi", "-i", "color=c=red:s=32x32", "-frames:v", "1",
-                "-f", "image2", ffmpeg.path_arg(path)])
+    ffmpeg.run(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=32x32",
+            "-frames:v",
+            "1",
+            "-f",
+            "image2",
+            ffmpeg.path_arg(path),
+        ]
+    )
     return path.read_bytes()
 
 
@@ -42,8 +54,13 @@ def _book(chapters, cover: Cover | None = None) -> Book:
     )
 
 
-def _pieces(tmp_path: Path, lengths: list[list[float]], titles: list[str] | None = None,
-            rate: int = RATE, pause: float = 0.0) -> list[ChapterAudio]:
+def _pieces(
+    tmp_path: Path,
+    lengths: list[list[float]],
+    titles: list[str] | None = None,
+    rate: int = RATE,
+    pause: float = 0.0,
+) -> list[ChapterAudio]:
     """Tone pieces of the given lengths (seconds), the last ``pause`` of each silent,
     as speech pieces end in a pause."""
     chapters = []
@@ -78,8 +95,14 @@ def _check_times(result: StitchResult, lengths: list[list[float]]) -> None:
 
 def _pyav_chapters(path: Path) -> list[tuple[str, float, float]]:
     with av.open(str(path)) as c:
-        return [(ch["metadata"].get("title", ""), float(ch["start"] * ch["time_base"]),
-                 float(ch["end"] * ch["time_base"])) for ch in c.chapters()]
+        return [
+            (
+                ch["metadata"].get("title", ""),
+                float(ch["start"] * ch["time_base"]),
+                float(ch["end"] * ch["time_base"]),
+            )
+            for ch in c.chapters()
+        ]
 
 
 def _decoded(path: Path) -> array.array:
@@ -94,7 +117,7 @@ def _decoded(path: Path) -> array.array:
 
 
 LENGTHS = [[1.3, 0.77], [2.01, 0.5], [0.33, 1.1]]
-TITLES = ["Prologue: it's = #1", "Chapter/One? \"Yes\"", "Épilogue 終わり"]
+TITLES = ["Prologue: it's = #1", 'Chapter/One? "Yes"', "Épilogue 終わり"]
 
 
 @pytest.mark.ffmpeg
@@ -125,7 +148,7 @@ def test_m4b_chapters_tags_cover_and_duration(tmp_path):
         assert c.streams.audio[0].language == "eng"
     read = _pyav_chapters(out)
     assert [r[0] for r in read] == TITLES
-    assert all(a[2] <= b[1] + 1e-6 and a[1] < b[1] for a, b in zip(read, read[1:]))
+    assert all(a[2] <= b[1] + 1e-6 and a[1] < b[1] for a, b in itertools.pairwise(read))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -144,7 +167,8 @@ def test_m4b_parallel_parts_join_exactly(tmp_path, monkeypatch):
     assert one.chapters == three.chapters
     _check_times(three, lengths)
     assert [m.start for m in MP4(tmp_path / "one.m4b").chapters] == [
-        m.start for m in MP4(tmp_path / "three.m4b").chapters]
+        m.start for m in MP4(tmp_path / "three.m4b").chapters
+    ]
     a, b = _decoded(tmp_path / "one.m4b"), _decoded(tmp_path / "three.m4b")
     assert len(a) == len(b)
     assert abs(len(b) / RATE - sum(map(sum, lengths))) < 0.05  # not 2 x 2048 samples more
@@ -262,8 +286,12 @@ def test_empty_chapter_gets_a_silent_mark_and_mp3_pieces_are_decoded(tmp_path):
         mp3_pieces.append(p)
     silent = tmp_path / "silent.wav"
     silent.write_bytes(wav_bytes(b"", 24000))  # a piece with no samples at all
-    chapters = [ChapterAudio("One", (mp3_pieces[0],)), ChapterAudio("Empty", ()),
-                ChapterAudio("Two", (mp3_pieces[1],)), ChapterAudio("Nothing", (silent,))]
+    chapters = [
+        ChapterAudio("One", (mp3_pieces[0],)),
+        ChapterAudio("Empty", ()),
+        ChapterAudio("Two", (mp3_pieces[1],)),
+        ChapterAudio("Nothing", (silent,)),
+    ]
     result = stitch(_book(chapters), chapters, tmp_path / "b.m4b")
     starts = [c[1] for c in result.chapters]
     assert starts[0] == 0 and starts[1] < starts[2] < starts[3] < result.duration

@@ -66,7 +66,9 @@ def test_markdown_front_matter_chapters_and_blocks(tmp_path):
     assert book.authors == ("Jane Doe", "John Roe")
     assert book.date == "2024-05-01" and book.language == "en"
     assert [(c.title, c.level) for c in book.chapters] == [
-        ("A Field Guide to Foxes", 1), ("Habitat", 1), ("Diet", 2)
+        ("A Field Guide to Foxes", 1),
+        ("Habitat", 1),
+        ("Diet", 2),
     ]
     got = blocks(book)
     assert ("list_item", "Second point about burrows") in got
@@ -80,7 +82,8 @@ def test_markdown_front_matter_chapters_and_blocks(tmp_path):
 
 def test_markdown_title_from_first_h1_then_stem(tmp_path):
     book = MarkdownIngestor().read(
-        write(tmp_path, "notes.md", f"# Real Title\n\n{WORDS}\n"), IngestOptions())
+        write(tmp_path, "notes.md", f"# Real Title\n\n{WORDS}\n"), IngestOptions()
+    )
     assert book.title == "Real Title"
     assert "Real Title" not in " ".join(t for _, t in blocks(book))
     book = MarkdownIngestor().read(write(tmp_path, "my-notes.md", WORDS), IngestOptions())
@@ -123,37 +126,45 @@ def test_plain_text_chapters_and_paragraphs(tmp_path):
     book = TextIngestor().read(write(tmp_path, "story.txt", TEXT), IngestOptions())
     assert book.title == "The Story of Foxes"
     assert [c.title for c in book.chapters] == [
-        "CHAPTER I: Into the Woods", "Chapter 2: The Den", "Afterword heading"
+        "CHAPTER I: Into the Woods",
+        "Chapter 2: The Den",
+        "Afterword heading",
     ]
     first = book.chapters[0].blocks
     assert len(first) == 2 and first[1].text.endswith("Second line of the same paragraph.")
 
 
 def test_plain_text_title_is_stem_when_first_line_is_a_paragraph(tmp_path):
-    book = TextIngestor().read(write(tmp_path, "memo.txt", WORDS + "\n\n" + WORDS),
-                               IngestOptions())
+    book = TextIngestor().read(write(tmp_path, "memo.txt", WORDS + "\n\n" + WORDS), IngestOptions())
     assert book.title == "memo"
     assert len(book.chapters) == 1 and len(book.chapters[0].blocks) == 2
 
 
 @pytest.mark.parametrize("encoding", ["cp1252", "shift_jis", "utf-16", "utf-8-sig"])
 def test_text_encodings_detected(tmp_path, encoding):
-    body = ("Café — “naïve” façade for €5. " * 10) if encoding == "cp1252" else \
-        ("吾輩は猫である。名前はまだ無い。" * 10)
-    book = TextIngestor().read(write(tmp_path, "enc.txt", f"Title\n\n{body}\n\n{body}",
-                                     encoding), IngestOptions())
+    body = (
+        ("Café — “naïve” façade for €5. " * 10)
+        if encoding == "cp1252"
+        else ("吾輩は猫である。名前はまだ無い。" * 10)
+    )
+    book = TextIngestor().read(
+        write(tmp_path, "enc.txt", f"Title\n\n{body}\n\n{body}", encoding), IngestOptions()
+    )
     assert book.chapters[0].blocks[0].text == body.strip()
 
 
 def test_markdown_shift_jis(tmp_path):
     body = "吾輩は猫である。名前はまだ無い。" * 10
-    book = MarkdownIngestor().read(write(tmp_path, "neko.md", f"# 猫\n\n{body}\n", "shift_jis"),
-                                   IngestOptions())
+    book = MarkdownIngestor().read(
+        write(tmp_path, "neko.md", f"# 猫\n\n{body}\n", "shift_jis"), IngestOptions()
+    )
     assert book.title == "猫" and book.chapters[0].blocks[0].text == body
 
 
-@pytest.mark.parametrize("name,text", [("e.txt", ""), ("e.txt", "\n\n  \n"), ("e.md", ""),
-                                       ("e.md", "```\ncode only\n```\n")])
+@pytest.mark.parametrize(
+    "name,text",
+    [("e.txt", ""), ("e.txt", "\n\n  \n"), ("e.md", ""), ("e.md", "```\ncode only\n```\n")],
+)
 def test_empty_documents_give_one_line_error(tmp_path, name, text):
     path = write(tmp_path, name, text)
     ingestor = MarkdownIngestor() if name.endswith(".md") else TextIngestor()
@@ -166,14 +177,30 @@ def test_empty_documents_give_one_line_error(tmp_path, name, text):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("name,content", [
-    ("article.html", "<html lang='en'><head><title>An HTML article title</title></head><body>"
-                     f"<article><p>{WORDS}</p><h2>Second part</h2><p>{WORDS}</p>"
-                     f"<h2>Third part</h2><p>{WORDS}</p></article></body></html>"),
-    ("article.md", f"# A Markdown title\n\n{WORDS}\n\n## Second part\n\n{WORDS}\n\n"
-                   f"## Third part\n\n{WORDS}\n"),
-    ("article.txt", f"A text title\n\n{WORDS}\n\nChapter 2\n\n{WORDS}\n\nChapter 3\n\n{WORDS}\n"),
-])
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        (
+            "article.html",
+            (
+                "<html lang='en'><head><title>An HTML article title</title></head><body>"
+                f"<article><p>{WORDS}</p><h2>Second part</h2><p>{WORDS}</p>"
+                f"<h2>Third part</h2><p>{WORDS}</p></article></body></html>"
+            ),
+        ),
+        (
+            "article.md",
+            (
+                f"# A Markdown title\n\n{WORDS}\n\n## Second part\n\n{WORDS}\n\n"
+                f"## Third part\n\n{WORDS}\n"
+            ),
+        ),
+        (
+            "article.txt",
+            f"A text title\n\n{WORDS}\n\nChapter 2\n\n{WORDS}\n\nChapter 3\n\n{WORDS}\n",
+        ),
+    ],
+)
 def test_inspect_json_contract_for_html_markdown_and_text(tmp_path, name, content):
     import json
 

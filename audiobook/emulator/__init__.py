@@ -25,7 +25,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
-    "PERMANENT_REASONS", "TRANSIENT_REASONS", "Emulator", "EmulatorOptions",
-    "EmulatorServer", "FaultOptions", "TaskInfo", "is_transient", "main", "output_key",
+    "PERMANENT_REASONS",
+    "TRANSIENT_REASONS",
+    "Emulator",
+    "EmulatorOptions",
+    "EmulatorServer",
+    "FaultOptions",
+    "TaskInfo",
+    "is_transient",
+    "main",
+    "output_key",
     "serve",
 ]

@@ -88,7 +88,7 @@ class EmulatorOptions:
     quota_scale: float = 1.0
     quotas_enabled: bool = True
     quota_overrides: Mapping[str, tuple[float, int]] = field(default_factory=dict)
-    faults: FaultOptions = FaultOptions()
+    faults: FaultOptions = field(default_factory=FaultOptions)
     voices_page_size: int | None = None
     espeak_rate_wpm: int | None = None
     audio: str = "speech"
@@ -127,10 +127,23 @@ class Task:
     injected_failure: str | None = None
     notified: bool | None = None  # None: no topic
 
-    API_FIELDS = ("Engine", "TaskId", "TaskStatus", "TaskStatusReason", "OutputUri",
-                  "CreationTime", "RequestCharacters", "SnsTopicArn", "LexiconNames",
-                  "OutputFormat", "SampleRate", "SpeechMarkTypes", "TextType", "VoiceId",
-                  "LanguageCode")
+    API_FIELDS = (
+        "Engine",
+        "TaskId",
+        "TaskStatus",
+        "TaskStatusReason",
+        "OutputUri",
+        "CreationTime",
+        "RequestCharacters",
+        "SnsTopicArn",
+        "LexiconNames",
+        "OutputFormat",
+        "SampleRate",
+        "SpeechMarkTypes",
+        "TextType",
+        "VoiceId",
+        "LanguageCode",
+    )
 
     def api(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.API_FIELDS if getattr(self, k) is not None}
@@ -210,16 +223,17 @@ def _untoken(token: str) -> dict[str, Any]:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         doc = None
     if not isinstance(doc, dict):
-        raise PollyError("InvalidNextTokenException", "The NextToken is invalid. Verify that "
-                         "it's spelled correctly, and then try again.")
+        raise PollyError(
+            "InvalidNextTokenException",
+            "The NextToken is invalid. Verify that it's spelled correctly, and then try again.",
+        )
     return doc
 
 
 class Emulator:
     def __init__(self, options: EmulatorOptions) -> None:
         self.options = options
-        self.quotas = Quotas(options.quota_scale, options.quota_overrides,
-                             options.quotas_enabled)
+        self.quotas = Quotas(options.quota_scale, options.quota_overrides, options.quotas_enabled)
         self.faults = FaultInjector(options.faults)
         self.counts: Counter[str] = Counter()
         self._lock = threading.RLock()
@@ -232,8 +246,9 @@ class Emulator:
         self._wake = threading.Condition()
         self._stopping = False
         self._stop = threading.Event()  # wakes workers' waits at shutdown
-        self._scheduler = threading.Thread(target=self._schedule_loop, name="polly-scheduler",
-                                           daemon=True)
+        self._scheduler = threading.Thread(
+            target=self._schedule_loop, name="polly-scheduler", daemon=True
+        )
         self._scheduler.start()
         self._clients: dict[str, Any] = {}
 
@@ -243,12 +258,15 @@ class Emulator:
             return None
         with self._lock:
             if service not in self._clients:
-                session = boto3.session.Session(aws_access_key_id=self.options.access_key,
-                                                aws_secret_access_key=self.options.secret_key,
-                                                region_name=self.options.region)
-                cfg = botocore.config.Config(s3={"addressing_style": "path"},
-                                             retries={"mode": "standard",
-                                                      "total_max_attempts": 3})
+                session = boto3.session.Session(
+                    aws_access_key_id=self.options.access_key,
+                    aws_secret_access_key=self.options.secret_key,
+                    region_name=self.options.region,
+                )
+                cfg = botocore.config.Config(
+                    s3={"addressing_style": "path"},
+                    retries={"mode": "standard", "total_max_attempts": 3},
+                )
                 self._clients[service] = session.client(service, endpoint_url=url, config=cfg)
             return self._clients[service]
 
@@ -269,16 +287,28 @@ class Emulator:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             by_status = Counter(t.TaskStatus for t in self._tasks.values())
-            return {**self.counts, **self.faults.snapshot(),
-                    "tasks_by_status": dict(by_status)}
+            return {**self.counts, **self.faults.snapshot(), "tasks_by_status": dict(by_status)}
 
     def task_infos(self) -> list[TaskInfo]:
         with self._lock:
-            return [TaskInfo(t.TaskId, t.TaskStatus, t.TaskStatusReason, t.RequestCharacters,
-                             hashlib.sha256(t.text.encode()).hexdigest(), t.bucket, t.key,
-                             t.OutputFormat, t.VoiceId, t.Engine, t.CreationTime,
-                             t.injected_failure, t.notified)
-                    for t in sorted(self._tasks.values(), key=lambda t: t.CreationTime)]
+            return [
+                TaskInfo(
+                    t.TaskId,
+                    t.TaskStatus,
+                    t.TaskStatusReason,
+                    t.RequestCharacters,
+                    hashlib.sha256(t.text.encode()).hexdigest(),
+                    t.bucket,
+                    t.key,
+                    t.OutputFormat,
+                    t.VoiceId,
+                    t.Engine,
+                    t.CreationTime,
+                    t.injected_failure,
+                    t.notified,
+                )
+                for t in sorted(self._tasks.values(), key=lambda t: t.CreationTime)
+            ]
 
     def _purge(self) -> None:
         limit = self.options.clock() - facts.TASK_RETENTION_SECONDS
@@ -297,25 +327,30 @@ class Emulator:
 
     # --- shared checks ----------------------------------------------------------------
 
-    def _speech_request(self, p: Mapping[str, Any], limits: tuple[int, int]
-                        ) -> tuple[VoiceInfo, str, str, int, int]:
+    def _speech_request(
+        self, p: Mapping[str, Any], limits: tuple[int, int]
+    ) -> tuple[VoiceInfo, str, str, int, int]:
         """Checks common to Start and SynthesizeSpeech; returns (voice, engine,
         text_type, billable characters, sample rate)."""
         voice = BY_ID.get(p["VoiceId"])
         if voice is None:
-            raise PollyError("ValidationException",
-                             f"Voice {p['VoiceId']} is not available in this emulator",
-                             reason="other")
+            raise PollyError(
+                "ValidationException",
+                f"Voice {p['VoiceId']} is not available in this emulator",
+                reason="other",
+            )
         engine = p.get("Engine", "standard")
         if engine not in voice.engines:
-            raise PollyError(facts.ENGINE_MISMATCH_ERROR,
-                             facts.ENGINE_MISMATCH_MESSAGE.format(engine=engine),
-                             **({"reason": "other"}
-                                if facts.ENGINE_MISMATCH_ERROR == "ValidationException" else {}))
+            # a ValidationException gets its required reason="other" from PollyError
+            raise PollyError(
+                facts.ENGINE_MISMATCH_ERROR, facts.ENGINE_MISMATCH_MESSAGE.format(engine=engine)
+            )
         lang = p.get("LanguageCode")
         if lang and lang != voice.language and lang not in voice.additional_languages:
-            raise PollyError("LanguageNotSupportedException",
-                             f"Language {lang} is not supported by voice {voice.id}")
+            raise PollyError(
+                "LanguageNotSupportedException",
+                f"Language {lang} is not supported by voice {voice.id}",
+            )
         text_type = p.get("TextType", "text")
         text = p["Text"]
         if text_type == "ssml":
@@ -326,23 +361,33 @@ class Emulator:
         fmt = p["OutputFormat"]
         marks = p.get("SpeechMarkTypes") or []
         if marks and fmt != "json":
-            raise PollyError("MarksNotSupportedForFormatException",
-                             "Speech marks are only supported for the json output format")
+            raise PollyError(
+                "MarksNotSupportedForFormatException",
+                "Speech marks are only supported for the json output format",
+            )
         if fmt == "json" and not marks:
-            raise PollyError("MarksNotSupportedForFormatException",
-                             "The json output format needs SpeechMarkTypes")  # UNVERIFIED
+            raise PollyError(
+                "MarksNotSupportedForFormatException",
+                "The json output format needs SpeechMarkTypes",
+            )  # UNVERIFIED
         if "ssml" in marks and text_type != "ssml":
-            raise PollyError("SsmlMarksNotSupportedForTextTypeException",
-                             "SSML speech marks are not supported for plain text-type input")
+            raise PollyError(
+                "SsmlMarksNotSupportedForTextTypeException",
+                "SSML speech marks are not supported for plain text-type input",
+            )
         if marks and engine == "generative":
-            raise PollyError("EngineNotSupportedException",
-                             "Speech marks are not supported by the generative engine")
+            raise PollyError(
+                "EngineNotSupportedException",
+                "Speech marks are not supported by the generative engine",
+            )
         rate = default_sample_rate(fmt, engine)
         if p.get("SampleRate") is not None and fmt != "json":
             sr = str(p["SampleRate"])
             if not sr.isdigit() or int(sr) not in facts.SAMPLE_RATES[fmt]:
-                raise PollyError("InvalidSampleRateException",
-                                 f"The specified sample rate {sr} is not valid for {fmt}")
+                raise PollyError(
+                    "InvalidSampleRateException",
+                    f"The specified sample rate {sr} is not valid for {fmt}",
+                )
             rate = int(sr)
         with self._lock:
             for name in p.get("LexiconNames") or []:
@@ -352,18 +397,21 @@ class Emulator:
 
     def _check_bucket(self, bucket: str) -> None:
         if self.s3 is None:
-            raise PollyError("InvalidS3BucketException",
-                             "The emulator has no S3 endpoint to write to")
+            raise PollyError(
+                "InvalidS3BucketException", "The emulator has no S3 endpoint to write to"
+            )
         try:
             self.s3.head_bucket(Bucket=bucket)
         except botocore.exceptions.ClientError as e:
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             what = "does not exist" if status == 404 else "is not accessible"
-            raise PollyError("InvalidS3BucketException",
-                             f"The specified bucket {bucket} {what}") from None
+            raise PollyError(
+                "InvalidS3BucketException", f"The specified bucket {bucket} {what}"
+            ) from None
         if self._denied(bucket):
-            raise PollyError("InvalidS3BucketException",
-                             f"Access denied: cannot write to the bucket {bucket}")
+            raise PollyError(
+                "InvalidS3BucketException", f"Access denied: cannot write to the bucket {bucket}"
+            )
 
     def _denied(self, bucket: str, key: str = "*") -> bool:
         """True when the bucket policy denies s3:PutObject to everyone (moto does not
@@ -386,8 +434,11 @@ class Emulator:
                 continue
             res = st.get("Resource", [])
             res = [res] if isinstance(res, str) else res
-            if any(fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket}/{key}", r)
-                   or fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket}/x", r) for r in res):
+            if any(
+                fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket}/{key}", r)
+                or fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket}/x", r)
+                for r in res
+            ):
                 return True
         return False
 
@@ -397,41 +448,61 @@ class Emulator:
         try:
             self.sns.get_topic_attributes(TopicArn=arn)
         except botocore.exceptions.ClientError:
-            raise PollyError("InvalidSnsTopicArnException",
-                             f"The SNS topic {arn} does not exist or is not accessible") from None
+            raise PollyError(
+                "InvalidSnsTopicArnException",
+                f"The SNS topic {arn} does not exist or is not accessible",
+            ) from None
 
     # --- operations -------------------------------------------------------------------
 
     def start_speech_synthesis_task(self, p: Mapping[str, Any]) -> dict[str, Any]:
         self._purge()
         voice, engine, text_type, billable, rate = self._speech_request(
-            p, (facts.TASK_MAX_BILLABLE, facts.TASK_MAX_TOTAL))
+            p, (facts.TASK_MAX_BILLABLE, facts.TASK_MAX_TOTAL)
+        )
         bucket = p["OutputS3BucketName"]
         prefix = p.get("OutputS3KeyPrefix", "")
         task_id = str(uuid.uuid4())
         key = output_key(prefix, task_id, p["OutputFormat"])
         if len(key.encode()) > 1024:
-            raise PollyError("InvalidS3KeyException", "The provided Amazon S3 key prefix is "
-                             "invalid. Please provide a valid S3 object key name.")
+            raise PollyError(
+                "InvalidS3KeyException",
+                "The provided Amazon S3 key prefix is "
+                "invalid. Please provide a valid S3 object key name.",
+            )
         self._check_bucket(bucket)
         if p.get("SnsTopicArn"):
             self._check_topic(p["SnsTopicArn"])
         endpoint = (self.options.s3_endpoint or "").rstrip("/")
         task = Task(
-            TaskId=task_id, TaskStatus="scheduled", OutputUri=f"{endpoint}/{bucket}/{key}",
-            CreationTime=self.options.clock(), RequestCharacters=billable,
-            OutputFormat=p["OutputFormat"], TextType=text_type, VoiceId=voice.id, Engine=engine,
-            SampleRate=p.get("SampleRate"), SnsTopicArn=p.get("SnsTopicArn"),
-            LexiconNames=p.get("LexiconNames"), SpeechMarkTypes=p.get("SpeechMarkTypes"),
-            LanguageCode=p.get("LanguageCode"), text=p["Text"], bucket=bucket, key=key,
-            sample_rate=rate, notified=False if p.get("SnsTopicArn") else None)
+            TaskId=task_id,
+            TaskStatus="scheduled",
+            OutputUri=f"{endpoint}/{bucket}/{key}",
+            CreationTime=self.options.clock(),
+            RequestCharacters=billable,
+            OutputFormat=p["OutputFormat"],
+            TextType=text_type,
+            VoiceId=voice.id,
+            Engine=engine,
+            SampleRate=p.get("SampleRate"),
+            SnsTopicArn=p.get("SnsTopicArn"),
+            LexiconNames=p.get("LexiconNames"),
+            SpeechMarkTypes=p.get("SpeechMarkTypes"),
+            LanguageCode=p.get("LanguageCode"),
+            text=p["Text"],
+            bucket=bucket,
+            key=key,
+            sample_rate=rate,
+            notified=False if p.get("SnsTopicArn") else None,
+        )
         with self._lock:
             self._tasks[task_id] = task
             self.counts["tasks_created"] += 1
             snapshot = task.api()
         with self._wake:
-            heapq.heappush(self._heap, (time.monotonic() + self.options.queue_delay,
-                                        next(self._seq), task_id))
+            heapq.heappush(
+                self._heap, (time.monotonic() + self.options.queue_delay, next(self._seq), task_id)
+            )
             self._wake.notify()
         return {"SynthesisTask": snapshot}
 
@@ -440,8 +511,9 @@ class Emulator:
         with self._lock:
             task = self._tasks.get(p["TaskId"])
             if task is None:
-                raise PollyError("SynthesisTaskNotFoundException",
-                                 f"Synthesis task {p['TaskId']} not found")
+                raise PollyError(
+                    "SynthesisTaskNotFoundException", f"Synthesis task {p['TaskId']} not found"
+                )
             return {"SynthesisTask": task.api()}
 
     def list_speech_synthesis_tasks(self, p: Mapping[str, Any]) -> dict[str, Any]:
@@ -452,33 +524,52 @@ class Emulator:
         if p.get("NextToken"):
             doc = _untoken(p["NextToken"])
             if doc.get("k") != "tasks" or doc.get("s") != status or "a" not in doc:
-                raise PollyError("InvalidNextTokenException", "The NextToken is invalid. "
-                                 "Verify that it's spelled correctly, and then try again.")
+                raise PollyError(
+                    "InvalidNextTokenException",
+                    "The NextToken is invalid. "
+                    "Verify that it's spelled correctly, and then try again.",
+                )
             after = tuple(doc["a"])
         newest = facts.LIST_NEWEST_FIRST
         with self._lock:
-            rows = sorted((t for t in self._tasks.values()
-                           if status is None or t.TaskStatus == status),
-                          key=lambda t: (t.CreationTime, t.TaskId), reverse=newest)
+            rows = sorted(
+                (t for t in self._tasks.values() if status is None or t.TaskStatus == status),
+                key=lambda t: (t.CreationTime, t.TaskId),
+                reverse=newest,
+            )
             if after is not None:
-                rows = [t for t in rows if ((t.CreationTime, t.TaskId) < after) == newest
-                        and (t.CreationTime, t.TaskId) != after]
+                rows = [
+                    t
+                    for t in rows
+                    if ((t.CreationTime, t.TaskId) < after) == newest
+                    and (t.CreationTime, t.TaskId) != after
+                ]
             page = rows[:limit]
             out: dict[str, Any] = {"SynthesisTasks": [t.api() for t in page]}
         if len(rows) > limit:
             last = page[-1]
-            out["NextToken"] = _token({"k": "tasks", "s": status,
-                                       "a": [last.CreationTime, last.TaskId]})
+            out["NextToken"] = _token(
+                {"k": "tasks", "s": status, "a": [last.CreationTime, last.TaskId]}
+            )
         return out
 
     def synthesize_speech(self, p: Mapping[str, Any]) -> tuple[bytes, str, int]:
         """(audio bytes, content type, billable characters)."""
-        voice, engine, text_type, billable, rate = self._speech_request(
-            p, (facts.SYNC_MAX_BILLABLE, facts.SYNC_MAX_TOTAL))
+        voice, _engine, text_type, billable, rate = self._speech_request(
+            p, (facts.SYNC_MAX_BILLABLE, facts.SYNC_MAX_TOTAL)
+        )
         fmt = p["OutputFormat"]
         with tempfile.TemporaryDirectory(dir=self._workdir.name) as tmp:
-            out = self._render(p["Text"], text_type, voice, p.get("LanguageCode"), fmt, rate,
-                               p.get("SpeechMarkTypes") or [], Path(tmp))
+            out = self._render(
+                p["Text"],
+                text_type,
+                voice,
+                p.get("LanguageCode"),
+                fmt,
+                rate,
+                p.get("SpeechMarkTypes") or [],
+                Path(tmp),
+            )
             data = out.read_bytes()
         self.count("sync_requests")
         return data, facts.CONTENT_TYPES[fmt], billable
@@ -486,19 +577,24 @@ class Emulator:
     def describe_voices(self, p: Mapping[str, Any]) -> dict[str, Any]:
         engine, lang = p.get("Engine"), p.get("LanguageCode")
         extra = p.get("IncludeAdditionalLanguageCodes", False)
-        rows = [v for v in VOICES
-                if (engine is None or engine in v.engines)
-                and (lang is None or v.language == lang
-                     or (extra and lang in v.additional_languages))]
+        rows = [
+            v
+            for v in VOICES
+            if (engine is None or engine in v.engines)
+            and (lang is None or v.language == lang or (extra and lang in v.additional_languages))
+        ]
         start = 0
         if p.get("NextToken"):
             doc = _untoken(p["NextToken"])
             if doc.get("k") != "voices" or not isinstance(doc.get("o"), int):
-                raise PollyError("InvalidNextTokenException", "The NextToken is invalid. "
-                                 "Verify that it's spelled correctly, and then try again.")
+                raise PollyError(
+                    "InvalidNextTokenException",
+                    "The NextToken is invalid. "
+                    "Verify that it's spelled correctly, and then try again.",
+                )
             start = doc["o"]
         size = self.options.voices_page_size or len(rows) or 1
-        page = rows[start:start + size]
+        page = rows[start : start + size]
         out: dict[str, Any] = {"Voices": [self._voice(v, extra) for v in page]}
         if start + size < len(rows):
             out["NextToken"] = _token({"k": "voices", "o": start + size})
@@ -506,9 +602,14 @@ class Emulator:
 
     @staticmethod
     def _voice(v: VoiceInfo, extra: bool) -> dict[str, Any]:
-        d: dict[str, Any] = {"Gender": v.gender, "Id": v.id, "LanguageCode": v.language,
-                             "LanguageName": v.language_name, "Name": v.name,
-                             "SupportedEngines": list(v.engines)}
+        d: dict[str, Any] = {
+            "Gender": v.gender,
+            "Id": v.id,
+            "LanguageCode": v.language,
+            "LanguageName": v.language_name,
+            "Name": v.name,
+            "SupportedEngines": list(v.engines),
+        }
         if extra and v.additional_languages:
             d["AdditionalLanguageCodes"] = list(v.additional_languages)
         return d
@@ -518,13 +619,18 @@ class Emulator:
     def put_lexicon(self, p: Mapping[str, Any]) -> dict[str, Any]:
         name, content = p["Name"], p["Content"]
         if not re.fullmatch(r"[0-9A-Za-z]{1,20}", name):
-            raise PollyError("ValidationException", "1 validation error detected: Value "
-                             f"'{name}' at 'name' failed to satisfy constraint: Member must "
-                             "satisfy regular expression pattern: [0-9A-Za-z]{1,20}",
-                             reason="fieldValidationFailed")
+            raise PollyError(
+                "ValidationException",
+                "1 validation error detected: Value "
+                f"'{name}' at 'name' failed to satisfy constraint: Member must "
+                "satisfy regular expression pattern: [0-9A-Za-z]{1,20}",
+                reason="fieldValidationFailed",
+            )
         if len(content) > facts.LEXICON_MAX_SIZE:
-            raise PollyError("LexiconSizeExceededException",
-                             "The maximum size of the lexicon would be exceeded by this operation")
+            raise PollyError(
+                "LexiconSizeExceededException",
+                "The maximum size of the lexicon would be exceeded by this operation",
+            )
         try:
             root = ET.fromstring(content)
         except ET.ParseError as e:
@@ -534,54 +640,71 @@ class Emulator:
             raise PollyError("InvalidLexiconException", "The root element must be a PLS lexicon")
         alphabet = root.get("alphabet", "")
         if alphabet not in facts.LEXICON_ALPHABETS:
-            raise PollyError("UnsupportedPlsAlphabetException",
-                             f"The alphabet {alphabet!r} is not supported")
+            raise PollyError(
+                "UnsupportedPlsAlphabetException", f"The alphabet {alphabet!r} is not supported"
+            )
         lang = root.get("{http://www.w3.org/XML/1998/namespace}lang", "")
         langs = {v.language for v in VOICES} | {"en-US", "en-GB"}
         if lang not in langs:
-            raise PollyError("UnsupportedPlsLanguageException",
-                             f"The language {lang!r} is not supported")
+            raise PollyError(
+                "UnsupportedPlsLanguageException", f"The language {lang!r} is not supported"
+            )
         lexemes = root.findall(ns + "lexeme")
         for lx in lexemes:
             for g in lx.findall(ns + "grapheme") + lx.findall(ns + "alias"):
                 if len(g.text or "") > facts.LEXEME_MAX_LENGTH:
-                    raise PollyError("MaxLexemeLengthExceededException",
-                                     "The maximum size of the lexeme would be exceeded")
+                    raise PollyError(
+                        "MaxLexemeLengthExceededException",
+                        "The maximum size of the lexeme would be exceeded",
+                    )
         with self._lock:
             if name not in self._lexicons and len(self._lexicons) >= facts.LEXICON_MAX_COUNT:
-                raise PollyError("MaxLexiconsNumberExceededException",
-                                 "The maximum number of lexicons would be exceeded")
-            self._lexicons[name] = Lexicon(name, content, alphabet, lang, len(lexemes),
-                                           self.options.clock())
+                raise PollyError(
+                    "MaxLexiconsNumberExceededException",
+                    "The maximum number of lexicons would be exceeded",
+                )
+            self._lexicons[name] = Lexicon(
+                name, content, alphabet, lang, len(lexemes), self.options.clock()
+            )
         return {}
 
     def _lexicon_attrs(self, lx: Lexicon) -> dict[str, Any]:
-        return {"Alphabet": lx.alphabet, "LanguageCode": lx.language,
-                "LastModified": lx.modified, "LexemesCount": lx.lexemes,
-                "LexiconArn": f"arn:aws:polly:{self.options.region}:{self.options.account_id}"
-                              f":lexicon/{lx.name}",
-                "Size": len(lx.content.encode())}
+        return {
+            "Alphabet": lx.alphabet,
+            "LanguageCode": lx.language,
+            "LastModified": lx.modified,
+            "LexemesCount": lx.lexemes,
+            "LexiconArn": f"arn:aws:polly:{self.options.region}:{self.options.account_id}"
+            f":lexicon/{lx.name}",
+            "Size": len(lx.content.encode()),
+        }
 
     def _lexicon(self, name: str) -> Lexicon:
         lx = self._lexicons.get(name)
         if lx is None:
-            raise PollyError("LexiconNotFoundException",
-                             f"Lexicon not found: {name}")  # wording UNVERIFIED
+            raise PollyError(
+                "LexiconNotFoundException", f"Lexicon not found: {name}"
+            )  # wording UNVERIFIED
         return lx
 
     def get_lexicon(self, p: Mapping[str, Any]) -> dict[str, Any]:
         with self._lock:
             lx = self._lexicon(p["Name"])
-            return {"Lexicon": {"Content": lx.content, "Name": lx.name},
-                    "LexiconAttributes": self._lexicon_attrs(lx)}
+            return {
+                "Lexicon": {"Content": lx.content, "Name": lx.name},
+                "LexiconAttributes": self._lexicon_attrs(lx),
+            }
 
     def list_lexicons(self, p: Mapping[str, Any]) -> dict[str, Any]:
         if p.get("NextToken"):
             _untoken(p["NextToken"])
         with self._lock:
-            return {"Lexicons": [{"Name": lx.name, "Attributes": self._lexicon_attrs(lx)}
-                                 for lx in sorted(self._lexicons.values(),
-                                                  key=lambda lx: lx.name)]}
+            return {
+                "Lexicons": [
+                    {"Name": lx.name, "Attributes": self._lexicon_attrs(lx)}
+                    for lx in sorted(self._lexicons.values(), key=lambda lx: lx.name)
+                ]
+            }
 
     def delete_lexicon(self, p: Mapping[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -594,8 +717,9 @@ class Emulator:
     def _schedule_loop(self) -> None:
         while True:
             with self._wake:
-                while not self._stopping and (not self._heap
-                                              or self._heap[0][0] > time.monotonic()):
+                while not self._stopping and (
+                    not self._heap or self._heap[0][0] > time.monotonic()
+                ):
                     timeout = self._heap[0][0] - time.monotonic() if self._heap else None
                     self._wake.wait(timeout)
                 if self._stopping:
@@ -626,9 +750,16 @@ class Emulator:
                 raise _TaskFailure(reason)
             with tempfile.TemporaryDirectory(dir=self._workdir.name) as tmp:
                 voice = BY_ID[task.VoiceId]
-                out = self._render(task.text, task.TextType, voice, task.LanguageCode,
-                                   task.OutputFormat, task.sample_rate,
-                                   task.SpeechMarkTypes or [], Path(tmp))
+                out = self._render(
+                    task.text,
+                    task.TextType,
+                    voice,
+                    task.LanguageCode,
+                    task.OutputFormat,
+                    task.sample_rate,
+                    task.SpeechMarkTypes or [],
+                    Path(tmp),
+                )
                 due = task.started + task.RequestCharacters / self.options.chars_per_second
                 if (wait := due - time.monotonic()) > 0:
                     self._stop.wait(wait)
@@ -640,19 +771,32 @@ class Emulator:
             self._update(task, TaskStatus="completed", finished=time.monotonic())
             self.count("tasks_completed")
         except _TaskFailure as e:
-            self._update(task, TaskStatus="failed", TaskStatusReason=str(e),
-                         finished=time.monotonic())
+            self._update(
+                task, TaskStatus="failed", TaskStatusReason=str(e), finished=time.monotonic()
+            )
             self.count("tasks_failed")
         except Exception as e:  # noqa: BLE001 - any error ends the task "failed", as Polly's
             log.warning("task %s failed: %s", task_id, e)
-            self._update(task, TaskStatus="failed", finished=time.monotonic(),
-                         TaskStatusReason=f"Error occurred while synthesizing or writing the "
-                                          f"output: {e}")
+            self._update(
+                task,
+                TaskStatus="failed",
+                finished=time.monotonic(),
+                TaskStatusReason=f"Error occurred while synthesizing or writing the output: {e}",
+            )
             self.count("tasks_failed")
         self._notify(task)
 
-    def _render(self, text: str, text_type: str, voice: VoiceInfo, language: str | None,
-                fmt: str, rate: int, marks: list[str], tmp: Path) -> Path:
+    def _render(
+        self,
+        text: str,
+        text_type: str,
+        voice: VoiceInfo,
+        language: str | None,
+        fmt: str,
+        rate: int,
+        marks: list[str],
+        tmp: Path,
+    ) -> Path:
         """Synthesize with espeak-ng into ``tmp`` and encode; returns the output file."""
         from ..engines import espeak
 
@@ -672,9 +816,12 @@ class Emulator:
             # In a forked child from a warm library: the same text gives the same audio
             # whatever the emulator synthesized before, and tasks use every core.
             samples = espeak.synthesize_isolated(
-                list(ssmlmod.espeak_batches(text, text_type)), ev,
+                list(ssmlmod.espeak_batches(text, text_type)),
+                ev,
                 os.devnull if fmt == "json" else raw,
-                rate_wpm=self.options.espeak_rate_wpm, wav=False)
+                rate_wpm=self.options.espeak_rate_wpm,
+                wav=False,
+            )
             nbytes = 2 * samples
         if nbytes == 0 and fmt != "json":
             with open(raw, "wb") as f:
@@ -684,9 +831,26 @@ class Emulator:
             duration_ms = int(nbytes / 2 / src_rate * 1000)
             out.write_bytes(ssmlmod.speech_marks(text, text_type, marks, duration_ms))
             return out
-        ffmpeg.run(["-f", "s16le", "-ar", str(src_rate), "-ac", "1", "-i", ffmpeg.path_arg(raw),
-                    "-map_metadata", "-1", "-ar", str(rate), "-ac", "1", *_CODECS[fmt],
-                    ffmpeg.path_arg(out)])
+        ffmpeg.run(
+            [
+                "-f",
+                "s16le",
+                "-ar",
+                str(src_rate),
+                "-ac",
+                "1",
+                "-i",
+                ffmpeg.path_arg(raw),
+                "-map_metadata",
+                "-1",
+                "-ar",
+                str(rate),
+                "-ac",
+                "1",
+                *_CODECS[fmt],
+                ffmpeg.path_arg(out),
+            ]
+        )
         os.unlink(raw)
         return out
 
@@ -712,14 +876,20 @@ class Emulator:
             raise _TaskFailure("No S3 endpoint configured")
         if self._denied(task.bucket, task.key):
             raise _TaskFailure("Access denied writing the output to Amazon S3")
-        extra = {"ContentType": facts.CONTENT_TYPES[task.OutputFormat],
-                 **self._encryption(task.bucket)}
+        extra = {
+            "ContentType": facts.CONTENT_TYPES[task.OutputFormat],
+            **self._encryption(task.bucket),
+        }
         try:
             self.s3.upload_file(str(path), task.bucket, task.key, ExtraArgs=extra)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
-                boto3.exceptions.S3UploadFailedError) as e:
-            raise _TaskFailure(f"Error occurred while writing the output to Amazon S3: {e}") \
-                from None
+        except (
+            botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError,
+            boto3.exceptions.S3UploadFailedError,
+        ) as e:
+            raise _TaskFailure(
+                f"Error occurred while writing the output to Amazon S3: {e}"
+            ) from None
         self.count("s3_objects_written")
 
     def _notify(self, task: Task) -> None:
@@ -752,5 +922,3 @@ class Emulator:
 
 class _TaskFailure(Exception):
     """A task ends ``failed`` with this reason."""
-
-

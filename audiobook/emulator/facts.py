@@ -80,8 +80,13 @@ EXTENSIONS: dict[str, str] = {
 # SNS message spellings [3P fixture: "outputFormat":"Mp3", "textType":"Text"]; the others
 # follow the same rule, UNVERIFIED.
 SNS_OUTPUT_FORMATS: dict[str, str] = {
-    "mp3": "Mp3", "ogg_vorbis": "OggVorbis", "ogg_opus": "OggOpus", "pcm": "Pcm",
-    "mulaw": "Mulaw", "alaw": "Alaw", "json": "Json",
+    "mp3": "Mp3",
+    "ogg_vorbis": "OggVorbis",
+    "ogg_opus": "OggOpus",
+    "pcm": "Pcm",
+    "mulaw": "Mulaw",
+    "alaw": "Alaw",
+    "json": "Json",
 }
 SNS_TEXT_TYPES: dict[str, str] = {"text": "Text", "ssml": "Ssml"}
 

@@ -15,18 +15,77 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Protocol, TypedDict, cast
 
 import botocore.loaders
 import botocore.model
+
+# botocore ships no types: the part of its service model read here, as Protocols.
+
+
+class ErrorMetadata(TypedDict, total=False):
+    httpStatusCode: int
+
+
+class ShapeMetadata(TypedDict, total=False):
+    """The constraints of a shape that are enforced here, and its error status."""
+
+    enum: list[str]
+    min: float
+    max: float
+    pattern: str
+    error: ErrorMetadata
+
+
+class Shape(Protocol):
+    @property
+    def type_name(self) -> str: ...
+    @property
+    def metadata(self) -> ShapeMetadata: ...
+    @property
+    def serialization(self) -> Mapping[str, str]: ...
+
+
+class StructureShape(Shape, Protocol):
+    @property
+    def members(self) -> Mapping[str, Shape]: ...
+    @property
+    def required_members(self) -> list[str]: ...
+
+
+class ListShape(Shape, Protocol):
+    @property
+    def member(self) -> Shape: ...
+
+
+class MapShape(Shape, Protocol):
+    @property
+    def key(self) -> Shape: ...
+    @property
+    def value(self) -> Shape: ...
+
+
+class OperationModel(Protocol):
+    @property
+    def http(self) -> Mapping[str, str]: ...
+    @property
+    def input_shape(self) -> StructureShape | None: ...
+    @property
+    def output_shape(self) -> StructureShape | None: ...
+
+
+class ServiceModel(Protocol):
+    @property
+    def operation_names(self) -> list[str]: ...
+    def operation_model(self, operation_name: str) -> OperationModel: ...
+    def shape_for(self, shape_name: str) -> Shape: ...
 
 
 class PollyError(Exception):
     """An error answered on the wire: ``x-amzn-ErrorType: code``, body ``{"message": ...}``
     (plus any modeled extra members), with the status code the model gives the shape."""
 
-    def __init__(self, code: str, message: str, *, status: int | None = None,
-                 **extra: Any) -> None:
+    def __init__(self, code: str, message: str, *, status: int | None = None, **extra: Any) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
@@ -40,9 +99,10 @@ class PollyError(Exception):
 
 
 @cache
-def service_model() -> botocore.model.ServiceModel:
+def service_model() -> ServiceModel:
     raw = botocore.loaders.Loader().load_service_model("polly", "service-2")
-    return botocore.model.ServiceModel(raw, service_name="polly")
+    model: ServiceModel = botocore.model.ServiceModel(raw, service_name="polly")
+    return model
 
 
 def error_status(code: str) -> int:
@@ -55,6 +115,7 @@ def error_status(code: str) -> int:
 
 
 # --- routing ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Route:
@@ -90,24 +151,28 @@ def route(method: str, path: str) -> tuple[str, dict[str, str]] | None:
 
 # --- request parsing ----------------------------------------------------------------------
 
-def _coerce(shape: botocore.model.Shape, raw: str, name: str) -> Any:
+
+def _coerce(shape: Shape, raw: str, name: str) -> Any:
     """A URI/query/header string as the member's type."""
     if shape.type_name in ("integer", "long"):
         try:
             return int(raw)
         except ValueError:
-            raise PollyError("SerializationException",
-                             f"Cannot convert '{raw}' to an integer for {name}") from None
+            raise PollyError(
+                "SerializationException", f"Cannot convert '{raw}' to an integer for {name}"
+            ) from None
     if shape.type_name == "boolean":
         if raw.lower() not in ("true", "false"):
-            raise PollyError("SerializationException",
-                             f"Cannot convert '{raw}' to a boolean for {name}")
+            raise PollyError(
+                "SerializationException", f"Cannot convert '{raw}' to a boolean for {name}"
+            )
         return raw.lower() == "true"
     return raw
 
 
-def parse_request(operation: str, labels: Mapping[str, str], query: str,
-                  headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+def parse_request(
+    operation: str, labels: Mapping[str, str], query: str, headers: Mapping[str, str], body: bytes
+) -> dict[str, Any]:
     """The input parameters of ``operation`` from the pieces of an HTTP request."""
     op = service_model().operation_model(operation)
     shape = op.input_shape
@@ -149,6 +214,7 @@ def parse_request(operation: str, labels: Mapping[str, str], query: str,
 
 # --- validation ----------------------------------------------------------------------------
 
+
 @dataclass
 class Violation:
     path: str  # Coral style: "voiceId", "lexiconNames.1.member"
@@ -171,60 +237,116 @@ def _show(value: Any) -> str:
 
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "integer": (int,), "long": (int,), "boolean": (bool,),
-    "float": (int, float), "double": (int, float), "timestamp": (int, float, str),
-    "blob": (str, bytes), "list": (list,), "map": (dict,), "structure": (dict,),
+    "string": (str,),
+    "integer": (int,),
+    "long": (int,),
+    "boolean": (bool,),
+    "float": (int, float),
+    "double": (int, float),
+    "timestamp": (int, float, str),
+    "blob": (str, bytes),
+    "list": (list,),
+    "map": (dict,),
+    "structure": (dict,),
 }
 
 
-def _check(shape: botocore.model.Shape, value: Any, path: str, top: str,
-           out: list[Violation]) -> None:
+def _check(shape: Shape, value: object, path: str, top: str, out: list[Violation]) -> None:
     tname = shape.type_name
     ok = _PY_TYPES.get(tname, (object,))
     if not isinstance(value, ok) or (tname in ("integer", "long") and isinstance(value, bool)):
         out.append(Violation(path, top, f"Expected {tname} for {path}", value, is_type=True))
         return
     meta = shape.metadata
-    if tname == "string":
+    # the isinstance tests below only narrow for the type checker: `ok` has checked them
+    if tname == "string" and isinstance(value, str):
         if "enum" in meta and value not in meta["enum"]:
-            out.append(Violation(path, top, "Member must satisfy enum value set: ["
-                                 + ", ".join(meta["enum"]) + "]", value))
+            out.append(
+                Violation(
+                    path,
+                    top,
+                    "Member must satisfy enum value set: [" + ", ".join(meta["enum"]) + "]",
+                    value,
+                )
+            )
         if "min" in meta and len(value) < meta["min"]:
-            out.append(Violation(path, top, f"Member must have length greater than or equal "
-                                 f"to {meta['min']}", value))
+            out.append(
+                Violation(
+                    path,
+                    top,
+                    f"Member must have length greater than or equal to {meta['min']}",
+                    value,
+                )
+            )
         if "max" in meta and len(value) > meta["max"]:
-            out.append(Violation(path, top, f"Member must have length less than or equal "
-                                 f"to {meta['max']}", value))
+            out.append(
+                Violation(
+                    path, top, f"Member must have length less than or equal to {meta['max']}", value
+                )
+            )
         if "pattern" in meta and not re.search(meta["pattern"], value):
-            out.append(Violation(path, top, "Member must satisfy regular expression pattern: "
-                                 + meta["pattern"], value))
-    elif tname in ("integer", "long", "float", "double"):
+            out.append(
+                Violation(
+                    path,
+                    top,
+                    "Member must satisfy regular expression pattern: " + meta["pattern"],
+                    value,
+                )
+            )
+    elif tname in ("integer", "long", "float", "double") and isinstance(value, (int, float)):
         if "min" in meta and value < meta["min"]:
-            out.append(Violation(path, top, f"Member must have value greater than or equal "
-                                 f"to {meta['min']}", value))
+            out.append(
+                Violation(
+                    path,
+                    top,
+                    f"Member must have value greater than or equal to {meta['min']}",
+                    value,
+                )
+            )
         if "max" in meta and value > meta["max"]:
-            out.append(Violation(path, top, f"Member must have value less than or equal "
-                                 f"to {meta['max']}", value))
-    elif tname in ("list", "map"):
+            out.append(
+                Violation(
+                    path, top, f"Member must have value less than or equal to {meta['max']}", value
+                )
+            )
+    elif tname in ("list", "map") and isinstance(value, (list, dict)):
         if "min" in meta and len(value) < meta["min"]:
-            out.append(Violation(path, top, f"Member must have length greater than or equal "
-                                 f"to {meta['min']}", value))
+            out.append(
+                Violation(
+                    path,
+                    top,
+                    f"Member must have length greater than or equal to {meta['min']}",
+                    value,
+                )
+            )
         if "max" in meta and len(value) > meta["max"]:
-            out.append(Violation(path, top, f"Member must have length less than or equal "
-                                 f"to {meta['max']}", value))
-        if tname == "list":
+            out.append(
+                Violation(
+                    path, top, f"Member must have length less than or equal to {meta['max']}", value
+                )
+            )
+        if isinstance(value, list):
+            item_shape = cast(ListShape, shape).member
             for i, item in enumerate(value, 1):
-                _check(shape.member, item, f"{path}.{i}.member", top, out)  # type: ignore[attr-defined]
+                _check(item_shape, item, f"{path}.{i}.member", top, out)
         else:
+            map_shape = cast(MapShape, shape)
             for k, v in value.items():
-                _check(shape.key, k, f"{path}.key", top, out)  # type: ignore[attr-defined]
-                _check(shape.value, v, f"{path}.value", top, out)  # type: ignore[attr-defined]
-    elif tname == "structure":
-        members = shape.members  # type: ignore[attr-defined]
-        for req in shape.required_members:  # type: ignore[attr-defined]
+                _check(map_shape.key, k, f"{path}.key", top, out)
+                _check(map_shape.value, v, f"{path}.value", top, out)
+    elif tname == "structure" and isinstance(value, dict):
+        struct = cast(StructureShape, shape)
+        members = struct.members
+        for req in struct.required_members:
             if value.get(req) is None:
-                out.append(Violation(f"{path}.{_lc(req)}" if path else _lc(req),
-                                     top or req, "Member must not be null", None))
+                out.append(
+                    Violation(
+                        f"{path}.{_lc(req)}" if path else _lc(req),
+                        top or req,
+                        "Member must not be null",
+                        None,
+                    )
+                )
         for name, v in value.items():
             if name in members and v is not None:
                 sub = f"{path}.{_lc(name)}" if path else _lc(name)
@@ -243,19 +365,32 @@ def violations(operation: str, params: Mapping[str, Any]) -> list[Violation]:
 # A pattern violation of these members gets its own modeled error [M shape docs], the
 # rest a ValidationException (UNVERIFIED: none of these operations model one).
 _SPECIFIC: dict[str, tuple[str, str]] = {
-    "OutputS3BucketName": ("InvalidS3BucketException",
-                           "The provided Amazon S3 bucket name is invalid. Please check your "
-                           "input with S3 bucket naming requirements and try again."),
-    "OutputS3KeyPrefix": ("InvalidS3KeyException",
-                          "The provided Amazon S3 key prefix is invalid. Please provide a "
-                          "valid S3 object key name."),
-    "SnsTopicArn": ("InvalidSnsTopicArnException",
-                    "The provided SNS topic ARN is invalid. Please provide a valid SNS "
-                    "topic ARN and try again."),
-    "TaskId": ("InvalidTaskIdException", "The provided Task ID is not valid. Please provide "
-               "a valid Task ID and try again."),
-    "NextToken": ("InvalidNextTokenException", "The NextToken is invalid. Verify that it's "
-                  "spelled correctly, and then try again."),
+    "OutputS3BucketName": (
+        "InvalidS3BucketException",
+        (
+            "The provided Amazon S3 bucket name is invalid. Please check your "
+            "input with S3 bucket naming requirements and try again."
+        ),
+    ),
+    "OutputS3KeyPrefix": (
+        "InvalidS3KeyException",
+        "The provided Amazon S3 key prefix is invalid. Please provide a valid S3 object key name.",
+    ),
+    "SnsTopicArn": (
+        "InvalidSnsTopicArnException",
+        (
+            "The provided SNS topic ARN is invalid. Please provide a valid SNS "
+            "topic ARN and try again."
+        ),
+    ),
+    "TaskId": (
+        "InvalidTaskIdException",
+        "The provided Task ID is not valid. Please provide a valid Task ID and try again.",
+    ),
+    "NextToken": (
+        "InvalidNextTokenException",
+        "The NextToken is invalid. Verify that it's spelled correctly, and then try again.",
+    ),
 }
 
 
@@ -272,30 +407,38 @@ def validate(operation: str, params: Mapping[str, Any]) -> None:
             code, msg = _SPECIFIC[v.member]
             raise PollyError(code, msg)
     n = len(found)
-    parts = [f"Value {_show(v.value)} at '{v.path}' failed to satisfy constraint: {v.message}"
-             for v in found]
+    parts = [
+        f"Value {_show(v.value)} at '{v.path}' failed to satisfy constraint: {v.message}"
+        for v in found
+    ]
     noun = "validation error" if n == 1 else "validation errors"
-    raise PollyError("ValidationException", f"{n} {noun} detected: " + "; ".join(parts),
-                     reason="fieldValidationFailed",
-                     fields=[{"name": v.path, "message": v.message} for v in found])
+    raise PollyError(
+        "ValidationException",
+        f"{n} {noun} detected: " + "; ".join(parts),
+        reason="fieldValidationFailed",
+        fields=[{"name": v.path, "message": v.message} for v in found],
+    )
 
 
 # --- response serialization -------------------------------------------------------------
 
-def _out(shape: botocore.model.Shape, value: Any) -> Any:
+
+def _out(shape: Shape, value: Any) -> Any:
     t = shape.type_name
     if t == "structure":
         res = {}
-        for name, member in shape.members.items():  # type: ignore[attr-defined]
+        for name, member in cast(StructureShape, shape).members.items():
             if member.serialization.get("location"):
                 continue
             if name in value and value[name] is not None:
                 res[member.serialization.get("name", name)] = _out(member, value[name])
         return res
     if t == "list":
-        return [_out(shape.member, v) for v in value]  # type: ignore[attr-defined]
+        item_shape = cast(ListShape, shape).member
+        return [_out(item_shape, v) for v in value]
     if t == "map":
-        return {k: _out(shape.value, v) for k, v in value.items()}  # type: ignore[attr-defined]
+        value_shape = cast(MapShape, shape).value
+        return {k: _out(value_shape, v) for k, v in value.items()}
     if t == "timestamp":
         return round(float(value), 3)  # epoch seconds, as Polly sends them
     return value
@@ -321,8 +464,12 @@ class Response:
 
 
 def error_response(err: PollyError, request_id: str) -> Response:
-    return Response(err.status, {
-        "Content-Type": "application/json",
-        "x-amzn-ErrorType": f"{err.code}:http://internal.amazon.com/coral/com.amazonaws.polly.v1/",
-        "x-amzn-RequestId": request_id,
-    }, json.dumps(err.body()).encode())
+    return Response(
+        err.status,
+        {
+            "Content-Type": "application/json",
+            "x-amzn-ErrorType": f"{err.code}:http://internal.amazon.com/coral/com.amazonaws.polly.v1/",
+            "x-amzn-RequestId": request_id,
+        },
+        json.dumps(err.body()).encode(),
+    )

@@ -63,8 +63,13 @@ class TokenBucket:
 class Quotas:
     """All buckets of one emulator. ``enabled=False`` lets everything through."""
 
-    def __init__(self, scale: float = 1.0, overrides: Mapping[str, tuple[float, int]] | None = None,
-                 enabled: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        scale: float = 1.0,
+        overrides: Mapping[str, tuple[float, int]] | None = None,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.enabled = enabled
         table = {**DEFAULT_QUOTAS, **(overrides or {})}
         self.limits = {k: (r * scale, max(1, math.ceil(b * scale))) for k, (r, b) in table.items()}

@@ -20,7 +20,7 @@ import urllib.parse
 import uuid
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self, cast
 
 from . import facts, protocol
 from .core import Emulator, EmulatorOptions, TaskInfo
@@ -41,8 +41,9 @@ _HANDLERS = {
 }
 
 
-def handle(emu: Emulator, method: str, target: str, headers: dict[str, str],
-           body: bytes) -> Response:
+def handle(
+    emu: Emulator, method: str, target: str, headers: dict[str, str], body: bytes
+) -> Response:
     """One HTTP request in, one response out."""
     request_id = str(uuid.uuid4())
     url = urllib.parse.urlsplit(target)
@@ -51,8 +52,9 @@ def handle(emu: Emulator, method: str, target: str, headers: dict[str, str],
     found = protocol.route(method, url.path)
     try:
         if found is None:
-            raise PollyError("UnknownOperationException",
-                             f"No operation at {method} {url.path}", status=404)
+            raise PollyError(
+                "UnknownOperationException", f"No operation at {method} {url.path}", status=404
+            )
         operation, labels = found
         emu.count(f"requests.{operation}")
         params = protocol.parse_request(operation, labels, url.query, headers, body)
@@ -67,13 +69,22 @@ def handle(emu: Emulator, method: str, target: str, headers: dict[str, str],
         protocol.validate(operation, params)
         if operation == "SynthesizeSpeech":
             audio, ctype, chars = emu.synthesize_speech(params)
-            return Response(200, {"Content-Type": ctype, "x-amzn-RequestCharacters": str(chars),
-                                  "x-amzn-RequestId": request_id}, audio)
+            return Response(
+                200,
+                {
+                    "Content-Type": ctype,
+                    "x-amzn-RequestCharacters": str(chars),
+                    "x-amzn-RequestId": request_id,
+                },
+                audio,
+            )
         method_name = _HANDLERS.get(operation)
         if method_name is None:
-            raise PollyError("ValidationException",
-                             f"The emulator does not implement {operation}",
-                             reason="unsupportedOperation")
+            raise PollyError(
+                "ValidationException",
+                f"The emulator does not implement {operation}",
+                reason="unsupportedOperation",
+            )
         result = getattr(emu, method_name)(params)
         out_headers, out_body = protocol.serialize_output(operation, result)
         out_headers["x-amzn-RequestId"] = request_id
@@ -85,7 +96,8 @@ def handle(emu: Emulator, method: str, target: str, headers: dict[str, str],
         log.exception("emulator error on %s %s", method, target)
         emu.count("errors.internal")
         return protocol.error_response(
-            PollyError("ServiceFailureException", facts.SERVICE_FAILURE_MESSAGE), request_id)
+            PollyError("ServiceFailureException", facts.SERVICE_FAILURE_MESSAGE), request_id
+        )
 
 
 def _admin(emu: Emulator, method: str, path: str) -> Response:
@@ -116,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _serve
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - " + format, self.address_string(), *args)
 
 
@@ -133,15 +145,18 @@ class EmulatorServer:
     """A running emulator: ``url``, ``tasks``, ``stats``, ``shutdown()``; also a
     context manager."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 options: EmulatorOptions | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, options: EmulatorOptions | None = None
+    ) -> None:
         self.options = options or EmulatorOptions()
         self.emulator = Emulator(self.options)
         self._httpd = _HTTPServer((host, port), self.emulator)
-        self.host, self.port = self._httpd.server_address[:2]  # type: ignore[misc]
+        # an AF_INET(6) socket's name starts (host str, port int); typeshed allows bytes too
+        self.host, self.port = cast("tuple[str, int]", self._httpd.server_address[:2])
         self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
-                                        name="polly-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="polly-emulator", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -167,7 +182,7 @@ class EmulatorServer:
         self._thread.join(timeout=5)
         self.emulator.close()
 
-    def __enter__(self) -> EmulatorServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -177,8 +192,13 @@ class EmulatorServer:
 _FAULT_NAMES = {f for f in FaultOptions.__dataclass_fields__}
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, s3_endpoint: str | None = None,
-          region: str = "us-east-1", **options: Any) -> EmulatorServer:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    s3_endpoint: str | None = None,
+    region: str = "us-east-1",
+    **options: Any,
+) -> EmulatorServer:
     """Start an emulator in a background thread and return it.
 
     ``options`` are EmulatorOptions fields (queue_delay, chars_per_second, workers,
@@ -188,6 +208,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, s3_endpoint: str | None = None
     """
     faults = {k: options.pop(k) for k in list(options) if k in _FAULT_NAMES}
     base = options.pop("faults", FaultOptions())
-    opts = EmulatorOptions(region=region, s3_endpoint=s3_endpoint,
-                           faults=replace(base, **faults), **options)
+    opts = EmulatorOptions(
+        region=region, s3_endpoint=s3_endpoint, faults=replace(base, **faults), **options
+    )
     return EmulatorServer(host, port, opts)

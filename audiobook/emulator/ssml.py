@@ -13,7 +13,7 @@ import html
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -25,9 +25,23 @@ _AMZ = "{" + AMAZON_NS + "}"
 XML_NS = "{http://www.w3.org/XML/1998/namespace}"
 
 KNOWN_TAGS = {
-    "speak", "break", "lang", "p", "s", "sub", "w", "emphasis", "prosody", "mark",
-    "phoneme", "say-as", _AMZ + "effect", _AMZ + "auto-breaths", _AMZ + "domain",
-    _AMZ + "breath", _AMZ + "max-duration",
+    "speak",
+    "break",
+    "lang",
+    "p",
+    "s",
+    "sub",
+    "w",
+    "emphasis",
+    "prosody",
+    "mark",
+    "phoneme",
+    "say-as",
+    _AMZ + "effect",
+    _AMZ + "auto-breaths",
+    _AMZ + "domain",
+    _AMZ + "breath",
+    _AMZ + "max-duration",
 }
 UNSUPPORTED_TAGS = {"audio", "lexicon", "lookup", "voice"}  # anywhere [D limits.md]
 
@@ -101,8 +115,12 @@ def check(root: ET.Element, engine: str) -> None:
             raise unsupported()
         if tag == _AMZ + "effect":
             name = el.get("name")
-            if name != "drc" or engine == "generative" or el.get("phonation") \
-                    or el.get("vocal-tract-length"):
+            if (
+                name != "drc"
+                or engine == "generative"
+                or el.get("phonation")
+                or el.get("vocal-tract-length")
+            ):
                 raise unsupported()
         if tag == _AMZ + "domain" and engine != "neural":
             raise unsupported()
@@ -118,15 +136,16 @@ def billable_chars(text: str, text_type: str) -> int:
     """Characters Polly bills: text outside tags, entities decoded. Uses the renderer's
     own counter when the project has one, so that estimate and bill agree."""
     if text_type == "ssml":
+        project_count: Callable[[str], int] | None
         try:
-            from ..ssml import billable_chars as project_count  # type: ignore[attr-defined]
+            from ..ssml import billable_chars as project_count
         except ImportError:
             project_count = None
         if project_count is not None:
             parse(text)  # still reject malformed SSML
             try:
                 return int(project_count(text))
-            except Exception:  # noqa: BLE001 - a different signature: count ourselves
+            except Exception:  # noqa: BLE001, S110 - a different signature: count ourselves
                 pass
     return _own_billable(text, text_type)
 
@@ -134,8 +153,14 @@ def billable_chars(text: str, text_type: str) -> int:
 # --- text for espeak-ng ---------------------------------------------------------------------
 
 _KEEP = {"p", "s"}
-_BREAK_STRENGTH = {"none": 0.0, "x-weak": 0.1, "weak": 0.25, "medium": 0.4, "strong": 0.7,
-                   "x-strong": 1.2}
+_BREAK_STRENGTH = {
+    "none": 0.0,
+    "x-weak": 0.1,
+    "weak": 0.25,
+    "medium": 0.4,
+    "strong": 0.7,
+    "x-strong": 1.2,
+}
 
 
 def _render_el(el: ET.Element) -> str:
@@ -190,8 +215,7 @@ def _pieces(el: ET.Element, max_chars: int) -> Iterator[str]:
         yield from _split_text(escape(child.tail or ""), max_chars)
 
 
-def espeak_batches(text: str, text_type: str, max_chars: int = 4000
-                   ) -> Iterator[tuple[str, bool]]:
+def espeak_batches(text: str, text_type: str, max_chars: int = 4000) -> Iterator[tuple[str, bool]]:
     """The input as a series of (text, is_ssml) pieces for espeak-ng of about
     ``max_chars`` each, cut between elements, sentences or words, so that a long task
     never holds all of its audio in memory."""
@@ -212,15 +236,16 @@ def espeak_batches(text: str, text_type: str, max_chars: int = 4000
 
 # --- speech marks -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Seg:
     start: int  # character index of the segment in the raw input
     raw: str  # raw text, entities not decoded
 
 
-_TOKEN = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<[^>]*>", re.S)
-_BLOCK_END = re.compile(r"</\s*(s|p|speak)\s*>|<\s*break\b[^>]*>", re.I)
-_MARK = re.compile(r"<\s*mark\b[^>]*\bname\s*=\s*(['\"])(.*?)\1[^>]*>", re.I)
+_TOKEN = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<[^>]*>", re.DOTALL)
+_BLOCK_END = re.compile(r"</\s*(s|p|speak)\s*>|<\s*break\b[^>]*>", re.IGNORECASE)
+_MARK = re.compile(r"<\s*mark\b[^>]*\bname\s*=\s*(['\"])(.*?)\1[^>]*>", re.IGNORECASE)
 _WORD = re.compile(r"[\w'’&;#-]+")
 
 
@@ -264,12 +289,19 @@ def speech_marks(text: str, text_type: str, types: list[str], duration_ms: int) 
 
     def entry(kind: str, a: int, b: int) -> dict[str, object]:
         ra, rb = pos[a], pos[b - 1] + 1
-        return {"time": t(a), "type": kind, "start": byte_at[ra], "end": byte_at[rb],
-                "value": text[ra:rb]}
+        return {
+            "time": t(a),
+            "type": kind,
+            "start": byte_at[ra],
+            "end": byte_at[rb],
+            "value": text[ra:rb],
+        }
 
     events: list[tuple[int, int, dict[str, object]]] = []
     if "sentence" in types:
-        for m in re.finditer(r"[^\n.!?]*[^\s\n.!?][^\n.!?]*(?:[.!?]+[\"')\]»”’]*|(?=\n)|$)", logical):
+        for m in re.finditer(
+            r"[^\n.!?]*[^\s\n.!?][^\n.!?]*(?:[.!?]+[\"')\]»”’]*|(?=\n)|$)", logical
+        ):
             a, b = m.start(), m.end()
             while a < b and logical[a].isspace():
                 a += 1
@@ -284,7 +316,18 @@ def speech_marks(text: str, text_type: str, types: list[str], duration_ms: int) 
                 events.append((t(a), 1, entry("word", a, b)))
     if "ssml" in types:
         for li, rs, re_, name in marks:
-            events.append((t(li), 2, {"time": t(li), "type": "ssml", "start": byte_at[rs],
-                                      "end": byte_at[re_], "value": name}))
+            events.append(
+                (
+                    t(li),
+                    2,
+                    {
+                        "time": t(li),
+                        "type": "ssml",
+                        "start": byte_at[rs],
+                        "end": byte_at[re_],
+                        "value": name,
+                    },
+                )
+            )
     events.sort(key=lambda e: (e[0], e[1]))
     return b"".join(json.dumps(e[2], ensure_ascii=False).encode() + b"\n" for e in events)

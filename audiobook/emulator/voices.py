@@ -25,8 +25,17 @@ class VoiceInfo:
     verified: bool = True
 
 
-def _v(id_: str, gender: str, lang: str, lang_name: str, engines: str, *,
-       name: str | None = None, extra: tuple[str, ...] = (), ok: bool = True) -> VoiceInfo:
+def _v(
+    id_: str,
+    gender: str,
+    lang: str,
+    lang_name: str,
+    engines: str,
+    *,
+    name: str | None = None,
+    extra: tuple[str, ...] = (),
+    ok: bool = True,
+) -> VoiceInfo:
     eng = tuple(e for e, flag in zip((S, N, L, G), "SNLG") if flag in engines)
     return VoiceInfo(id_, name or id_, gender, lang, lang_name, eng, extra, ok)
 
@@ -158,11 +167,25 @@ BY_ID: dict[str, VoiceInfo] = {v.id: v for v in VOICES}
 # espeak-ng voice per language (the emulator speaks every Polly voice with espeak-ng);
 # languages not listed use their first subtag, then English.
 ESPEAK_LANGUAGES: dict[str, str] = {
-    "en-US": "en-us", "en-GB": "en", "en-GB-WLS": "en", "en-AU": "en", "en-IN": "en",
-    "en-NZ": "en", "en-ZA": "en", "en-IE": "en", "en-SG": "en",
-    "es-ES": "es", "es-MX": "es-419", "es-US": "es-419",
-    "pt-BR": "pt-br", "pt-PT": "pt", "cmn-CN": "cmn", "yue-CN": "yue",
-    "arb": "ar", "ar-AE": "ar", "nb-NO": "nb",
+    "en-US": "en-us",
+    "en-GB": "en",
+    "en-GB-WLS": "en",
+    "en-AU": "en",
+    "en-IN": "en",
+    "en-NZ": "en",
+    "en-ZA": "en",
+    "en-IE": "en",
+    "en-SG": "en",
+    "es-ES": "es",
+    "es-MX": "es-419",
+    "es-US": "es-419",
+    "pt-BR": "pt-br",
+    "pt-PT": "pt",
+    "cmn-CN": "cmn",
+    "yue-CN": "yue",
+    "arb": "ar",
+    "ar-AE": "ar",
+    "nb-NO": "nb",
 }
 
 

@@ -139,7 +139,7 @@ def _utf16_without_bom(head: bytes) -> str | None:
 def _decode(raw: bytes, *, markup: bool) -> tuple[str, str, str]:
     for bom, enc in _BOMS:
         if raw.startswith(bom):
-            return raw[len(bom):].decode(enc, errors="replace"), enc, "bom"
+            return raw[len(bom) :].decode(enc, errors="replace"), enc, "bom"
     utf16 = _utf16_without_bom(raw[:8192]) if b"\x00" in raw[:8192] else None
     if utf16 is not None:
         return raw.decode(utf16, errors="replace"), utf16, "detected"
@@ -150,7 +150,7 @@ def _decode(raw: bytes, *, markup: bool) -> tuple[str, str, str]:
         mislabelled = declared == "cp1252" and not raw.isascii() and _is_utf8(raw)
         if declared is not None and not mislabelled:
             enc = declared
-            if enc.startswith("utf-16") or enc.startswith("utf-32"):
+            if enc.startswith(("utf-16", "utf-32")):
                 enc = "utf-8"  # a declaration readable as ASCII cannot be UTF-16 (WHATWG)
             return raw.decode(enc, errors="replace"), enc, "declared"
     if _is_utf8(raw):

@@ -23,6 +23,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 
 @dataclass(frozen=True)
@@ -110,12 +111,17 @@ class SafeZip:
         declared = info.file_size
         if declared > lim.max_member_bytes:
             raise ZipLimitExceeded(
-                f"member {name!r} declares {declared} bytes (limit {lim.max_member_bytes})")
-        if declared > lim.ratio_floor_bytes and info.compress_size > 0 \
-                and declared / info.compress_size > lim.max_ratio:
+                f"member {name!r} declares {declared} bytes (limit {lim.max_member_bytes})"
+            )
+        if (
+            declared > lim.ratio_floor_bytes
+            and info.compress_size > 0
+            and declared / info.compress_size > lim.max_ratio
+        ):
             raise ZipLimitExceeded(
                 f"member {name!r} compresses {declared / info.compress_size:.0f}:1 "
-                f"(limit {lim.max_ratio:.0f}:1)")
+                f"(limit {lim.max_ratio:.0f}:1)"
+            )
         if self._read_total + declared > lim.max_total_bytes:
             raise ZipLimitExceeded(f"more than {lim.max_total_bytes} bytes inflated in all")
         parts: list[bytes] = []
@@ -137,9 +143,13 @@ class SafeZip:
     def close(self) -> None:
         self._zf.close()
 
-    def __enter__(self) -> SafeZip:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

@@ -20,7 +20,8 @@ import html.entities
 import re
 from dataclasses import dataclass, field
 
-from lxml import etree, html as lxml_html
+from lxml import etree
+from lxml import html as lxml_html
 
 from ..model import Block, BlockKind
 
@@ -35,8 +36,11 @@ _SPACE = re.compile(r"\s+")
 # Applied after whitespace is collapsed, so that it stays linear on hostile input.
 _EMPTY_BRACKETS = re.compile(r"\[ ?\]|\( ?\)")
 # Alt text that says nothing about the picture.
-_GENERIC_ALT = re.compile(r"^(cover( image)?|title ?page|image|img|illustration|picture|"
-                          r"photo|figure|logo|decoration|ornament|\W*)$", re.I)
+_GENERIC_ALT = re.compile(
+    r"^(cover( image)?|title ?page|image|img|illustration|picture|"
+    r"photo|figure|logo|decoration|ornament|\W*)$",
+    re.IGNORECASE,
+)
 
 
 def clean_text(text: str) -> str:
@@ -45,18 +49,25 @@ def clean_text(text: str) -> str:
 
 
 def xml_parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           dtd_validation=False, huge_tree=False, remove_comments=True,
-                           remove_pis=True)
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
 
 
 def _html_parser(encoding: str | None = None) -> lxml_html.HTMLParser:
-    return lxml_html.HTMLParser(no_network=True, huge_tree=False, remove_comments=True,
-                                remove_pis=True, encoding=encoding)
+    return lxml_html.HTMLParser(
+        no_network=True, huge_tree=False, remove_comments=True, remove_pis=True, encoding=encoding
+    )
 
 
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
-_META_CHARSET = re.compile(rb"<meta[^>]+charset", re.I)
+_META_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
 
 
 def _encoding(data: bytes) -> str | None:
@@ -86,11 +97,11 @@ def parse_xml(data: bytes) -> etree._Element:
     except LookupError as exc:  # an unknown encoding name in the XML declaration
         raise ValueError(f"unknown encoding ({exc})") from exc
     if root is None:
-        raise etree.XMLSyntaxError("empty document", None, 0, 0)  # type: ignore[call-arg]
+        raise etree.XMLSyntaxError("empty document", None, 0, 0)
     return root
 
 
-_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.S | re.I)
+_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.DOTALL | re.IGNORECASE)
 
 
 def parse_xhtml(data: bytes) -> tuple[etree._Element | None, str | None]:
@@ -118,8 +129,8 @@ def node_text(el: etree._Element, skip: frozenset[str] = frozenset({"rt", "rp"})
         if node.text:
             parts.append(node.text)
         for child in node:
-            if child.tag is etree.Entity:
-                parts.append(html.entities.html5.get(f"{child.name};", ""))  # type: ignore
+            if isinstance(child, etree._Entity):  # its tag is the etree.Entity factory
+                parts.append(html.entities.html5.get(f"{child.name};", ""))
             elif isinstance(child.tag, str) and localname(child) not in skip:
                 walk(child)
             if child.tail:
@@ -152,8 +163,11 @@ def epub_types(el: etree._Element) -> frozenset[str]:
 
 
 def element_id(el: etree._Element) -> str | None:
-    return el.get("id") or el.get("{http://www.w3.org/XML/1998/namespace}id") or (
-        el.get("name") if localname(el) == "a" else None)
+    return (
+        el.get("id")
+        or el.get("{http://www.w3.org/XML/1998/namespace}id")
+        or (el.get("name") if localname(el) == "a" else None)
+    )
 
 
 @dataclass(frozen=True)
@@ -175,24 +189,78 @@ Event = Mark | Item
 
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _BLOCK = {
-    "address", "article", "aside", "blockquote", "body", "caption", "center", "dd", "details",
-    "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "header",
-    "hgroup", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table",
-    "tbody", "td", "tfoot", "th", "thead", "tr", "ul", "html", "default", "switch",
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "body",
+    "caption",
+    "center",
+    "dd",
+    "details",
+    "dialog",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "header",
+    "hgroup",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+    "html",
+    "default",
+    "switch",
     *_HEADINGS,
 }
 _SKIP_TAGS = {
-    "head", "script", "style", "title", "rt", "rp", "template", "noscript", "svg", "audio",
-    "video", "iframe", "canvas", "input", "select", "textarea", "button", "object", "embed",
-    "map", "meta", "link", "case",  # epub:switch: only epub:default is read
+    "head",
+    "script",
+    "style",
+    "title",
+    "rt",
+    "rp",
+    "template",
+    "noscript",
+    "svg",
+    "audio",
+    "video",
+    "iframe",
+    "canvas",
+    "input",
+    "select",
+    "textarea",
+    "button",
+    "object",
+    "embed",
+    "map",
+    "meta",
+    "link",
+    "case",  # epub:switch: only epub:default is read
 }
-_SKIP_TYPES = {"pagebreak", "toc", "landmarks", "page-list", "noteref", "backlink", "loi",
-               "lot"}
-_NOTE_TYPES = {"footnote", "endnote", "rearnote", "note", "footnotes", "endnotes",
-               "rearnotes"}
+_SKIP_TYPES = {"pagebreak", "toc", "landmarks", "page-list", "noteref", "backlink", "loi", "lot"}
+_NOTE_TYPES = {"footnote", "endnote", "rearnote", "note", "footnotes", "endnotes", "rearnotes"}
 _SKIP_CLASSES = {"pagenum", "pageno", "page-number", "pagebreak"}
 # Link text that is only a note number or symbol: 12, [12], (12), *, †, ‡, §.
-_NOTE_MARK = re.compile(r"^[\[(]?\s*(?:\d{1,4}|[*†‡§¶#]{1,3}|[a-z])\s*[\])]?\.?$", re.I)
+_NOTE_MARK = re.compile(r"^[\[(]?\s*(?:\d{1,4}|[*†‡§¶#]{1,3}|[a-z])\s*[\])]?\.?$", re.IGNORECASE)
 _DIGIT_MARK = re.compile(r"^[\[(]?\s*(?:\d{1,4}|[*†‡§¶#]{1,3})\s*[\])]?\.?$")
 _MAX_DEPTH = 200
 
@@ -204,13 +272,17 @@ def _is_note_link(el: etree._Element, name: str) -> bool:
         if _DIGIT_MARK.match(text) or text in ("↩", "↑", "^"):
             return True
         if _NOTE_MARK.match(text) and (
-                any(localname(c) == "sup" for c in el)
-                or (el.getparent() is not None and localname(el.getparent()) == "sup")):
+            any(localname(c) == "sup" for c in el)
+            or ((parent := el.getparent()) is not None and localname(parent) == "sup")
+        ):
             return True
     if name == "sup":
         links = [c for c in el if localname(c) == "a" and c.get("href") is not None]
-        if links and not (el.text or "").strip() and all(
-                _NOTE_MARK.match(clean_text("".join(a.itertext()))) for a in links):
+        if (
+            links
+            and not (el.text or "").strip()
+            and all(_NOTE_MARK.match(clean_text("".join(a.itertext()))) for a in links)
+        ):
             return True
     return False
 
@@ -241,12 +313,12 @@ class _Walk:
             self.buf.append(s)
 
     def visit(self, el: etree._Element, depth: int) -> None:
-        tag = el.tag
-        if tag is etree.Entity:
-            ref = html.entities.html5.get(f"{el.name};")  # type: ignore[attr-defined]
+        if isinstance(el, etree._Entity):  # its tag is the etree.Entity factory
+            ref = html.entities.html5.get(f"{el.name};")
             self.text(ref)  # unknown (possibly hostile) entities are dropped
             self.text(el.tail)
             return
+        tag = el.tag
         if not isinstance(tag, str):  # comment, processing instruction
             self.text(el.tail)
             return
@@ -340,8 +412,9 @@ def doc_types(root: etree._Element) -> frozenset[str]:
     return frozenset(words)
 
 
-def extract(root: etree._Element, targets: frozenset[str] = frozenset(),
-            captions: bool = True) -> list[Event]:
+def extract(
+    root: etree._Element, targets: frozenset[str] = frozenset(), captions: bool = True
+) -> list[Event]:
     """The document's text as events in reading order (see module docstring).
     ``captions=False`` leaves out image alt text and figure captions."""
     walk = _Walk(targets, captions=captions)

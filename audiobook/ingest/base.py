@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from ..errors import ConfigError
 from ..model import Book
+
+TableMode = Literal["summary", "skip", "read"]
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class IngestOptions:
     skip_matter: bool = False  # leave out front and back matter (copyright, colophon, index)
     footnotes: str = "end"  # "end" (read at the end of the chapter) | "drop"
     captions: bool = True  # HTML: read figure captions and alt text
-    tables: str = "summary"  # HTML/Markdown: "summary" (spoken description) | "skip" | "read"
+    tables: TableMode = "summary"  # HTML/Markdown: "summary" (spoken description) | "skip" | "read"
 
     def __post_init__(self) -> None:
         if self.footnotes not in ("end", "drop"):

@@ -45,8 +45,19 @@ from lxml import etree
 from ..errors import CorruptDocument, EncryptedDocument, InputError, NoTextError
 from ..model import Block, Book, Chapter, ChapterRole, Cover
 from ._safezip import DEFAULT_LIMITS, SafeZip, UnsafeName, ZipLimitExceeded, ZipLimits
-from ._xhtml import (Event, Item, Mark, clean_text, doc_types, epub_types, extract, localname,
-                     node_text, parse_xhtml, parse_xml)
+from ._xhtml import (
+    Event,
+    Item,
+    Mark,
+    clean_text,
+    doc_types,
+    epub_types,
+    extract,
+    localname,
+    node_text,
+    parse_xhtml,
+    parse_xml,
+)
 from .base import IngestOptions, Ingestor
 
 DC_NS = "http://purl.org/dc/elements/1.1/"
@@ -54,29 +65,63 @@ _MAX_WARNINGS = 50
 # What a damaged zip raises while a member is read: a bad CRC, a truncated deflate
 # stream, a seek past the end, an unknown compression method, a password-protected
 # member.
-_ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-               RuntimeError, ValueError)
+_ZIP_DAMAGE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
 
 _LICENCE = re.compile(
-    r"project gutenberg|full licen[cs]e|^\*+\s*(start|end)\b|gutenberg-tm", re.I)
+    r"project gutenberg|full licen[cs]e|^\*+\s*(start|end)\b|gutenberg-tm", re.IGNORECASE
+)
 _FRONT_TITLES = re.compile(
     r"^(the )?(cover|couverture|title ?page|half ?title|page de titre|imprint|copyright"
-    r"( page)?|(table of )?contents|brief contents|table des mati[eè]res|表紙|目次)$", re.I)
-_BACK_TITLES = re.compile(r"^(colophon|uncopyright|index|licen[cs]e)$", re.I)
-_FRONT_TYPES = {"cover", "titlepage", "halftitlepage", "halftitle", "imprint",
-                "copyright-page", "toc", "loi", "lot", "seriespage", "errata"}
+    r"( page)?|(table of )?contents|brief contents|table des mati[eè]res|表紙|目次)$",
+    re.IGNORECASE,
+)
+_BACK_TITLES = re.compile(r"^(colophon|uncopyright|index|licen[cs]e)$", re.IGNORECASE)
+_FRONT_TYPES = {
+    "cover",
+    "titlepage",
+    "halftitlepage",
+    "halftitle",
+    "imprint",
+    "copyright-page",
+    "toc",
+    "loi",
+    "lot",
+    "seriespage",
+    "errata",
+}
 _BACK_TYPES = {"colophon", "index", "index-group"}
-_GUIDE_TYPES = {"cover": "front", "title-page": "front", "copyright-page": "front",
-                "toc": "front", "colophon": "back", "index": "back"}
-_PG_START = re.compile(r"^\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG", re.I)
-_PG_END = re.compile(r"^\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG", re.I)
-_PG_START_IN = re.compile(r"\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG[^*]*(\*{3})?", re.I)
-_PG_END_IN = re.compile(r"(End of (the )?Project Gutenberg\S* (EBook|etext)[^*]*)?"
-                        r"\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG", re.I)
+_GUIDE_TYPES: dict[str, ChapterRole] = {
+    "cover": "front",
+    "title-page": "front",
+    "copyright-page": "front",
+    "toc": "front",
+    "colophon": "back",
+    "index": "back",
+}
+_PG_START = re.compile(r"^\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG", re.IGNORECASE)
+_PG_END = re.compile(r"^\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG", re.IGNORECASE)
+_PG_START_IN = re.compile(
+    r"\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG[^*]*(\*{3})?", re.IGNORECASE
+)
+_PG_END_IN = re.compile(
+    r"(End of (the )?Project Gutenberg\S* (EBook|etext)[^*]*)?"
+    r"\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG",
+    re.IGNORECASE,
+)
 _CHAPTER_PARA = re.compile(
     r"^(第[一二三四五六七八九十百千零〇○两\d]+[回章節节卷部篇]"
     r"|(chapter|chapitre|cap[ií]tulo|capitolo|kapitel|book|livre|part)\s+"
-    r"([ivxlcdm]+|\d+|[a-z]+)\b)", re.I)
+    r"([ivxlcdm]+|\d+|[a-z]+)\b)",
+    re.IGNORECASE,
+)
 
 
 # --------------------------------------------------------------------------- package
@@ -192,8 +237,12 @@ def _parse_opf(data: bytes, opf_path: str) -> _Package:
             if iid and href and iid not in pkg.manifest:
                 ipath, _ = resolve_href(opf_path, href)
                 if ipath is not None:
-                    pkg.manifest[iid] = _Item(iid, ipath, (el.get("media-type") or "").lower(),
-                                              frozenset((el.get("properties") or "").split()))
+                    pkg.manifest[iid] = _Item(
+                        iid,
+                        ipath,
+                        (el.get("media-type") or "").lower(),
+                        frozenset((el.get("properties") or "").split()),
+                    )
         elif name == "spine":
             pkg.toc_id = el.get("toc")
             ppd = (el.get("page-progression-direction") or "").lower()
@@ -287,7 +336,7 @@ def _inherit_targets(entries: list[_Entry]) -> list[_Entry]:
     out = list(entries)
     for i, e in enumerate(out):
         if e.path is None:
-            for f in out[i + 1:]:
+            for f in out[i + 1 :]:
                 if f.level <= e.level:
                     break
                 if f.path is not None:
@@ -297,8 +346,11 @@ def _inherit_targets(entries: list[_Entry]) -> list[_Entry]:
 
 
 def _is_licence(title: str) -> bool:
-    return bool(_LICENCE.search(title)) or bool(re.match(r"^section \d+\.", title, re.I)) \
+    return (
+        bool(_LICENCE.search(title))
+        or bool(re.match(r"^section \d+\.", title, re.IGNORECASE))
         and "gutenberg" in title.lower()
+    )
 
 
 # -------------------------------------------------------------------------- assembly
@@ -440,8 +492,9 @@ class _Reader:
             opf = self.z.read(opf_path)
             pkg = _parse_opf(opf, opf_path)
         except (etree.XMLSyntaxError, ValueError) as exc:
-            raise CorruptDocument(self.path, f"damaged package document {opf_path} "
-                                             f"({_first_line(exc)})") from exc
+            raise CorruptDocument(
+                self.path, f"damaged package document {opf_path} ({_first_line(exc)})"
+            ) from exc
         if not pkg.spine:
             raise CorruptDocument(self.path, "not an EPUB (the package has no reading order)")
         self._check_encryption(pkg)
@@ -455,22 +508,24 @@ class _Reader:
         guide_roles: dict[str, ChapterRole] = {}
         for gtype, gpath, gfrag in pkg.guide:
             if gtype in _GUIDE_TYPES:
-                guide_roles[gpath + (f"#{gfrag}" if gfrag else "")] = \
-                    _GUIDE_TYPES[gtype]  # type: ignore[assignment]
+                guide_roles[gpath + (f"#{gfrag}" if gfrag else "")] = _GUIDE_TYPES[gtype]
         spine_paths = {item.path for item, _ in pkg.spine}
         usable = [e for e in entries if e.path in spine_paths]
         title = pkg.titles[0] if pkg.titles else self.path.stem
         if usable and not all(_is_licence(e.title) for e in entries):
-            chapters = self._toc_chapters(pkg, entries, landmarks, guide_roles)
+            accs = self._toc_chapters(pkg, entries, landmarks, guide_roles)
         else:
             if entries and not usable:
-                self.warn("the table of contents points at nothing in the reading order; "
-                          "chapters come from the text")
+                self.warn(
+                    "the table of contents points at nothing in the reading order; "
+                    "chapters come from the text"
+                )
             elif entries:
-                self.warn("the table of contents lists only licence sections; "
-                          "chapters come from the text")
-            chapters = self._fallback_chapters(pkg, title)
-        chapters = self._finish(chapters)
+                self.warn(
+                    "the table of contents lists only licence sections; chapters come from the text"
+                )
+            accs = self._fallback_chapters(pkg, title)
+        chapters = self._finish(accs)
 
         return Book(
             title=title,
@@ -498,8 +553,9 @@ class _Reader:
         for enc in root.iter():
             if localname(enc) != "encrypteddata":
                 continue
-            algos = {m.get("Algorithm", "") for m in enc.iter()
-                     if localname(m) == "encryptionmethod"}
+            algos = {
+                m.get("Algorithm", "") for m in enc.iter() if localname(m) == "encryptionmethod"
+            }
             if algos and all("embedding" in a or "pdf/enc#RC" in a for a in algos):
                 continue  # font obfuscation, not DRM
             for ref in enc.iter():
@@ -523,8 +579,14 @@ class _Reader:
         if not entries:
             ncx = pkg.manifest.get(pkg.toc_id or "")
             if ncx is None:
-                ncx = next((i for i in pkg.manifest.values()
-                            if i.media_type == "application/x-dtbncx+xml"), None)
+                ncx = next(
+                    (
+                        i
+                        for i in pkg.manifest.values()
+                        if i.media_type == "application/x-dtbncx+xml"
+                    ),
+                    None,
+                )
             if ncx is not None:
                 data = self.read_member(ncx.path)
                 if data is not None:
@@ -535,15 +597,23 @@ class _Reader:
         # Some books' TOCs spell file names in another case than the manifest.
         known = {i.path for i in pkg.manifest.values()}
         folded = {p.lower(): p for p in known}
-        entries = [e if e.path is None or e.path in known
-                   else replace(e, path=folded.get(e.path.lower(), e.path)) for e in entries]
+        entries = [
+            e
+            if e.path is None or e.path in known
+            else replace(e, path=folded.get(e.path.lower(), e.path))
+            for e in entries
+        ]
         return _inherit_targets(entries), landmarks
 
     # ---------------------------------------------------------------- TOC mode
 
-    def _toc_chapters(self, pkg: _Package, entries: list[_Entry],
-                      landmarks: dict[str, set[str]],
-                      guide_roles: dict[str, ChapterRole]) -> list[_Acc]:
+    def _toc_chapters(
+        self,
+        pkg: _Package,
+        entries: list[_Entry],
+        landmarks: dict[str, set[str]],
+        guide_roles: dict[str, ChapterRole],
+    ) -> list[_Acc]:
         targeted = {e.path for e in entries if e.path}
         frags: dict[str, set[str]] = {}
         for e in entries:
@@ -568,7 +638,8 @@ class _Reader:
 
         loaded = {d.path for d in docs}
         marks_in: dict[str, set[str]] = {
-            d.path: {ev.id for ev in d.events if isinstance(ev, Mark)} for d in docs}
+            d.path: {ev.id for ev in d.events if isinstance(ev, Mark)} for d in docs
+        }
         at_start: dict[str, list[int]] = {}
         at_mark: dict[tuple[str, str], list[int]] = {}
         unplaced: list[int] = []
@@ -578,14 +649,15 @@ class _Reader:
                 if e.path is not None and self.member(e.path) is None:
                     self.warn(f"TOC entry {e.title!r} points at a missing document {e.path}")
                 elif e.path is not None:
-                    self.warn(f"TOC entry {e.title!r} points outside the reading order "
-                              f"({e.path})")
+                    self.warn(f"TOC entry {e.title!r} points outside the reading order ({e.path})")
             elif e.frag and e.frag in marks_in[e.path]:
                 at_mark.setdefault((e.path, e.frag), []).append(i)
             else:
                 if e.frag:
-                    self.warn(f"TOC entry {e.title!r} points at a missing anchor "
-                              f"#{e.frag} in {e.path}; it starts at the top of the file")
+                    self.warn(
+                        f"TOC entry {e.title!r} points at a missing anchor "
+                        f"#{e.frag} in {e.path}; it starts at the top of the file"
+                    )
                 at_start.setdefault(e.path, []).append(i)
 
         chapters: list[_Acc] = []
@@ -595,11 +667,13 @@ class _Reader:
 
         def open_entry(i: int, types: frozenset[str], key: str) -> _Acc:
             e = entries[i]
-            role = (_role_from_types(landmarks.get(key, ()))
-                    or guide_roles.get(key)
-                    or _role_from_types(types)
-                    or _role_from_title(e.title)
-                    or "body")
+            role = (
+                _role_from_types(landmarks.get(key, ()))
+                or guide_roles.get(key)
+                or _role_from_types(types)
+                or _role_from_title(e.title)
+                or "body"
+            )
             acc = _Acc(e.title, e.level, key, role, entry=i)
             chapters.append(acc)
             return acc
@@ -610,8 +684,9 @@ class _Reader:
                 current = open_entry(i, doc.types, doc.path)
             # A document no entry starts at belongs to the chapter before it; under
             # skip_matter a front/back-matter document of that kind is left out.
-            skip_doc = (not starts and self.options.skip_matter
-                        and _role_from_types(doc.types) is not None)
+            skip_doc = (
+                not starts and self.options.skip_matter and _role_from_types(doc.types) is not None
+            )
             for ev in doc.events:
                 if isinstance(ev, Mark):
                     for i in at_mark.pop((doc.path, ev.id), []):
@@ -635,8 +710,10 @@ class _Reader:
                 last = i
             elif i in pending:
                 after.setdefault(last, []).append(
-                    _Acc(e.title, e.level, e.path or "", _role_from_title(e.title) or "body",
-                         entry=i))
+                    _Acc(
+                        e.title, e.level, e.path or "", _role_from_title(e.title) or "body", entry=i
+                    )
+                )
         result = list(after.get(None, []))
         for c in chapters:
             result.append(c)
@@ -653,11 +730,16 @@ class _Reader:
         doc = self.load(name)
         if doc is None:
             return
-        chars = sum(len(ev.block.text) for ev in doc.events
-                    if isinstance(ev, Item) and ev.block.kind != "image_alt")
+        chars = sum(
+            len(ev.block.text)
+            for ev in doc.events
+            if isinstance(ev, Item) and ev.block.kind != "image_alt"
+        )
         if chars:
-            self.warn(f"left out non-linear spine item {name} ({chars} characters) that "
-                      f"no TOC entry points at")
+            self.warn(
+                f"left out non-linear spine item {name} ({chars} characters) that "
+                f"no TOC entry points at"
+            )
 
     # ----------------------------------------------------------- fallback mode
 
@@ -691,10 +773,17 @@ class _Reader:
                 break
         if count < 2:
             split = {}
-        patterned = not split and sum(
-            1 for _, ev in items
-            if ev.block.kind == "paragraph" and len(ev.block.text) <= 60
-            and _CHAPTER_PARA.match(ev.block.text)) >= 2
+        patterned = (
+            not split
+            and sum(
+                1
+                for _, ev in items
+                if ev.block.kind == "paragraph"
+                and len(ev.block.text) <= 60
+                and _CHAPTER_PARA.match(ev.block.text)
+            )
+            >= 2
+        )
 
         chapters: list[_Acc] = []
         leading = _Acc(title, 1, docs[0].path if docs else "", "body")
@@ -714,17 +803,21 @@ class _Reader:
             elif in_licence:
                 pass
             elif split and ev.hlevel in split and not ev.note:
-                current = _Acc(text, split[ev.hlevel], doc.path,
-                               _role_from_title(text) or "body")
+                current = _Acc(text, split[ev.hlevel], doc.path, _role_from_title(text) or "body")
                 chapters.append(current)
-            elif patterned and ev.block.kind == "paragraph" and len(text) <= 60 \
-                    and _CHAPTER_PARA.match(text):
+            elif (
+                patterned
+                and ev.block.kind == "paragraph"
+                and len(text) <= 60
+                and _CHAPTER_PARA.match(text)
+            ):
                 current = _Acc(text, 1, doc.path)
                 chapters.append(current)
                 ev = Item(Block("heading", text), ev.note, 1)
             elif not split and not patterned and new_doc:
-                head = next((e.block.text for e in doc.events
-                             if isinstance(e, Item) and e.hlevel), None)
+                head = next(
+                    (e.block.text for e in doc.events if isinstance(e, Item) and e.hlevel), None
+                )
                 current = _Acc(head or f"Part {len(chapters) + 1}", 1, doc.path)
                 chapters.append(current)
             current.add(ev)
@@ -742,12 +835,22 @@ class _Reader:
         for n, acc in enumerate(accs, 1):
             if opts.skip_matter and acc.role != "body":
                 continue
-            title = acc.title or next(
-                (b.text for b in acc.blocks if b.kind == "heading"), "") or f"Chapter {n}"
+            title = (
+                acc.title
+                or next((b.text for b in acc.blocks if b.kind == "heading"), "")
+                or f"Chapter {n}"
+            )
             notes = () if opts.footnotes == "drop" else tuple(acc.notes)
-            chapters.append(Chapter(title=title, level=max(1, acc.level),
-                                    blocks=tuple(acc.blocks), footnotes=notes,
-                                    role=acc.role, source=acc.source))
+            chapters.append(
+                Chapter(
+                    title=title,
+                    level=max(1, acc.level),
+                    blocks=tuple(acc.blocks),
+                    footnotes=notes,
+                    role=acc.role,
+                    source=acc.source,
+                )
+            )
         if not any(c.blocks or c.footnotes for c in chapters):
             raise NoTextError(self.path, "no text to speak (images only?)")
         return chapters
@@ -770,8 +873,12 @@ class _Reader:
 
 def _is_content(item: _Item) -> bool:
     mt = item.media_type
-    return (mt in ("application/xhtml+xml", "text/html", "application/xml", "text/xml", "")
-            or mt.endswith("+xml") and "svg" not in mt and "ncx" not in mt)
+    return (
+        mt in ("application/xhtml+xml", "text/html", "application/xml", "text/xml", "")
+        or mt.endswith("+xml")
+        and "svg" not in mt
+        and "ncx" not in mt
+    )
 
 
 def _trim_gutenberg(accs: list[_Acc]) -> None:
@@ -779,10 +886,10 @@ def _trim_gutenberg(accs: list[_Acc]) -> None:
     line): they are licence text, not the book. The lines may sit inside a block (a
     <pre> header), which is then cut at the line."""
     flat = [(a, i) for a in accs for i in range(len(a.blocks))]
-    start = next((k for k, (a, i) in enumerate(flat[:400])
-                  if _PG_START_IN.search(a.blocks[i].text)), None)
-    end = next((k for k, (a, i) in enumerate(flat) if _PG_END_IN.search(a.blocks[i].text)),
-               None)
+    start = next(
+        (k for k, (a, i) in enumerate(flat[:400]) if _PG_START_IN.search(a.blocks[i].text)), None
+    )
+    end = next((k for k, (a, i) in enumerate(flat) if _PG_END_IN.search(a.blocks[i].text)), None)
     if start is None and end is None:
         return
     kept: dict[int, list[Block]] = {id(a): [] for a in accs}
@@ -794,11 +901,11 @@ def _trim_gutenberg(accs: list[_Acc]) -> None:
         if k == end:
             m = _PG_END_IN.search(text)
             assert m is not None
-            text = text[:m.start()].strip()
+            text = text[: m.start()].strip()
         if k == start:
             m = _PG_START_IN.search(text)
             assert m is not None
-            text = text[m.end():].strip()
+            text = text[m.end() :].strip()
         if text:
             kept[id(a)].append(block if text == block.text else Block(block.kind, text))
     for a in accs:

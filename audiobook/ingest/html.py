@@ -30,14 +30,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypedDict
 from urllib.parse import unquote, urlsplit
 
 import lxml.html
 from lxml import etree
 
 from ..errors import CorruptDocument, NoTextError
-from ..model import Block, Book, Chapter, Cover
+from ..model import Block, BlockKind, Book, Chapter, Cover
 from ._decode import decode_bytes, looks_binary, read_capped
 from .base import IngestOptions, Ingestor
 
@@ -52,18 +52,72 @@ CODE_NOTE = "Code example omitted."
 # Never spoken, whatever the extractor decides.
 _SKIP_TAGS = frozenset(
     {
-        "script", "style", "noscript", "template", "iframe", "frame", "frameset", "object",
-        "embed", "applet", "svg", "math", "canvas", "video", "audio", "source", "track",
-        "map", "form", "button", "input", "select", "option", "textarea", "dialog", "head",
-        "title", "meta", "link", "base", "nav", "param",
+        "script",
+        "style",
+        "noscript",
+        "template",
+        "iframe",
+        "frame",
+        "frameset",
+        "object",
+        "embed",
+        "applet",
+        "svg",
+        "math",
+        "canvas",
+        "video",
+        "audio",
+        "source",
+        "track",
+        "map",
+        "form",
+        "button",
+        "input",
+        "select",
+        "option",
+        "textarea",
+        "dialog",
+        "head",
+        "title",
+        "meta",
+        "link",
+        "base",
+        "nav",
+        "param",
     }
 )
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _BLOCK_TAGS = frozenset(
     {
-        "p", "div", "section", "article", "main", "header", "footer", "aside", "address",
-        "ul", "ol", "dl", "dt", "dd", "hr", "center", "details", "summary", "body", "html",
-        "tr", "td", "th", "tbody", "thead", "tfoot", "caption", "figure", "picture",
+        "p",
+        "div",
+        "section",
+        "article",
+        "main",
+        "header",
+        "footer",
+        "aside",
+        "address",
+        "ul",
+        "ol",
+        "dl",
+        "dt",
+        "dd",
+        "hr",
+        "center",
+        "details",
+        "summary",
+        "body",
+        "html",
+        "tr",
+        "td",
+        "th",
+        "tbody",
+        "thead",
+        "tfoot",
+        "caption",
+        "figure",
+        "picture",
     }
 )
 # Boilerplate that readability sometimes keeps: matched against class and id words.
@@ -75,19 +129,32 @@ _BOILERPLATE = re.compile(
     re.IGNORECASE,
 )
 _BOILERPLATE_ROLES = frozenset(
-    {"navigation", "banner", "contentinfo", "complementary", "dialog", "alertdialog", "search",
-     "menu", "menubar", "toolbar"}
+    {
+        "navigation",
+        "banner",
+        "contentinfo",
+        "complementary",
+        "dialog",
+        "alertdialog",
+        "search",
+        "menu",
+        "menubar",
+        "toolbar",
+    }
 )
 _NOTE_LIST = re.compile(
     r"(^|\s)(references|reflist|refbegin|mw-references-wrap|footnotes|endnotes)(\s|$)",
     re.IGNORECASE,
 )
 _PERMALINK_MARKS = frozenset({"#", "¶", "§", "🔗", "⁋"})
-_NOTE_REF = re.compile(r"^\s*\[?\s*(\d{1,4}|[a-z]|note \d+|citation needed)\s*\]?\s*$", re.I)
+_NOTE_REF = re.compile(
+    r"^\s*\[?\s*(\d{1,4}|[a-z]|note \d+|citation needed)\s*\]?\s*$", re.IGNORECASE
+)
 _ENTITY_DECL = re.compile(r"<!ENTITY\s+(?:%\s+)?([A-Za-z_][\w.-]{0,100})")
 _ENTITY_REF = re.compile(r"&([A-Za-z_][\w.-]{0,100});")
 _DOCTYPE_SUBSET = re.compile(r"<!DOCTYPE[^\[>]*\[.*?\]\s*>", re.IGNORECASE | re.DOTALL)
-_HUGE_ATTR = re.compile(r"""=\s*("[^"]{%d,}"|'[^']{%d,}')""" % (MAX_ATTRIBUTE, MAX_ATTRIBUTE))
+# %-format, as the pattern's own braces would need doubling in an f-string
+_HUGE_ATTR = re.compile(r"""=\s*("[^"]{%d,}"|'[^']{%d,}')""" % (MAX_ATTRIBUTE, MAX_ATTRIBUTE))  # noqa: UP031
 _WS = re.compile(r"\s+")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PRESCAN_CHARS = 64 * 1024
@@ -95,13 +162,47 @@ _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]{0,500}\?>")
 _LONG_TAG = re.compile(r"<([a-zA-Z][\w:-]{0,40})(\s[^<>]{4096,})>")
 _TAG = re.compile(r"<(/?)([a-zA-Z][\w:-]{0,40})[^<>]*>")
 _VOID = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
-     "source", "track", "wbr", "keygen", "command", "basefont", "frame", "isindex"}
+    {
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+        "keygen",
+        "command",
+        "basefont",
+        "frame",
+        "isindex",
+    }
 )
 # Elements a new one of their kind (or a sibling kind) closes: they never nest deeply.
 _SELF_CLOSING_KINDS = frozenset(
-    {"p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "rt", "rp", "thead",
-     "tbody", "tfoot", "colgroup"}
+    {
+        "p",
+        "li",
+        "dt",
+        "dd",
+        "tr",
+        "td",
+        "th",
+        "option",
+        "optgroup",
+        "rt",
+        "rp",
+        "thead",
+        "tbody",
+        "tfoot",
+        "colgroup",
+    }
 )
 _SEPARATORS = r"\|\-–—\\/>»"
 _JSONLD_ARTICLE = re.compile(
@@ -128,8 +229,6 @@ _IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
 )
-
-TableMode = Literal["summary", "skip", "read"]
 
 
 @dataclass(frozen=True)
@@ -167,7 +266,10 @@ class HtmlIngestor(Ingestor):
 
 
 def html_to_book(
-    html: str, options: IngestOptions | None = None, *, source: str = "<html>",
+    html: str,
+    options: IngestOptions | None = None,
+    *,
+    source: str = "<html>",
     base_dir: Path | None = None,
 ) -> Book:
     """Turn the text of a web page into a Book of its main article."""
@@ -221,13 +323,11 @@ def sanitize_markup(html: str) -> tuple[str, list[str]]:
         m = _DOCTYPE_SUBSET.search(head)
         if m:
             declared = set(_ENTITY_DECL.findall(m.group(0)))
-            html = head[: m.start()] + "<!DOCTYPE html>" + head[m.end():] + \
-                html[_PRESCAN_CHARS:]
+            html = head[: m.start()] + "<!DOCTYPE html>" + head[m.end() :] + html[_PRESCAN_CHARS:]
             warnings.append("DOCTYPE internal subset (entity declarations) ignored")
             if declared:
                 # References to the dropped entities are not spoken as "&name;" either.
-                html = _ENTITY_REF.sub(
-                    lambda r: "" if r.group(1) in declared else r.group(0), html)
+                html = _ENTITY_REF.sub(lambda r: "" if r.group(1) in declared else r.group(0), html)
     if len(html) > MAX_ATTRIBUTE:
         html, n = _HUGE_ATTR.subn('=""', html)
         if n:
@@ -254,9 +354,7 @@ def parse_page(html: str, source: str, warnings: list[str]) -> tuple[str, lxml.h
         page = lxml.html.document_fromstring(html)
         if page.xpath(f"boolean(//*[count(ancestor::*) >= {MAX_DEPTH}])"):
             html, flattened = flatten_nesting(html)
-            warnings.append(
-                f"nesting deeper than {MAX_DEPTH} levels flattened ({flattened} tags)"
-            )
+            warnings.append(f"nesting deeper than {MAX_DEPTH} levels flattened ({flattened} tags)")
             page = lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError) as exc:
         raise CorruptDocument(source, f"not readable as HTML ({exc})") from None
@@ -410,15 +508,28 @@ def article_title(doc_title: str, page: lxml.html.HtmlElement) -> str:
     cur = re.sub(r"\s{2,}", " ", cur.strip())
     n = words(cur)
     if n <= 4 and (
-        not had_hierarchical
-        or n != words(re.sub(rf"\s[{_SEPARATORS}]\s", "", orig)) - 1
+        not had_hierarchical or n != words(re.sub(rf"\s[{_SEPARATORS}]\s", "", orig)) - 1
     ):
         cur = orig
     return _clean(cur)
 
 
-def _jsonld(page: lxml.html.HtmlElement) -> dict:
-    out: dict = {}
+class _JsonLd(TypedDict, total=False):
+    """What page_metadata takes from a JSON-LD article object."""
+
+    title: str
+    authors: list[str]
+    publisher: str
+    datePublished: str
+    url: str
+    image: str
+
+
+_JSONLD_STRINGS: tuple[Literal["datePublished", "url"], ...] = ("datePublished", "url")
+
+
+def _jsonld(page: lxml.html.HtmlElement) -> _JsonLd:
+    out: _JsonLd = {}
     doc_title = _clean(_text_of(page.find(".//title"))) if page.find(".//title") is not None else ""
     for script in page.iter("script"):
         if (script.get("type") or "").strip().lower() != "application/ld+json":
@@ -431,7 +542,7 @@ def _jsonld(page: lxml.html.HtmlElement) -> dict:
         except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             continue
         candidates = data if isinstance(data, list) else [data]
-        flat: list = []
+        flat: list[object] = []
         for c in candidates:
             if isinstance(c, dict) and isinstance(c.get("@graph"), list):
                 flat.extend(c["@graph"])
@@ -451,8 +562,8 @@ def _jsonld(page: lxml.html.HtmlElement) -> dict:
                 name_ok = _similarity(name, doc_title) > 0.75
                 head_ok = _similarity(headline, doc_title) > 0.75
                 out["title"] = headline if head_ok and not name_ok else name
-            elif name or headline:
-                out["title"] = name or headline
+            elif title := name or headline:
+                out["title"] = title
             author = item.get("author")
             authors = author if isinstance(author, list) else [author]
             names = []
@@ -466,7 +577,7 @@ def _jsonld(page: lxml.html.HtmlElement) -> dict:
             publisher = item.get("publisher")
             if isinstance(publisher, dict) and isinstance(publisher.get("name"), str):
                 out["publisher"] = publisher["name"].strip()
-            for key in ("datePublished", "url"):
+            for key in _JSONLD_STRINGS:
                 if isinstance(item.get(key), str):
                     out[key] = item[key].strip()
             image = item.get("image")
@@ -605,18 +716,18 @@ def article_blocks(
     article: lxml.html.HtmlElement, options: IngestOptions, *, title: str = ""
 ) -> list[Heading | Block]:
     """Walk the article in document order, without recursion, into headings and blocks."""
-    tables: TableMode = getattr(options, "tables", "summary")  # type: ignore[assignment]
+    tables = options.tables
     out: list[Heading | Block] = []
     buf: list[str] = []
-    kind_stack: list[str] = []  # "quote" / "list_item" contexts for paragraph text
+    kind_stack: list[BlockKind] = []  # "quote" / "list_item" contexts for paragraph text
     norm_title = _norm(title)
 
     def flush() -> None:
         text = _clean("".join(buf))
         buf.clear()
         if text:
-            kind = kind_stack[-1] if kind_stack else "paragraph"
-            out.append(Block(kind, text))  # type: ignore[arg-type]
+            kind: BlockKind = kind_stack[-1] if kind_stack else "paragraph"
+            out.append(Block(kind, text))
 
     walker = etree.iterwalk(article, events=("start", "end"))
     for event, el in walker:
@@ -692,7 +803,7 @@ def article_blocks(
     return out
 
 
-def _is_note_ref(el: etree._Element) -> bool:
+def _is_note_ref(el: lxml.html.HtmlElement) -> bool:
     """Footnote markers ("[12]", "3") and heading permalinks ("#", "¶") are not read
     aloud."""
     tag = el.tag
@@ -724,7 +835,7 @@ def _in_sup(el: etree._Element) -> bool:
     return parent is not None and parent.tag == "sup"
 
 
-def _is_data_table(table: etree._Element) -> bool:
+def _is_data_table(table: lxml.html.HtmlElement) -> bool:
     """A table of data, not a layout table holding paragraphs."""
     for el in table.iter("p", "div", "table", "ul", "ol", "blockquote", "pre"):
         if el is table:
@@ -735,7 +846,7 @@ def _is_data_table(table: etree._Element) -> bool:
     return len(rows) >= 2 and max((len(r) for r in rows), default=0) >= 2
 
 
-def _rows(table: etree._Element) -> list[list[str]]:
+def _rows(table: lxml.html.HtmlElement) -> list[list[str]]:
     rows = []
     for tr in table.iter("tr"):
         cells = [_clean(_text_of(c)) for c in tr if c.tag in ("td", "th")]
@@ -744,7 +855,7 @@ def _rows(table: etree._Element) -> list[list[str]]:
     return rows
 
 
-def table_summary(table: etree._Element) -> str:
+def table_summary(table: lxml.html.HtmlElement) -> str:
     """'A table with N rows: <caption>; columns: <first row>.' (spoken instead of cells)."""
     rows = _rows(table)
     caption_el = table.find("caption")
@@ -768,9 +879,7 @@ def chapterize(items: list[Heading | Block], title: str) -> tuple[Chapter, ...]:
     words = sum(len(i.text.split()) for i in items if isinstance(i, Block))
     headings = [i for i in items if isinstance(i, Heading)]
     if not headings or words < SHORT_ARTICLE_WORDS:
-        blocks = tuple(
-            i if isinstance(i, Block) else Block("heading", i.text) for i in items
-        )
+        blocks = tuple(i if isinstance(i, Block) else Block("heading", i.text) for i in items)
         return (Chapter(title=title, level=1, blocks=blocks),)
     ranks = {lvl: n + 1 for n, lvl in enumerate(sorted({h.level for h in headings}))}
     chapters: list[Chapter] = []
@@ -791,15 +900,16 @@ def chapterize(items: list[Heading | Block], title: str) -> tuple[Chapter, ...]:
 
 
 def lead_image(
-    page: lxml.html.HtmlElement, article: lxml.html.HtmlElement, meta: PageMeta,
+    page: lxml.html.HtmlElement,
+    article: lxml.html.HtmlElement,
+    meta: PageMeta,
     base_dir: Path,
 ) -> tuple[Cover | None, str | None]:
     """A cover from og:image / JSON-LD image or the article's first image, when it is a
     data: URI or a local file next to the page. Remote images are never fetched."""
     srcs = [meta.image] if meta.image else []
-    srcs += [img.get("src") for img in article.iter("img") if img.get("src")][:3]
+    srcs += [s for img in article.iter("img") if (s := img.get("src"))][:3]
     for src in srcs:
-        assert src is not None
         if src.startswith("data:"):
             cover = _data_uri_image(src)
         else:
@@ -859,7 +969,7 @@ def _sniff_image(data: bytes) -> str | None:
 # --- helpers -------------------------------------------------------------------------
 
 
-def _text_of(el: etree._Element | None) -> str:
+def _text_of(el: lxml.html.HtmlElement | None) -> str:
     """Text of an element without script/style/footnote-marker content."""
     if el is None:
         return ""
@@ -906,4 +1016,3 @@ def book_words(book: Book) -> list[str]:
         for block in ch.blocks:
             words += block.text.split()
     return words
-

@@ -95,7 +95,7 @@ def open_pdf(path: Path, password: str | None) -> Any:
         ok = False
         try:
             for pw in ("", password) if password else ("",):
-                if pw is not None and reader.decrypt(pw):
+                if reader.decrypt(pw):
                     ok = True
                     break
         except DependencyError:

@@ -30,8 +30,9 @@ from .html import (
 )
 
 MAX_TEXT_BYTES = 64 * 1024 * 1024
-_FRONT_MATTER = re.compile(r"\A(?:---|\+\+\+)[ \t]*\n(.*?)\n(?:---|\+\+\+|\.\.\.)[ \t]*(?:\n|\Z)",
-                           re.DOTALL)
+_FRONT_MATTER = re.compile(
+    r"\A(?:---|\+\+\+)[ \t]*\n(.*?)\n(?:---|\+\+\+|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL
+)
 _KEY_VALUE = re.compile(r"^([A-Za-z_][\w-]*)\s*[:=]\s*(.*?)\s*$")
 _NUMBER_WORDS = (
     "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
@@ -59,8 +60,7 @@ class MarkdownIngestor(Ingestor):
     extensions: ClassVar[tuple[str, ...]] = (".md", ".markdown")
 
     def read(self, path: Path, options: IngestOptions) -> Book:
-        return markdown_to_book(_read_text(path), options, source=str(path),
-                                stem=path.stem)
+        return markdown_to_book(_read_text(path), options, source=str(path), stem=path.stem)
 
 
 class TextIngestor(Ingestor):
@@ -84,11 +84,14 @@ def front_matter(text: str) -> tuple[dict[str, str], str]:
         kv = _KEY_VALUE.match(line)
         if kv and kv.group(2):
             values[kv.group(1).lower()] = kv.group(2).strip().strip("\"'")
-    return values, text[m.end():]
+    return values, text[m.end() :]
 
 
 def markdown_to_book(
-    text: str, options: IngestOptions | None = None, *, source: str = "<markdown>",
+    text: str,
+    options: IngestOptions | None = None,
+    *,
+    source: str = "<markdown>",
     stem: str = "article",
 ) -> Book:
     from markdown_it import MarkdownIt
@@ -111,8 +114,9 @@ def markdown_to_book(
     if not any(isinstance(i, Block) for i in items):
         raise NoTextError(source, "no text to speak")
     authors_value = meta.get("author") or meta.get("authors") or ""
-    authors = tuple(a.strip() for a in re.split(r"\s*[,;&]\s*|\s+and\s+", authors_value)
-                    if a.strip())
+    authors = tuple(
+        a.strip() for a in re.split(r"\s*[,;&]\s*|\s+and\s+", authors_value) if a.strip()
+    )
     return Book(
         title=title,
         chapters=chapterize(items, title),
@@ -156,11 +160,15 @@ def text_to_book(text: str, *, source: str = "<text>", stem: str = "text") -> Bo
         if heading is not None:
             level, heading_text = heading
             # "CHAPTER I." followed by a short title line: one chapter title.
-            if (level == 1 and _CHAPTER_LINE.match(para) and i + 1 < len(paragraphs)
-                    and "\n" not in raw_paras[i + 1].strip()
-                    and len(paragraphs[i + 1]) <= 80
-                    and not paragraphs[i + 1].endswith((".", ",", ";", "!", "?"))
-                    and _heading(paragraphs[i + 1]) is None):
+            if (
+                level == 1
+                and _CHAPTER_LINE.match(para)
+                and i + 1 < len(paragraphs)
+                and "\n" not in raw_paras[i + 1].strip()
+                and len(paragraphs[i + 1]) <= 80
+                and not paragraphs[i + 1].endswith((".", ",", ";", "!", "?"))
+                and _heading(paragraphs[i + 1]) is None
+            ):
                 heading_text = f"{heading_text.rstrip('.:')}: {paragraphs[i + 1]}"
                 i += 1
             items.append(Heading(level, heading_text))
@@ -181,5 +189,4 @@ def _heading(line: str) -> tuple[int, str] | None:
     return None
 
 
-__all__ = ["MarkdownIngestor", "TextIngestor", "front_matter", "markdown_to_book",
-           "text_to_book"]
+__all__ = ["MarkdownIngestor", "TextIngestor", "front_matter", "markdown_to_book", "text_to_book"]
