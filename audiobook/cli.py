@@ -52,8 +52,8 @@ def _fail(message: str, code: int) -> NoReturn:
 # --- shared options -------------------------------------------------------------------
 
 
-def _compose(*decorators: Callable) -> Callable:
-    def apply(fn: Callable) -> Callable:
+def _compose(*decorators: Callable[..., Any]) -> Callable[..., Any]:
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
         for d in reversed(decorators):
             fn = d(fn)
         return fn

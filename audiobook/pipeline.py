@@ -145,7 +145,7 @@ def convert(
     if src.is_dir():
         raise InputError(src, "is a folder, not a document")
     dest = Path(out) if out is not None else default_output(src, opts.fmt)
-    with _store(store, state_dir) as store:
+    with _store(store, state_dir) as db:
         t0 = time.monotonic()
         try:
             source_hash = file_sha256(src)
@@ -154,9 +154,9 @@ def convert(
         source_id = os.fspath(src.resolve())
         options_hash = opts.fingerprint()
         if not opts.force:
-            outputs = _up_to_date(store, source_id, source_hash, options_hash, dest)
+            outputs = _up_to_date(db, source_id, source_hash, options_hash, dest)
             if outputs is not None:
-                row = store.book(source_id)
+                row = db.book(source_id)
                 result = ConvertResult(
                     source=os.fspath(src),
                     outputs=tuple(outputs),
@@ -172,7 +172,7 @@ def convert(
             dest,
             opts,
             hooks,
-            store=store,
+            store=db,
             limiters=limiters,
             engine=engine,
             source_id=source_id,
@@ -199,14 +199,14 @@ def convert_book(
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
         raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
-    with _store(store, state_dir) as store:
+    with _store(store, state_dir) as db:
         source_id = book.source or f"book:{book.title}"
         return _convert(
             book,
             Path(out),
             opts,
             hooks,
-            store=store,
+            store=db,
             limiters=limiters,
             engine=engine,
             source_id=source_id,

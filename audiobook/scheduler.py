@@ -91,8 +91,8 @@ class InlineExecutor:
     """Runs each call at once in the caller's thread (s3transfer's NonThreadedExecutor):
     a deterministic drop-in for tests."""
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
-        fut: cf.Future = cf.Future()
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
+        fut: cf.Future[Any] = cf.Future()
         try:
             fut.set_result(fn(*args))
         except BaseException as e:  # noqa: BLE001 - handed to the future's owner
@@ -156,7 +156,7 @@ class Scheduler:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.sync = opts.synchronous
-        self.executor: Any = (
+        self.executor: InlineExecutor | cf.ThreadPoolExecutor = (
             InlineExecutor()
             if self.sync
             else cf.ThreadPoolExecutor(
@@ -164,7 +164,7 @@ class Scheduler:
             )
         )
         self.slots = threading.Semaphore(max(1, self.cfg.max_inflight))
-        self.events: queue.Queue = queue.Queue()
+        self.events: queue.Queue[tuple[str, Job, cf.Future[Any]]] = queue.Queue()
         self.ready: list[tuple[float, int, Job]] = []  # heap of (due, seq, job) to submit
         self.polling: list[Job] = []  # submitted tasks, waiting for their next poll
         self.started = itertools.count()  # order in which tasks were started
@@ -259,12 +259,14 @@ class Scheduler:
     def _dispatch(self, kind: str, fn: Callable[[Job], Any], job: Job) -> None:
         self.busy += 1
         fut = self.executor.submit(fn, job)
-        if kind == "fetch":
-            # The in-flight slot is given back when the chunk's audio is safe in the cache.
-            fut.add_done_callback(
-                lambda f, job=job: self._release(job) if not f.exception() else None
-            )
-        fut.add_done_callback(lambda f, job=job: self.events.put((kind, job, f)))
+
+        def done(f: cf.Future[Any]) -> None:
+            if kind == "fetch" and not f.exception():
+                # The in-flight slot is given back when the chunk's audio is in the cache.
+                self._release(job)
+            self.events.put((kind, job, f))
+
+        fut.add_done_callback(done)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -369,7 +371,7 @@ class Scheduler:
             except queue.Empty:
                 return
 
-    def _handle(self, kind: str, job: Job, fut: cf.Future) -> None:
+    def _handle(self, kind: str, job: Job, fut: cf.Future[Any]) -> None:
         self.busy -= 1
         err = fut.exception()
         if err is not None and not isinstance(err, Exception):

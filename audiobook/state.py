@@ -313,7 +313,7 @@ class StateStore:
                 self.db.execute("ROLLBACK")
                 raise _state_error(self.path, e) from e
 
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self.db.execute(sql, params).fetchall()

@@ -20,7 +20,7 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from ..config import EngineLimits
 from ..model import Chunk
@@ -136,7 +136,7 @@ class Engine(abc.ABC):
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -55,14 +55,20 @@ class _Espeak:
         self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
         self.lib.espeak_Initialize.restype = ctypes.c_int
         self.lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-            ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         data = espeakng_loader.get_data_path().encode()
         rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0)
         if rate <= 0:
             raise EngineError("espeak-ng failed to initialise", expected=False)
-        self.sample_rate = rate
+        self.sample_rate = int(rate)
         self._buf = bytearray()
         self._sink: Callable[[bytes], object] | None = None
         self._samples = 0
@@ -71,7 +77,7 @@ class _Espeak:
         self.voice: str | None = None
         self.lock = threading.RLock()  # re-entered by synthesize_to and phonemes
 
-    def _on_audio(self, wav, n, events) -> int:  # noqa: ANN001
+    def _on_audio(self, wav: ctypes._Pointer[ctypes.c_short], n: int, events: int | None) -> int:
         if n > 0:
             self._samples += n
             if self._sink is not None:
@@ -86,8 +92,14 @@ class _Espeak:
                 raise ConfigError(f"espeak-ng has no voice {voice!r}")
             self.voice = voice
 
-    def synth(self, text: str, voice: str, ssml: bool, rate_wpm: int | None,
-              sink: Callable[[bytes], object] | None = None) -> bytes:
+    def synth(
+        self,
+        text: str,
+        voice: str,
+        ssml: bool,
+        rate_wpm: int | None,
+        sink: Callable[[bytes], object] | None = None,
+    ) -> bytes:
         """Synthesize ``text``; with ``sink`` the audio goes to it block by block (as
         espeak-ng makes it, so memory stays flat) and b"" is returned."""
         with self.lock:
@@ -122,11 +134,13 @@ class _Espeak:
                 lang = ctypes.string_at(p + 1)
                 langs.append(lang.decode("utf-8", "replace"))
                 p += 2 + len(lang)
-            out.append((
-                (v.name or b"").decode("utf-8", "replace"),
-                (v.identifier or b"").decode("utf-8", "replace"),
-                tuple(langs),
-            ))
+            out.append(
+                (
+                    (v.name or b"").decode("utf-8", "replace"),
+                    (v.identifier or b"").decode("utf-8", "replace"),
+                    tuple(langs),
+                )
+            )
             i += 1
         return out
 
@@ -154,15 +168,22 @@ def sample_rate() -> int:
     return _espeak().sample_rate
 
 
-def synthesize(text: str, voice: str = "en", *, ssml: bool = True,
-               rate_wpm: int | None = None) -> tuple[bytes, int]:
+def synthesize(
+    text: str, voice: str = "en", *, ssml: bool = True, rate_wpm: int | None = None
+) -> tuple[bytes, int]:
     """Synthesize ``text`` (SSML by default) and return (PCM s16le mono, sample rate)."""
     eng = _espeak()
     return eng.synth(text, voice, ssml, rate_wpm), eng.sample_rate
 
 
-def synthesize_to(sink: Callable[[bytes], object], text: str, voice: str = "en", *,
-                  ssml: bool = True, rate_wpm: int | None = None) -> tuple[int, int]:
+def synthesize_to(
+    sink: Callable[[bytes], object],
+    text: str,
+    voice: str = "en",
+    *,
+    ssml: bool = True,
+    rate_wpm: int | None = None,
+) -> tuple[int, int]:
     """Synthesize ``text`` block by block into ``sink`` (PCM s16le mono) without holding
     it in memory; returns (samples written, sample rate)."""
     eng = _espeak()
@@ -220,8 +241,14 @@ def has_voice(voice: str) -> bool:
     return True
 
 
-def _write_pieces(eng: _Espeak, pieces: Sequence[tuple[str, bool]], voice: str, dest: str,
-                  rate_wpm: int | None, as_wav: bool) -> int:
+def _write_pieces(
+    eng: _Espeak,
+    pieces: Sequence[tuple[str, bool]],
+    voice: str,
+    dest: str,
+    rate_wpm: int | None,
+    as_wav: bool,
+) -> int:
     samples = 0
     if as_wav:
         with wave.open(dest, "wb") as w:
@@ -239,9 +266,14 @@ def _write_pieces(eng: _Espeak, pieces: Sequence[tuple[str, bool]], voice: str, 
     return samples
 
 
-def synthesize_isolated(pieces: Sequence[tuple[str, bool]], voice: str,
-                        dest: str | os.PathLike[str], *, rate_wpm: int | None = None,
-                        wav: bool = True) -> int:
+def synthesize_isolated(
+    pieces: Sequence[tuple[str, bool]],
+    voice: str,
+    dest: str | os.PathLike[str],
+    *,
+    rate_wpm: int | None = None,
+    wav: bool = True,
+) -> int:
     """Synthesize ``pieces`` ((text, is_ssml), in order) into ``dest`` (a WAV file, or
     raw PCM s16le mono with ``wav=False``) and return the number of samples.
 
@@ -281,5 +313,4 @@ def synthesize_isolated(pieces: Sequence[tuple[str, bool]], voice: str,
         raise ConfigError(rest)
     if kind == "error":
         raise EngineError(f"espeak-ng synthesis failed: {rest}", expected=False)
-    raise EngineError(f"espeak-ng synthesis process died (wait status {status})",
-                      expected=False)
+    raise EngineError(f"espeak-ng synthesis process died (wait status {status})", expected=False)

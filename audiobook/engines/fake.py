@@ -41,8 +41,9 @@ def spoken_text(ssml: str) -> str:
     return _TAG.sub("", ssml)
 
 
-def tone_wav(chunk: Chunk, *, seconds_per_char: float = 0.002,
-             sample_rate: int = FAKE_SAMPLE_RATE) -> bytes:
+def tone_wav(
+    chunk: Chunk, *, seconds_per_char: float = 0.002, sample_rate: int = FAKE_SAMPLE_RATE
+) -> bytes:
     """A WAV tone whose length is proportional to the chunk's text (at least 10 ms),
     with a pitch taken from its hash, so that different chunks sound different."""
     seconds = max(0.01, len(spoken_text(chunk.ssml)) * seconds_per_char)
@@ -58,6 +59,10 @@ class _Task:
     polls_left: int
 
 
+FAKE_LIMITS = EngineLimits(max_billable=3_000, max_total=6_000)
+FAKE_FORMAT = AudioFormat("wav", FAKE_SAMPLE_RATE)
+
+
 class FakeEngine(Engine):
     name = "fake"
 
@@ -65,8 +70,8 @@ class FakeEngine(Engine):
         self,
         handler: Handler | None = None,
         *,
-        limits: EngineLimits = EngineLimits(max_billable=3_000, max_total=6_000),
-        audio_format: AudioFormat = AudioFormat("wav", FAKE_SAMPLE_RATE),
+        limits: EngineLimits = FAKE_LIMITS,
+        audio_format: AudioFormat = FAKE_FORMAT,
         polls_until_done: int = 0,
         identity: str = "fake",
     ) -> None:
@@ -91,12 +96,11 @@ class FakeEngine(Engine):
             audio = self.handler(chunk)
         except Throttled:
             raise
-        except Exception as e:  # reported by poll, as a failed task
+        except Exception as e:  # noqa: BLE001 - reported by poll, as a failed task
             error = e
         task_id = f"fake-{len(self.submitted)}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
         self.tasks[task_id] = _Task(chunk, audio, error, self.polls_until_done)
-        return TaskRef(task_id=task_id, engine=self.name,
-                       billed_chars=len(spoken_text(chunk.ssml)))
+        return TaskRef(task_id=task_id, engine=self.name, billed_chars=len(spoken_text(chunk.ssml)))
 
     def poll(self, ref: TaskRef) -> TaskState:
         task = self._task(ref)
@@ -104,8 +108,11 @@ class FakeEngine(Engine):
             task.polls_left -= 1
             return TaskState("inProgress")
         if task.error is not None:
-            return TaskState("failed", reason=str(task.error) or type(task.error).__name__,
-                             transient=isinstance(task.error, RETRYABLE))
+            return TaskState(
+                "failed",
+                reason=str(task.error) or type(task.error).__name__,
+                transient=isinstance(task.error, RETRYABLE),
+            )
         return TaskState("completed")
 
     def fetch(self, ref: TaskRef, dest: Path) -> None:

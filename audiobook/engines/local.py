@@ -42,7 +42,8 @@ LOCAL_LIMITS = EngineLimits(max_billable=20_000, max_total=40_000)
 
 # Every language tag espeak-ng 1.52 answers to (espeak_ListVoices), so that choosing a
 # voice for a book needs no library call.
-_ESPEAK_LANGUAGES = frozenset("""
+_ESPEAK_LANGUAGES = frozenset(
+    """
 af am an ar as az ba be bg bn bpy bs ca ca-ba ca-nw ca-va chr-US-Qaaa-x-west cmn
 cmn-latn-pinyin cs cv cy da de el en en-029 en-gb en-gb-scotland en-gb-x-gbclan
 en-gb-x-gbcwmd en-gb-x-rp en-shaw en-us en-us-nyc eo es es-419 es-mx et eu fa
@@ -52,14 +53,30 @@ lfn lt ltg lv mi mk ml mr ms mt mto my nb nci ne nl no nog om or pa pap piqd pl 
 pt-br pt-pt py qdb qu quc qya ro ru ru-cl ru-lv sd shn si sjn sk sl smj sq sr sv sw
 ta te th ti tk tn tr tt ug uk ur uz vi vi-vn-x-central vi-vn-x-south xex yue zh
 zh-cmn zh-yue
-""".lower().split())
+""".lower().split()
+)
 
 # Tags that name a language espeak-ng knows under another code.
 _ALIASES = {
-    "zh": "cmn", "zh-cn": "cmn", "zh-hans": "cmn", "zh-sg": "cmn", "zh-tw": "cmn",
-    "zh-hant": "cmn", "zh-cmn": "cmn", "zh-hk": "yue", "zh-mo": "yue", "zh-yue": "yue",
-    "iw": "he", "in": "id", "nn": "nb", "no": "nb", "tl": "en", "fil": "en",
-    "sh": "hbs", "cmn-hans": "cmn", "cmn-hant": "cmn",
+    "zh": "cmn",
+    "zh-cn": "cmn",
+    "zh-hans": "cmn",
+    "zh-sg": "cmn",
+    "zh-tw": "cmn",
+    "zh-hant": "cmn",
+    "zh-cmn": "cmn",
+    "zh-hk": "yue",
+    "zh-mo": "yue",
+    "zh-yue": "yue",
+    "iw": "he",
+    "in": "id",
+    "nn": "nb",
+    "no": "nb",
+    "tl": "en",
+    "fil": "en",
+    "sh": "hbs",
+    "cmn-hans": "cmn",
+    "cmn-hant": "cmn",
 }
 DEFAULT_VOICE = "en"
 
@@ -103,8 +120,9 @@ def _synthesize_file(ssml: str, voice: str, rate_wpm: int | None, dest: str) -> 
 
     tmp = dest + ".part"
     try:
-        samples = espeak.synthesize_isolated([(prepare_ssml(ssml), True)], voice, tmp,
-                                             rate_wpm=rate_wpm)
+        samples = espeak.synthesize_isolated(
+            [(prepare_ssml(ssml), True)], voice, tmp, rate_wpm=rate_wpm
+        )
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -184,15 +202,18 @@ class LocalEngine(Engine):
         task_id = f"local-{next(self._ids)}"
         dest = os.path.join(self._dir, f"{task_id}.wav")
         with self._lock:
-            for attempt in (1, 2):
-                pool = self._ensure_pool()
+            try:
+                fut = self._ensure_pool().submit(
+                    _synthesize_file, chunk.ssml, self.voice, self.rate_wpm, dest
+                )
+            except BrokenProcessPool:
+                self._drop_pool()  # a worker died: start a fresh pool once
                 try:
-                    fut = pool.submit(_synthesize_file, chunk.ssml, self.voice, self.rate_wpm, dest)
-                    break
+                    fut = self._ensure_pool().submit(
+                        _synthesize_file, chunk.ssml, self.voice, self.rate_wpm, dest
+                    )
                 except BrokenProcessPool:
-                    self._drop_pool()  # a worker died: start a fresh pool once
-                    if attempt == 2:
-                        raise TransientEngineError("espeak-ng worker processes keep dying")
+                    raise TransientEngineError("espeak-ng worker processes keep dying") from None
             self._tasks[task_id] = fut
         return TaskRef(task_id=task_id, engine=self.name, output_uri=dest)
 

@@ -170,10 +170,8 @@ def _is_utf8(raw: bytes) -> bool:
 
 
 def _detect(raw: bytes) -> str | None:
-    try:
-        from charset_normalizer import from_bytes
-    except ImportError:  # pragma: no cover - a declared dependency
-        return None
+    from charset_normalizer import from_bytes
+
     # Detection time grows with the input; a sample decides as well as the whole file.
     best = from_bytes(raw[:200_000]).best()
     if best is None:
