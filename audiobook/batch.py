@@ -62,7 +62,7 @@ def batch(
     on_book: Callable[[BatchItem], None] | None = None,
     on_warning: Callable[[Path, str], None] | None = None,
     store: StateStore | None = None,
-    state_dir: Path | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> list[BatchItem]:
     """Convert every document of ``in_dir`` into ``out_dir``, ``jobs`` books at a time,
     sharing one state store (``store``, else one opened in ``state_dir``) and one set

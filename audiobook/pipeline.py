@@ -110,7 +110,9 @@ def _up_to_date(
 
 
 @contextmanager
-def _store(store: StateStore | None, state_dir: Path | None) -> Iterator[StateStore]:
+def _store(
+    store: StateStore | None, state_dir: str | os.PathLike[str] | None
+) -> Iterator[StateStore]:
     """The caller's store, or one opened in ``state_dir`` for the call and closed after."""
     if store is not None:
         yield store
@@ -129,7 +131,7 @@ def convert(
     hooks: Hooks | None = None,
     *,
     store: StateStore | None = None,
-    state_dir: Path | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     limiters: Limiters | None = None,
     engine: Engine | None = None,
 ) -> ConvertResult:
@@ -189,7 +191,7 @@ def convert_book(
     hooks: Hooks | None = None,
     *,
     store: StateStore | None = None,
-    state_dir: Path | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     limiters: Limiters | None = None,
     engine: Engine | None = None,
 ) -> ConvertResult:

@@ -444,7 +444,7 @@ def build_episodes(
     *,
     engine: Any = None,
     store: Any = None,
-    state_dir: Path | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     now: Callable[[], dt.datetime] = _utcnow,
     on_episode: Callable[[str, Episode], None] | None = None,
     hooks_factory: Callable[[Path], Any] | None = None,
