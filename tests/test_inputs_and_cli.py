@@ -1,0 +1,132 @@
+"""Issue 19, items 3, 12 and 10: nothing of a document is dropped, every voice the
+local engine lists speaks, a book's language finds its voice, and the CLI refuses what
+it would ignore and says what it did.
+
+Through the real CLI (click's CliRunner on ``audiobook.cli.cli``, or ``python -m
+audiobook`` in a subprocess) against real files; audio is read back with PyAV; the
+Polly cases run against the project's emulator and moto.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from audiobook.cli import cli
+from audiobook.engines.local import LOCAL_LIMITS
+from tests.epubkit import Doc, build_epub
+
+HUGE = 10 * 1024 * 1024  # one paragraph of 10 MiB: over libxml2's 10,000,000-byte text node
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def sentences(n: int) -> str:
+    """``n`` numbered sentences on one line: 'Word0 is here. Word1 is here. ...'."""
+    return " ".join(f"Word{i} is here." for i in range(n))
+
+
+@functools.cache
+def huge_sentences() -> tuple[str, int]:
+    n = HUGE // 18
+    text = sentences(n)
+    assert len(text) > HUGE
+    return text, n
+
+
+@pytest.fixture(scope="module")
+def huge_docs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """First paragraph, a 10 MiB one-line paragraph, last paragraph: as Markdown, HTML
+    and EPUB; and a Markdown file that is only the huge line."""
+    d = tmp_path_factory.mktemp("huge")
+    big, _n = huge_sentences()
+    first, last = "First paragraph here.", "Last paragraph here."
+    (d / "three.md").write_text(f"# Huge\n\n{first}\n\n{big}\n\n{last}\n", encoding="utf-8")
+    (d / "three.html").write_text(
+        "<html><head><title>Huge</title></head><body><article>"
+        f"<p>{first}</p><p>{big}</p><p>{last}</p></article></body></html>",
+        encoding="utf-8",
+    )
+    (d / "one.md").write_text(big + "\n", encoding="utf-8")
+    build_epub(
+        d / "three.epub",
+        [Doc("c1.xhtml", f"<h1>Huge</h1><p>{first}</p><p>{big}</p><p>{last}</p>")],
+        [("Huge", "c1.xhtml", [])],
+    )
+    return {p.name: p for p in d.iterdir()}
+
+
+def spoken(path: Path) -> str:
+    r = invoke("inspect", str(path), "--text")
+    assert r.exit_code == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+# --- item 3: huge paragraphs --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["three.md", "three.html", "three.epub"])
+def test_a_huge_paragraph_keeps_the_rest_of_the_document(huge_docs, name):
+    _big, n = huge_sentences()
+    text = spoken(huge_docs[name])
+    assert "First paragraph here." in text
+    assert "Last paragraph here." in text
+    assert text.index("First paragraph here.") < text.index("Word0 is here.")
+    assert text.index(f"Word{n - 1} is here.") < text.index("Last paragraph here.")
+    assert len(re.findall(r"\bWord\d+ is here\.", text)) == n  # not one sentence lost
+
+
+def test_a_huge_one_line_markdown_file_is_spoken(huge_docs):
+    _big, n = huge_sentences()
+    text = spoken(huge_docs["one.md"])
+    assert f"Word{n - 1} is here." in text
+    assert len(re.findall(r"\bWord\d+ is here\.", text)) == n
+
+
+def test_the_huge_paragraph_is_split_under_the_engines_limits(huge_docs):
+    from audiobook.chunk import chunk_book
+    from audiobook.ingest import IngestOptions, read_book
+    from audiobook.ssml import billable_chars, spoken_text
+
+    # What Polly would be asked: every character, in tasks under its task limit.
+    r = invoke("estimate", str(huge_docs["three.md"]), "--mode", "async", "--json")
+    assert r.exit_code == 0, r.stderr
+    est = json.loads(r.stdout)
+    assert est["billable_chars"] > HUGE
+    assert est["tasks"] >= est["billable_chars"] // 100_000
+    # The local engine's pieces: under its limits, cut at sentence ends, nothing lost.
+    book = read_book(huge_docs["three.md"], IngestOptions())
+    chunks = chunk_book(book, LOCAL_LIMITS)
+    assert len(chunks) > HUGE // LOCAL_LIMITS.max_billable
+    for c in chunks:
+        assert billable_chars(c.ssml) <= LOCAL_LIMITS.max_billable
+        assert len(c.ssml) <= LOCAL_LIMITS.max_total
+    texts = [spoken_text(c.ssml) for c in chunks]
+    assert all(t.rstrip().endswith((".", "Huge")) for t in texts)
+    joined = " ".join(texts)
+    assert len(re.findall(r"\bWord\d+ is here\.", joined)) == huge_sentences()[1]
+    assert "Last paragraph here." in joined
+
+
+def test_text_after_cdata_comments_and_instructions_is_kept(tmp_path):
+    docs = {
+        "cdata.md": "Alpha <![CDATA[x]]> Beta end.\n",
+        "comment.md": "Alpha <!-- a note --> Beta end.\n",
+        "pi.md": "Alpha <?php echo 1 ?> Beta end.\n",
+        "cdata.html": "<html><body><p>Alpha <![CDATA[x]]> Beta end.</p></body></html>",
+    }
+    lost = {}
+    for name, content in docs.items():
+        path = tmp_path / name
+        path.write_text(content, encoding="utf-8")
+        text = spoken(path)
+        if not ("Alpha" in text and "Beta end." in text):
+            lost[name] = text
+    assert lost == {}
