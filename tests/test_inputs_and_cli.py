@@ -14,11 +14,14 @@ import json
 import re
 from pathlib import Path
 
+import av
 import pytest
 from click.testing import CliRunner
 
 from audiobook.cli import cli
-from audiobook.engines.local import LOCAL_LIMITS
+from audiobook.engines import espeak
+from audiobook.engines.local import LOCAL_LIMITS, LocalEngine, voice_for_language
+from audiobook.engines.options import LocalOptions
 from tests.epubkit import Doc, build_epub
 
 HUGE = 10 * 1024 * 1024  # one paragraph of 10 MiB: over libxml2's 10,000,000-byte text node
@@ -130,3 +133,112 @@ def test_text_after_cdata_comments_and_instructions_is_kept(tmp_path):
         if not ("Alpha" in text and "Beta end." in text):
             lost[name] = text
     assert lost == {}
+
+
+# --- item 12: every listed voice speaks, language tags find their voice ---------------------
+
+SENTENCE = "Hello there, this is a short test."
+
+
+def seconds_of(voice: str) -> float:
+    pcm, rate = espeak.synthesize(SENTENCE, voice, ssml=False)
+    return len(pcm) / 2 / rate
+
+
+def test_every_voice_that_voices_lists_synthesizes():
+    r = invoke("voices", "--engine", "local")
+    assert r.exit_code == 0, r.stderr
+    names = [line.split("\t")[0] for line in r.stdout.splitlines() if line.strip()]
+    assert {"en-gb", "en-us", "en-gb-x-rp", "fr-fr", "cmn", "ja", "pt-br"} <= set(names)
+    assert len(names) == len(set(names)), "a listed name must pick one voice"
+    quiet = {}
+    for name in names:
+        LocalEngine(LocalOptions(voice=name)).close()  # --voice takes it
+        # A voice without its dictionary says a fraction of a second of noise for any
+        # text; speech of this sentence is over a second in every language.
+        if (s := seconds_of(name)) < 0.5:
+            quiet[name] = s
+    assert quiet == {}
+
+
+# A book's language tag -> the closest espeak-ng voice.
+LANGUAGE_VOICES = {
+    "en-GB": "en-gb",
+    "en_gb": "en-gb",
+    "pt-BR": "pt-br",
+    "pt-PT": "pt-pt",
+    "es-MX": "es-mx",
+    "zh-Hant": "cmn",
+    "zh-HK": "yue",
+    "ja-jp": "ja",
+    "jp": "ja",
+    "fr-FR": "fr-fr",
+    "nn": "nb",
+}
+
+
+def test_language_tags_map_to_voices_that_speak():
+    mapped = {tag: voice_for_language(tag) for tag in LANGUAGE_VOICES}
+    assert mapped == LANGUAGE_VOICES
+    silent = {}
+    for voice in sorted(set(mapped.values())):
+        try:
+            s = seconds_of(voice)
+        except Exception as e:  # noqa: BLE001 - collected, to show every voice that fails
+            silent[voice] = str(e)
+        else:
+            if s < 0.5:
+                silent[voice] = f"{s:.2f} s"
+    assert silent == {}
+
+
+def test_a_language_whose_voice_cannot_speak_falls_back_with_a_warning(caplog):
+    # espeak-ng lists Faroese, but the installed data has no Faroese dictionary.
+    assert voice_for_language("fo-FO") == "en"
+    assert "fo" in caplog.text and "dictionary" in caplog.text
+    r = CliRunner().invoke(cli, ["voices", "--engine", "local", "--language", "fo"])
+    assert r.exit_code == 0 and "fo" not in r.stdout.split()
+
+
+def audio_seconds(path: Path) -> float:
+    with av.open(str(path)) as f:
+        return float(f.duration or 0) / av.time_base
+
+
+@pytest.mark.ffmpeg
+def test_british_books_convert_with_the_default_engine(tmp_path):
+    book = tmp_path / "tea.md"
+    book.write_text(
+        "---\ntitle: Tea\nlang: en-GB\n---\n\nThe colour of the tea was lovely.\n",
+        encoding="utf-8",
+    )
+    state = str(tmp_path / "state")
+    r = invoke("convert", str(book), "-o", str(tmp_path / "tea.m4b"), "--state-dir", state)
+    assert r.exit_code == 0, r.stderr
+    assert audio_seconds(tmp_path / "tea.m4b") > 1.0
+    r = invoke(
+        "convert",
+        str(book),
+        "--voice",
+        "en-gb",
+        "--format",
+        "mp3",
+        "-o",
+        str(tmp_path / "tea.mp3"),
+        "--state-dir",
+        state,
+    )
+    assert r.exit_code == 0, r.stderr
+    assert audio_seconds(tmp_path / "tea.mp3") > 1.0
+
+
+def test_a_voice_without_its_dictionary_is_refused_in_one_line(tmp_path):
+    book = tmp_path / "b.md"
+    book.write_text("Hello there.\n", encoding="utf-8")
+    r = CliRunner().invoke(
+        cli, ["convert", str(book), "--voice", "fo", "--state-dir", str(tmp_path / "s")]
+    )
+    assert r.exit_code == 2
+    assert r.stderr.startswith("audiobook: error: ") and "dictionary" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "b.m4b").exists()
