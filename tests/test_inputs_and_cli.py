@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import av
+import boto3
 import pytest
 from click.testing import CliRunner
 
 from audiobook.cli import cli
+from audiobook.emulator import PERMANENT_REASONS
 from audiobook.engines import espeak
 from audiobook.engines.local import LOCAL_LIMITS, LocalEngine, voice_for_language
 from audiobook.engines.options import LocalOptions
@@ -242,3 +248,178 @@ def test_a_voice_without_its_dictionary_is_refused_in_one_line(tmp_path):
     assert r.stderr.startswith("audiobook: error: ") and "dictionary" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "b.m4b").exists()
+
+
+# --- item 10: options that do not apply, defaults, headers, reasons, plurals -----------------
+
+
+@pytest.fixture
+def tiny_md(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.md"
+    path.write_text("# Tiny\n\nOne short sentence.\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--bucket", "x"],
+        ["--lexicon", "names"],
+        ["--sns-topic", "arn:aws:sns:us-east-1:123456789012:t"],
+        ["--kms-key", "k"],
+        ["--region", "eu-west-1"],
+        ["--prefix", "books/"],
+        ["--polly-engine", "standard"],
+        ["--mode", "sync"],
+        ["--marks", "sentence"],
+    ],
+    ids=lambda e: e[0],
+)
+def test_polly_options_with_the_local_engine_are_refused(tiny_md, tmp_path, extra):
+    out = tmp_path / "tiny.m4b"
+    args = ["convert", str(tiny_md), "-o", str(out), "--state-dir", str(tmp_path / "s")]
+    r = CliRunner().invoke(cli, [*args, "--engine", "local", *extra])
+    assert r.exit_code == 2, r.output
+    assert r.stderr == f"audiobook: error: {extra[0]} applies only to --engine polly, not local\n"
+    assert not out.exists()
+
+
+def test_local_options_with_polly_are_refused(tiny_md, tmp_path, aws_env, s3_bucket):
+    out = tmp_path / "tiny.m4b"
+    r = CliRunner().invoke(
+        cli,
+        [
+            "convert",
+            str(tiny_md),
+            "-o",
+            str(out),
+            "--engine",
+            "polly",
+            "--bucket",
+            s3_bucket,
+            "--workers",
+            "2",
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+    )
+    assert r.exit_code == 2, r.output
+    assert r.stderr == "audiobook: error: --workers applies only to --engine local, not polly\n"
+    assert not out.exists()
+    r = CliRunner().invoke(cli, ["voices", "--engine", "local", "--polly-engine", "neural"])
+    assert r.exit_code == 2 and "--polly-engine applies only to --engine polly" in r.stderr
+
+
+def test_voices_defaults_to_the_local_engine_like_convert(aws_env):
+    # With Polly reachable (the emulator), the default must still be espeak-ng's list.
+    r = invoke("voices")
+    assert r.exit_code == 0, r.stderr
+    names = [line.split("\t")[0] for line in r.stdout.splitlines()]
+    assert "en-gb-x-rp" in names and "Joanna" not in r.stdout
+    r = invoke("voices", "--language", "en-GB")
+    assert r.exit_code == 0 and "en-gb" in r.stdout.split()
+
+
+def test_tasks_prints_a_header_and_says_when_there_are_none(
+    aws_env, make_polly_emulator, monkeypatch, s3_bucket
+):
+    emu = make_polly_emulator()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_POLLY", emu.url)
+    r = invoke("tasks")
+    assert r.exit_code == 0 and r.stdout == "no tasks\n"
+    r = invoke("tasks", "--status", "failed")
+    assert r.exit_code == 0 and r.stdout == "no failed tasks\n"
+    polly = boto3.client("polly", endpoint_url=emu.url, region_name="us-east-1")
+    task = polly.start_speech_synthesis_task(
+        OutputFormat="mp3", OutputS3BucketName=s3_bucket, Text="Hello there.", VoiceId="Joanna"
+    )["SynthesisTask"]
+    r = invoke("tasks")
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 0 and len(lines) == 2
+    assert lines[0].split() == ["task", "status", "created", "chars", "output", "reason"]
+    assert lines[1].startswith(task["TaskId"])
+
+
+@pytest.mark.ffmpeg
+def test_status_shows_why_a_book_failed(
+    tiny_md, tmp_path, aws_env, make_polly_emulator, monkeypatch, s3_bucket
+):
+    emu = make_polly_emulator(permanent_fail_rate=1.0, seed=1)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_POLLY", emu.url)
+    state = str(tmp_path / "state")
+    r = CliRunner().invoke(
+        cli,
+        [
+            "convert",
+            str(tiny_md),
+            "--engine",
+            "polly",
+            "--bucket",
+            s3_bucket,
+            "--mode",
+            "async",
+            "--voice",
+            "Joanna",
+            "--state-dir",
+            state,
+        ],
+    )
+    assert r.exit_code == 8, r.output
+    error = r.stderr.strip().removeprefix("audiobook: error: ")
+    assert any(reason in error for reason in PERMANENT_REASONS)
+    r = invoke("status", "--state-dir", state)
+    assert r.exit_code == 0
+    lines = r.stdout.splitlines()
+    book = next(i for i, line in enumerate(lines) if "failed" in line and "Tiny" in line)
+    assert lines[book + 1].split() == ["error:", *error.split()]
+
+
+def test_counts_of_one_are_singular(tiny_md):
+    r = invoke("estimate", str(tiny_md))
+    assert r.exit_code == 0 and "1 request (sync)" in r.stdout, r.stdout
+    r = invoke("estimate", str(tiny_md), "--mode", "async")
+    assert r.exit_code == 0 and "1 task (async)" in r.stdout, r.stdout
+    r = invoke("inspect", str(tiny_md))
+    assert r.exit_code == 0 and r.stdout.splitlines()[-1].startswith("1 chapter, ")
+    for out in (
+        invoke("estimate", str(tiny_md)).stdout,
+        invoke("estimate", str(tiny_md), "--mode", "async").stdout,
+        invoke("inspect", str(tiny_md)).stdout,
+    ):
+        assert not re.search(r"(?<![\d,])1 (requests|tasks|chapters)\b", out), out
+
+
+def test_polly_emulator_is_a_click_command(moto_server):
+    r = CliRunner().invoke(cli, ["polly-emulator", "--help"], prog_name="audiobook")
+    assert r.exit_code == 0
+    assert r.stdout.startswith("Usage: audiobook polly-emulator [OPTIONS]")
+    assert "Options:" in r.stdout and "Example:" in r.stdout
+    for option in ("--s3-endpoint URL", "--port", "--quota NAME=RATE:BURST", "--fail-rate"):
+        assert option in r.stdout
+    r = CliRunner().invoke(cli, ["polly-emulator"])
+    assert r.exit_code == 2 and "Missing option '--s3-endpoint'" in r.stderr
+    # It still serves: the URL first, Polly's API on it, a clean exit on SIGTERM.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audiobook", "polly-emulator", "--port", "0"]
+        + ["--s3-endpoint", moto_server, "--quota", "describe=100:100"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
+        polly = boto3.client(
+            "polly",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        assert any(v["Id"] == "Joanna" for v in polly.describe_voices()["Voices"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
