@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 
 from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
@@ -172,6 +173,38 @@ def _ingest_options(kw: dict[str, Any]) -> IngestOptions:
     )
 
 
+# Options only one engine reads. Given with the other engine they would be ignored, so
+# they are refused instead (``_refuse_foreign_options``).
+_POLLY_ONLY = (
+    "polly_engine",
+    "bucket",
+    "prefix",
+    "sns_topic",
+    "kms_key",
+    "region",
+    "lexicons",
+    "mode",
+    "marks",
+)
+_LOCAL_ONLY = ("workers",)
+
+
+def _refuse_foreign_options(engine: str, only: dict[str, tuple[str, ...]]) -> None:
+    """A ConfigError for the first option given on the command line (or by its
+    environment variable) that ``only`` reserves for another engine than ``engine``."""
+    ctx = click.get_current_context()
+    for owner, names in only.items():
+        if owner == engine:
+            continue
+        for param in ctx.command.params:
+            if param.name not in names:
+                continue
+            source = ctx.get_parameter_source(param.name)
+            if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+                flag = max(param.opts, key=len)
+                raise ConfigError(f"{flag} applies only to --engine {owner}, not {engine}")
+
+
 def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
     if kw["engine"] != "polly":
         return None
@@ -192,8 +225,7 @@ def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
 
 
 def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
-    if kw.get("marks") and kw["engine"] != "polly":
-        raise ConfigError("--marks needs --engine polly")
+    _refuse_foreign_options(kw["engine"], {"polly": _POLLY_ONLY, "local": _LOCAL_ONLY})
     return ConvertOptions(
         fmt=kw["fmt"],
         engine=kw["engine"],
@@ -315,6 +347,7 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
         audiobook inspect novel.epub --text | less
     """
     from .inspect import inspect_book, spoken_text
+    from .progress import plural
 
     b = read_book(book, _ingest_options(kw))
     render = _render_options(kw)
@@ -339,7 +372,10 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
         click.echo(
             f"{i:4d}  {title:<{width}}  {c.billable_chars:>9,} billable  {c.chars:>9,} chars"
         )
-    click.echo(f"{len(info.chapters)} chapters, {info.total_billable_chars:,} billable characters")
+    click.echo(
+        f"{plural(len(info.chapters), 'chapter')}, "
+        f"{plural(info.total_billable_chars, 'billable character')}"
+    )
 
 
 # --- estimate -------------------------------------------------------------------------
@@ -384,6 +420,7 @@ def estimate_cmd(
         audiobook estimate novel.epub --engine polly --polly-engine neural
     """
     from .estimate import estimate_book
+    from .progress import plural
 
     b = read_book(book, _ingest_options(kw))
     for w in b.warnings:
@@ -409,8 +446,8 @@ def estimate_cmd(
         )
         return
     click.echo(
-        f"{b.title}: {est.billable_chars:,} billable characters, {est.tasks} "
-        f"{'tasks' if path == 'async' else 'requests'} ({path}), "
+        f"{b.title}: {plural(est.billable_chars, 'billable character')}, "
+        f"{plural(est.tasks, 'task' if path == 'async' else 'request')} ({path}), "
         f"${est.cost_usd:,.2f} at ${est.price_per_million:g} per million "
         f"({est.polly_engine})"
     )
@@ -423,9 +460,9 @@ def estimate_cmd(
 @click.option(
     "--engine",
     type=click.Choice(["local", "polly"]),
-    default="polly",
+    default="local",
     show_default=True,
-    help="Whose voices.",
+    help="Whose voices (the same default as convert's).",
 )
 @click.option(
     "--polly-engine",
@@ -438,13 +475,15 @@ def estimate_cmd(
 def voices_cmd(
     engine: str, polly_engine: str | None, language: str | None, region: str | None
 ) -> None:
-    """List the voices of an engine.
+    """List the voices of an engine (--voice takes the first column).
 
     Example:
 
     \b
+        audiobook voices --language en-GB
         audiobook voices --engine polly --language en-GB
     """
+    _refuse_foreign_options(engine, {"polly": ("polly_engine", "region")})
     voices = list_voices(engine, language=language, polly_engine=polly_engine, region=region)
     if engine == "local":
         for v in voices:
@@ -476,15 +515,23 @@ def tasks_cmd(status: str | None, max_items: int | None, region: str | None) -> 
     \b
         audiobook tasks --status failed --max 20
     """
+    shown = 0
     for t in list_tasks(status=status, max_items=max_items, region=region):
+        if not shown:
+            click.echo(
+                f"{'task':<36}  {'status':<10}  {'created':<25}  {'chars':>7}  output  reason"
+            )
+        shown += 1
         when = t.get("CreationTime")
         created = when.isoformat(timespec="seconds") if isinstance(when, datetime) else ""
         reason = t.get("TaskStatusReason") or ""
         click.echo(
-            f"{t.get('TaskId', '')}  {t.get('TaskStatus', ''):<10}  {created}  "
+            f"{t.get('TaskId', ''):<36}  {t.get('TaskStatus', ''):<10}  {created:<25}  "
             f"{t.get('RequestCharacters', 0):>7}  {t.get('OutputUri', '')}"
             + (f"  {reason}" if reason else "")
         )
+    if not shown:
+        click.echo(f"no {status} tasks" if status else "no tasks")
 
 
 # --- status and gc --------------------------------------------------------------------
@@ -501,16 +548,20 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
         audiobook status --state-dir out/.audiobook
     """
     from .estimate import billed_summary
+    from .progress import plural
     from .state import open_state
 
     with open_state(state_dir, reset=reset_state) as store:
         s = store.summary()
+        errors = store.last_run_errors()
     click.echo(f"state: {s.path}")
     for b in s.books:
         out = ", ".join(b.outputs[:1])
         click.echo(
             f"  {b.status:<8} {b.title or '?'} ({b.source_path})" + (f" -> {out}" if out else "")
         )
+        if b.status == "failed" and b.id in errors:
+            click.echo(f"           error: {one_line(errors[b.id])}")
     c = s.chunks
     click.echo(
         f"pieces: {c['done']} done, {c['pending'] + c['submitted']} pending "
@@ -523,7 +574,7 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
         + (f" ({by_kind})" if by_kind else "")
         + f"; ${billed.cost_usd:,.2f} at list prices"
     )
-    click.echo(f"cache: {s.cache_files} files, {s.cache_bytes / 1e6:,.1f} MB")
+    click.echo(f"cache: {plural(s.cache_files, 'file')}, {s.cache_bytes / 1e6:,.1f} MB")
 
 
 @cli.command(name="gc")
@@ -594,6 +645,7 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
     from rich.table import Table
 
     from .batch import batch
+    from .progress import plural
 
     opts = _convert_options(kw)
     console = _stderr()
@@ -623,7 +675,7 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
                 f"audiobook: warning: {src.name}: {msg}", err=True
             ),
         )
-    table = Table(title=f"{len(items)} books", title_justify="left")
+    table = Table(title=plural(len(items), "book"), title_justify="left")
     for col in ("book", "status", "pieces", "synthesized", "billed", "output"):
         table.add_column(col)
     for it in items:
@@ -643,7 +695,7 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
     failed = [it for it in items if it.error]
     if failed:
         console.print(
-            f"audiobook: error: {len(failed)} of {len(items)} books failed",
+            f"audiobook: error: {len(failed)} of {plural(len(items), 'book')} failed",
             markup=False,
             highlight=False,
         )
@@ -653,25 +705,113 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
 # --- polly-emulator -------------------------------------------------------------------
 
 
-@cli.command(
-    name="polly-emulator",
-    add_help_option=False,
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+def _quota(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, tuple[float, int]]:
+    quotas: dict[str, tuple[float, int]] = {}
+    for text in values:
+        name, _, value = text.partition("=")
+        rate, _, burst = value.partition(":")
+        try:
+            quotas[name] = (float(rate), int(burst or max(1, round(float(rate)))))
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not NAME=RATE:BURST") from None
+    return quotas
+
+
+@cli.command(name="polly-emulator")
+@click.option(
+    "--s3-endpoint", required=True, metavar="URL", help="S3 (and SNS) endpoint, e.g. moto."
 )
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def polly_emulator_cmd(args: tuple[str, ...]) -> None:
+@click.option(
+    "--sns-endpoint", default=None, metavar="URL", help="SNS endpoint [default: the S3 one]."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port to listen on (0 picks a free one).",
+)
+@click.option("--region", default="us-east-1", show_default=True, help="Region it answers for.")
+@click.option(
+    "--queue-delay", type=float, default=0.05, show_default=True, help="Seconds a task waits."
+)
+@click.option(
+    "--chars-per-second",
+    type=float,
+    default=50_000.0,
+    show_default=True,
+    help="How fast a task synthesizes.",
+)
+@click.option(
+    "--workers", type=int, default=4, show_default=True, help="Tasks synthesized at once."
+)
+@click.option(
+    "--quota-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Multiply every rate quota (e.g. 10 for fast tests).",
+)
+@click.option("--no-quotas", is_flag=True, help="Turn rate quotas off.")
+@click.option(
+    "--quota",
+    "quotas",
+    multiple=True,
+    callback=_quota,
+    metavar="NAME=RATE:BURST",
+    help="Set one quota exactly, e.g. start:standard=10:12 (repeatable; names: "
+    "start:<engine>, sync:<engine>, getlist, describe, lexicon).",
+)
+@click.option("--voices-page-size", type=int, default=None, help="DescribeVoices page size.")
+@click.option("--espeak-rate", type=int, default=None, help="espeak-ng words per minute.")
+@click.option(
+    "--audio",
+    type=click.Choice(["speech", "silence"]),
+    default="speech",
+    show_default=True,
+    help="silence: cheap silent audio, for benchmarks of orchestration.",
+)
+@click.option(
+    "--throttle-rate", type=float, default=0.0, help="Fault: share of requests throttled."
+)
+@click.option(
+    "--error5xx-rate", type=float, default=0.0, help="Fault: share of requests failing (500)."
+)
+@click.option(
+    "--fail-rate", type=float, default=0.0, help="Fault: share of tasks failed, transient."
+)
+@click.option(
+    "--permanent-fail-rate",
+    type=float,
+    default=0.0,
+    help="Fault: share of tasks failed, permanent.",
+)
+@click.option(
+    "--lost-notification-rate",
+    type=float,
+    default=0.0,
+    help="Fault: share of SNS completion messages lost.",
+)
+@click.option("--slow-s3", type=float, default=0.0, help="Fault: seconds before each S3 write.")
+@click.option("--seed", type=int, default=None, help="Seed of the faults' random draws.")
+def polly_emulator_cmd(no_quotas: bool, **kw: Any) -> None:
     """Run the local Polly emulator (a real HTTP server speaking Polly's API).
 
-    All arguments go to the emulator; see `audiobook polly-emulator --help`.
+    Tasks write real audio (espeak-ng) to the S3 endpoint and announce completion on
+    SNS. The first line on stdout is the URL it listens on; it serves until Ctrl-C or
+    SIGTERM.
 
     Example:
 
     \b
         audiobook polly-emulator --port 0 --s3-endpoint http://127.0.0.1:5000
     """
-    from .emulator import main as emulator_main
+    from .emulator.__main__ import run
 
-    sys.exit(emulator_main(list(args)) or 0)
+    sys.exit(run(quotas_enabled=not no_quotas, **kw))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -752,7 +892,7 @@ def podcast_cmd(
     import dataclasses
 
     from .podcast import PodcastOptions, build_episodes
-    from .progress import RichHooks
+    from .progress import RichHooks, plural
     from .state import open_state
 
     opts = _convert_options(kw, workers=workers)
@@ -775,7 +915,7 @@ def podcast_cmd(
     for w in result.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
     click.echo(
-        f"{result.feed}: {len(result.episodes)} episodes ({len(result.added)} added, "
+        f"{result.feed}: {plural(len(result.episodes), 'episode')} ({len(result.added)} added, "
         f"{len(result.updated)} updated, {len(result.kept)} kept)"
     )
     for err in result.failed:

@@ -23,6 +23,12 @@ from .hooks import ConvertResult, Hooks
 from .model import Book
 
 
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """A count and its noun: "1 chapter", "0 chapters", "1,204 pieces" (``nouns`` where
+    the plural is not the noun plus "s")."""
+    return f"{n:,} {noun if n == 1 else (nouns or noun + 's')}"
+
+
 def human_duration(seconds: float) -> str:
     s = round(seconds)
     h, rem = divmod(s, 3600)
@@ -110,18 +116,18 @@ def summary_line(result: ConvertResult) -> str:
     """One line saying what a conversion did."""
     out = ", ".join(str(p) for p in result.outputs[:1])
     if len(result.outputs) > 1:
-        out += f" (+{len(result.outputs) - 1} files)"
+        out += f" (+{plural(len(result.outputs) - 1, 'file')})"
     if result.skipped:
         return f"{out}: up to date, nothing to do"
     parts = [
-        f"{result.chapters} chapters",
+        plural(result.chapters, "chapter"),
         human_duration(result.duration),
-        f"{result.chunks_total} pieces ({result.chunks_cached} cached, "
+        f"{plural(result.chunks_total, 'piece')} ({result.chunks_cached} cached, "
         f"{result.chunks_submitted} synthesized"
         + (f", {result.chunks_resumed} resumed" if result.chunks_resumed else "")
         + ")",
     ]
     if result.billed_chars:
-        parts.append(f"{result.billed_chars:,} characters billed")
+        parts.append(f"{plural(result.billed_chars, 'character')} billed")
     parts.append(f"in {human_duration(result.elapsed)}")
     return f"{out}: " + ", ".join(parts)

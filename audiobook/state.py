@@ -585,6 +585,16 @@ class StateStore:
                 ),
             )
 
+    def last_run_errors(self) -> dict[int, str]:
+        """book id -> the error of the book's latest run, for books whose latest run
+        failed (``status`` shows why a book failed)."""
+        rows = self._query(
+            "SELECT book_id, error FROM runs WHERE id IN "
+            "(SELECT MAX(id) FROM runs WHERE book_id IS NOT NULL GROUP BY book_id) "
+            "AND status = 'failed'"
+        )
+        return {int(book_id): str(error or "unknown error") for book_id, error in rows}
+
     # -- reports and housekeeping -------------------------------------------------------
 
     def summary(self) -> StatusSummary:

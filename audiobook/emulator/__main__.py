@@ -1,104 +1,74 @@
-"""``python -m audiobook.emulator --port 0 --s3-endpoint URL``: run the Polly emulator.
+"""``audiobook polly-emulator`` (also ``python -m audiobook.emulator``): run the emulator.
 
-The first line on stdout is the URL it listens on; it serves until killed.
+The command's options are click options in ``audiobook.cli`` like every other command's;
+``run`` is what it calls. The first line on stdout is the URL the emulator listens on;
+it serves until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from ..errors import ConfigError
 from .quotas import DEFAULT_QUOTAS
 from .server import serve
 
 
-def _quota(text: str) -> tuple[str, tuple[float, int]]:
-    name, _, value = text.partition("=")
-    rate, _, burst = value.partition(":")
-    if name not in DEFAULT_QUOTAS:
-        raise argparse.ArgumentTypeError(f"unknown quota {name!r}")
-    try:
-        return name, (float(rate), int(burst or max(1, round(float(rate)))))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad quota {text!r} (want NAME=RATE:BURST)") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="polly-emulator",
-        description="A local Amazon Polly (rest-json) for tests and accountless runs.",
-    )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--s3-endpoint", required=True, help="S3 (and SNS) endpoint URL, e.g. moto")
-    p.add_argument("--sns-endpoint", help="SNS endpoint URL (default: the S3 endpoint)")
-    p.add_argument("--region", default="us-east-1")
-    p.add_argument("--queue-delay", type=float, default=0.05, help="seconds scheduled")
-    p.add_argument("--chars-per-second", type=float, default=50_000.0)
-    p.add_argument("--workers", type=int, default=4, help="tasks synthesized at once")
-    p.add_argument(
-        "--quota-scale",
-        type=float,
-        default=1.0,
-        help="multiply every rate quota (e.g. 10 for fast tests)",
-    )
-    p.add_argument("--no-quotas", action="store_true", help="turn rate quotas off")
-    p.add_argument(
-        "--quota",
-        action="append",
-        default=[],
-        type=_quota,
-        metavar="NAME=RATE:BURST",
-        help="set one quota exactly, e.g. start:standard=10:12 (names: "
-        + ", ".join(DEFAULT_QUOTAS)
-        + ")",
-    )
-    p.add_argument("--voices-page-size", type=int)
-    p.add_argument("--espeak-rate", type=int, help="espeak-ng words per minute")
-    p.add_argument(
-        "--audio",
-        choices=("speech", "silence"),
-        default="speech",
-        help="silence: cheap silent audio, for benchmarks of orchestration",
-    )
-    f = p.add_argument_group("faults")
-    f.add_argument("--throttle-rate", type=float, default=0.0)
-    f.add_argument("--error5xx-rate", type=float, default=0.0)
-    f.add_argument("--fail-rate", type=float, default=0.0, help="tasks failed, transient")
-    f.add_argument("--permanent-fail-rate", type=float, default=0.0)
-    f.add_argument("--lost-notification-rate", type=float, default=0.0)
-    f.add_argument("--slow-s3", type=float, default=0.0, help="seconds before each S3 write")
-    f.add_argument("--seed", type=int)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(
+    *,
+    s3_endpoint: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    sns_endpoint: str | None = None,
+    region: str = "us-east-1",
+    queue_delay: float = 0.05,
+    chars_per_second: float = 50_000.0,
+    workers: int = 4,
+    quota_scale: float = 1.0,
+    quotas_enabled: bool = True,
+    quotas: Mapping[str, tuple[float, int]] | None = None,
+    voices_page_size: int | None = None,
+    espeak_rate: int | None = None,
+    audio: str = "speech",
+    throttle_rate: float = 0.0,
+    error5xx_rate: float = 0.0,
+    fail_rate: float = 0.0,
+    permanent_fail_rate: float = 0.0,
+    lost_notification_rate: float = 0.0,
+    slow_s3: float = 0.0,
+    seed: int | None = None,
+) -> int:
+    """Serve until SIGINT or SIGTERM, printing the URL first; returns the exit code.
+    ``quotas`` sets single rate quotas (name -> (rate, burst)); an unknown name is a
+    ConfigError."""
+    for name in quotas or {}:
+        if name not in DEFAULT_QUOTAS:
+            raise ConfigError(f"unknown quota {name!r} (names: {', '.join(DEFAULT_QUOTAS)})")
     server = serve(
-        host=args.host,
-        port=args.port,
-        s3_endpoint=args.s3_endpoint,
-        region=args.region,
-        sns_endpoint=args.sns_endpoint,
-        queue_delay=args.queue_delay,
-        chars_per_second=args.chars_per_second,
-        workers=args.workers,
-        quota_scale=args.quota_scale,
-        quotas_enabled=not args.no_quotas,
-        quota_overrides=dict(args.quota),
-        voices_page_size=args.voices_page_size,
-        espeak_rate_wpm=args.espeak_rate,
-        audio=args.audio,
-        throttle_rate=args.throttle_rate,
-        error5xx_rate=args.error5xx_rate,
-        fail_rate=args.fail_rate,
-        permanent_fail_rate=args.permanent_fail_rate,
-        lost_notification_rate=args.lost_notification_rate,
-        slow_s3=args.slow_s3,
-        seed=args.seed,
+        host=host,
+        port=port,
+        s3_endpoint=s3_endpoint,
+        region=region,
+        sns_endpoint=sns_endpoint,
+        queue_delay=queue_delay,
+        chars_per_second=chars_per_second,
+        workers=workers,
+        quota_scale=quota_scale,
+        quotas_enabled=quotas_enabled,
+        quota_overrides=dict(quotas or {}),
+        voices_page_size=voices_page_size,
+        espeak_rate_wpm=espeak_rate,
+        audio=audio,
+        throttle_rate=throttle_rate,
+        error5xx_rate=error5xx_rate,
+        fail_rate=fail_rate,
+        permanent_fail_rate=permanent_fail_rate,
+        lost_notification_rate=lost_notification_rate,
+        slow_s3=slow_s3,
+        seed=seed,
     )
     print(server.url, flush=True)
     stop = threading.Event()
@@ -108,6 +78,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop.wait()
     finally:
         server.shutdown()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m audiobook.emulator ARGS``: ``audiobook polly-emulator ARGS``."""
+    from ..cli import cli
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=["polly-emulator", *args], prog_name="audiobook")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (1 if e.code else 0)
     return 0
 
 

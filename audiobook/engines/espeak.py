@@ -19,6 +19,7 @@ import tempfile
 import threading
 import wave
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import espeakng_loader
 
@@ -50,6 +51,21 @@ class _Voice(ctypes.Structure):
     ]
 
 
+@dataclass(frozen=True)
+class VoiceEntry:
+    """One installed voice as espeak_ListVoices gives it: ``identifier`` is its file
+    under espeak-ng-data/lang ("gmw/en"), ``languages`` its (priority, code) pairs, a
+    lower priority fitting the code better ("gmw/en": (2, "en-gb"), (2, "en"))."""
+
+    name: str
+    identifier: str
+    languages: tuple[tuple[int, str], ...]
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(code for _priority, code in self.languages)
+
+
 class _Espeak:
     def __init__(self) -> None:
         self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
@@ -76,6 +92,7 @@ class _Espeak:
         self.lib.espeak_SetSynthCallback(self._cb)
         self.voice: str | None = None
         self.lock = threading.RLock()  # re-entered by synthesize_to and phonemes
+        self._table: tuple[VoiceEntry, ...] | None = None
 
     def _on_audio(self, wav: ctypes._Pointer[ctypes.c_short], n: int, events: int | None) -> int:
         if n > 0:
@@ -87,9 +104,17 @@ class _Espeak:
         return 0  # 0 = go on
 
     def set_voice(self, voice: str) -> None:
+        """Select ``voice``: a voice file ("gmw/en"), a voice name ("English (Great
+        Britain)") or any language code the voice list shows ("en-gb", "fr-fr", "zh"),
+        with an optional variant ("en-gb+f3"). espeak_SetVoiceByName itself finds files
+        and names but not every listed language code, so those go through the list."""
         if voice != self.voice:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise ConfigError(f"espeak-ng has no voice {voice!r}")
+                entry = find_voice(self.voice_table(), voice)
+                variant = voice.partition("+")[2]
+                chosen = entry.identifier + (f"+{variant}" if variant else "") if entry else None
+                if chosen is None or self.lib.espeak_SetVoiceByName(chosen.encode()) != _EE_OK:
+                    raise ConfigError(f"espeak-ng has no voice {voice!r}")
             self.voice = voice
 
     def synth(
@@ -120,8 +145,15 @@ class _Espeak:
             out, self._buf = bytes(self._buf), bytearray()
             return out
 
-    def voices(self) -> list[tuple[str, str, tuple[str, ...]]]:
-        """(name, identifier, languages) of every installed voice."""
+    def voice_table(self) -> tuple[VoiceEntry, ...]:
+        """Every installed voice, in espeak_ListVoices' order (read once: the data
+        folder does not change while we run)."""
+        with self.lock:
+            if self._table is None:
+                self._table = self._list_voices()
+            return self._table
+
+    def _list_voices(self) -> tuple[VoiceEntry, ...]:
         self.lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
         arr = self.lib.espeak_ListVoices(None)
         out = []
@@ -131,18 +163,23 @@ class _Espeak:
             langs = []
             p = v.languages
             while p and ctypes.c_ubyte.from_address(p).value:
+                priority = ctypes.c_ubyte.from_address(p).value
                 lang = ctypes.string_at(p + 1)
-                langs.append(lang.decode("utf-8", "replace"))
+                langs.append((priority, lang.decode("utf-8", "replace")))
                 p += 2 + len(lang)
             out.append(
-                (
+                VoiceEntry(
                     (v.name or b"").decode("utf-8", "replace"),
                     (v.identifier or b"").decode("utf-8", "replace"),
                     tuple(langs),
                 )
             )
             i += 1
-        return out
+        return tuple(out)
+
+    def voices(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(name, identifier, languages) of every installed voice."""
+        return [(v.name, v.identifier, v.codes) for v in self.voice_table()]
 
 
 _instance: _Espeak | None = None
@@ -204,6 +241,53 @@ def version() -> str:
 def voices() -> list[tuple[str, str, tuple[str, ...]]]:
     """(name, identifier, languages) of every voice espeak-ng has."""
     return _espeak().voices()
+
+
+def voice_table() -> tuple[VoiceEntry, ...]:
+    """Every installed voice with its language codes and their priorities."""
+    return _espeak().voice_table()
+
+
+def find_voice(table: Sequence[VoiceEntry], voice: str) -> VoiceEntry | None:
+    """The voice of ``table`` that ``voice`` means (any variant after "+" ignored): the
+    one with that file identifier or name, else the one listing that language code at
+    the best priority (ties: earlier in its own list, then the shorter identifier, so
+    "en-gb" is gmw/en, "zh" sit/cmn, "es-mx" roa/es-419). Case does not matter."""
+    want = voice.partition("+")[0].strip().lower()
+    if not want:
+        return None
+    for entry in table:
+        if want in (entry.identifier.lower(), entry.name.strip().lower()):
+            return entry
+    best: tuple[int, int, int, str] | None = None
+    found = None
+    for entry in table:
+        for position, (priority, code) in enumerate(entry.languages):
+            if code.lower() == want:
+                rank = (priority, position, len(entry.identifier), entry.identifier)
+                if best is None or rank < best:
+                    best, found = rank, entry
+    return found
+
+
+def missing_dictionary(entry: VoiceEntry) -> str | None:
+    """The pronunciation dictionary ``entry`` reads words with, when the installed data
+    lacks it (then espeak-ng speaks a fraction of a second of noise for any text), else
+    None. As espeak-ng decides: the voice file's ``dictionary`` line, else its first
+    language code up to the first "-"."""
+    data = espeakng_loader.get_data_path()
+    try:
+        with open(os.path.join(data, "lang", entry.identifier), encoding="utf-8") as f:
+            lines = [line.split() for line in f]
+    except (OSError, UnicodeDecodeError):
+        return None  # not a file we can read: espeak-ng's business, not a known gap
+    dictionary = next((w[1] for w in lines if len(w) >= 2 and w[0] == "dictionary"), None)
+    if dictionary is None:
+        first = next((w[1] for w in lines if len(w) >= 2 and w[0] == "language"), None)
+        dictionary = first.split("-")[0] if first else None
+    if dictionary is None or os.path.exists(os.path.join(data, f"{dictionary}_dict")):
+        return None
+    return dictionary
 
 
 def phonemes(text: str, voice: str = "en", *, ssml: bool = True) -> str:

@@ -40,8 +40,10 @@ SAMPLE_RATE = 22050
 # 20 minutes of speech, small enough to spread a chapter over both cores.
 LOCAL_LIMITS = EngineLimits(max_billable=20_000, max_total=40_000)
 
-# Every language tag espeak-ng 1.52 answers to (espeak_ListVoices), so that choosing a
-# voice for a book needs no library call.
+# Every language code espeak-ng 1.52 lists (espeak_ListVoices), so that mapping a book's
+# language to a code needs no library call. Codes that espeak_SetVoiceByName does not
+# take as they are ("en-gb", "fr-fr", "zh", "es-mx") are resolved through the voice
+# list by ``espeak``.
 _ESPEAK_LANGUAGES = frozenset(
     """
 af am an ar as az ba be bg bn bpy bs ca ca-ba ca-nw ca-va chr-US-Qaaa-x-west cmn
@@ -77,24 +79,35 @@ _ALIASES = {
     "sh": "hbs",
     "cmn-hans": "cmn",
     "cmn-hant": "cmn",
+    # Country codes often written for the language (none of them a language code).
+    "jp": "ja",
+    "cn": "cmn",
+    "cz": "cs",
+    "dk": "da",
+    "gr": "el",
+    "ua": "uk",
 }
 DEFAULT_VOICE = "en"
 
 
 def voice_for_language(tag: str | None) -> str:
-    """The espeak-ng voice for a BCP 47 language tag: "en-US" -> "en-us", "fr" -> "fr",
-    "zh" -> "cmn", "pt-BR" -> "pt-br", "de-AT" -> "de". Unknown or missing -> "en"
-    (with a warning for an unknown tag)."""
+    """The espeak-ng voice for a BCP 47 language tag: "en-US" -> "en-us", "en-GB" ->
+    "en-gb", "fr" -> "fr", "zh-Hant" -> "cmn", "pt-BR" -> "pt-br", "de-AT" -> "de",
+    "ja-jp" and "jp" -> "ja". Unknown or missing -> "en" (with a warning for an unknown
+    tag, or for a language whose voice cannot speak here: its dictionary is missing)."""
     if not tag or not tag.strip():
         return DEFAULT_VOICE
     norm = tag.strip().lower().replace("_", "-")
     parts = norm.split("-")
     while parts:
         cand = "-".join(parts)
-        if cand in _ALIASES:
-            return _ALIASES[cand]
-        if cand in _ESPEAK_LANGUAGES:
-            return cand
+        voice = _ALIASES.get(cand) or (cand if cand in _ESPEAK_LANGUAGES else None)
+        if voice is not None:
+            problem = _voice_problem(voice)
+            if problem is None:
+                return voice
+            log.warning("%s; reading language %r with %r", problem, tag, DEFAULT_VOICE)
+            return DEFAULT_VOICE
         parts.pop()
     log.warning("no espeak-ng voice for language %r; reading it with %r", tag, DEFAULT_VOICE)
     return DEFAULT_VOICE
@@ -177,6 +190,9 @@ class LocalEngine(Engine):
                 raise ConfigError(
                     f"espeak-ng has no voice {voice!r} (see `audiobook voices --engine local`)"
                 )
+            problem = _voice_problem(voice)
+            if problem is not None:
+                raise ConfigError(f"{problem} (see `audiobook voices --engine local`)")
             self.voice = voice
         else:
             self.voice = voice_for_language(language)
@@ -288,20 +304,43 @@ class LocalEngine(Engine):
 def list_voices(language: str | None = None) -> list[dict[str, str]]:
     """espeak-ng's voices, for ``audiobook voices --engine local``: ``name`` is what
     ``--voice`` takes, ``language`` espeak-ng's description. With ``language`` (BCP 47),
-    only the voices for it."""
+    only the voices for it. Voices whose dictionary is not installed are left out (they
+    cannot speak). ``name`` is a voice's first language code, or its file where another
+    voice has the same first code and the file's own name ("sit/yue-Latn-jyutping")."""
     from . import espeak
 
     want = voice_for_language(language) if language else None
+    table = [e for e in espeak.voice_table() if e.codes and espeak.missing_dictionary(e) is None]
+    first_codes = [e.codes[0] for e in table]
     out = []
-    for desc, ident, langs in espeak.voices():
-        if not langs:
-            continue
+    for entry in table:
+        name = entry.codes[0]
+        own = entry.identifier.rsplit("/", 1)[-1].lower() == name.lower()
+        if first_codes.count(name) > 1 and not own:
+            name = entry.identifier
         if want is not None and not any(
-            lang == want or lang.startswith(want + "-") for lang in langs
+            lang == want or lang.startswith(want + "-") for lang in entry.codes
         ):
             continue
-        out.append({"name": langs[0], "language": desc, "gender": "", "file": ident})
+        out.append({"name": name, "language": entry.name, "gender": "", "file": entry.identifier})
     return sorted(out, key=lambda v: v["name"])
+
+
+def _voice_problem(voice: str) -> str | None:
+    """Why an existing voice cannot speak here (its dictionary is not installed), or
+    None."""
+    from . import espeak
+
+    try:
+        entry = espeak.find_voice(espeak.voice_table(), voice)
+    except EngineError:
+        return None
+    missing = espeak.missing_dictionary(entry) if entry is not None else None
+    if missing is None:
+        return None
+    return (
+        f"espeak-ng's voice {voice!r} cannot speak: its dictionary {missing}_dict is not installed"
+    )
 
 
 def _voice_exists(voice: str) -> bool:

@@ -4,7 +4,10 @@ Parsing: every document is first parsed as XML with a parser that never resolves
 entities, never touches the network, never loads a DTD and keeps libxml2's size limits
 (``huge_tree=False``), so billion-laughs and XXE documents stay inert: an entity that
 is not an HTML named character is simply dropped. A document that is not well-formed
-is parsed again with lxml's recovering HTML parser, and the caller reports it.
+is parsed again with lxml's recovering HTML parser, and the caller reports it. One
+limit is lifted where it is hit: a paragraph over libxml2's 10 MB text-node cap is no
+attack (members are capped by ``_safezip``, entities stay unresolved), so such a
+document is parsed again with ``huge_tree`` rather than cut short at that paragraph.
 
 Walking (``extract``): text comes out as ``Item`` events (a Block, whether it is a
 footnote body, and its heading level) in document order, with ``Mark`` events where an
@@ -48,21 +51,24 @@ def clean_text(text: str) -> str:
     return _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
 
 
-def xml_parser() -> etree.XMLParser:
+def xml_parser(*, huge: bool = False) -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
-        huge_tree=False,
+        huge_tree=huge,
         remove_comments=True,
         remove_pis=True,
     )
 
 
 def _html_parser(encoding: str | None = None) -> lxml_html.HTMLParser:
+    # huge_tree: without it the recovering parser silently ends the document at a text
+    # node over 10 MB; deep nesting is bounded by libxml2 all the same (2048 levels) and
+    # the walker's own depth guard.
     return lxml_html.HTMLParser(
-        no_network=True, huge_tree=False, remove_comments=True, remove_pis=True, encoding=encoding
+        no_network=True, huge_tree=True, remove_comments=True, remove_pis=True, encoding=encoding
     )
 
 
@@ -93,7 +99,12 @@ def _encoding(data: bytes) -> str | None:
 def parse_xml(data: bytes) -> etree._Element:
     """Parse XML safely. Raises ``etree.XMLSyntaxError`` (or ValueError) if malformed."""
     try:
-        root = etree.fromstring(data, xml_parser())
+        try:
+            root = etree.fromstring(data, xml_parser())
+        except etree.XMLSyntaxError as exc:
+            if "XML_PARSE_HUGE" not in str(exc):  # libxml2's advice when a size cap is hit
+                raise
+            root = etree.fromstring(data, xml_parser(huge=True))
     except LookupError as exc:  # an unknown encoding name in the XML declaration
         raise ValueError(f"unknown encoding ({exc})") from exc
     if root is None:

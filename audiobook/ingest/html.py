@@ -19,7 +19,10 @@ Hostile markup: control characters and NUL bytes are removed, attribute values o
 ``MAX_ATTRIBUTE`` characters are emptied (libxml2 silently drops the rest of a document
 after a huge one), a DOCTYPE's internal subset is removed so no entity is ever expanded,
 script/style/iframe/object content is never spoken, and the tree is walked without
-recursion so that deep nesting cannot overflow the stack.
+recursion so that deep nesting cannot overflow the stack. Every parse lifts libxml2's
+10 MB limit on one text node (``huge_tree``), which would otherwise end the document
+silently at a huge paragraph: the page is already capped at ``MAX_HTML_BYTES`` and the
+HTML parser expands no declared entity.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, TypedDict
+from typing import Any, ClassVar, Literal, TypedDict
 from urllib.parse import unquote, urlsplit
 
 import lxml.html
@@ -347,15 +350,25 @@ def sanitize_markup(html: str) -> tuple[str, list[str]]:
     return html, warnings
 
 
+def parse_html(html: str | bytes) -> lxml.html.HtmlElement:
+    """A page's tree, parsed without libxml2's 10 MB cap on a text node (past a longer
+    paragraph the default parser silently drops the rest of the document). A new parser
+    each time: lxml parsers are not to be shared between threads."""
+    parser = lxml.html.HTMLParser(
+        huge_tree=True, encoding="utf-8" if isinstance(html, bytes) else None
+    )
+    return lxml.html.document_fromstring(html, parser=parser)
+
+
 def parse_page(html: str, source: str, warnings: list[str]) -> tuple[str, lxml.html.HtmlElement]:
     """Parse; where the tree reached libxml2's depth limit (the parser then drops the
     rest of the document), flatten the nesting and parse again."""
     try:
-        page = lxml.html.document_fromstring(html)
+        page = parse_html(html)
         if page.xpath(f"boolean(//*[count(ancestor::*) >= {MAX_DEPTH}])"):
             html, flattened = flatten_nesting(html)
             warnings.append(f"nesting deeper than {MAX_DEPTH} levels flattened ({flattened} tags)")
-            page = lxml.html.document_fromstring(html)
+            page = parse_html(html)
     except (etree.ParserError, ValueError) as exc:
         raise CorruptDocument(source, f"not readable as HTML ({exc})") from None
     return html, page
@@ -660,20 +673,19 @@ def _looks_like_url(s: str) -> bool:
 
 def extract_article(html: str, source: str) -> lxml.html.HtmlElement:
     """The main article as an element (readability-lxml), boilerplate pruned."""
-    from readability import Document
     from readability.readability import Unparseable
 
-    page = lxml.html.document_fromstring(html)
+    page = parse_html(html)
     prune_boilerplate(page)
     cleaned = lxml.html.tostring(page, encoding="unicode")
     try:
-        summary = Document(cleaned).summary(html_partial=True)
+        summary = _readability_document(cleaned).summary(html_partial=True)
     except Unparseable:
         raise NoTextError(source, "no article text found") from None
     except Exception as exc:  # noqa: BLE001 - a third-party extractor on hostile input
         raise CorruptDocument(source, f"not readable as HTML ({type(exc).__name__})") from None
     try:
-        doc = lxml.html.document_fromstring(summary) if summary.strip() else None
+        doc = parse_html(summary) if summary.strip() else None
     except (etree.ParserError, ValueError, AssertionError):
         doc = None
     body = doc.find(".//body") if doc is not None else None
@@ -682,6 +694,21 @@ def extract_article(html: str, source: str) -> lxml.html.HtmlElement:
     article = body
     prune_boilerplate(article)
     return article
+
+
+def _readability_document(html: str) -> Any:
+    """readability's Document, parsing the page as ``parse_html`` does (its own parser
+    keeps libxml2's 10 MB text-node cap and would drop the rest of the article)."""
+    from readability import Document
+
+    class _Document(Document):  # type: ignore[misc,no-any-unimported]
+        def _parse(self, input: Any) -> Any:
+            if isinstance(input, str):
+                # as readability's build_doc: through UTF-8, which drops lone surrogates
+                input = parse_html(input.encode("utf-8", "replace"))
+            return super()._parse(input)
+
+    return _Document(html)
 
 
 def prune_boilerplate(root: lxml.html.HtmlElement) -> None:
@@ -729,13 +756,17 @@ def article_blocks(
             kind: BlockKind = kind_stack[-1] if kind_stack else "paragraph"
             out.append(Block(kind, text))
 
-    walker = etree.iterwalk(article, events=("start", "end"))
+    # Comments and processing instructions (a CDATA section in HTML is parsed as a
+    # comment) come as events of their own: without them the text after one, its tail,
+    # would never be seen.
+    walker = etree.iterwalk(article, events=("start", "end", "comment", "pi"))
     for event, el in walker:
         tag = el.tag if isinstance(el.tag, str) else ""
+        if event in ("comment", "pi"):
+            if el.tail:
+                buf.append(el.tail)
+            continue
         if event == "start":
-            if not tag:  # comment or processing instruction
-                walker.skip_subtree()
-                continue
             if tag in _SKIP_TAGS or _is_note_ref(el):
                 walker.skip_subtree()
                 continue
@@ -788,10 +819,6 @@ def article_blocks(
             if el.text:
                 buf.append(el.text)
         else:  # end
-            if not tag:
-                if el.tail:
-                    buf.append(el.tail)
-                continue
             if tag == "blockquote" or tag == "li":
                 flush()
                 kind_stack.pop()
@@ -974,13 +1001,14 @@ def _text_of(el: lxml.html.HtmlElement | None) -> str:
     if el is None:
         return ""
     parts: list[str] = []
-    walker = etree.iterwalk(el, events=("start", "end"))
+    walker = etree.iterwalk(el, events=("start", "end", "comment", "pi"))
     for event, node in walker:
         tag = node.tag if isinstance(node.tag, str) else ""
+        if event in ("comment", "pi"):  # only its tail is text
+            if node is not el and node.tail:
+                parts.append(node.tail)
+            continue
         if event == "start":
-            if not tag:
-                walker.skip_subtree()
-                continue
             if node is not el and (tag in _SKIP_TAGS or _is_note_ref(node)):
                 walker.skip_subtree()
                 continue
