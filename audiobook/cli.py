@@ -590,10 +590,12 @@ def gc_cmd(dry_run: bool, state_dir: Path | None, reset_state: bool) -> None:
     """
     from .state import open_state
 
+    from .progress import plural
+
     with open_state(state_dir, reset=reset_state) as store:
         files, freed = store.gc(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
-    click.echo(f"{verb} {files} cached pieces ({freed / 1e6:,.1f} MB)")
+    click.echo(f"{verb} {plural(files, 'cached piece')} ({freed / 1e6:,.1f} MB)")
 
 
 # --- batch ----------------------------------------------------------------------------
