@@ -588,9 +588,8 @@ def gc_cmd(dry_run: bool, state_dir: Path | None, reset_state: bool) -> None:
     \b
         audiobook gc --dry-run
     """
-    from .state import open_state
-
     from .progress import plural
+    from .state import open_state
 
     with open_state(state_dir, reset=reset_state) as store:
         files, freed = store.gc(dry_run=dry_run)
