@@ -8,7 +8,8 @@ the real CLI (``python -m audiobook`` in a subprocess).
   emulator shows no task and no SynthesizeSpeech request when the run fails. A full
   disk and a read-only folder are real: a tmpfs mounted in a private user and mount
   namespace (skipped where the system allows none).
-* A name and a format that disagree are refused.
+* The output's extension decides the format when ``--format`` is not given; a name
+  and a format that disagree are refused.
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ def sha(path: Path) -> str:
 
 def manifest(folder: Path) -> list[str]:
     return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+
+
+def container(path: Path) -> str:
+    import av
+
+    with av.open(str(path)) as f:
+        return f.format.name
 
 
 def polly(bucket: str) -> list[str]:
@@ -363,7 +371,16 @@ def test_podcast_gets_the_same_checks(tmp_path, emulated, namespaces):
     nothing_paid(emu)
 
 
-# --- item 10a: a format and a name that disagree are refused ---------------------------
+# --- item 10a: the extension decides the format, a disagreement is refused ---------------
+
+
+def test_the_extension_decides_the_format_when_none_is_given(tmp_path):
+    src = epub(tmp_path / "day.epub", ["Morning", "Night"])
+    state = tmp_path / "state"
+    for name, kind in (("day.mp3", "mp3"), ("day.m4b", "mov,mp4,m4a,3gp,3g2,mj2")):
+        r = cli("convert", src, "-o", tmp_path / name, "--state-dir", state)
+        assert r.returncode == 0, r.stderr
+        assert container(tmp_path / name) == kind
 
 
 @pytest.mark.parametrize(
