@@ -279,9 +279,9 @@ def cli(verbose: int) -> None:
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
-    default="m4b",
-    show_default=True,
-    help="M4B with chapters, MP3 with ID3 chapters, or one file per chapter.",
+    default=None,
+    help="M4B with chapters, MP3 with ID3 chapters, or one file per chapter "
+    "[default: as -o's extension says (.mp3, .m4b), else m4b].",
 )
 @engine_options
 @ingest_options
@@ -306,9 +306,12 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
         audiobook convert paper.pdf --engine polly --bucket my-bucket \\
             --voice Joanna
     """
+    from .outputs import format_of
     from .progress import RichHooks, summary_line
     from .state import open_state
 
+    if kw["fmt"] is None:  # the output's name decides; a name and a --format that
+        kw["fmt"] = (format_of(out) if out else None) or "m4b"  # disagree are refused
     opts = _convert_options(kw, workers=workers)
     console = _stderr()
     hooks = RichHooks(console)

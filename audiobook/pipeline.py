@@ -58,10 +58,11 @@ from .ingest import read_book
 from .keys import content_key, file_sha256
 from .model import Book, Chunk
 from .options import ConvertOptions
+from .outputs import check_destination, check_output, claim
 from .scheduler import Job, Limiters, Scheduler, make_limiters
 from .ssml import billable_chars, render_book, total_chars
 from .state import StateStore, open_state
-from .stitch import ChapterAudio, stitch
+from .stitch import ChapterAudio, chapter_filenames, stitch
 
 MARKS_EXT = "marks"
 
@@ -147,6 +148,7 @@ def convert(
     if src.is_dir():
         raise InputError(src, "is a folder, not a document")
     dest = Path(out) if out is not None else default_output(src, opts.fmt)
+    check_output(dest, opts.fmt, [src])  # before reading, before paying
     with _store(store, state_dir) as db:
         t0 = time.monotonic()
         try:
@@ -168,6 +170,7 @@ def convert(
                 )
                 hooks.on_done(result)
                 return result
+        check_destination(dest, opts.fmt)
         book = read_book(src, opts.ingest)
         return _convert(
             book,
@@ -201,6 +204,7 @@ def convert_book(
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
         raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
+    check_output(out, opts.fmt, [book.source] if book.source else [])
     with _store(store, state_dir) as db:
         source_id = book.source or f"book:{book.title}"
         return _convert(
@@ -382,6 +386,12 @@ def _convert(
                     )
                     hooks.on_done(result)
                     return result
+        # Everything about the output that needs no synthesis, before the first paid call.
+        names = chapter_filenames([ch.title for ch in book.chapters])
+        if engine.capabilities.marks:
+            names += [str(Path(n).with_suffix(".vtt")) for n in names]
+        chars = sum(billable_chars(c.ssml) for c in chunks)
+        check_destination(out, opts.fmt, names if opts.fmt == "chapters" else (), chars)
         book_id = store.upsert_book(
             source_id, source_hash="", options_hash="", title=book.title, status="running"
         )
@@ -401,6 +411,9 @@ def _convert(
                 ChapterAudio(ch.title, tuple(ps)) for ch, ps in zip(book.chapters, syn.pieces)
             ]
             stitched = stitch(book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch)
+            if opts.fmt == "chapters" and syn.marks is not None:  # captions: ours too
+                files = [Path(p) for p in stitched.outputs]
+                claim(files[0].parent, [p.with_suffix(".vtt").name for p in files])
             captions = write_captions(
                 syn.pieces, syn.marks, [Path(p) for p in stitched.outputs], out, opts.fmt
             )

@@ -25,6 +25,9 @@ How, and why it is exact:
   players in the MP4 edit list (an input offset of -1,024 samples).
 * Output is written inside a temporary folder next to ``out`` and moved into place with
   ``os.replace``: a failure leaves the previous output untouched and no temp files.
+* A chapters folder gets a manifest of the files written there (``outputs.py``):
+  a folder that holds files and no manifest of ours is refused before anything is
+  encoded, and a later run replaces only the files the manifest lists.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ from .audio import read_wav_info
 from .config import FORMATS
 from .errors import AudiobookError, ConfigError, FFmpegError, InputError
 from .model import Book
+from .outputs import chapters_folder, check_folder
+from .outputs import install as install_chapters
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +380,12 @@ def chapter_filename(index: int, total: int, title: str, ext: str = "m4b") -> st
     return f"{name} - {clean}.{ext}" if clean else f"{name}.{ext}"
 
 
+def chapter_filenames(titles: Sequence[str]) -> list[str]:
+    """The file names of the chapters format, in order, made unique."""
+    n = len(titles)
+    return _unique([chapter_filename(i + 1, n, t) for i, t in enumerate(titles)])
+
+
 def _write_cover(book: Book, tmp: Path) -> Path | None:
     """The cover as a JPEG or PNG file ffmpeg can attach, or None."""
     cover = book.cover
@@ -451,14 +462,16 @@ def stitch(
         raise ConfigError(f"bad bitrate {bitrate!r} (e.g. 64k)")
     workers = workers if workers > 0 else (os.cpu_count() or 1)
     out = Path(out)
-    if fmt == "chapters" and out.suffix:
-        out = out.with_suffix("")
+    if fmt == "chapters":
+        out = chapters_folder(out)
     target_parent = out.absolute().parent
     if not target_parent.is_dir():
         raise ConfigError(f"{out}: folder {target_parent} does not exist")
     if fmt == "chapters":
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{out}: exists and is not a folder")
+        # A folder of someone else's files, or one of theirs in the way: refused.
+        check_folder(out, chapter_filenames([c.title for c in chapters]))
     elif out.is_dir():
         raise ConfigError(f"{out}: is a folder; give a file name for --format {fmt}")
 
@@ -762,7 +775,7 @@ def _stitch_chapters(
     base = book_tags(book)
     base.pop("description", None)
     n = len(titles)
-    names = _unique([chapter_filename(i + 1, n, t) for i, t in enumerate(titles)])
+    names = chapter_filenames(titles)
     cancel = threading.Event()
 
     def encode(i: int) -> None:
@@ -789,15 +802,7 @@ def _stitch_chapters(
             raise
 
     _run_all(encode, n, workers, cancel)
-    old = tmp / "previous"
-    if out.exists():
-        os.replace(out, old)
-    try:
-        os.replace(folder, out)
-    except OSError:
-        if old.exists():
-            os.replace(old, out)
-        raise
+    install_chapters(out, folder, names)
     return tuple(out / name for name in names)
 
 
