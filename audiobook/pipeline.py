@@ -38,6 +38,7 @@ Progress goes through ``Hooks`` (subclass it; every method is optional).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -52,7 +53,7 @@ from .captions import write_captions
 from .chunk import chunk_rendered
 from .config import FORMATS, RenderOptions
 from .engines.base import Engine
-from .errors import ConfigError, EngineError, InputError
+from .errors import ConfigError, EngineError, InputError, StateError
 from .hooks import ConvertResult, Hooks
 from .ingest import read_book
 from .keys import content_key, file_sha256
@@ -404,8 +405,10 @@ def _convert(
             )
         except BaseException as e:
             # What was paid for is in the chunk rows; the run keeps only why it stopped.
-            store.finish_book(book_id, status="failed")
-            store.finish_run(run_id, status="failed", error=str(e)[:500] or type(e).__name__)
+            # A store that cannot take these writes (full, read-only) does not hide why.
+            with contextlib.suppress(StateError):
+                store.finish_book(book_id, status="failed")
+                store.finish_run(run_id, status="failed", error=str(e)[:500] or type(e).__name__)
             raise
         outputs = [Path(p) for p in stitched.outputs] + captions
         fp = _outputs_fingerprint(outputs) or (0, 0.0)

@@ -20,14 +20,19 @@ Tables (created by named migrations recorded in ``_migrations``):
 The cache is the truth about finished audio: a file at ``cache/ab/<key>.<ext>`` is
 written whole (temp file, then ``os.replace``) and only ever holds that key's audio, so
 it is reused even when its row is gone (after ``--reset-state``). Every write is one
-transaction. A corrupt or locked database raises ``StateError`` with the way out:
-``--reset-state`` moves the old file aside as ``state.sqlite.bad-<time>``; it never
-deletes it, and never deletes cached audio.
+transaction. A corrupt or locked
+database raises ``StateError`` with the way out: ``--reset-state`` moves the old file
+aside as ``state.sqlite.bad-<time>`` when it fails its integrity check (a healthy store
+is kept); it never deletes it, and never deletes cached audio. A state folder that is
+full, read-only or not writable raises ``StateError`` saying so, and the store is left
+as it was (SQLite rolls back the write that failed).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -36,9 +41,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from .errors import StateError
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "state.sqlite"
 STATUSES = ("pending", "submitted", "done", "failed")
@@ -238,7 +245,107 @@ _BOOK_COLS = (
 )
 
 
+# --- what went wrong ------------------------------------------------------------------
+
+Storage = Literal["full", "read-only", "denied"]
+_ERRNO_STORAGE: dict[int, Storage] = {
+    errno.ENOSPC: "full",
+    errno.EDQUOT: "full",
+    errno.EROFS: "read-only",
+    errno.EACCES: "denied",
+    errno.EPERM: "denied",
+}
+# An I/O error in a folder with less room than this is the disk being full: SQLite and
+# the cache write in pages and pieces, so "no space" shows before the last byte is used.
+LOW_SPACE = 1 << 20
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and what it was raised from (``__cause__``, else ``__context__``)."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def folder_condition(folder: str | os.PathLike[str]) -> Storage | None:
+    """What stops writes in ``folder`` (or its nearest existing parent) right now: its
+    file system is read-only, it has (next to) no free space, or we may not write in it;
+    None when none of these."""
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return "read-only"
+    if st.f_bavail * st.f_frsize < LOW_SPACE:
+        return "full"
+    if not os.access(probe, os.W_OK):
+        return "denied"
+    return None
+
+
+def _inside(folder: Path, name: object) -> bool:
+    if not isinstance(name, str | bytes | os.PathLike):
+        return False
+    try:
+        Path(os.fsdecode(name)).absolute().relative_to(folder.absolute())
+    except ValueError:
+        return False
+    return True
+
+
+def storage_error(folder: str | os.PathLike[str], err: BaseException) -> StateError | None:
+    """A one-line ``StateError`` when ``err`` (or what it was raised from) is the state
+    folder refusing a write: the disk is full, the file system read-only, permission
+    denied. None for anything else (an error of another folder, a damaged database)."""
+    d = Path(folder)
+    kind: Storage | None = None
+    for e in _causes(err):
+        if isinstance(e, OSError) and e.errno in _ERRNO_STORAGE:
+            k = _ERRNO_STORAGE[e.errno]
+            # The OSError names a file of the state folder, or the folder is in that
+            # state now (a copy's error names no file): not an error of another folder.
+            if _inside(d, e.filename) or _inside(d, e.filename2) or folder_condition(d) == k:
+                kind = k
+                break
+        if isinstance(e, sqlite3.Error):
+            name = getattr(e, "sqlite_errorname", "") or ""
+            if name == "SQLITE_FULL":
+                kind = "full"
+                break
+            if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR")):
+                kind = folder_condition(d)
+                if kind is not None:
+                    break
+    if kind is None:
+        return None
+    kept = "the state store is kept as it was"
+    if kind == "full":
+        return StateError(
+            f"{d}: the state folder's disk is full (no space left on device); free some "
+            f"space and run again ({kept})"
+        )
+    if kind == "read-only":
+        return StateError(
+            f"{d}: the state folder is on a read-only file system; make it writable, or use "
+            f"--state-dir DIR for another one ({kept})"
+        )
+    return StateError(
+        f"{d}: no permission to write in the state folder (permission denied); fix its "
+        f"permissions, or use --state-dir DIR for another one ({kept})"
+    )
+
+
 def _state_error(path: Path, e: BaseException) -> StateError:
+    storage = storage_error(path.parent, e)
+    if storage is not None:
+        return storage
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
     if "locked" in msg or "busy" in msg:
         return StateError(
@@ -254,7 +361,12 @@ def _state_error(path: Path, e: BaseException) -> StateError:
 class StateStore:
     """The SQLite state of one state folder. Thread-safe: one connection behind a lock,
     so that the books of one batch run can share it; other processes share it through
-    SQLite's own locking (WAL, busy timeout)."""
+    SQLite's own locking (WAL, busy timeout).
+
+    ``create=False`` (the read-only commands) opens only a store that exists: a missing
+    one raises ``StateError`` and nothing is created. ``reset=True`` moves the store aside
+    when it fails its integrity check and keeps a healthy one; ``reset_note`` says which
+    (one line, for the user)."""
 
     def __init__(
         self,
@@ -263,19 +375,40 @@ class StateStore:
         reset: bool = False,
         busy_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        create: bool = True,
     ) -> None:
         self.dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.path = self.dir / DB_NAME
         self.cache_dir = self.dir / "cache"
         self.clock = clock
         self.moved_aside: Path | None = None
+        self.reset_note: str | None = None
         self._lock = threading.RLock()
+        if not create and not self.path.is_file():
+            raise StateError(
+                f"{self.dir}: no state store here (no book was converted with this state "
+                "folder; check --state-dir or $AUDIOBOOK_STATE_DIR)"
+            )
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StateError(f"{self.dir}: cannot create the state folder ({e.strerror})") from e
+            raise storage_error(self.dir, e) or StateError(
+                f"{self.dir}: cannot create the state folder ({e.strerror})"
+            ) from e
         if reset:
-            self.moved_aside = reset_state(self.dir)
+            problem = integrity_problem(self.dir, busy_timeout=busy_timeout)
+            if problem is not None:
+                self.moved_aside = reset_state(self.dir)
+                self.reset_note = (
+                    f"{self.path} failed its integrity check ({problem}); moved it aside as "
+                    f"{self.moved_aside.name if self.moved_aside else '?'} and started a new "
+                    "one (cached audio is kept)"
+                )
+            elif self.path.exists():
+                self.reset_note = (
+                    f"{self.path} passed its integrity check; kept it (--reset-state moves "
+                    "only a damaged store aside)"
+                )
         try:
             self.db = sqlite3.connect(
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -291,12 +424,19 @@ class StateStore:
         except sqlite3.Error as e:
             self.db.close()
             raise _state_error(self.path, e) from e
+        except StateError:
+            self.db.close()
+            raise
 
     # -- plumbing ----------------------------------------------------------------------
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT); rolled back on error."""
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT); rolled back on error. A
+        database error inside it (a full disk, a read-only file) becomes ``StateError``.
+        SQLite may have rolled back already (it does on SQLITE_FULL and some I/O
+        errors): the ROLLBACK is only sent while a transaction is open, so that the
+        error that matters is the one raised."""
         with self._lock:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -304,14 +444,24 @@ class StateStore:
                 raise _state_error(self.path, e) from e
             try:
                 yield self.db
+            except sqlite3.Error as e:
+                self._rollback()
+                raise _state_error(self.path, e) from e
             except BaseException:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise
             try:
                 self.db.execute("COMMIT")
             except sqlite3.Error as e:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise _state_error(self.path, e) from e
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error as e:
+                log.debug("%s: rollback failed: %s", self.path, e)
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -643,9 +793,41 @@ class StateStore:
         return removed, freed
 
 
+def integrity_problem(
+    state_dir: str | os.PathLike[str], *, busy_timeout: float = 30.0
+) -> str | None:
+    """What is wrong with the store of ``state_dir`` (one line), or None when it opens
+    and passes ``PRAGMA integrity_check`` (or there is none). A store that is locked, or
+    a folder that refuses to be written, raises ``StateError``: neither is damage, and
+    moving the store aside would not help."""
+    d = Path(state_dir)
+    path = d / DB_NAME
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    except sqlite3.Error as e:
+        raise storage_error(d, e) or _state_error(path, e) from e
+    try:
+        rows = db.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.Error as e:
+        name = getattr(e, "sqlite_errorname", "") or ""
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            raise _state_error(path, e) from e
+        storage = storage_error(d, e)
+        if storage is not None:
+            raise storage from e
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    finally:
+        db.close()
+    found = [str(r[0]) for r in rows]
+    return None if found == ["ok"] else "; ".join(found[:3])
+
+
 def reset_state(state_dir: str | os.PathLike[str]) -> Path | None:
     """Move ``state.sqlite`` (and its WAL files) aside as ``state.sqlite.bad-<time>``;
-    returns the new path, or None when there was nothing to move. Never deletes."""
+    returns the new path, or None when there was nothing to move. Never deletes. (The
+    store's ``reset=True`` calls this only for a store that fails its integrity check.)"""
     d = Path(state_dir)
     db = d / DB_NAME
     if not db.exists():
@@ -659,7 +841,12 @@ def reset_state(state_dir: str | os.PathLike[str]) -> Path | None:
     for suffix in ("", "-wal", "-shm"):
         src = Path(f"{db}{suffix}")
         if src.exists():
-            os.replace(src, f"{dest}{suffix}")
+            try:
+                os.replace(src, f"{dest}{suffix}")
+            except OSError as e:
+                raise storage_error(d, e) or StateError(
+                    f"{src}: cannot move it aside ({e.strerror or e})"
+                ) from e
     return dest
 
 
@@ -668,5 +855,6 @@ def open_state(
     *,
     reset: bool = False,
     busy_timeout: float = 30.0,
+    create: bool = True,
 ) -> StateStore:
-    return StateStore(state_dir, reset=reset, busy_timeout=busy_timeout)
+    return StateStore(state_dir, reset=reset, busy_timeout=busy_timeout, create=create)
