@@ -61,7 +61,7 @@ from .model import Book, Chunk
 from .options import ConvertOptions
 from .scheduler import Job, Limiters, Scheduler, make_limiters
 from .ssml import billable_chars, render_book, total_chars
-from .state import StateStore, open_state
+from .state import ChunkRow, StateStore, open_state, storage_error
 from .stitch import ChapterAudio, stitch
 
 MARKS_EXT = "marks"
@@ -263,13 +263,14 @@ def synthesize(
     cached = 0
     seen: set[str] = set()
     chars = [billable_chars(c.ssml) for c in chunks]
+    rows = store.chunks(list(dict.fromkeys(keys)))
+    found: list[tuple[str, str, int, str]] = []  # cached files with no digest yet
     for i, (c, k) in enumerate(zip(chunks, keys)):
         if k in seen:
             continue
         seen.add(k)
-        if store.cached(k, ext) is not None and (
-            not with_marks or store.cached(k, MARKS_EXT) is not None
-        ):
+        exts = (ext, MARKS_EXT) if with_marks else (ext,)
+        if _reusable(store, c, k, rows.get(k), exts, hooks, found):
             cached += 1
             continue
         jobs.append(
@@ -282,6 +283,7 @@ def synthesize(
                 store.cache_path(k, MARKS_EXT) if with_marks else None,
             )
         )
+    store.record_digests(found, engine.name)
     total_chars = sum(chars)
     pending_chars = sum(j.chars for j in jobs)
     # Progress counts every chunk; cached ones (and repeats) are done from the start.
@@ -325,6 +327,42 @@ def synthesize(
         sched.resumed,
         sched.billed,
     )
+
+
+def _reusable(
+    store: StateStore,
+    chunk: Chunk,
+    key: str,
+    row: ChunkRow | None,
+    exts: tuple[str, ...],
+    hooks: Hooks,
+    found: list[tuple[str, str, int, str]],
+) -> bool:
+    """Whether every cached file of ``key`` (audio, and marks when asked for) is there
+    and whole (``StateStore.check_cached``). A damaged one is said in a warning and
+    removed, so that only it is synthesized again; digests of files cached before they
+    were recorded go to ``found``."""
+    ok = True
+    for e in exts:
+        check = store.check_cached(key, e, row)
+        if check.path is not None:
+            if check.digest is not None:
+                found.append((key, e, *check.digest))
+            continue
+        ok = False
+        if check.problem:
+            p = store.cache_path(key, e)
+            hooks.on_warning(
+                f"{p}: cached piece {chunk.seq + 1} of chapter {chunk.chapter_idx + 1} is "
+                f"damaged ({check.problem}); synthesizing it again"
+            )
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as err:
+                raise storage_error(store.dir, err) or StateError(
+                    f"{p}: cannot remove the damaged piece ({err.strerror or err})"
+                ) from err
+    return ok
 
 
 def _cached_or_fail(store: StateStore, key: str, ext: str) -> Path:

@@ -11,7 +11,8 @@ Tables (created by named migrations recorded in ``_migrations``):
     chunks       one row per content key: status pending|submitted|done|failed, engine,
                  task_id, output_uri, cache path, billed_chars, attempts, started_at
                  (the "started" intent, written BEFORE the engine's start call),
-                 submitted_at, done_at, last_error
+                 submitted_at, done_at, last_error, cache_size and cache_sha256
+                 (marks_size, marks_sha256 for speech marks): the cached file as written
     books        one row per source path: source hash, options hash, output path, output
                  size and mtime, last run, status
     book_chunks  a book's latest chunk keys in order (what ``gc`` keeps)
@@ -19,8 +20,9 @@ Tables (created by named migrations recorded in ``_migrations``):
 
 The cache is the truth about finished audio: a file at ``cache/ab/<key>.<ext>`` is
 written whole (temp file, then ``os.replace``) and only ever holds that key's audio, so
-it is reused even when its row is gone (after ``--reset-state``). Every write is one
-transaction. A corrupt or locked
+it is reused even when its row is gone (after ``--reset-state``). Its size and sha256 are
+recorded when it is written and checked before it is reused (``check_cached``): a damaged
+piece is synthesized again, alone. Every write is one transaction. A corrupt or locked
 database raises ``StateError`` with the way out: ``--reset-state`` moves the old file
 aside as ``state.sqlite.bad-<time>`` when it fails its integrity check (a healthy store
 is kept); it never deletes it, and never deletes cached audio. A state folder that is
@@ -31,6 +33,7 @@ as it was (SQLite rolls back the write that failed).
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -179,6 +182,19 @@ def m004_book_outputs(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE books DROP COLUMN output_path")
 
 
+@migration
+def m005_cache_digest(db: sqlite3.Connection) -> None:
+    # The cached files as they were written (size in bytes, sha256 hex), checked before
+    # a piece is reused: a damaged one is synthesized again instead of failing the book.
+    for col in (
+        "cache_size INTEGER",
+        "cache_sha256 TEXT",
+        "marks_size INTEGER",
+        "marks_sha256 TEXT",
+    ):
+        db.execute(f"ALTER TABLE chunks ADD COLUMN {col}")
+
+
 # --- rows -----------------------------------------------------------------------------
 
 
@@ -199,6 +215,10 @@ class ChunkRow:
     last_error: str | None
     price_kind: str = ""
     task_extra: str = "{}"
+    cache_size: int | None = None  # the cached audio as written (None: not recorded)
+    cache_sha256: str | None = None
+    marks_size: int | None = None  # the cached speech marks as written
+    marks_sha256: str | None = None
 
     @property
     def extra(self) -> dict[str, str]:
@@ -237,7 +257,8 @@ class StatusSummary:
 
 _CHUNK_COLS = (
     "key, status, engine, task_id, output_uri, cache_path, chars, billed_chars, attempts, "
-    "started_at, submitted_at, done_at, last_error, price_kind, task_extra"
+    "started_at, submitted_at, done_at, last_error, price_kind, task_extra, "
+    "cache_size, cache_sha256, marks_size, marks_sha256"
 )
 _BOOK_COLS = (
     "id, source_path, source_hash, options_hash, title, out_path, output_size, "
@@ -356,6 +377,46 @@ def _state_error(path: Path, e: BaseException) -> StateError:
         f"{path}: state store is unreadable ({msg}); run again with --reset-state to "
         "move it aside (cached audio is kept)"
     )
+
+
+def file_digest(path: str | os.PathLike[str]) -> tuple[int, str]:
+    """Size in bytes and sha256 (hex) of the file at ``path``, in one read."""
+    with open(path, "rb") as f:
+        h = hashlib.file_digest(f, "sha256")
+        return f.tell(), h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheCheck:
+    """What ``StateStore.check_cached`` found: ``path`` when the cached file can be
+    reused, else None with ``problem`` saying why (empty when there is no file)."""
+
+    path: Path | None
+    problem: str = ""
+    digest: tuple[int, str] | None = None  # to record, for a file written before m005
+
+
+def _plausible(path: Path, ext: str) -> bool:
+    """A file with no recorded digest (cached before sizes were recorded, or its row
+    was moved aside by --reset-state) looks like what its name says."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            if ext == "marks":  # JSON lines
+                f.seek(0)
+                for line in f:
+                    if line.strip():
+                        json.loads(line)
+                return True
+    except (OSError, ValueError):
+        return False
+    if ext == "wav":
+        return len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+    if ext == "mp3":
+        return head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] >= 0xE0)
+    if ext == "ogg":
+        return head[:4] == b"OggS"
+    return len(head) > 0
 
 
 class StateStore:
@@ -508,6 +569,69 @@ class StateStore:
         p = self.cache_path(key, ext)
         return p if p.is_file() else None
 
+    def check_cached(self, key: str, ext: str, row: ChunkRow | None) -> CacheCheck:
+        """Whether the cached file of ``key`` can be reused: it is there and is what was
+        written, the size recorded at write time (a stat) and the sha256 (one read).
+
+        The rule: the size always, the hash always too. A piece is only looked at when
+        its book is about to be stitched (an up-to-date book reads nothing), and the
+        stitch reads and decodes every byte of every piece anyway; hashing them first
+        costs a fraction of that (sha256 runs at hundreds of MB/s, decoding and encoding
+        far slower), and it is the only check that also sees a same-size overwrite.
+        A file with no recorded digest (cached before digests were recorded, or after
+        --reset-state) must look like its format (``_plausible``); its digest is
+        returned to be recorded, so the next run checks it fully."""
+        p = self.cache_path(key, ext)
+        if not p.is_file():
+            return CacheCheck(None)
+        size: int | None = None
+        sha: str | None = None
+        if row is not None:
+            size, sha = (
+                (row.marks_size, row.marks_sha256)
+                if ext == "marks"
+                else (row.cache_size, row.cache_sha256)
+            )
+        try:
+            actual = p.stat().st_size
+            if size is not None and actual != size:
+                return CacheCheck(None, f"{actual} bytes, {size} were written")
+            digest = file_digest(p)
+        except OSError as e:
+            return CacheCheck(None, f"cannot read it ({e.strerror or e})")
+        if sha is not None:
+            if digest[1] != sha:
+                return CacheCheck(None, "its content changed since it was written (sha256)")
+            return CacheCheck(p)
+        if not _plausible(p, ext):
+            return CacheCheck(None, f"not a whole {ext} file ({digest[0]} bytes)")
+        return CacheCheck(p, digest=digest)
+
+    def record_digests(
+        self, entries: Sequence[tuple[str, str, int, str]], engine: str = ""
+    ) -> None:
+        """Record ``(key, ext, size, sha256)`` of cached files found without a digest
+        (their row is done: the file is the finished audio of the key)."""
+        if not entries:
+            return
+        now = self.clock()
+        with self.transaction() as db:
+            for key, ext, size, sha in entries:
+                self._ensure_chunk(db, key, engine, 0)
+                if ext == "marks":
+                    db.execute(
+                        "UPDATE chunks SET marks_size = ?, marks_sha256 = ?, updated_at = ? "
+                        "WHERE key = ?",
+                        (size, sha, now, key),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE chunks SET status = 'done', cache_path = ?, cache_size = ?, "
+                        "cache_sha256 = ?, done_at = COALESCE(done_at, ?), updated_at = ? "
+                        "WHERE key = ?",
+                        (os.fspath(self.cache_path(key, ext)), size, sha, now, now, key),
+                    )
+
     # -- chunks ------------------------------------------------------------------------
 
     def chunk(self, key: str) -> ChunkRow | None:
@@ -540,7 +664,8 @@ class StateStore:
             db.execute(
                 "UPDATE chunks SET status = 'pending', engine = ?, task_id = NULL, "
                 "output_uri = NULL, started_at = ?, attempts = attempts + 1, price_kind = ?, "
-                "updated_at = ? WHERE key = ?",
+                "cache_size = NULL, cache_sha256 = NULL, marks_size = NULL, "
+                "marks_sha256 = NULL, updated_at = ? WHERE key = ?",
                 (engine, now, price_kind, now, key),
             )
         return now
@@ -575,15 +700,27 @@ class StateStore:
             )
 
     def mark_done(
-        self, key: str, cache_path: str | os.PathLike[str], engine: str = "", chars: int = 0
+        self,
+        key: str,
+        cache_path: str | os.PathLike[str],
+        engine: str = "",
+        chars: int = 0,
+        *,
+        digest: tuple[int, str] | None = None,
+        marks_digest: tuple[int, str] | None = None,
     ) -> None:
+        """The audio of ``key`` is in the cache at ``cache_path``; ``digest`` (size,
+        sha256) is of the file as written, ``marks_digest`` of its speech marks."""
         now = self.clock()
+        size, sha = digest or (None, None)
+        msize, msha = marks_digest or (None, None)
         with self.transaction() as db:
             self._ensure_chunk(db, key, engine, chars)
             db.execute(
                 "UPDATE chunks SET status = 'done', cache_path = ?, done_at = ?, "
-                "last_error = NULL, updated_at = ? WHERE key = ?",
-                (os.fspath(cache_path), now, now, key),
+                "last_error = NULL, cache_size = ?, cache_sha256 = ?, marks_size = ?, "
+                "marks_sha256 = ?, updated_at = ? WHERE key = ?",
+                (os.fspath(cache_path), now, size, sha, msize, msha, now, key),
             )
 
     def mark_failed(self, key: str, error: str) -> None:
