@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from click.core import ParameterSource
@@ -27,6 +27,9 @@ from .errors import AudiobookError, ConfigError, one_line
 from .ingest import IngestOptions, read_book
 from .options import ConvertOptions
 from .pipeline import convert
+
+if TYPE_CHECKING:
+    from .state import StateStore
 
 log = logging.getLogger("audiobook")
 
@@ -74,8 +77,9 @@ state_options = _compose(
     click.option(
         "--reset-state",
         is_flag=True,
-        help="Move a corrupt state store aside (kept as state.sqlite.bad-<time>) "
-        "and start a new one; cached audio is kept.",
+        help="Move a state store that fails its integrity check aside (kept as "
+        "state.sqlite.bad-<time>) and start a new one; a healthy store is kept. "
+        "Cached audio is always kept.",
     ),
 )
 
@@ -242,6 +246,18 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def _open_state(state_dir: Path | None, reset: bool, *, create: bool = True) -> StateStore:
+    """The state store, saying in one line what ``--reset-state`` did (moved a damaged
+    store aside, or kept a healthy one). ``create=False``: the read-only commands, which
+    never create a store (a missing one is a one-line error, exit 9)."""
+    from .state import open_state
+
+    store = open_state(state_dir, reset=reset, create=create)
+    if store.reset_note:
+        click.echo(f"audiobook: note: {store.reset_note}", err=True)
+    return store
+
+
 # --- the group ------------------------------------------------------------------------
 
 
@@ -308,7 +324,6 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     """
     from .outputs import format_of
     from .progress import RichHooks, summary_line
-    from .state import open_state
 
     if kw["fmt"] is None:  # the output's name decides; a name and a --format that
         kw["fmt"] = (format_of(out) if out else None) or "m4b"  # disagree are refused
@@ -316,7 +331,7 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     console = _stderr()
     hooks = RichHooks(console)
     try:
-        with open_state(kw["state_dir"], reset=kw["reset_state"]) as store:
+        with _open_state(kw["state_dir"], kw["reset_state"]) as store:
             result = convert(book, out, opts, hooks, store=store)
     finally:
         hooks.close()
@@ -545,6 +560,8 @@ def tasks_cmd(status: str | None, max_items: int | None, region: str | None) -> 
 def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
     """Show the state store: books, pieces done/pending/failed, characters billed, cost.
 
+    Never creates a store: a state folder with none is a one-line error (exit 9).
+
     Example:
 
     \b
@@ -552,9 +569,8 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
     """
     from .estimate import billed_summary
     from .progress import plural
-    from .state import open_state
 
-    with open_state(state_dir, reset=reset_state) as store:
+    with _open_state(state_dir, reset_state, create=False) as store:
         s = store.summary()
         errors = store.last_run_errors()
     click.echo(f"state: {s.path}")
@@ -586,15 +602,16 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
 def gc_cmd(dry_run: bool, state_dir: Path | None, reset_state: bool) -> None:
     """Remove cached audio that no book's latest version still needs.
 
+    Never creates a store: a state folder with none is a one-line error (exit 9).
+
     Example:
 
     \b
         audiobook gc --dry-run
     """
     from .progress import plural
-    from .state import open_state
 
-    with open_state(state_dir, reset=reset_state) as store:
+    with _open_state(state_dir, reset_state, create=False) as store:
         files, freed = store.gc(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {plural(files, 'cached piece')} ({freed / 1e6:,.1f} MB)")
@@ -665,9 +682,7 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
                 f"{item.source.name}: {summary_line(item.result)}"
             )
 
-    from .state import open_state
-
-    with open_state(kw["state_dir"], reset=kw["reset_state"]) as store:
+    with _open_state(kw["state_dir"], kw["reset_state"]) as store:
         items = batch(
             in_dir,
             out_dir,
@@ -897,7 +912,6 @@ def podcast_cmd(
 
     from .podcast import PodcastOptions, build_episodes
     from .progress import RichHooks, plural
-    from .state import open_state
 
     opts = _convert_options(kw, workers=workers)
     if no_captions:
@@ -906,7 +920,7 @@ def podcast_cmd(
         title=title, base_url=base_url, image=image, description=description, author=author
     )
     console = _stderr()
-    with open_state(kw["state_dir"], reset=kw["reset_state"]) as store:
+    with _open_state(kw["state_dir"], kw["reset_state"]) as store:
         result = build_episodes(
             list(articles),
             feed_dir,

@@ -12,7 +12,9 @@
      │    ├── TransientEngineError 5xx, lost connection, transient task failure (retryable)
      │    ├── TaskFailed           a synthesis task ended "failed" for a permanent reason
      │    └── RetriesExceeded      a retryable error kept happening
-     ├── StateError                state store corrupt or locked (use --reset-state)
+     ├── StateError                state store corrupt (use --reset-state) or locked,
+     │                             its folder full, read-only or not writable, or no
+     │                             store there for a read-only command (status, gc)
      └── FFmpegError               ffmpeg exited non-zero (carries its last stderr line)
 
 The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``.

@@ -38,6 +38,7 @@ Progress goes through ``Hooks`` (subclass it; every method is optional).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -52,7 +53,7 @@ from .captions import write_captions
 from .chunk import chunk_rendered
 from .config import FORMATS, RenderOptions
 from .engines.base import Engine
-from .errors import ConfigError, EngineError, InputError
+from .errors import ConfigError, EngineError, InputError, StateError
 from .hooks import ConvertResult, Hooks
 from .ingest import read_book
 from .keys import content_key, file_sha256
@@ -268,13 +269,20 @@ def synthesize(
     cached = 0
     seen: set[str] = set()
     chars = [billable_chars(c.ssml) for c in chunks]
+    rows = store.chunks(list(dict.fromkeys(keys)))
+    found: list[tuple[str, str, int, str]] = []  # cached files with no digest yet
     for i, (c, k) in enumerate(zip(chunks, keys)):
         if k in seen:
             continue
         seen.add(k)
-        if store.cached(k, ext) is not None and (
-            not with_marks or store.cached(k, MARKS_EXT) is not None
-        ):
+        exts = (ext, MARKS_EXT) if with_marks else (ext,)
+        reusable, damaged = store.reusable(k, exts, rows.get(k), found)
+        for path, problem in damaged:
+            hooks.on_warning(
+                f"{path}: cached piece {c.seq + 1} of chapter {c.chapter_idx + 1} is "
+                f"damaged ({problem}); synthesizing it again"
+            )
+        if reusable:
             cached += 1
             continue
         jobs.append(
@@ -287,6 +295,7 @@ def synthesize(
                 store.cache_path(k, MARKS_EXT) if with_marks else None,
             )
         )
+    store.record_digests(found, engine.name)
     total_chars = sum(chars)
     pending_chars = sum(j.chars for j in jobs)
     # Progress counts every chunk; cached ones (and repeats) are done from the start.
@@ -419,8 +428,10 @@ def _convert(
             )
         except BaseException as e:
             # What was paid for is in the chunk rows; the run keeps only why it stopped.
-            store.finish_book(book_id, status="failed")
-            store.finish_run(run_id, status="failed", error=str(e)[:500] or type(e).__name__)
+            # A store that cannot take these writes (full, read-only) does not hide why.
+            with contextlib.suppress(StateError):
+                store.finish_book(book_id, status="failed")
+                store.finish_run(run_id, status="failed", error=str(e)[:500] or type(e).__name__)
             raise
         outputs = [Path(p) for p in stitched.outputs] + captions
         fp = _outputs_fingerprint(outputs) or (0, 0.0)

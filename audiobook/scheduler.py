@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import heapq
 import itertools
@@ -43,6 +44,7 @@ from .errors import (
     AudiobookError,
     EngineError,
     RetriesExceeded,
+    StateError,
     TaskFailed,
     Throttled,
 )
@@ -50,7 +52,7 @@ from .hooks import Hooks
 from .model import Book, Chunk
 from .options import ConvertOptions
 from .ratelimit import TokenBucket
-from .state import StateStore
+from .state import StateStore, file_digest, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -236,25 +238,50 @@ class Scheduler:
 
     def _do_fetch(self, job: Job) -> Path:
         assert job.ref is not None
+        try:
+            digest, marks_digest = self._fetch_into_cache(job)
+        except Exception as e:
+            # The cache refusing the write (disk full, read-only) is the state folder's
+            # problem, whatever error the engine wrapped it in.
+            storage = storage_error(self.store.dir, e)
+            if storage is not None:
+                raise storage from e
+            raise
+        self.store.mark_done(
+            job.key,
+            job.dest,
+            self.engine.name,
+            job.chars,
+            digest=digest,
+            marks_digest=marks_digest,
+        )
+        return job.dest
+
+    def _fetch_into_cache(self, job: Job) -> tuple[tuple[int, str], tuple[int, str] | None]:
+        """The audio (and marks) of a finished task into the cache, each file written
+        whole; returns their (size, sha256) as written."""
+        assert job.ref is not None
         job.dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = job.dest.with_name(
             f"{job.key}.tmp{os.getpid()}-{threading.get_ident()}{job.dest.suffix}"
         )
+        marks_digest: tuple[int, str] | None = None
         try:
             if job.marks_dest is not None:
                 # Marks first: cached audio always has its marks beside it.
                 mtmp = job.marks_dest.with_name(f"{tmp.name}.marks")
                 try:
                     self.engine.fetch_marks(job.ref, mtmp)
+                    marks_digest = file_digest(mtmp)
                     os.replace(mtmp, job.marks_dest)
                 finally:
                     mtmp.unlink(missing_ok=True)
             self.engine.fetch(job.ref, tmp)
+            digest = file_digest(tmp)
             os.replace(tmp, job.dest)
         finally:
             tmp.unlink(missing_ok=True)
-        self.store.mark_done(job.key, job.dest, self.engine.name, job.chars)
-        return job.dest
+        return digest, marks_digest
 
     def _dispatch(self, kind: str, fn: Callable[[Job], Any], job: Job) -> None:
         self.busy += 1
@@ -405,7 +432,9 @@ class Scheduler:
 
     def _fail(self, job: Job, err: BaseException) -> None:
         self._release(job)
-        self.store.mark_failed(job.key, str(err))
+        if not isinstance(err, StateError):  # a store that failed a write takes no more
+            with contextlib.suppress(StateError):  # and does not hide why we stop
+                self.store.mark_failed(job.key, str(err))
         if isinstance(err, AudiobookError):
             raise err
         raise EngineError(

@@ -11,7 +11,8 @@ Tables (created by named migrations recorded in ``_migrations``):
     chunks       one row per content key: status pending|submitted|done|failed, engine,
                  task_id, output_uri, cache path, billed_chars, attempts, started_at
                  (the "started" intent, written BEFORE the engine's start call),
-                 submitted_at, done_at, last_error
+                 submitted_at, done_at, last_error, cache_size and cache_sha256
+                 (marks_size, marks_sha256 for speech marks): the cached file as written
     books        one row per source path: source hash, options hash, output path, output
                  size and mtime, last run, status
     book_chunks  a book's latest chunk keys in order (what ``gc`` keeps)
@@ -19,15 +20,22 @@ Tables (created by named migrations recorded in ``_migrations``):
 
 The cache is the truth about finished audio: a file at ``cache/ab/<key>.<ext>`` is
 written whole (temp file, then ``os.replace``) and only ever holds that key's audio, so
-it is reused even when its row is gone (after ``--reset-state``). Every write is one
-transaction. A corrupt or locked database raises ``StateError`` with the way out:
-``--reset-state`` moves the old file aside as ``state.sqlite.bad-<time>``; it never
-deletes it, and never deletes cached audio.
+it is reused even when its row is gone (after ``--reset-state``). Its size and sha256 are
+recorded when it is written and checked before it is reused (``check_cached``): a damaged
+piece is synthesized again, alone. Every write is one transaction. A corrupt or locked
+database raises ``StateError`` with the way out: ``--reset-state`` moves the old file
+aside as ``state.sqlite.bad-<time>`` when it fails its integrity check (a healthy store
+is kept); it never deletes it, and never deletes cached audio. A state folder that is
+full, read-only or not writable raises ``StateError`` saying so, and the store is left
+as it was (SQLite rolls back the write that failed).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -36,9 +44,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from .errors import StateError
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "state.sqlite"
 STATUSES = ("pending", "submitted", "done", "failed")
@@ -172,6 +182,19 @@ def m004_book_outputs(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE books DROP COLUMN output_path")
 
 
+@migration
+def m005_cache_digest(db: sqlite3.Connection) -> None:
+    # The cached files as they were written (size in bytes, sha256 hex), checked before
+    # a piece is reused: a damaged one is synthesized again instead of failing the book.
+    for col in (
+        "cache_size INTEGER",
+        "cache_sha256 TEXT",
+        "marks_size INTEGER",
+        "marks_sha256 TEXT",
+    ):
+        db.execute(f"ALTER TABLE chunks ADD COLUMN {col}")
+
+
 # --- rows -----------------------------------------------------------------------------
 
 
@@ -192,6 +215,10 @@ class ChunkRow:
     last_error: str | None
     price_kind: str = ""
     task_extra: str = "{}"
+    cache_size: int | None = None  # the cached audio as written (None: not recorded)
+    cache_sha256: str | None = None
+    marks_size: int | None = None  # the cached speech marks as written
+    marks_sha256: str | None = None
 
     @property
     def extra(self) -> dict[str, str]:
@@ -230,7 +257,8 @@ class StatusSummary:
 
 _CHUNK_COLS = (
     "key, status, engine, task_id, output_uri, cache_path, chars, billed_chars, attempts, "
-    "started_at, submitted_at, done_at, last_error, price_kind, task_extra"
+    "started_at, submitted_at, done_at, last_error, price_kind, task_extra, "
+    "cache_size, cache_sha256, marks_size, marks_sha256"
 )
 _BOOK_COLS = (
     "id, source_path, source_hash, options_hash, title, out_path, output_size, "
@@ -238,7 +266,107 @@ _BOOK_COLS = (
 )
 
 
+# --- what went wrong ------------------------------------------------------------------
+
+Storage = Literal["full", "read-only", "denied"]
+_ERRNO_STORAGE: dict[int, Storage] = {
+    errno.ENOSPC: "full",
+    errno.EDQUOT: "full",
+    errno.EROFS: "read-only",
+    errno.EACCES: "denied",
+    errno.EPERM: "denied",
+}
+# An I/O error in a folder with less room than this is the disk being full: SQLite and
+# the cache write in pages and pieces, so "no space" shows before the last byte is used.
+LOW_SPACE = 1 << 20
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and what it was raised from (``__cause__``, else ``__context__``)."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def folder_condition(folder: str | os.PathLike[str]) -> Storage | None:
+    """What stops writes in ``folder`` (or its nearest existing parent) right now: its
+    file system is read-only, it has (next to) no free space, or we may not write in it;
+    None when none of these."""
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return "read-only"
+    if st.f_bavail * st.f_frsize < LOW_SPACE:
+        return "full"
+    if not os.access(probe, os.W_OK):
+        return "denied"
+    return None
+
+
+def _inside(folder: Path, name: object) -> bool:
+    if not isinstance(name, str | bytes | os.PathLike):
+        return False
+    try:
+        Path(os.fsdecode(name)).absolute().relative_to(folder.absolute())
+    except ValueError:
+        return False
+    return True
+
+
+def storage_error(folder: str | os.PathLike[str], err: BaseException) -> StateError | None:
+    """A one-line ``StateError`` when ``err`` (or what it was raised from) is the state
+    folder refusing a write: the disk is full, the file system read-only, permission
+    denied. None for anything else (an error of another folder, a damaged database)."""
+    d = Path(folder)
+    kind: Storage | None = None
+    for e in _causes(err):
+        if isinstance(e, OSError) and e.errno in _ERRNO_STORAGE:
+            k = _ERRNO_STORAGE[e.errno]
+            # The OSError names a file of the state folder, or the folder is in that
+            # state now (a copy's error names no file): not an error of another folder.
+            if _inside(d, e.filename) or _inside(d, e.filename2) or folder_condition(d) == k:
+                kind = k
+                break
+        if isinstance(e, sqlite3.Error):
+            name = getattr(e, "sqlite_errorname", "") or ""
+            if name == "SQLITE_FULL":
+                kind = "full"
+                break
+            if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR")):
+                kind = folder_condition(d)
+                if kind is not None:
+                    break
+    if kind is None:
+        return None
+    kept = "the state store is kept as it was"
+    if kind == "full":
+        return StateError(
+            f"{d}: the state folder's disk is full (no space left on device); free some "
+            f"space and run again ({kept})"
+        )
+    if kind == "read-only":
+        return StateError(
+            f"{d}: the state folder is on a read-only file system; make it writable, or use "
+            f"--state-dir DIR for another one ({kept})"
+        )
+    return StateError(
+        f"{d}: no permission to write in the state folder (permission denied); fix its "
+        f"permissions, or use --state-dir DIR for another one ({kept})"
+    )
+
+
 def _state_error(path: Path, e: BaseException) -> StateError:
+    storage = storage_error(path.parent, e)
+    if storage is not None:
+        return storage
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
     if "locked" in msg or "busy" in msg:
         return StateError(
@@ -251,10 +379,55 @@ def _state_error(path: Path, e: BaseException) -> StateError:
     )
 
 
+def file_digest(path: str | os.PathLike[str]) -> tuple[int, str]:
+    """Size in bytes and sha256 (hex) of the file at ``path``, in one read."""
+    with open(path, "rb") as f:
+        h = hashlib.file_digest(f, "sha256")
+        return f.tell(), h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheCheck:
+    """What ``StateStore.check_cached`` found: ``path`` when the cached file can be
+    reused, else None with ``problem`` saying why (empty when there is no file)."""
+
+    path: Path | None
+    problem: str = ""
+    digest: tuple[int, str] | None = None  # to record, for a file written before m005
+
+
+def _plausible(path: Path, ext: str) -> bool:
+    """A file with no recorded digest (cached before sizes were recorded, or its row
+    was moved aside by --reset-state) looks like what its name says."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            if ext == "marks":  # JSON lines
+                f.seek(0)
+                for line in f:
+                    if line.strip():
+                        json.loads(line)
+                return True
+    except (OSError, ValueError):
+        return False
+    if ext == "wav":
+        return len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+    if ext == "mp3":
+        return head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] >= 0xE0)
+    if ext == "ogg":
+        return head[:4] == b"OggS"
+    return len(head) > 0
+
+
 class StateStore:
     """The SQLite state of one state folder. Thread-safe: one connection behind a lock,
     so that the books of one batch run can share it; other processes share it through
-    SQLite's own locking (WAL, busy timeout)."""
+    SQLite's own locking (WAL, busy timeout).
+
+    ``create=False`` (the read-only commands) opens only a store that exists: a missing
+    one raises ``StateError`` and nothing is created. ``reset=True`` moves the store aside
+    when it fails its integrity check and keeps a healthy one; ``reset_note`` says which
+    (one line, for the user)."""
 
     def __init__(
         self,
@@ -263,19 +436,40 @@ class StateStore:
         reset: bool = False,
         busy_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        create: bool = True,
     ) -> None:
         self.dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.path = self.dir / DB_NAME
         self.cache_dir = self.dir / "cache"
         self.clock = clock
         self.moved_aside: Path | None = None
+        self.reset_note: str | None = None
         self._lock = threading.RLock()
+        if not create and not self.path.is_file():
+            raise StateError(
+                f"{self.dir}: no state store here (no book was converted with this state "
+                "folder; check --state-dir or $AUDIOBOOK_STATE_DIR)"
+            )
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StateError(f"{self.dir}: cannot create the state folder ({e.strerror})") from e
+            raise storage_error(self.dir, e) or StateError(
+                f"{self.dir}: cannot create the state folder ({e.strerror})"
+            ) from e
         if reset:
-            self.moved_aside = reset_state(self.dir)
+            problem = integrity_problem(self.dir, busy_timeout=busy_timeout)
+            if problem is not None:
+                self.moved_aside = reset_state(self.dir)
+                self.reset_note = (
+                    f"{self.path} failed its integrity check ({problem}); moved it aside as "
+                    f"{self.moved_aside.name if self.moved_aside else '?'} and started a new "
+                    "one (cached audio is kept)"
+                )
+            elif self.path.exists():
+                self.reset_note = (
+                    f"{self.path} passed its integrity check; kept it (--reset-state moves "
+                    "only a damaged store aside)"
+                )
         try:
             self.db = sqlite3.connect(
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -291,12 +485,19 @@ class StateStore:
         except sqlite3.Error as e:
             self.db.close()
             raise _state_error(self.path, e) from e
+        except StateError:
+            self.db.close()
+            raise
 
     # -- plumbing ----------------------------------------------------------------------
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT); rolled back on error."""
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT); rolled back on error. A
+        database error inside it (a full disk, a read-only file) becomes ``StateError``.
+        SQLite may have rolled back already (it does on SQLITE_FULL and some I/O
+        errors): the ROLLBACK is only sent while a transaction is open, so that the
+        error that matters is the one raised."""
         with self._lock:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -304,14 +505,24 @@ class StateStore:
                 raise _state_error(self.path, e) from e
             try:
                 yield self.db
+            except sqlite3.Error as e:
+                self._rollback()
+                raise _state_error(self.path, e) from e
             except BaseException:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise
             try:
                 self.db.execute("COMMIT")
             except sqlite3.Error as e:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise _state_error(self.path, e) from e
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error as e:
+                log.debug("%s: rollback failed: %s", self.path, e)
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -358,6 +569,100 @@ class StateStore:
         p = self.cache_path(key, ext)
         return p if p.is_file() else None
 
+    def check_cached(self, key: str, ext: str, row: ChunkRow | None) -> CacheCheck:
+        """Whether the cached file of ``key`` can be reused: it is there and is what was
+        written, the size recorded at write time (a stat) and the sha256 (one read).
+
+        The rule: the size always, the hash always too. A piece is only looked at when
+        its book is about to be stitched (an up-to-date book reads nothing), and the
+        stitch reads and decodes every byte of every piece anyway; hashing them first
+        costs a fraction of that (sha256 runs at hundreds of MB/s, decoding and encoding
+        far slower), and it is the only check that also sees a same-size overwrite.
+        A file with no recorded digest (cached before digests were recorded, or after
+        --reset-state) must look like its format (``_plausible``); its digest is
+        returned to be recorded, so the next run checks it fully."""
+        p = self.cache_path(key, ext)
+        if not p.is_file():
+            return CacheCheck(None)
+        size: int | None = None
+        sha: str | None = None
+        if row is not None:
+            size, sha = (
+                (row.marks_size, row.marks_sha256)
+                if ext == "marks"
+                else (row.cache_size, row.cache_sha256)
+            )
+        try:
+            actual = p.stat().st_size
+            if size is not None and actual != size:
+                return CacheCheck(None, f"{actual} bytes, {size} were written")
+            digest = file_digest(p)
+        except OSError as e:
+            return CacheCheck(None, f"cannot read it ({e.strerror or e})")
+        if sha is not None:
+            if digest[1] != sha:
+                return CacheCheck(None, "its content changed since it was written (sha256)")
+            return CacheCheck(p)
+        if not _plausible(p, ext):
+            return CacheCheck(None, f"not a whole {ext} file ({digest[0]} bytes)")
+        return CacheCheck(p, digest=digest)
+
+    def reusable(
+        self,
+        key: str,
+        exts: Sequence[str],
+        row: ChunkRow | None,
+        found: list[tuple[str, str, int, str]],
+    ) -> tuple[bool, list[tuple[Path, str]]]:
+        """Whether every cached file of ``key`` (one per extension: the audio, and the
+        marks when asked for) is there and whole (``check_cached``). A damaged one is
+        removed, so that only it is synthesized again, and returned with its problem;
+        digests of files cached before digests were recorded are added to ``found``."""
+        ok = True
+        damaged: list[tuple[Path, str]] = []
+        for ext in exts:
+            check = self.check_cached(key, ext, row)
+            if check.path is not None:
+                if check.digest is not None:
+                    found.append((key, ext, *check.digest))
+                continue
+            ok = False
+            if check.problem:
+                p = self.cache_path(key, ext)
+                try:
+                    p.unlink(missing_ok=True)
+                except OSError as err:
+                    raise storage_error(self.dir, err) or StateError(
+                        f"{p}: cannot remove the damaged piece ({err.strerror or err})"
+                    ) from err
+                damaged.append((p, check.problem))
+        return ok, damaged
+
+    def record_digests(
+        self, entries: Sequence[tuple[str, str, int, str]], engine: str = ""
+    ) -> None:
+        """Record ``(key, ext, size, sha256)`` of cached files found without a digest
+        (their row is done: the file is the finished audio of the key)."""
+        if not entries:
+            return
+        now = self.clock()
+        with self.transaction() as db:
+            for key, ext, size, sha in entries:
+                self._ensure_chunk(db, key, engine, 0)
+                if ext == "marks":
+                    db.execute(
+                        "UPDATE chunks SET marks_size = ?, marks_sha256 = ?, updated_at = ? "
+                        "WHERE key = ?",
+                        (size, sha, now, key),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE chunks SET status = 'done', cache_path = ?, cache_size = ?, "
+                        "cache_sha256 = ?, done_at = COALESCE(done_at, ?), updated_at = ? "
+                        "WHERE key = ?",
+                        (os.fspath(self.cache_path(key, ext)), size, sha, now, now, key),
+                    )
+
     # -- chunks ------------------------------------------------------------------------
 
     def chunk(self, key: str) -> ChunkRow | None:
@@ -390,7 +695,8 @@ class StateStore:
             db.execute(
                 "UPDATE chunks SET status = 'pending', engine = ?, task_id = NULL, "
                 "output_uri = NULL, started_at = ?, attempts = attempts + 1, price_kind = ?, "
-                "updated_at = ? WHERE key = ?",
+                "cache_size = NULL, cache_sha256 = NULL, marks_size = NULL, "
+                "marks_sha256 = NULL, updated_at = ? WHERE key = ?",
                 (engine, now, price_kind, now, key),
             )
         return now
@@ -425,15 +731,27 @@ class StateStore:
             )
 
     def mark_done(
-        self, key: str, cache_path: str | os.PathLike[str], engine: str = "", chars: int = 0
+        self,
+        key: str,
+        cache_path: str | os.PathLike[str],
+        engine: str = "",
+        chars: int = 0,
+        *,
+        digest: tuple[int, str] | None = None,
+        marks_digest: tuple[int, str] | None = None,
     ) -> None:
+        """The audio of ``key`` is in the cache at ``cache_path``; ``digest`` (size,
+        sha256) is of the file as written, ``marks_digest`` of its speech marks."""
         now = self.clock()
+        size, sha = digest or (None, None)
+        msize, msha = marks_digest or (None, None)
         with self.transaction() as db:
             self._ensure_chunk(db, key, engine, chars)
             db.execute(
                 "UPDATE chunks SET status = 'done', cache_path = ?, done_at = ?, "
-                "last_error = NULL, updated_at = ? WHERE key = ?",
-                (os.fspath(cache_path), now, now, key),
+                "last_error = NULL, cache_size = ?, cache_sha256 = ?, marks_size = ?, "
+                "marks_sha256 = ?, updated_at = ? WHERE key = ?",
+                (os.fspath(cache_path), now, size, sha, msize, msha, now, key),
             )
 
     def mark_failed(self, key: str, error: str) -> None:
@@ -653,9 +971,41 @@ class StateStore:
         return removed, freed
 
 
+def integrity_problem(
+    state_dir: str | os.PathLike[str], *, busy_timeout: float = 30.0
+) -> str | None:
+    """What is wrong with the store of ``state_dir`` (one line), or None when it opens
+    and passes ``PRAGMA integrity_check`` (or there is none). A store that is locked, or
+    a folder that refuses to be written, raises ``StateError``: neither is damage, and
+    moving the store aside would not help."""
+    d = Path(state_dir)
+    path = d / DB_NAME
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    except sqlite3.Error as e:
+        raise storage_error(d, e) or _state_error(path, e) from e
+    try:
+        rows = db.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.Error as e:
+        name = getattr(e, "sqlite_errorname", "") or ""
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            raise _state_error(path, e) from e
+        storage = storage_error(d, e)
+        if storage is not None:
+            raise storage from e
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    finally:
+        db.close()
+    found = [str(r[0]) for r in rows]
+    return None if found == ["ok"] else "; ".join(found[:3])
+
+
 def reset_state(state_dir: str | os.PathLike[str]) -> Path | None:
     """Move ``state.sqlite`` (and its WAL files) aside as ``state.sqlite.bad-<time>``;
-    returns the new path, or None when there was nothing to move. Never deletes."""
+    returns the new path, or None when there was nothing to move. Never deletes. (The
+    store's ``reset=True`` calls this only for a store that fails its integrity check.)"""
     d = Path(state_dir)
     db = d / DB_NAME
     if not db.exists():
@@ -669,7 +1019,12 @@ def reset_state(state_dir: str | os.PathLike[str]) -> Path | None:
     for suffix in ("", "-wal", "-shm"):
         src = Path(f"{db}{suffix}")
         if src.exists():
-            os.replace(src, f"{dest}{suffix}")
+            try:
+                os.replace(src, f"{dest}{suffix}")
+            except OSError as e:
+                raise storage_error(d, e) or StateError(
+                    f"{src}: cannot move it aside ({e.strerror or e})"
+                ) from e
     return dest
 
 
@@ -678,5 +1033,6 @@ def open_state(
     *,
     reset: bool = False,
     busy_timeout: float = 30.0,
+    create: bool = True,
 ) -> StateStore:
-    return StateStore(state_dir, reset=reset, busy_timeout=busy_timeout)
+    return StateStore(state_dir, reset=reset, busy_timeout=busy_timeout, create=create)
