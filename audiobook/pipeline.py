@@ -9,6 +9,10 @@ an earlier run started (resume, or ``engine.recover`` for one started but never
 recorded), else submits it; ``scheduler.Scheduler`` drives that. The book is rendered
 once and chunked once per conversion (``plan_chunks``).
 
+Runs at once on one store share a book's chunks (claims, ``state.LeaseOwner``): each is
+paid for once. Into one output, the later run waits for the earlier one, then finds the
+book up to date: two runs never stitch into one output at once.
+
 Library entry points:
 
 ``convert(path, out, opts, hooks=None) -> ConvertResult``
@@ -43,7 +47,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +64,7 @@ from .model import Book, Chunk
 from .options import ConvertOptions
 from .scheduler import Job, Limiters, Scheduler, make_limiters
 from .ssml import billable_chars, render_book, total_chars
-from .state import StateStore, open_state
+from .state import LeaseHolder, LeaseOwner, StateStore, open_state
 from .stitch import ChapterAudio, stitch
 
 MARKS_EXT = "marks"
@@ -243,12 +247,15 @@ def synthesize(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
+    owner: LeaseOwner | None = None,
 ) -> Synthesis:
     """The synthesis stage alone: chunk ``book`` for ``engine`` and bring every chunk's
-    audio into the cache (reused, resumed, recovered or submitted). ``book_id`` (a
-    ``books`` row) gets the chunk list recorded first, so ``gc`` keeps it. ``chunks``:
-    the book already planned for this engine (``plan_chunks``), else it is planned here.
-    The clock, sleep and random source of the scheduler are injectable for tests."""
+    audio into the cache (reused, resumed, recovered, submitted, or followed while
+    another run makes it). ``book_id`` (a ``books`` row) gets the chunk list recorded
+    first, so ``gc`` keeps it. ``chunks``: the book already planned for this engine
+    (``plan_chunks``), else it is planned here. ``owner``: the run's claims (else the
+    scheduler makes its own). The clock, sleep and random source of the scheduler are
+    injectable for tests."""
     opts = opts or ConvertOptions()
     hooks = hooks or Hooks()
     if chunks is None:
@@ -301,6 +308,7 @@ def synthesize(
         clock=clock,
         sleep=sleep,
         rng=rng,
+        owner=owner,
     )
     for idx, ch in enumerate(book.chapters):
         if sched.chapter_left[idx] == 0:
@@ -319,7 +327,7 @@ def synthesize(
         tuple(keys),
         tuple(tuple(p) for p in pieces),
         tuple(tuple(m) for m in marks) if with_marks else None,
-        cached,
+        cached + sched.cached,
         sched.submitted,
         sched.resumed,
         sched.billed,
@@ -358,6 +366,7 @@ def _convert(
         language=book.language,
         workers=opts.config.workers,
     )
+    claims = ExitStack()
     try:
         options_hash = opts.fingerprint()
         chunks = plan_chunks(book, engine, opts.render)
@@ -367,19 +376,20 @@ def _convert(
             if not opts.force:
                 outputs = _up_to_date(store, source_id, source_hash, options_hash, out)
                 if outputs is not None:
-                    result = ConvertResult(
-                        source=source,
-                        outputs=tuple(outputs),
-                        title=book.title,
-                        chapters=len(book.chapters),
-                        chunks_total=len(keys),
-                        chunks_cached=len(keys),
-                        skipped=True,
-                        warnings=book.warnings,
-                        elapsed=time.monotonic() - t0,
-                    )
-                    hooks.on_done(result)
-                    return result
+                    return _skipped(source, outputs, book, len(keys), hooks, t0)
+        owner = claims.enter_context(LeaseOwner(store))
+
+        def note(holder: LeaseHolder, what: str) -> None:
+            hooks.on_warning(f"another run is converting {source} ({holder.where()}){what}")
+
+        if owner.claim_output(
+            out.resolve(), source_id, lambda h: note(h, f" into {out}; waiting for it")
+        ):
+            outputs = _up_to_date(store, source_id, source_hash, options_hash, out)
+            if outputs is not None and not opts.force:  # it made the output meanwhile
+                return _skipped(source, outputs, book, len(chunks), hooks, t0)
+        elif others := store.book_holders(source_id, owner):
+            note(others[0], "; following its work")
         book_id = store.upsert_book(
             source_id, source_hash="", options_hash="", title=book.title, status="running"
         )
@@ -394,6 +404,7 @@ def _convert(
                 limiters=limiters,
                 book_id=book_id,
                 chunks=chunks,
+                owner=owner,
             )
             chapters = [
                 ChapterAudio(ch.title, tuple(ps)) for ch, ps in zip(book.chapters, syn.pieces)
@@ -445,5 +456,25 @@ def _convert(
         hooks.on_done(result)
         return result
     finally:
+        claims.close()
         if own_engine:
             engine.close()
+
+
+def _skipped(
+    source: str, outputs: list[Path], book: Book, n_chunks: int, hooks: Hooks, t0: float
+) -> ConvertResult:
+    """The result of a conversion found up to date."""
+    result = ConvertResult(
+        source=source,
+        outputs=tuple(outputs),
+        title=book.title,
+        chapters=len(book.chapters),
+        chunks_total=n_chunks,
+        chunks_cached=n_chunks,
+        skipped=True,
+        warnings=book.warnings,
+        elapsed=time.monotonic() - t0,
+    )
+    hooks.on_done(result)
+    return result
