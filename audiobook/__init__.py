@@ -55,7 +55,7 @@ _EXPORTS = {
     # pipeline
     "convert": "pipeline",
     "convert_book": "pipeline",
-    "synthesize": "pipeline",
+    "synthesize": "synthesis",
     "batch": "batch",
     "ConvertOptions": "options",
     "ConvertResult": "hooks",

@@ -4,10 +4,14 @@
     (ingest/)     (ssml.py)       (chunk.py)      (scheduler.py,  (stitch.py) (captions.py)
                                                    state.py, engines/)
 
-For each chunk ``synthesize`` looks in the content-addressed cache, else follows a task
-an earlier run started (resume, or ``engine.recover`` for one started but never
-recorded), else submits it; ``scheduler.Scheduler`` drives that. The book is rendered
-once and chunked once per conversion (``plan_chunks``).
+The synthesis stage (``synthesis.synthesize``) brings each chunk's audio into the
+content-addressed cache: reused, resumed, recovered or submitted (``scheduler.py``
+drives the tasks). The book is rendered once and chunked once per conversion
+(``synthesis.plan_chunks``).
+
+Runs at once on one store share a book's chunks (claims, ``state.LeaseOwner``): each is
+paid for once. Into one output, the later run waits for the earlier one, then finds the
+book up to date: two runs never stitch into one output at once.
 
 Library entry points:
 
@@ -41,44 +45,32 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from . import engines
 from .captions import write_captions
-from .chunk import chunk_rendered
-from .config import FORMATS, RenderOptions
+from .config import FORMATS
 from .engines.base import Engine
-from .errors import ConfigError, EngineError, InputError, StateError
+from .errors import ConfigError, InputError, StateError
 from .hooks import ConvertResult, Hooks
 from .ingest import read_book
 from .keys import content_key, file_sha256
-from .model import Book, Chunk
+from .model import Book
 from .options import ConvertOptions
 from .outputs import check_destination, check_output, claim
-from .scheduler import Job, Limiters, Scheduler, make_limiters
-from .ssml import billable_chars, render_book, total_chars
-from .state import StateStore, open_state
+from .scheduler import Limiters
+from .ssml import billable_chars
+from .state import LeaseHolder, LeaseOwner, StateStore, open_state
 from .stitch import ChapterAudio, chapter_filenames, stitch
-
-MARKS_EXT = "marks"
+from .synthesis import plan_chunks, synthesize
 
 
 def default_output(path: Path, fmt: str) -> Path:
     """Beside the input: book.epub -> book.m4b / book.mp3 / book/ (chapters)."""
     return path.with_suffix("" if fmt == "chapters" else f".{fmt}")
-
-
-def plan_chunks(book: Book, engine: Engine, render: RenderOptions) -> list[Chunk]:
-    """The book rendered once and chunked once for ``engine``: the engine first hears
-    the size of the whole job (Polly picks sync or async by it, and its limits follow)."""
-    rendered = render_book(book, render)
-    engine.plan(sum(billable_chars(s) for s in rendered), sum(total_chars(s) for s in rendered))
-    return chunk_rendered(rendered, engine.limits)
 
 
 def _outputs_fingerprint(outputs: list[Path]) -> tuple[int, float] | None:
@@ -223,131 +215,6 @@ def convert_book(
         )
 
 
-@dataclass(frozen=True)
-class Synthesis:
-    """What ``synthesize`` did: every chunk's audio is in the cache."""
-
-    chunks: tuple[Chunk, ...]
-    keys: tuple[str, ...]
-    pieces: tuple[tuple[Path, ...], ...]  # per chapter, the cached audio files in order
-    marks: tuple[tuple[Path, ...], ...] | None  # per chapter, speech-mark files (or None)
-    cached: int  # chunks found in the cache (or repeated within the book)
-    submitted: int  # start calls made
-    resumed: int  # tasks of an earlier run followed up
-    billed_chars: int  # billable characters of the start calls made
-
-
-def synthesize(
-    book: Book,
-    opts: ConvertOptions | None = None,
-    hooks: Hooks | None = None,
-    *,
-    store: StateStore,
-    engine: Engine,
-    limiters: Limiters | None = None,
-    book_id: int | None = None,
-    chunks: list[Chunk] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-    rng: random.Random | None = None,
-) -> Synthesis:
-    """The synthesis stage alone: chunk ``book`` for ``engine`` and bring every chunk's
-    audio into the cache (reused, resumed, recovered or submitted). ``book_id`` (a
-    ``books`` row) gets the chunk list recorded first, so ``gc`` keeps it. ``chunks``:
-    the book already planned for this engine (``plan_chunks``), else it is planned here.
-    The clock, sleep and random source of the scheduler are injectable for tests."""
-    opts = opts or ConvertOptions()
-    hooks = hooks or Hooks()
-    if chunks is None:
-        chunks = plan_chunks(book, engine, opts.render)
-    keys = [content_key(c, engine, opts.render.template) for c in chunks]
-    if book_id is not None:
-        store.set_book_chunks(book_id, [(k, c.chapter_idx) for k, c in zip(keys, chunks)])
-    ext = engine.audio_format.ext
-    with_marks = engine.capabilities.marks
-    jobs: list[Job] = []
-    cached = 0
-    seen: set[str] = set()
-    chars = [billable_chars(c.ssml) for c in chunks]
-    rows = store.chunks(list(dict.fromkeys(keys)))
-    found: list[tuple[str, str, int, str]] = []  # cached files with no digest yet
-    for i, (c, k) in enumerate(zip(chunks, keys)):
-        if k in seen:
-            continue
-        seen.add(k)
-        exts = (ext, MARKS_EXT) if with_marks else (ext,)
-        reusable, damaged = store.reusable(k, exts, rows.get(k), found)
-        for path, problem in damaged:
-            hooks.on_warning(
-                f"{path}: cached piece {c.seq + 1} of chapter {c.chapter_idx + 1} is "
-                f"damaged ({problem}); synthesizing it again"
-            )
-        if reusable:
-            cached += 1
-            continue
-        jobs.append(
-            Job(
-                i,
-                c,
-                k,
-                chars[i],
-                store.cache_path(k, ext),
-                store.cache_path(k, MARKS_EXT) if with_marks else None,
-            )
-        )
-    store.record_digests(found, engine.name)
-    total_chars = sum(chars)
-    pending_chars = sum(j.chars for j in jobs)
-    # Progress counts every chunk; cached ones (and repeats) are done from the start.
-    hooks.on_queued(len(chunks), total_chars, len(chunks) - len(jobs))
-    sched = Scheduler(
-        engine=engine,
-        store=store,
-        jobs=jobs,
-        opts=opts,
-        limiters=limiters or make_limiters(opts),
-        hooks=hooks,
-        book=book,
-        price_kind=engine.capabilities.price_kind,
-        total_chunks=len(chunks),
-        total_chars=total_chars,
-        cached_chunks=len(chunks) - len(jobs),
-        cached_chars=total_chars - pending_chars,
-        clock=clock,
-        sleep=sleep,
-        rng=rng,
-    )
-    for idx, ch in enumerate(book.chapters):
-        if sched.chapter_left[idx] == 0:
-            hooks.on_chapter_done(idx, ch.title)
-    if jobs:
-        engine.preflight()  # bad bucket, voice, SSML: one line before any money is spent
-        sched.run()
-    pieces: list[list[Path]] = [[] for _ in book.chapters]
-    marks: list[list[Path]] = [[] for _ in book.chapters]
-    for c, k in zip(chunks, keys):
-        pieces[c.chapter_idx].append(_cached_or_fail(store, k, ext))
-        if with_marks:
-            marks[c.chapter_idx].append(_cached_or_fail(store, k, MARKS_EXT))
-    return Synthesis(
-        tuple(chunks),
-        tuple(keys),
-        tuple(tuple(p) for p in pieces),
-        tuple(tuple(m) for m in marks) if with_marks else None,
-        cached,
-        sched.submitted,
-        sched.resumed,
-        sched.billed,
-    )
-
-
-def _cached_or_fail(store: StateStore, key: str, ext: str) -> Path:
-    p = store.cached(key, ext)
-    if p is None:  # removed by another process's gc between synthesis and now
-        raise EngineError(f"{store.cache_path(key, ext)}: cached audio vanished; run again")
-    return p
-
-
 def _convert(
     book: Book,
     out: Path,
@@ -373,6 +240,7 @@ def _convert(
         language=book.language,
         workers=opts.config.workers,
     )
+    claims = ExitStack()
     try:
         options_hash = opts.fingerprint()
         chunks = plan_chunks(book, engine, opts.render)
@@ -382,25 +250,26 @@ def _convert(
             if not opts.force:
                 outputs = _up_to_date(store, source_id, source_hash, options_hash, out)
                 if outputs is not None:
-                    result = ConvertResult(
-                        source=source,
-                        outputs=tuple(outputs),
-                        title=book.title,
-                        chapters=len(book.chapters),
-                        chunks_total=len(keys),
-                        chunks_cached=len(keys),
-                        skipped=True,
-                        warnings=book.warnings,
-                        elapsed=time.monotonic() - t0,
-                    )
-                    hooks.on_done(result)
-                    return result
+                    return _skipped(source, outputs, book, len(keys), hooks, t0)
         # Everything about the output that needs no synthesis, before the first paid call.
         names = chapter_filenames([ch.title for ch in book.chapters])
         if engine.capabilities.marks:
             names += [str(Path(n).with_suffix(".vtt")) for n in names]
         chars = sum(billable_chars(c.ssml) for c in chunks)
         check_destination(out, opts.fmt, names if opts.fmt == "chapters" else (), chars)
+        owner = claims.enter_context(LeaseOwner(store))
+
+        def note(holder: LeaseHolder, what: str) -> None:
+            hooks.on_warning(f"another run is converting {source} ({holder.where()}){what}")
+
+        if owner.claim_output(
+            out.resolve(), source_id, lambda h: note(h, f" into {out}; waiting for it")
+        ):
+            outputs = _up_to_date(store, source_id, source_hash, options_hash, out)
+            if outputs is not None and not opts.force:  # it made the output meanwhile
+                return _skipped(source, outputs, book, len(chunks), hooks, t0)
+        elif others := store.book_holders(source_id, owner):
+            note(others[0], "; following its work")
         book_id = store.upsert_book(
             source_id, source_hash="", options_hash="", title=book.title, status="running"
         )
@@ -415,6 +284,7 @@ def _convert(
                 limiters=limiters,
                 book_id=book_id,
                 chunks=chunks,
+                owner=owner,
             )
             chapters = [
                 ChapterAudio(ch.title, tuple(ps)) for ch, ps in zip(book.chapters, syn.pieces)
@@ -471,5 +341,25 @@ def _convert(
         hooks.on_done(result)
         return result
     finally:
+        claims.close()
         if own_engine:
             engine.close()
+
+
+def _skipped(
+    source: str, outputs: list[Path], book: Book, n_chunks: int, hooks: Hooks, t0: float
+) -> ConvertResult:
+    """The result of a conversion found up to date."""
+    result = ConvertResult(
+        source=source,
+        outputs=tuple(outputs),
+        title=book.title,
+        chapters=len(book.chapters),
+        chunks_total=n_chunks,
+        chunks_cached=n_chunks,
+        skipped=True,
+        warnings=book.warnings,
+        elapsed=time.monotonic() - t0,
+    )
+    hooks.on_done(result)
+    return result

@@ -15,6 +15,14 @@ tasks at once are asked once per round, notified engines spend no status quota.
 Crash safety: the intent to start a chunk is recorded before the start call and the
 task id right after it, so a run killed at any moment is resumed by the next one: a
 recorded task is polled, an unrecorded one is found again by ``engine.recover``.
+
+Runs at once (a ``LeaseOwner`` each, on one store): a chunk is claimed in the
+transaction of its intent, so that two runs never both pay for it. A chunk another
+live run holds is followed: its recorded task is polled (and fetched, where tasks
+outlive their process) or, until one is recorded, the chunk waits for the cache,
+looked at every ``FOLLOW_INTERVAL``. A claim whose run died is taken over, and the
+chunk resumed as after a crash. Chunks no run holds yet are started by whichever run
+comes to them first, so two runs of one book share its chunks.
 """
 
 from __future__ import annotations
@@ -52,7 +60,15 @@ from .hooks import Hooks
 from .model import Book, Chunk
 from .options import ConvertOptions
 from .ratelimit import TokenBucket
-from .state import StateStore, file_digest, storage_error
+from .state import (
+    ChunkRow,
+    LeaseHolder,
+    LeaseOwner,
+    PieceBusy,
+    StateStore,
+    file_digest,
+    storage_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +76,9 @@ log = logging.getLogger(__name__)
 # local ones (their poll is a look at a future).
 REMOTE_REPOLL = 0.1
 LOCAL_REPOLL = 0.01
+# How often a chunk another run holds is looked at again (the cache, the claim, the
+# row), and its followed task polled at most.
+FOLLOW_INTERVAL = 0.5
 
 
 @dataclass
@@ -121,6 +140,9 @@ class Job:
     started: int = 0  # order of its task's start among the book's tasks
     resumed: bool = False
     slot: bool = False
+    following: bool = False  # ref is another live run's task, polled but not ours
+    next_check: float = 0.0  # when a chunk another run holds is looked at again
+    passed: str | None = None  # a followed task seen failing: not followed again
 
 
 class Scheduler:
@@ -145,9 +167,11 @@ class Scheduler:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        owner: LeaseOwner | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
+        self.owner = owner  # this run's claims (None: ``run`` makes its own)
         self.jobs = jobs
         self.cfg = opts.config
         self.limiters = limiters
@@ -169,6 +193,7 @@ class Scheduler:
         self.events: queue.Queue[tuple[str, Job, cf.Future[Any]]] = queue.Queue()
         self.ready: list[tuple[float, int, Job]] = []  # heap of (due, seq, job) to submit
         self.polling: list[Job] = []  # submitted tasks, waiting for their next poll
+        self.waiting: list[Job] = []  # chunks another run holds, waiting for the cache
         self.started = itertools.count()  # order in which tasks were started
         self.poll_turn = 0
         caps = engine.capabilities
@@ -187,6 +212,7 @@ class Scheduler:
         self.submitted = 0
         self.billed = 0
         self.resumed = 0
+        self.cached = 0  # chunks another run brought into the cache meanwhile
         self.chapter_left = collections.Counter(j.chunk.chapter_idx for j in jobs)
         self.blocked = False  # the next submit waits for an in-flight slot
 
@@ -220,12 +246,25 @@ class Scheduler:
 
     # -- work done on the executor ---------------------------------------------------------
 
-    def _do_submit(self, job: Job) -> TaskRef:
+    def _do_submit(self, job: Job) -> TaskRef | None:
+        """Start the chunk's task; None when another run holds the chunk or has done
+        (or started) it meanwhile: nothing was started, the caller looks again."""
         if self.limiters.start is not None:
             self.limiters.start.acquire()
         # The intent goes to disk BEFORE the call: a crash after the call returns but
         # before the task id is recorded is found again by engine.recover(key, since).
-        self.store.mark_starting(job.key, self.engine.name, job.chars, self.price_kind)
+        # The claim on the chunk is written in the same transaction.
+        try:
+            self.store.mark_starting(
+                job.key,
+                self.engine.name,
+                job.chars,
+                self.price_kind,
+                owner=self.owner,
+                keeps_tasks=self.keeps_tasks,
+            )
+        except PieceBusy:
+            return None
         try:
             ref = self.engine.submit(job.chunk, job.key)
         except AudiobookError as e:
@@ -254,6 +293,7 @@ class Scheduler:
             job.chars,
             digest=digest,
             marks_digest=marks_digest,
+            owner=self.owner,
         )
         return job.dest
 
@@ -298,61 +338,172 @@ class Scheduler:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> None:
-        try:
-            self._resume()
-            self._loop()
-        except BaseException:
-            # Calls already running finish and record their task ids; queued ones never
-            # start. The next run resumes from what the store holds.
-            self.executor.shutdown(wait=True, cancel_futures=True)
-            raise
-        self.executor.shutdown(wait=True)
+        with contextlib.ExitStack() as claims:
+            if self.owner is None:  # claims of its own, given up when it ends
+                self.owner = claims.enter_context(LeaseOwner(self.store))
+            try:
+                self._resume()
+                self._loop()
+            except BaseException:
+                # Calls already running finish and record their task ids; queued ones
+                # never start. The next run resumes from what the store holds.
+                self.executor.shutdown(wait=True, cancel_futures=True)
+                raise
+            self.executor.shutdown(wait=True)
 
     def _resume(self) -> None:
         """Sort the jobs: recorded tasks are polled, unrecorded starts recovered, the
-        rest submitted (in book order)."""
+        rest submitted (in book order). A chunk whose row shows a task or a start is
+        claimed first (``_settle``): one another live run holds is followed instead.
+        The rest are claimed as they are started (``_do_submit``)."""
         rows = self.store.chunks([j.key for j in self.jobs])
         for job in self.jobs:
-            row = rows.get(job.key)
-            ref: TaskRef | None = None
-            if row is not None and row.engine == self.engine.name and self.keeps_tasks:
-                if row.status == "submitted" and row.task_id:
-                    ref = TaskRef(row.task_id, row.engine, row.output_uri, extra=row.extra)
-                elif row.status == "pending" and row.started_at is not None:
-                    if self.limiters.poll is not None:
-                        self.limiters.poll.acquire()
-                    # Clock skew between us and the service is the engine's to allow.
-                    ref = self.engine.recover(job.key, row.started_at)
-                    if ref is not None:
-                        log.info(
-                            "%s: found task %s started by an earlier run",
-                            self._where(job),
-                            ref.task_id,
-                        )
-                        # Billed by the run that started it; count it once, here.
-                        self.store.mark_submitted(
-                            job.key, ref.task_id, ref.output_uri, ref.billed_chars, dict(ref.extra)
-                        )
-            if ref is not None:
-                job.ref = ref
-                job.resumed = True
-                self.resumed += 1
-                # Resumed tasks count against the in-flight bound, but are followed
-                # even beyond it: they are running at the service already.
-                job.slot = self.slots.acquire(blocking=False)
-                job.next_poll = self.clock()
-                job.started = next(self.started)
-                self.polling.append(job)
+            if self._resumable(rows.get(job.key)):
+                self._settle(job)
             else:
                 self._queue_submit(job)
 
+    def _resumable(self, row: ChunkRow | None) -> bool:
+        """A task of an earlier (or another) run that can be followed up: recorded, or
+        started without being recorded, on an engine whose tasks outlive the process."""
+        return (
+            row is not None
+            and row.engine == self.engine.name
+            and self.keeps_tasks
+            and (
+                (row.status == "submitted" and bool(row.task_id))
+                or (row.status == "pending" and row.started_at is not None)
+            )
+        )
+
+    def _take_up(self, job: Job, row: ChunkRow | None) -> bool:
+        """Follow up the task an earlier run left for ``job``: poll a recorded one, find
+        an unrecorded one again (``engine.recover``). False when there is none."""
+        ref: TaskRef | None = None
+        if row is not None and self._resumable(row):
+            if row.status == "submitted" and row.task_id:
+                ref = TaskRef(row.task_id, row.engine, row.output_uri, extra=row.extra)
+            elif row.started_at is not None:
+                if self.limiters.poll is not None:
+                    self.limiters.poll.acquire()
+                # Clock skew between us and the service is the engine's to allow.
+                ref = self.engine.recover(job.key, row.started_at)
+                if ref is not None:
+                    log.info(
+                        "%s: found task %s started by an earlier run",
+                        self._where(job),
+                        ref.task_id,
+                    )
+                    # Billed by the run that started it; count it once, here.
+                    self.store.mark_submitted(
+                        job.key, ref.task_id, ref.output_uri, ref.billed_chars, dict(ref.extra)
+                    )
+        if ref is None:
+            return False
+        job.ref = ref
+        job.resumed = True
+        self.resumed += 1
+        # Resumed tasks count against the in-flight bound, but are followed
+        # even beyond it: they are running at the service already.
+        job.slot = self.slots.acquire(blocking=False)
+        job.next_poll = self.clock()
+        job.started = next(self.started)
+        self.polling.append(job)
+        return True
+
+    # -- chunks other runs hold --------------------------------------------------------------
+
+    def _in_cache(self, job: Job) -> bool:
+        return job.dest.is_file() and (job.marks_dest is None or job.marks_dest.is_file())
+
+    def _settle(self, job: Job, holder: LeaseHolder | None = None) -> None:
+        """Decide, with claims, what becomes of a chunk that is not ours yet: done if
+        its audio is in the cache; followed if another live run holds it; else ours
+        (taken over from a run that died, if any), and resumed as after a crash."""
+        assert self.owner is not None
+        if self._in_cache(job):
+            self._done_elsewhere(job)
+            return
+        if holder is None:
+            holder = self.store.claim_piece(job.key, self.owner)
+        row = self.store.chunk(job.key)
+        if holder is not None:
+            self._follow(job, holder, row)
+            return
+        if row is not None and row.status == "done" and self._in_cache(job):
+            self._done_elsewhere(job)  # done by the run that just let it go
+            return
+        if not self._take_up(job, row):
+            self._queue_submit(job)
+
+    def _follow(self, job: Job, holder: LeaseHolder, row: ChunkRow | None) -> None:
+        """Another live run works on the chunk: poll its recorded task where tasks
+        outlive their process, else wait for the audio in the cache."""
+        if (
+            self.keeps_tasks
+            and row is not None
+            and row.engine == self.engine.name
+            and row.status == "submitted"
+            and row.task_id
+            and row.task_id != job.passed
+        ):
+            log.debug(
+                "%s: following task %s of another run (%s)",
+                self._where(job),
+                row.task_id,
+                holder.where(),
+            )
+            job.ref = TaskRef(row.task_id, row.engine, row.output_uri, extra=row.extra)
+            job.following = True
+            job.resumed = False
+            job.next_poll = self.clock()
+            job.started = next(self.started)
+            self.polling.append(job)
+            return
+        log.debug("%s: waiting for another run (%s)", self._where(job), holder.where())
+        job.next_check = self.clock() + FOLLOW_INTERVAL
+        self.waiting.append(job)
+
+    def _rewait(self, job: Job, *, failed: bool = False) -> None:
+        """A followed task failed, or could not be polled or fetched: the run that holds
+        the chunk deals with it; look again later (a failed task is not followed again)."""
+        if failed and job.ref is not None:
+            job.passed = job.ref.task_id
+        job.ref = None
+        job.following = False
+        job.next_check = self.clock() + FOLLOW_INTERVAL
+        self.waiting.append(job)
+
+    def _check_waiting(self) -> None:
+        """Look again at the chunks other runs hold whose time has come: one read for
+        all of them; a claim only for those no live run holds any more."""
+        assert self.owner is not None
+        now = self.clock()
+        due = [j for j in self.waiting if j.next_check <= now]
+        if not due:
+            return
+        for j in due:
+            self.waiting.remove(j)
+        held = self.store.piece_holders([j.key for j in due if not self._in_cache(j)], self.owner)
+        for j in due:
+            self._settle(j, held.get(j.key))
+
+    def _done_elsewhere(self, job: Job) -> None:
+        """Another run brought the chunk's audio into the cache."""
+        self.cached += 1
+        self._chunk_done(job)
+
     def _loop(self) -> None:
-        while self.ready or self.polling or self.busy:
+        while self.ready or self.polling or self.busy or self.waiting:
             self._drain(block_until=None)
             self._start_due()
+            if self.waiting:
+                self._check_waiting()
             if self.polling and min(j.next_poll for j in self.polling) <= self.clock():
                 self._poll_round()
                 continue
+            if not (self.ready or self.polling or self.busy or self.waiting):
+                break  # what was handled above finished the last chunk: nothing to wait for
             wake = self._next_wake()
             if self.busy or not self.sync:
                 timeout = None if wake is None else max(0.0, wake - self.clock())
@@ -366,6 +517,8 @@ class Scheduler:
             times.append(min(j.next_poll for j in self.polling))
         if self.ready and not self.blocked:
             times.append(self.ready[0][0])
+        if self.waiting:
+            times.append(min(j.next_check for j in self.waiting))
         return min(times) if times else None
 
     def _start_due(self) -> None:
@@ -404,7 +557,12 @@ class Scheduler:
         if err is not None and not isinstance(err, Exception):
             raise err  # KeyboardInterrupt, SystemExit: stop now, record nothing more
         if kind == "submit":
-            if err is None:
+            if err is None and fut.result() is None:
+                # Another run holds the chunk, or did it meanwhile: nothing started.
+                job.attempts -= 1
+                self._release(job)
+                self._settle(job)
+            elif err is None:
                 ref: TaskRef = fut.result()
                 job.ref = ref
                 self.submitted += 1
@@ -422,7 +580,12 @@ class Scheduler:
                 self._fail(job, err)
         else:  # fetch
             if err is None:
+                if job.following:
+                    job.following = False
+                    self.resumed += 1
                 self._chunk_done(job)
+            elif job.following:
+                self._rewait(job)  # its own run fetches it, or we take over
             elif isinstance(err, RETRYABLE):
                 delay = self._retry_or_raise(job, err, "errors")
                 job.next_poll = self.clock() + delay
@@ -458,6 +621,9 @@ class Scheduler:
                 states = self.engine.poll_many([j.ref for j in batch if j.ref is not None])
             except RETRYABLE as e:
                 for j in batch:
+                    if j.following:
+                        self._rewait(j)
+                        continue
                     j.next_poll = self.clock() + self._retry_or_raise(j, e, "errors")
                     self.polling.append(j)
                 return
@@ -480,10 +646,16 @@ class Scheduler:
         try:
             state: TaskState = self.engine.poll(job.ref)
         except RETRYABLE as e:
+            if job.following:
+                self._rewait(job)
+                return
             job.next_poll = self.clock() + self._retry_or_raise(job, e, "errors")
             self.polling.append(job)
             return
         except (EngineError, KeyError, LookupError) as e:
+            if job.following:
+                self._rewait(job, failed=True)
+                return
             if job.resumed:
                 # A task recorded by an earlier run that the engine no longer knows
                 # (expired after 72 h, or an engine that keeps nothing): start afresh.
@@ -505,6 +677,20 @@ class Scheduler:
 
     def _on_state(self, job: Job, state: TaskState) -> None:
         assert job.ref is not None
+        if job.following:
+            # Another run's task: its run retries a failure; the audio may be fetched
+            # already (by that run).
+            if state.status == "failed":
+                self._rewait(job, failed=True)
+                return
+            if state.status == "completed" and self._in_cache(job):
+                job.following = False
+                self._done_elsewhere(job)
+                return
+            if state.status != "completed":
+                job.next_poll = self.clock() + max(self.repoll, FOLLOW_INTERVAL)
+                self.polling.append(job)
+                return
         if state.status == "completed":
             if state.output_uri and state.output_uri != job.ref.output_uri:
                 job.ref = dataclasses.replace(job.ref, output_uri=state.output_uri)

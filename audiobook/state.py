@@ -17,6 +17,9 @@ Tables (created by named migrations recorded in ``_migrations``):
                  size and mtime, last run, status
     book_chunks  a book's latest chunk keys in order (what ``gc`` keeps)
     runs         one row per conversion: book, start, end, status, counts
+    piece_leases a piece claimed by the run working on it (owner, host, pid, expiry);
+                 written in the transaction of the start intent, dropped when done
+    book_locks   an output being converted into, by which run (same fields)
 
 The cache is the truth about finished audio: a file at ``cache/ab/<key>.<ext>`` is
 written whole (temp file, then ``os.replace``) and only ever holds that key's audio, so
@@ -28,6 +31,14 @@ aside as ``state.sqlite.bad-<time>`` when it fails its integrity check (a health
 is kept); it never deletes it, and never deletes cached audio. A state folder that is
 full, read-only or not writable raises ``StateError`` saying so, and the store is left
 as it was (SQLite rolls back the write that failed).
+
+Runs at once on one store (two terminals, ``make -j``, a batch) share the work through
+leases: a run claims a piece before its paid call, in the very transaction that records
+the intent, and renews its claims while it works (``LeaseOwner``). Another run that finds
+a piece claimed by a live run does not start it: it follows that run's task or waits
+for the audio in the cache. A claim whose run died (its process is gone from this host,
+or it was not renewed for ``LEASE_TTL`` seconds) can be taken over, and then the usual
+resume applies (a recorded task is polled, an unrecorded one recovered).
 """
 
 from __future__ import annotations
@@ -37,9 +48,11 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +65,10 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "state.sqlite"
 STATUSES = ("pending", "submitted", "done", "failed")
+# A claim not renewed for this long is taken to belong to a run that died (on another
+# host, where its process cannot be looked for); a working run renews every quarter.
+LEASE_TTL = 60.0
+HOST = socket.gethostname()
 
 
 def default_state_dir() -> Path:
@@ -419,6 +436,149 @@ def _plausible(path: Path, ext: str) -> bool:
     return len(head) > 0
 
 
+# --- leases ---------------------------------------------------------------------------
+
+
+@migration
+def m006_piece_leases(db: sqlite3.Connection) -> None:
+    # Claims of runs working at once on one store: a piece being synthesized, and an
+    # output being written. No reference to chunks: a piece is claimed before its row
+    # may exist.
+    db.execute(
+        """CREATE TABLE piece_leases (
+            key TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            acquired_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX piece_leases_owner ON piece_leases (owner)")
+    db.execute(
+        """CREATE TABLE book_locks (
+            out_path TEXT PRIMARY KEY,
+            source_path TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            acquired_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX book_locks_source ON book_locks (source_path)")
+    db.execute("CREATE INDEX book_locks_owner ON book_locks (owner)")
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """The run that holds a claim: its owner id, host and process id."""
+
+    owner: str
+    host: str
+    pid: int
+    acquired_at: float
+    expires_at: float
+
+    def where(self) -> str:
+        """ "pid 1234", or "pid 1234 on otherhost"."""
+        return f"pid {self.pid}" + ("" if self.host == HOST else f" on {self.host}")
+
+
+class PieceBusy(Exception):
+    """``mark_starting`` wrote nothing: another live run holds the piece (``holder``),
+    or the piece was not this run's and its row shows another run's work (a recorded
+    task, an unrecorded start, finished audio; ``holder`` None). The caller looks again
+    (``claim_piece``) and follows, resumes or takes the audio from the cache."""
+
+    def __init__(self, key: str, holder: LeaseHolder | None) -> None:
+        super().__init__(key)
+        self.key = key
+        self.holder = holder
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie counts as alive)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # os.kill would end the process there: trust the expiry
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, it is someone else's
+        return True
+    return True
+
+
+def _holder(row: Sequence[Any] | None) -> LeaseHolder | None:
+    return LeaseHolder(str(row[0]), str(row[1]), int(row[2]), row[3], row[4]) if row else None
+
+
+_LEASE_COLS = "owner, host, pid, acquired_at, expires_at"
+_OWNERS: set[str] = set()  # the owner ids of this process's runs
+
+
+class LeaseOwner:
+    """One run's identity for its claims (a fresh id, this host, this process). As a
+    context manager it renews them in the background every quarter of ``ttl`` while
+    the run works, and gives them all up at the end (finished, failed or interrupted:
+    another run may then take over, resuming what this one left)."""
+
+    def __init__(self, store: StateStore, *, ttl: float = LEASE_TTL) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.id = uuid.uuid4().hex
+        self.host = HOST
+        self.pid = os.getpid()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        _OWNERS.add(self.id)
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(target=self._renew, name="audiobook-leases", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        _OWNERS.discard(self.id)
+        try:
+            self.store.release_leases(self)
+        except (StateError, sqlite3.Error) as e:
+            # Not fatal: the claims die with this process (or expire) all the same.
+            log.debug("could not give up the claims of this run: %s", e)
+
+    def claim_output(
+        self,
+        out_path: str | os.PathLike[str],
+        source_path: str | os.PathLike[str],
+        on_wait: Callable[[LeaseHolder], None],
+        *,
+        poll: float = 0.5,
+    ) -> bool:
+        """Claim the output ``out_path`` of the book ``source_path``, first waiting while
+        another live run converts into it (``on_wait`` hears of that run once). True
+        when it waited: the other run may have made the output meanwhile."""
+        waited = False
+        while (holder := self.store.claim_output(out_path, source_path, self)) is not None:
+            if not waited:
+                on_wait(holder)
+                waited = True
+            time.sleep(poll)
+        return waited
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 4):
+            try:
+                self.store.renew_leases(self)
+            except (StateError, sqlite3.Error) as e:
+                log.debug("could not renew the claims of this run: %s", e)
+
+
 class StateStore:
     """The SQLite state of one state folder. Thread-safe: one connection behind a lock,
     so that the books of one batch run can share it; other processes share it through
@@ -686,11 +846,41 @@ class StateStore:
             (key, engine, chars, now, now),
         )
 
-    def mark_starting(self, key: str, engine: str, chars: int = 0, price_kind: str = "") -> float:
+    def mark_starting(
+        self,
+        key: str,
+        engine: str,
+        chars: int = 0,
+        price_kind: str = "",
+        *,
+        owner: LeaseOwner | None = None,
+        keeps_tasks: bool = True,
+    ) -> float:
         """Record the intent to start a task for ``key`` BEFORE the start call; returns the
-        recorded time, which ``engine.recover(key, since)`` uses after a crash."""
+        recorded time, which ``engine.recover(key, since)`` uses after a crash.
+
+        With ``owner``, the piece is claimed for it in the same transaction. Nothing is
+        written, and ``PieceBusy`` raised, when another live run holds the claim, or when
+        the claim was not already ``owner``'s and the row shows work of another run: a
+        recorded task or an unrecorded start (only where tasks outlive their process,
+        ``keeps_tasks``), or finished audio."""
         now = self.clock()
         with self.transaction() as db:
+            if owner is not None:
+                held = self._piece_holder(db, key)
+                if held is not None and held.owner != owner.id and self._alive(held, now):
+                    raise PieceBusy(key, held)
+                if held is None or held.owner != owner.id:
+                    row = db.execute(
+                        "SELECT status, task_id, started_at FROM chunks WHERE key = ?", (key,)
+                    ).fetchone()
+                    if row is not None and (
+                        row[0] == "done"
+                        or (keeps_tasks and row[0] == "submitted" and row[1])
+                        or (keeps_tasks and row[0] == "pending" and row[2] is not None)
+                    ):
+                        raise PieceBusy(key, None)
+                self._put_piece_lease(db, key, owner, now)
             self._ensure_chunk(db, key, engine, chars)
             db.execute(
                 "UPDATE chunks SET status = 'pending', engine = ?, task_id = NULL, "
@@ -739,9 +929,11 @@ class StateStore:
         *,
         digest: tuple[int, str] | None = None,
         marks_digest: tuple[int, str] | None = None,
+        owner: LeaseOwner | None = None,
     ) -> None:
         """The audio of ``key`` is in the cache at ``cache_path``; ``digest`` (size,
-        sha256) is of the file as written, ``marks_digest`` of its speech marks."""
+        sha256) is of the file as written, ``marks_digest`` of its speech marks;
+        ``owner``'s claim on the piece ends here."""
         now = self.clock()
         size, sha = digest or (None, None)
         msize, msha = marks_digest or (None, None)
@@ -753,6 +945,8 @@ class StateStore:
                 "marks_sha256 = ?, updated_at = ? WHERE key = ?",
                 (os.fspath(cache_path), now, size, sha, msize, msha, now, key),
             )
+            if owner is not None:
+                db.execute("DELETE FROM piece_leases WHERE key = ? AND owner = ?", (key, owner.id))
 
     def mark_failed(self, key: str, error: str) -> None:
         now = self.clock()
@@ -762,6 +956,130 @@ class StateStore:
                 "updated_at = ? WHERE key = ?",
                 (error, now, key),
             )
+
+    # -- leases ------------------------------------------------------------------------
+
+    @staticmethod
+    def _alive(holder: LeaseHolder, now: float) -> bool:
+        """A claim counts while it is renewed and its run, if on this host, exists: its
+        process, or (in this very process, whose id a dead run of an earlier container
+        or boot may have had) one of this process's owners."""
+        if holder.expires_at <= now:
+            return False
+        if holder.host != HOST:
+            return True
+        if holder.pid == os.getpid():
+            return holder.owner in _OWNERS
+        return pid_alive(holder.pid)
+
+    def _piece_holder(self, db: sqlite3.Connection, key: str) -> LeaseHolder | None:
+        return _holder(
+            db.execute(f"SELECT {_LEASE_COLS} FROM piece_leases WHERE key = ?", (key,)).fetchone()
+        )
+
+    def _put_piece_lease(
+        self, db: sqlite3.Connection, key: str, owner: LeaseOwner, now: float
+    ) -> None:
+        db.execute(
+            "INSERT INTO piece_leases (key, owner, host, pid, acquired_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "acquired_at = CASE WHEN piece_leases.owner = excluded.owner "
+            "THEN piece_leases.acquired_at ELSE excluded.acquired_at END, "
+            "owner = excluded.owner, host = excluded.host, pid = excluded.pid, "
+            "expires_at = excluded.expires_at",
+            (key, owner.id, owner.host, owner.pid, now, now + owner.ttl),
+        )
+
+    def claim_piece(self, key: str, owner: LeaseOwner) -> LeaseHolder | None:
+        """Claim ``key`` for ``owner`` (or renew its claim): None when it is ``owner``'s
+        now, else the live run that holds it. A claim whose run died is taken over."""
+        now = self.clock()
+        with self.transaction() as db:
+            held = self._piece_holder(db, key)
+            if held is not None and held.owner != owner.id and self._alive(held, now):
+                return held
+            self._put_piece_lease(db, key, owner, now)
+        return None
+
+    def piece_holders(self, keys: Sequence[str], owner: LeaseOwner) -> dict[str, LeaseHolder]:
+        """The live runs other than ``owner`` that hold any of ``keys`` (read only)."""
+        now = self.clock()
+        out: dict[str, LeaseHolder] = {}
+        for i in range(0, len(keys), 500):
+            part = list(keys[i : i + 500])
+            marks = ",".join("?" * len(part))
+            for r in self._query(
+                f"SELECT key, {_LEASE_COLS} FROM piece_leases WHERE key IN ({marks})", part
+            ):
+                held = _holder(r[1:])
+                if held is not None and held.owner != owner.id and self._alive(held, now):
+                    out[r[0]] = held
+        return out
+
+    def claim_output(
+        self,
+        out_path: str | os.PathLike[str],
+        source_path: str | os.PathLike[str],
+        owner: LeaseOwner,
+    ) -> LeaseHolder | None:
+        """Claim the output ``out_path`` (of the book ``source_path``) for ``owner``: None
+        when it is ``owner``'s now, else the live run converting into it."""
+        now = self.clock()
+        out = os.fspath(out_path)
+        with self.transaction() as db:
+            held = _holder(
+                db.execute(
+                    f"SELECT {_LEASE_COLS} FROM book_locks WHERE out_path = ?", (out,)
+                ).fetchone()
+            )
+            if held is not None and held.owner != owner.id and self._alive(held, now):
+                return held
+            db.execute(
+                "INSERT INTO book_locks (out_path, source_path, owner, host, pid, acquired_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (out_path) DO UPDATE SET "
+                "source_path = excluded.source_path, owner = excluded.owner, "
+                "host = excluded.host, pid = excluded.pid, acquired_at = excluded.acquired_at, "
+                "expires_at = excluded.expires_at",
+                (
+                    out,
+                    os.fspath(source_path),
+                    owner.id,
+                    owner.host,
+                    owner.pid,
+                    now,
+                    now + owner.ttl,
+                ),
+            )
+        return None
+
+    def book_holders(
+        self, source_path: str | os.PathLike[str], owner: LeaseOwner
+    ) -> list[LeaseHolder]:
+        """The live runs other than ``owner`` that were converting the book
+        ``source_path`` (into any output) before ``owner`` claimed its output."""
+        now = self.clock()
+        rows = self._query(
+            f"SELECT {_LEASE_COLS} FROM book_locks WHERE source_path = ? AND owner != ? "
+            "AND acquired_at < (SELECT COALESCE(MIN(acquired_at), ?) FROM book_locks "
+            "WHERE owner = ?) ORDER BY acquired_at",
+            (os.fspath(source_path), owner.id, now, owner.id),
+        )
+        return [h for h in map(_holder, rows) if h is not None and self._alive(h, now)]
+
+    def renew_leases(self, owner: LeaseOwner) -> None:
+        """Push back the expiry of every claim of ``owner``."""
+        expires = self.clock() + owner.ttl
+        with self.transaction() as db:
+            for table in ("piece_leases", "book_locks"):
+                db.execute(
+                    f"UPDATE {table} SET expires_at = ? WHERE owner = ?", (expires, owner.id)
+                )
+
+    def release_leases(self, owner: LeaseOwner) -> None:
+        """Give up every claim of ``owner``."""
+        with self.transaction() as db:
+            for table in ("piece_leases", "book_locks"):
+                db.execute(f"DELETE FROM {table} WHERE owner = ?", (owner.id,))
 
     # -- books -------------------------------------------------------------------------
 

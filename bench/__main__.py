@@ -64,7 +64,9 @@ def table(results: list[dict]) -> str:
             if isinstance(v, float):
                 lines.append(f"   {k:<48} {v:>14.3f}")
             else:
-                lines.append(f"   {k:<48} {v if isinstance(v, (int, str)) else json.dumps(v)!s:>14}")
+                lines.append(
+                    f"   {k:<48} {v if isinstance(v, (int, str)) else json.dumps(v)!s:>14}"
+                )
         for k, v in r.get("ratios", {}).items():
             lines.append(f"   ratio {k:<42} {v:>14.3f}x")
         if r.get("notes"):
@@ -95,8 +97,11 @@ def main(argv: list[str]) -> int:
         try:
             res = mod.run()
         except Exception as e:  # a broken bench is reported, the others still run
-            res = {"name": modname.split(".")[-1], "error": f"{type(e).__name__}: {e}",
-                   "traceback": traceback.format_exc()}
+            res = {
+                "name": modname.split(".")[-1],
+                "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(),
+            }
         res.setdefault("name", modname.split(".")[-1])
         res["seconds"] = time.perf_counter() - start
         results.append(res)
@@ -104,8 +109,11 @@ def main(argv: list[str]) -> int:
         earlier = json.loads((HERE / "results.json").read_text())["results"]
         names = {r["name"] for r in results}
         results = [r for r in earlier if r["name"] not in names] + results
-    out = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "results": results}
+    out = {
+        "machine": machine(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": results,
+    }
     (HERE / "results.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     print(write_table(out))
     return 1 if any("error" in r for r in results) else 0

@@ -35,7 +35,10 @@ def measure(code: str, env: dict[str, str] | None = None, timeout: float = 900) 
     and whatever the code left in ``RESULT``."""
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, code],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
     if proc.returncode != 0:
@@ -74,20 +77,28 @@ class AwsServers:
         from audiobook.emulator import serve
 
         self._saved = dict(os.environ)
-        os.environ.update({
-            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        })
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            }
+        )
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         host, port = self.moto.get_host_and_port()
         self.moto_url = f"http://{host}:{port}"
         self.emulator = serve(s3_endpoint=self.moto_url, **self.emulator_options)
-        os.environ.update({
-            "AWS_ENDPOINT_URL_S3": self.moto_url, "AWS_ENDPOINT_URL_SNS": self.moto_url,
-            "AWS_ENDPOINT_URL_SQS": self.moto_url, "AWS_ENDPOINT_URL_POLLY": self.emulator.url,
-        })
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL_S3": self.moto_url,
+                "AWS_ENDPOINT_URL_SNS": self.moto_url,
+                "AWS_ENDPOINT_URL_SQS": self.moto_url,
+                "AWS_ENDPOINT_URL_POLLY": self.emulator.url,
+            }
+        )
         self.s3 = boto3.client("s3")
         self.bucket = "audiobook-bench"
         self.s3.create_bucket(Bucket=self.bucket)
@@ -106,14 +117,17 @@ def synthetic_book(total_chars: int, chapters: int, title: str = "Bench Book"):
     """A book of plain English sentences, ``chapters`` chapters of equal length."""
     from audiobook.model import Block, Book, Chapter
 
-    sentence = ("The river ran past the mill and the miller counted the sacks of grain "
-                "before the evening bell. ")
+    sentence = (
+        "The river ran past the mill and the miller counted the sacks of grain "
+        "before the evening bell. "
+    )
     per = total_chars // chapters
     paragraphs_per = max(1, per // 1200)
     para = sentence * (1200 // len(sentence))
     chs = []
     for i in range(chapters):
-        blocks = tuple(Block("paragraph", f"Part {i + 1}.{j + 1}. {para}")
-                       for j in range(paragraphs_per))
+        blocks = tuple(
+            Block("paragraph", f"Part {i + 1}.{j + 1}. {para}") for j in range(paragraphs_per)
+        )
         chs.append(Chapter(f"Chapter {i + 1}", 1, blocks))
     return Book(title=title, authors=("Bench",), language="en", chapters=tuple(chs))

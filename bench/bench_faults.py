@@ -24,24 +24,43 @@ from pathlib import Path
 from ._util import AwsServers, synthetic_book
 
 CHARS = 300_000
-FAULTS = dict(throttle_rate=0.20, fail_rate=0.05, error5xx_rate=0.02,
-              lost_notification_rate=0.10, slow_s3=0.2, seed=11)
+FAULTS = dict(
+    throttle_rate=0.20,
+    fail_rate=0.05,
+    error5xx_rate=0.02,
+    lost_notification_rate=0.10,
+    slow_s3=0.2,
+    seed=11,
+)
 
 
 def _fault_run() -> dict:
     from audiobook.engines.options import PollyOptions
     from audiobook.engines.polly import PollyEngine
     from audiobook.options import ConvertOptions
-    from audiobook.pipeline import synthesize
+    from audiobook.synthesis import synthesize
     from audiobook.ssml import billable_chars
     from audiobook.state import StateStore
 
     book = synthetic_book(CHARS, 6, "Fault Book")
     opts = ConvertOptions(engine="polly", engine_options=PollyOptions(polly_engine="standard"))
-    with AwsServers(audio="silence", queue_delay=0.2, chars_per_second=200_000.0,
-                    workers=16, **FAULTS) as servers, \
-            tempfile.TemporaryDirectory() as tmp, StateStore(Path(tmp)) as store:
-        engine = PollyEngine(PollyOptions(voice="Joanna", bucket=servers.bucket, polly_engine="standard", mode="async", sns_topic=servers.topic, notification_grace=2.0))
+    with (
+        AwsServers(
+            audio="silence", queue_delay=0.2, chars_per_second=200_000.0, workers=16, **FAULTS
+        ) as servers,
+        tempfile.TemporaryDirectory() as tmp,
+        StateStore(Path(tmp)) as store,
+    ):
+        engine = PollyEngine(
+            PollyOptions(
+                voice="Joanna",
+                bucket=servers.bucket,
+                polly_engine="standard",
+                mode="async",
+                sns_topic=servers.topic,
+                notification_grace=2.0,
+            )
+        )
         try:
             t0 = time.perf_counter()
             syn = synthesize(book, opts, store=store, engine=engine)
@@ -55,29 +74,63 @@ def _fault_run() -> dict:
         failed_chars = sum(t.request_characters for t in tasks if t.status == "failed")
         completed = [t for t in tasks if t.status == "completed"]
         all_audio = all(p.exists() for ps in syn.pieces for p in ps)
-    injected = {k: v for k, v in stats.items() if "inject" in k or "lost" in k
-                or "throttl" in k or "5xx" in k or "fail" in k}
+    injected = {
+        k: v
+        for k, v in stats.items()
+        if "inject" in k or "lost" in k or "throttl" in k or "5xx" in k or "fail" in k
+    }
     return {
-        "wall s": round(wall, 2), "chunks": len(syn.chunks), "tasks started": len(tasks),
-        "tasks completed": len(completed), "faults injected": injected,
-        "billed chars": billed, "ideal chars": ideal_chars, "billed in failed tasks": failed_chars,
+        "wall s": round(wall, 2),
+        "chunks": len(syn.chunks),
+        "tasks started": len(tasks),
+        "tasks completed": len(completed),
+        "faults injected": injected,
+        "billed chars": billed,
+        "ideal chars": ideal_chars,
+        "billed in failed tasks": failed_chars,
         "every chunk has audio": all_audio,
-        "ok": all_audio and len(completed) == len(syn.chunks)
+        "ok": all_audio
+        and len(completed) == len(syn.chunks)
         and billed - failed_chars == ideal_chars,
     }
 
 
 def _kill_run() -> dict:
     book = synthetic_book(CHARS, 6, "Kill Book")
-    with AwsServers(audio="silence", queue_delay=0.5, chars_per_second=40_000.0,
-                    workers=16) as servers, tempfile.TemporaryDirectory() as tmp:
+    with (
+        AwsServers(
+            audio="silence", queue_delay=0.5, chars_per_second=40_000.0, workers=16
+        ) as servers,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         src = Path(tmp) / "kill-book.md"
-        src.write_text("# Kill Book\n\n" + "\n\n".join(
-            f"## {ch.title}\n\n" + "\n\n".join(b.text for b in ch.blocks) for ch in book.chapters))
+        src.write_text(
+            "# Kill Book\n\n"
+            + "\n\n".join(
+                f"## {ch.title}\n\n" + "\n\n".join(b.text for b in ch.blocks)
+                for ch in book.chapters
+            )
+        )
         out = Path(tmp) / "kill-book.m4b"
-        argv = [sys.executable, "-m", "audiobook", "convert", str(src), "-o", str(out),
-                "--engine", "polly", "--polly-engine", "standard", "--voice", "Joanna",
-                "--bucket", servers.bucket, "--state-dir", str(Path(tmp) / "state")]
+        argv = [
+            sys.executable,
+            "-m",
+            "audiobook",
+            "convert",
+            str(src),
+            "-o",
+            str(out),
+            "--engine",
+            "polly",
+            "--polly-engine",
+            "standard",
+            "--voice",
+            "Joanna",
+            "--bucket",
+            servers.bucket,
+            "--state-dir",
+            str(Path(tmp) / "state"),
+        ]
         kills = 0
         for delay in (1.0, 2.5, 4.0):
             proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -91,12 +144,17 @@ def _kill_run() -> dict:
         # a chunk's output key is <prefix><content key>/<task id>.mp3; the same text
         # synthesized twice would show as two completed tasks with one text hash
         by_key = collections.Counter(
-            t.text_sha256 for t in servers.emulator.tasks if t.status == "completed")
+            t.text_sha256 for t in servers.emulator.tasks if t.status == "completed"
+        )
         dupes = sum(n - 1 for n in by_key.values() if n > 1)
-        return {"kills": kills, "final exit code": final.returncode,
-                "completed tasks": sum(by_key.values()), "chunks synthesized twice": dupes,
-                "output exists": out.exists(), "ok": final.returncode == 0 and dupes == 0
-                and out.exists()}
+        return {
+            "kills": kills,
+            "final exit code": final.returncode,
+            "completed tasks": sum(by_key.values()),
+            "chunks synthesized twice": dupes,
+            "output exists": out.exists(),
+            "ok": final.returncode == 0 and dupes == 0 and out.exists(),
+        }
 
 
 def run() -> dict:
@@ -108,7 +166,9 @@ def run() -> dict:
     return {
         "name": "faults",
         "figures": figures,
-        "ratios": {"billed / ideal characters (1.0 + failed tasks only)":
-                   faults["billed chars"] / faults["ideal chars"]},
+        "ratios": {
+            "billed / ideal characters (1.0 + failed tasks only)": faults["billed chars"]
+            / faults["ideal chars"]
+        },
         "notes": "invariants hold" if faults["ok"] and kill["ok"] else "INVARIANT BROKEN",
     }

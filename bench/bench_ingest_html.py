@@ -72,9 +72,12 @@ def run() -> dict:
     paths = [CORPUS / f"readability-{name}.html" for name in PAGES]
     missing = [p for p in paths if not p.exists()]
     if missing:
-        return {"name": "ingest_html", "figures": {}, "ratios": {},
-                "notes": f"skipped: {missing[0]} not found (the shared corpus sits beside "
-                         "the repo)"}
+        return {
+            "name": "ingest_html",
+            "figures": {},
+            "ratios": {},
+            "notes": f"skipped: {missing[0]} not found (the shared corpus sits beside the repo)",
+        }
     chars = sum(len(p.read_bytes().decode("utf-8")) for p in paths)
     ours = base = float("inf")
     ours_words = base_words = 0

@@ -50,8 +50,20 @@ def _synthesis(book, workers: int, scratch: Path) -> tuple[float, float]:
 def _cli(src: Path, out: Path, state: Path) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "audiobook", "convert", str(src), "-o", str(out),
-         "--state-dir", str(state)], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "audiobook",
+            "convert",
+            str(src),
+            "-o",
+            str(out),
+            "--state-dir",
+            str(state),
+        ],
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"convert failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -90,7 +102,8 @@ def run() -> dict:
             "end to end: audio s per wall s (goal >= 400)": round(duration / first, 1),
             "second run (cached): wall s": round(second, 2),
             "second run output": proc2.stdout.strip().splitlines()[-1].split(": ", 1)[-1]
-            if proc2.stdout.strip() else "",
+            if proc2.stdout.strip()
+            else "",
         },
         "ratios": {
             f"synthesis speed-up, {cores} processes / 1": (audion / walln) / (audio1 / wall1),

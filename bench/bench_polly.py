@@ -41,12 +41,21 @@ def _ours(servers: AwsServers, book, sns: bool) -> tuple[float, int, list[int]]:
     from audiobook.engines.options import PollyOptions
     from audiobook.engines.polly import PollyEngine
     from audiobook.options import ConvertOptions
-    from audiobook.pipeline import synthesize
+    from audiobook.synthesis import synthesize
     from audiobook.state import StateStore
 
     opts = ConvertOptions(engine="polly", engine_options=PollyOptions(polly_engine="standard"))
     with tempfile.TemporaryDirectory() as tmp, StateStore(Path(tmp)) as store:
-        engine = PollyEngine(PollyOptions(voice="Joanna", bucket=servers.bucket, polly_engine="standard", mode="async", sns_topic=servers.topic if sns else None, prefix="ours-sns/" if sns else "ours-poll/"))
+        engine = PollyEngine(
+            PollyOptions(
+                voice="Joanna",
+                bucket=servers.bucket,
+                polly_engine="standard",
+                mode="async",
+                sns_topic=servers.topic if sns else None,
+                prefix="ours-sns/" if sns else "ours-poll/",
+            )
+        )
         try:
             t0 = time.perf_counter()
             syn = synthesize(book, opts, store=store, engine=engine)
@@ -63,13 +72,17 @@ def _naive(servers: AwsServers, chunks) -> float:
     t0 = time.perf_counter()
     for i, chunk in enumerate(chunks):
         task = servers.polly.start_speech_synthesis_task(
-            Engine="standard", OutputFormat="mp3", OutputS3BucketName=servers.bucket,
-            OutputS3KeyPrefix=f"naive/{i}/", Text=chunk.ssml, TextType="ssml",
-            VoiceId="Joanna")["SynthesisTask"]
+            Engine="standard",
+            OutputFormat="mp3",
+            OutputS3BucketName=servers.bucket,
+            OutputS3KeyPrefix=f"naive/{i}/",
+            Text=chunk.ssml,
+            TextType="ssml",
+            VoiceId="Joanna",
+        )["SynthesisTask"]
         while task["TaskStatus"] not in ("completed", "failed"):
             time.sleep(0.2)
-            task = servers.polly.get_speech_synthesis_task(TaskId=task["TaskId"])[
-                "SynthesisTask"]
+            task = servers.polly.get_speech_synthesis_task(TaskId=task["TaskId"])["SynthesisTask"]
         key = task["OutputUri"].split(f"/{servers.bucket}/", 1)[1]
         with tempfile.TemporaryFile() as f:
             servers.s3.download_fileobj(servers.bucket, key, f)
@@ -82,8 +95,13 @@ def run() -> dict:
 
     book = synthetic_book(TOTAL_CHARS, CHAPTERS)
     chunks = chunk_book(book, POLLY_TASK_LIMITS)
-    with AwsServers(audio="silence", queue_delay=QUEUE_S, chars_per_second=CHARS_PER_S,
-                    workers=max(16, len(chunks)), quota_scale=1.0) as servers:
+    with AwsServers(
+        audio="silence",
+        queue_delay=QUEUE_S,
+        chars_per_second=CHARS_PER_S,
+        workers=max(16, len(chunks)),
+        quota_scale=1.0,
+    ) as servers:
         sns_wall, submitted, chars = _ours(servers, book, sns=True)
         poll_wall, _, _ = _ours(servers, book, sns=False)
         naive_wall = _naive(servers, chunks)
@@ -107,5 +125,5 @@ def run() -> dict:
             "naive / ours SNS": naive_wall / sns_wall,
         },
         "notes": f"{math.ceil(sum(chars) / 100_000)} tasks is the fewest the 100,000-character "
-                 "task limit allows; chunks never span chapters",
+        "task limit allows; chunks never span chapters",
     }

@@ -32,8 +32,10 @@ def _make_pieces(folder: Path, hours: float) -> list[Path]:
 
     seed = folder / "seed.wav"
     if not seed.exists():
-        text = ("It was the best of times, it was the worst of times, it was the age of "
-                "wisdom, it was the age of foolishness. ") * 4
+        text = (
+            "It was the best of times, it was the worst of times, it was the age of "
+            "wisdom, it was the age of foolishness. "
+        ) * 4
         pcm = b""
         rate = 22050
         while len(pcm) < PIECE_SECONDS * rate * 2:
@@ -131,6 +133,10 @@ def run() -> dict:
         f"naive pydub RSS / ours RSS at {SMALL_HOURS} h": naive_small["self_mb"]
         / ours_small["self_mb"],
     }
-    return {"name": "stitch", "figures": figures, "ratios": ratios,
-            "notes": "peak RSS of our Python process stays under 150 MB goal: "
-            f"{'yes' if ours['self_mb'] < 150 else 'NO'}"}
+    return {
+        "name": "stitch",
+        "figures": figures,
+        "ratios": ratios,
+        "notes": "peak RSS of our Python process stays under 150 MB goal: "
+        f"{'yes' if ours['self_mb'] < 150 else 'NO'}",
+    }

@@ -17,9 +17,9 @@ from audiobook.errors import RetriesExceeded, TaskFailed, Throttled, TransientEn
 from audiobook.hooks import Hooks
 from audiobook.model import Block, Book, Chapter
 from audiobook.options import ConvertOptions
-from audiobook.pipeline import synthesize
 from audiobook.scheduler import Limiters
 from audiobook.state import StateStore
+from audiobook.synthesis import synthesize
 
 
 class Crash(BaseException):

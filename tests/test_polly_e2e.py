@@ -77,8 +77,9 @@ def make_engine(emu: Any, moto: str, bucket: str, **kw: Any) -> PollyEngine:
 def run(book: Book, engine: PollyEngine, tmp_path: Path) -> tuple[list[Chunk], Any, Path]:
     """Convert with the pipeline; returns (chunks, result, m4b path or None)."""
     from audiobook.options import ConvertOptions
-    from audiobook.pipeline import convert_book, synthesize
+    from audiobook.pipeline import convert_book
     from audiobook.state import StateStore
+    from audiobook.synthesis import synthesize
 
     opts = ConvertOptions(
         fmt="m4b",
@@ -92,7 +93,7 @@ def run(book: Book, engine: PollyEngine, tmp_path: Path) -> tuple[list[Chunk], A
         if HAS_STITCH:
             out = tmp_path / "book.m4b"
             result = convert_book(book, out, opts, store=store, engine=engine)
-            from audiobook.pipeline import plan_chunks
+            from audiobook.synthesis import plan_chunks
 
             return plan_chunks(book, engine, opts.render), result, out
         syn = synthesize(book, opts, store=store, engine=engine)
