@@ -38,3 +38,12 @@ def test_rooms_stay_small():
     assert len(_code(PACKAGE / "pipeline.py").splitlines()) < 500
     for room in ("scheduler.py", "batch.py", "captions.py", "engines/__init__.py"):
         assert (PACKAGE / room).is_file(), room
+
+
+def test_readme_promises_link_to_tests_that_exist():
+    """Each test the README names as proof of a promise is there, in the file it names."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\[`(test_\w+)`\]\((tests/\w+\.py)\)", readme)
+    assert len(links) >= 10
+    for name, path in links:
+        assert re.search(rf"^def {name}\(", _code(PACKAGE.parent / path), re.M), (name, path)
