@@ -46,4 +46,7 @@ def test_readme_promises_link_to_tests_that_exist():
     links = re.findall(r"\[`(test_\w+)`\]\((tests/\w+\.py)\)", readme)
     assert len(links) >= 10
     for name, path in links:
-        assert re.search(rf"^def {name}\(", _code(PACKAGE.parent / path), re.M), (name, path)
+        assert re.search(rf"^def {name}\(", _code(PACKAGE.parent / path), re.MULTILINE), (
+            name,
+            path,
+        )
