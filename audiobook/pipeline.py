@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,6 +54,7 @@ from .chunk import chunk_rendered
 from .config import FORMATS, RenderOptions
 from .engines.base import Engine
 from .errors import ConfigError, EngineError, InputError
+from .files import sweep_stale
 from .hooks import ConvertResult, Hooks
 from .ingest import read_book
 from .keys import content_key, file_sha256
@@ -109,6 +111,18 @@ def _up_to_date(
     return outputs
 
 
+def _sweep(out: Path, store: StateStore) -> None:
+    """Remove what runs that were killed left behind: temp files and folders beside
+    the output, in the audio cache and in the temp folder (of processes now gone)."""
+    for folder, depth in (
+        (out.absolute().parent, 0),
+        (out, 0),  # a folder of chapters
+        (store.cache_dir, 1),
+        (Path(tempfile.gettempdir()), 0),
+    ):
+        sweep_stale(folder, depth=depth)
+
+
 @contextmanager
 def _store(store: StateStore | None, state_dir: Path | None) -> Iterator[StateStore]:
     """The caller's store, or one opened in ``state_dir`` for the call and closed after."""
@@ -147,6 +161,7 @@ def convert(
     dest = Path(out) if out is not None else default_output(src, opts.fmt)
     with _store(store, state_dir) as db:
         t0 = time.monotonic()
+        _sweep(dest, db)
         try:
             source_hash = file_sha256(src)
         except OSError as e:
@@ -200,6 +215,7 @@ def convert_book(
     if opts.fmt not in FORMATS:
         raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
     with _store(store, state_dir) as db:
+        _sweep(Path(out), db)
         source_id = book.source or f"book:{book.title}"
         return _convert(
             book,

@@ -30,6 +30,7 @@ from pathlib import Path
 from .. import interrupt
 from ..config import EngineLimits
 from ..errors import ConfigError, EngineError, TaskFailed, TransientEngineError, one_line
+from ..files import temp_dir_prefix
 from ..model import Chunk
 from .base import AudioFormat, Engine, TaskRef, TaskState
 from .options import LocalOptions
@@ -191,7 +192,7 @@ class LocalEngine(Engine):
         self._lock = threading.Lock()
         self._tasks: dict[str, Future[int]] = {}
         self._ids = itertools.count(1)
-        self._dir = tempfile.mkdtemp(prefix="audiobook-local-")
+        self._dir = tempfile.mkdtemp(prefix=temp_dir_prefix("local"))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
 
     # --- Engine -------------------------------------------------------------------------
