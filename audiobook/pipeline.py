@@ -55,7 +55,7 @@ from .config import FORMATS, RenderOptions
 from .engines.base import Engine
 from .errors import ConfigError, EngineError, InputError
 from .files import sweep_stale
-from .hooks import ConvertResult, Hooks
+from .hooks import ConvertResult, Hooks, Watchdog, watching
 from .ingest import read_book
 from .keys import content_key, file_sha256
 from .model import Book, Chunk
@@ -123,6 +123,11 @@ def _sweep(out: Path, store: StateStore) -> None:
         sweep_stale(folder, depth=depth)
 
 
+def _doing(hooks: Hooks, what: str | Callable[[], str]) -> None:
+    if isinstance(hooks, Watchdog):
+        hooks.doing(what)
+
+
 @contextmanager
 def _store(store: StateStore | None, state_dir: Path | None) -> Iterator[StateStore]:
     """The caller's store, or one opened in ``state_dir`` for the call and closed after."""
@@ -159,9 +164,10 @@ def convert(
     if src.is_dir():
         raise InputError(src, "is a folder, not a document")
     dest = Path(out) if out is not None else default_output(src, opts.fmt)
-    with _store(store, state_dir) as db:
+    with _store(store, state_dir) as db, watching(hooks) as hooks:
         t0 = time.monotonic()
         _sweep(dest, db)
+        _doing(hooks, f"waiting for {src.name} to be read")
         try:
             source_hash = file_sha256(src)
         except OSError as e:
@@ -214,7 +220,7 @@ def convert_book(
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
         raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
-    with _store(store, state_dir) as db:
+    with _store(store, state_dir) as db, watching(hooks) as hooks:
         _sweep(Path(out), db)
         source_id = book.source or f"book:{book.title}"
         return _convert(
@@ -322,7 +328,9 @@ def synthesize(
         if sched.chapter_left[idx] == 0:
             hooks.on_chapter_done(idx, ch.title)
     if jobs:
+        _doing(hooks, f"waiting for the {engine.name} engine's checks")
         engine.preflight()  # bad bucket, voice, SSML: one line before any money is spent
+        _doing(hooks, sched.waiting_for)
         sched.run()
     pieces: list[list[Path]] = [[] for _ in book.chapters]
     marks: list[list[Path]] = [[] for _ in book.chapters]
@@ -340,6 +348,13 @@ def synthesize(
         sched.resumed,
         sched.billed,
     )
+
+
+def _stitched(hooks: Hooks) -> str:
+    done = hooks.stitched if isinstance(hooks, Watchdog) else 0.0
+    if done == 0:
+        return "measuring the pieces"
+    return f"{done:.0%} encoded" if done < 0.97 else "joining the parts"
 
 
 def _cached_or_fail(store: StateStore, key: str, ext: str) -> Path:
@@ -366,6 +381,7 @@ def _convert(
     hooks.on_book(book)
     for w in book.warnings:
         hooks.on_warning(w)
+    _doing(hooks, f"waiting for {book.title or source!r} to be cut into pieces")
     own_engine = engine is None
     engine = engine or engines.make_engine(
         opts.engine,
@@ -414,7 +430,9 @@ def _convert(
             chapters = [
                 ChapterAudio(ch.title, tuple(ps)) for ch, ps in zip(book.chapters, syn.pieces)
             ]
+            _doing(hooks, lambda: f"waiting for the stitch of {out.name} ({_stitched(hooks)})")
             stitched = stitch(book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch)
+            _doing(hooks, f"waiting for the captions of {out.name}")
             captions = write_captions(
                 syn.pieces, syn.marks, [Path(p) for p in stitched.outputs], out, opts.fmt
             )
