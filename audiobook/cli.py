@@ -3,7 +3,8 @@
 Each command parses its options into the library's value objects and calls the
 library. Errors the user can act on (``AudiobookError``) are printed as one line,
 ``audiobook: error: <message>``, and the process exits with the error's own code;
-Ctrl-C exits 130 (the state store is already safe: re-run the command to resume).
+Ctrl-C exits 130 and SIGTERM 143, each with one line (the state store is already
+safe: re-run the command to resume; see ``interrupt.py``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import click
 from click.core import ParameterSource
 from rich.console import Console
 
+from . import interrupt
 from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
 from .engines import list_tasks, list_voices
 from .engines.options import PollyOptions
-from .errors import AudiobookError, ConfigError, one_line
+from .errors import AudiobookError, ConfigError, Terminated, one_line
 from .ingest import IngestOptions, read_book
 from .options import ConvertOptions
 from .pipeline import convert
@@ -39,12 +41,14 @@ log = logging.getLogger("audiobook")
 
 class AudiobookGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except AudiobookError as e:
-            _fail(one_line(str(e)), e.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted; progress is saved, run the same command again to resume", 130)
+        with interrupt.handle_signals():
+            try:
+                return super().invoke(ctx)
+            except AudiobookError as e:
+                _fail(one_line(str(e)), e.exit_code)
+            except (KeyboardInterrupt, Terminated) as e:
+                # Ctrl-C 130, SIGTERM 143: every finally on the way has cleaned up
+                _fail(interrupt.message(e), interrupt.exit_code(e))
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -835,7 +839,15 @@ def polly_emulator_cmd(no_quotas: bool, **kw: Any) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    cli.main(args=argv, prog_name="audiobook")
+    interrupt.install()
+    try:
+        cli.main(args=argv, prog_name="audiobook")
+    except (KeyboardInterrupt, Terminated) as e:  # outside a command (parsing, exiting)
+        interrupt.hold_off()
+        click.echo(f"audiobook: error: {interrupt.message(e)}", err=True)
+        sys.exit(interrupt.exit_code(e))
+    finally:
+        interrupt.hold_off()  # what is left is the interpreter's exit
 
 
 # --- more commands ----------------------------------------------------------------------

@@ -17,7 +17,11 @@
      │                             store there for a read-only command (status, gc)
      └── FFmpegError               ffmpeg exited non-zero (carries its last stderr line)
 
-The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``.
+    Terminated                     SIGTERM, raised like KeyboardInterrupt (not an
+                                   AudiobookError: nothing may catch it on the way out)
+
+The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``; after
+Ctrl-C it exits 130, after SIGTERM 143 (see ``interrupt.py``).
 """
 
 from __future__ import annotations
@@ -96,6 +100,11 @@ class FFmpegError(AudiobookError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, expected=False)
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM): unwinds like ``KeyboardInterrupt``, so
+    that every ``finally`` cleans up, and ends in exit status 143."""
 
 
 def one_line(text: object, limit: int | None = None) -> str:

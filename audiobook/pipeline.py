@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -55,7 +56,8 @@ from .captions import write_captions
 from .config import FORMATS
 from .engines.base import Engine
 from .errors import ConfigError, InputError, StateError
-from .hooks import ConvertResult, Hooks
+from .files import sweep_stale
+from .hooks import ConvertResult, Hooks, Watchdog, doing, watching
 from .ingest import read_book
 from .keys import content_key, file_sha256
 from .model import Book
@@ -103,6 +105,18 @@ def _up_to_date(
     return outputs
 
 
+def _sweep(out: Path, store: StateStore) -> None:
+    """Remove what runs that were killed left behind: temp files and folders beside
+    the output, in the audio cache and in the temp folder (of processes now gone)."""
+    for folder, depth in (
+        (out.absolute().parent, 0),
+        (out, 0),  # a folder of chapters
+        (store.cache_dir, 1),
+        (Path(tempfile.gettempdir()), 0),
+    ):
+        sweep_stale(folder, depth=depth)
+
+
 @contextmanager
 def _store(
     store: StateStore | None, state_dir: str | os.PathLike[str] | None
@@ -142,8 +156,10 @@ def convert(
         raise InputError(src, "is a folder, not a document")
     dest = Path(out) if out is not None else default_output(src, opts.fmt)
     check_output(dest, opts.fmt, [src])  # before reading, before paying
-    with _store(store, state_dir) as db:
+    with _store(store, state_dir) as db, watching(hooks) as hooks:
         t0 = time.monotonic()
+        _sweep(dest, db)
+        doing(hooks, f"waiting for {src.name} to be read")
         try:
             source_hash = file_sha256(src)
         except OSError as e:
@@ -198,7 +214,8 @@ def convert_book(
     if opts.fmt not in FORMATS:
         raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
     check_output(out, opts.fmt, [book.source] if book.source else [])
-    with _store(store, state_dir) as db:
+    with _store(store, state_dir) as db, watching(hooks) as hooks:
+        _sweep(Path(out), db)
         source_id = book.source or f"book:{book.title}"
         return _convert(
             book,
@@ -213,6 +230,13 @@ def convert_book(
             t0=time.monotonic(),
             source=source_id,
         )
+
+
+def _stitched(hooks: Hooks) -> str:
+    done = hooks.stitched if isinstance(hooks, Watchdog) else 0.0
+    if done == 0:
+        return "measuring the pieces"
+    return f"{done:.0%} encoded" if done < 0.97 else "joining the parts"
 
 
 def _convert(
@@ -232,6 +256,7 @@ def _convert(
     hooks.on_book(book)
     for w in book.warnings:
         hooks.on_warning(w)
+    doing(hooks, f"waiting for {book.title or source!r} to be cut into pieces")
     own_engine = engine is None
     engine = engine or engines.make_engine(
         opts.engine,
@@ -289,10 +314,12 @@ def _convert(
             chapters = [
                 ChapterAudio(ch.title, tuple(ps)) for ch, ps in zip(book.chapters, syn.pieces)
             ]
+            doing(hooks, lambda: f"waiting for the stitch of {out.name} ({_stitched(hooks)})")
             stitched = stitch(book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch)
             if opts.fmt == "chapters" and syn.marks is not None:  # captions: ours too
                 files = [Path(p) for p in stitched.outputs]
                 claim(files[0].parent, [p.with_suffix(".vtt").name for p in files])
+            doing(hooks, f"waiting for the captions of {out.name}")
             captions = write_captions(
                 syn.pieces, syn.marks, [Path(p) for p in stitched.outputs], out, opts.fmt
             )

@@ -2,7 +2,8 @@
 
 ``RichHooks`` draws one bar per book (pieces done, chapters done, time left) on stderr
 and prints each ingestion warning as one line. ``LineHooks`` prints nothing but
-warnings, for batch runs and pipes.
+warnings, for batch runs and pipes. Both print what a quiet run waits for
+(``Hooks.on_wait``) as a line ``audiobook: waiting for ...``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class LineHooks(Hooks):
         self.console.print(
             f"audiobook: warning: {prefix}{message}", markup=False, highlight=False, soft_wrap=True
         )
+
+    def on_wait(self, message: str) -> None:
+        """What a quiet run waits for, one line (above the bar, if there is one)."""
+        self.console.print(f"audiobook: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 class RichHooks(LineHooks):

@@ -143,6 +143,7 @@ class Job:
     following: bool = False  # ref is another live run's task, polled but not ours
     next_check: float = 0.0  # when a chunk another run holds is looked at again
     passed: str | None = None  # a followed task seen failing: not followed again
+    done: bool = False  # its audio is in the cache
 
 
 class Scheduler:
@@ -215,6 +216,7 @@ class Scheduler:
         self.cached = 0  # chunks another run brought into the cache meanwhile
         self.chapter_left = collections.Counter(j.chunk.chapter_idx for j in jobs)
         self.blocked = False  # the next submit waits for an in-flight slot
+        self.stopping = False  # stopped (an error, Ctrl-C): calls in flight are let finish
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -347,9 +349,33 @@ class Scheduler:
             except BaseException:
                 # Calls already running finish and record their task ids; queued ones
                 # never start. The next run resumes from what the store holds.
+                self.stopping = True
                 self.executor.shutdown(wait=True, cancel_futures=True)
                 raise
             self.executor.shutdown(wait=True)
+
+    def waiting_for(self) -> str:
+        """What the book waits for now, in words (for the watchdog, which asks from its
+        own thread: so from copies)."""
+        ready, busy, kind = list(self.ready), self.busy, self.engine.name
+        if self.stopping:
+            return f"waiting for {busy} {kind} call(s) in flight to finish before stopping"
+        parts = []
+        tasks = [j for j in list(self.jobs) if j.ref is not None and not j.done]
+        if tasks:
+            oldest = min(tasks, key=lambda j: j.started)
+            task = f", task {oldest.ref.task_id}" if oldest.ref is not None else ""
+            parts.append(
+                f"{len(tasks)} {kind} task(s) to finish (the oldest: {self._where(oldest)}{task})"
+            )
+        if busy:
+            parts.append(f"{busy} {kind} call(s) in flight (starting tasks, fetching audio)")
+        if ready:
+            due = min(r[0] for r in ready) - self.clock()
+            later = f", the next in {due:.0f} s" if due >= 1 else ""
+            full = " (all in-flight slots taken)" if self.blocked else ""
+            parts.append(f"{len(ready)} piece(s) to start{later}{full}")
+        return "waiting for " + ("; ".join(parts) if parts else f"{kind} synthesis to end")
 
     def _resume(self) -> None:
         """Sort the jobs: recorded tasks are polled, unrecorded starts recovered, the
@@ -727,6 +753,7 @@ class Scheduler:
             self.polling.append(job)
 
     def _chunk_done(self, job: Job) -> None:
+        job.done = True
         self.done_chunks += 1
         self.done_chars += job.chars
         self.hooks.on_progress(

@@ -52,6 +52,7 @@ from . import ffmpeg
 from .audio import read_wav_info
 from .config import FORMATS
 from .errors import AudiobookError, ConfigError, FFmpegError, InputError
+from .files import temp_prefix
 from .model import Book
 from .outputs import chapters_folder, check_folder
 from .outputs import install as install_chapters
@@ -479,7 +480,7 @@ def stitch(
     titles = [c.title for c in chapters]
     progress = _Progress(tl.total, on_progress)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=target_parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=target_parent))
     except OSError as e:
         raise ConfigError(f"{out}: cannot write here ({e.strerror or e})") from e
     outputs: tuple[Path, ...]

@@ -21,7 +21,7 @@ from .chunk import chunk_rendered
 from .config import RenderOptions
 from .engines.base import Engine
 from .errors import EngineError
-from .hooks import Hooks
+from .hooks import Hooks, doing
 from .keys import content_key
 from .model import Book, Chunk
 from .options import ConvertOptions
@@ -142,7 +142,9 @@ def synthesize(
         if sched.chapter_left[idx] == 0:
             hooks.on_chapter_done(idx, ch.title)
     if jobs:
+        doing(hooks, f"waiting for the {engine.name} engine's checks")
         engine.preflight()  # bad bucket, voice, SSML: one line before any money is spent
+        doing(hooks, sched.waiting_for)
         sched.run()
     pieces: list[list[Path]] = [[] for _ in book.chapters]
     marks: list[list[Path]] = [[] for _ in book.chapters]

@@ -332,22 +332,38 @@ def _write_pieces(
     dest: str,
     rate_wpm: int | None,
     as_wav: bool,
+    owner: int,
 ) -> int:
     samples = 0
+
+    def sink(write: Callable[[bytes], object]) -> Callable[[bytes], object]:
+        def checked(block: bytes) -> object:
+            _leave_if_orphaned(owner)
+            return write(block)
+
+        return checked
+
     if as_wav:
         with wave.open(dest, "wb") as w:
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(eng.sample_rate)
             for text, ssml in pieces:
-                eng.synth(text, voice, ssml, rate_wpm, w.writeframesraw)
+                eng.synth(text, voice, ssml, rate_wpm, sink(w.writeframesraw))
                 samples += eng._samples
     else:
         with open(dest, "wb") as f:
             for text, ssml in pieces:
-                eng.synth(text, voice, ssml, rate_wpm, f.write)
+                eng.synth(text, voice, ssml, rate_wpm, sink(f.write))
                 samples += eng._samples
     return samples
+
+
+def _leave_if_orphaned(owner: int) -> None:
+    """In a synthesis child: stop at once when the process that forked it is gone
+    (killed: nobody waits for this audio, and its temp folder is being removed)."""
+    if os.getppid() != owner:
+        os._exit(1)
 
 
 def synthesize_isolated(
@@ -368,13 +384,15 @@ def synthesize_isolated(
     dest = os.fspath(dest)
     eng = _espeak()
     r, w = os.pipe()
+    owner = os.getpid()
     with eng.lock:  # no thread of ours is inside the library while we fork
         pid = os.fork()
         if pid == 0:  # child: synthesize, report, leave without running the parent's exits
             code = 1
             try:
                 os.close(r)
-                n = _write_pieces(eng, pieces, voice, dest, rate_wpm, wav)
+                _leave_if_orphaned(owner)
+                n = _write_pieces(eng, pieces, voice, dest, rate_wpm, wav, owner)
                 os.write(w, f"ok {n}".encode())
                 code = 0
             except BaseException as e:  # noqa: BLE001 - reported to the parent

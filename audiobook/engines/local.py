@@ -27,8 +27,10 @@ from concurrent.futures.process import BrokenProcessPool
 from functools import cache
 from pathlib import Path
 
+from .. import interrupt
 from ..config import EngineLimits
 from ..errors import ConfigError, EngineError, TaskFailed, TransientEngineError, one_line
+from ..files import temp_dir_prefix
 from ..model import Chunk
 from .base import AudioFormat, Engine, TaskRef, TaskState
 from .options import LocalOptions
@@ -147,8 +149,11 @@ def _synthesize_file(ssml: str, voice: str, rate_wpm: int | None, dest: str) -> 
 
 
 def _warm_up() -> None:
-    """Worker initializer: leave when the parent dies (killed, crashed), rather than wait
-    forever for work as an orphan; then load espeak-ng before the first chunk arrives."""
+    """Worker initializer: Ctrl-C and SIGTERM are the parent's to handle (it stops the
+    workers), so a worker ignores them and prints nothing; it leaves when the parent dies
+    (killed, crashed), rather than wait forever for work as an orphan; then it loads
+    espeak-ng before the first chunk arrives."""
+    interrupt.ignore_signals()
     parent = multiprocessing.parent_process()
     if parent is not None:
 
@@ -203,7 +208,7 @@ class LocalEngine(Engine):
         self._lock = threading.Lock()
         self._tasks: dict[str, Future[int]] = {}
         self._ids = itertools.count(1)
-        self._dir = tempfile.mkdtemp(prefix="audiobook-local-")
+        self._dir = tempfile.mkdtemp(prefix=temp_dir_prefix("local"))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
 
     # --- Engine -------------------------------------------------------------------------
@@ -219,15 +224,11 @@ class LocalEngine(Engine):
         dest = os.path.join(self._dir, f"{task_id}.wav")
         with self._lock:
             try:
-                fut = self._ensure_pool().submit(
-                    _synthesize_file, chunk.ssml, self.voice, self.rate_wpm, dest
-                )
+                fut = self._submit(chunk, dest)
             except BrokenProcessPool:
                 self._drop_pool()  # a worker died: start a fresh pool once
                 try:
-                    fut = self._ensure_pool().submit(
-                        _synthesize_file, chunk.ssml, self.voice, self.rate_wpm, dest
-                    )
+                    fut = self._submit(chunk, dest)
                 except BrokenProcessPool:
                     raise TransientEngineError("espeak-ng worker processes keep dying") from None
             self._tasks[task_id] = fut
@@ -264,7 +265,9 @@ class LocalEngine(Engine):
 
     def close(self) -> None:
         with self._lock:
-            self._drop_pool()
+            # Pieces still being synthesized (the run was stopped: Ctrl-C, SIGTERM, an
+            # error) are not wanted: their workers are stopped rather than waited for.
+            self._drop_pool(kill=any(not f.done() for f in self._tasks.values()))
             self._tasks.clear()
         self._finalizer()
 
@@ -277,6 +280,15 @@ class LocalEngine(Engine):
 
     # --- internals ------------------------------------------------------------------------
 
+    def _submit(self, chunk: Chunk, dest: str) -> Future[int]:
+        pool = self._ensure_pool()
+        # A worker starts in pool.submit and inherits this thread's mask: a Ctrl-C during
+        # its start-up waits until it ignores the signal, rather than end in a traceback
+        # from its imports. (Blocked only now: making the pool may start multiprocessing's
+        # resource tracker, which unblocks both signals in this thread when it is up.)
+        with interrupt.blocked_signals():
+            return pool.submit(_synthesize_file, chunk.ssml, self.voice, self.rate_wpm, dest)
+
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the caller may run threads, and a forked copy of a
@@ -288,10 +300,19 @@ class LocalEngine(Engine):
             )
         return self._pool
 
-    def _drop_pool(self) -> None:
+    def _drop_pool(self, kill: bool = False) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        if kill:
+            workers = list(pool._processes.values()) if pool._processes else []
+            pool.shutdown(wait=False, cancel_futures=True)
+            for w in workers:  # they ignore SIGINT and SIGTERM
+                if w.is_alive():
+                    w.kill()
+            for w in workers:
+                w.join(timeout=10)
+        pool.shutdown(wait=True, cancel_futures=True)
 
     def _future(self, ref: TaskRef) -> Future[int]:
         with self._lock:

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from ...config import POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS, EngineLimits
 from ...errors import AudiobookError, ConfigError, EngineError, TransientEngineError, one_line
-from ...files import atomic_path, copy_atomic
+from ...files import atomic_path, copy_atomic, temp_dir_prefix
 from ...model import Chunk
 from ..base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
 from ..options import PollyOptions
@@ -430,7 +430,7 @@ class PollyEngine(Engine):
     def _workdir_path(self) -> Path:
         with self._lock:
             if self._workdir is None:
-                self._workdir = Path(tempfile.mkdtemp(prefix="audiobook-polly-"))
+                self._workdir = Path(tempfile.mkdtemp(prefix=temp_dir_prefix("polly")))
             return self._workdir
 
     # -- recover --------------------------------------------------------------------
