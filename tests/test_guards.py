@@ -19,13 +19,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
+import random
 import re
 import resource
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +38,19 @@ from click.testing import CliRunner, Result
 from audiobook.cli import cli
 from audiobook.emulator.faults import UNKNOWN_ERROR_CODE
 from audiobook.engines.polly.checks import pick_mode
-from audiobook.errors import RETRYABLE, ConfigError, EngineError, Throttled, TransientEngineError
+from audiobook.errors import (
+    RETRYABLE,
+    ConfigError,
+    EngineError,
+    RetriesExceeded,
+    Throttled,
+    TransientEngineError,
+)
+from audiobook.pipeline import synthesize
+from audiobook.scheduler import Limiters
+from audiobook.state import StateStore
 from tests.epubkit import Doc, build_epub
+from tests.test_pipeline import OPTS, FakeClock, ScriptedEngine, book
 
 CHAPTERS = [
     ("Morning", "<p>The sun rose over the hill. Birds began to sing.</p>"),
@@ -236,6 +250,120 @@ def test_unknown_error_codes_are_classified_by_status(make_polly_emulator, statu
     assert str(err.value) == (
         f"Polly DescribeVoices: {UNKNOWN_ERROR_CODE}: An error the emulator was asked to make up"
     )
+
+
+def botocore_client_error(status: int, body: bytes = b"", **headers: str) -> Any:
+    """The ClientError a boto3 Polly client raises for this HTTP answer: botocore's own
+    rest-json parser, then the exception class the client picks by the parsed code."""
+    import botocore.parsers
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("polly")
+    parser = botocore.parsers.create_parser(model.metadata["protocol"])
+    http = {"status_code": status, "headers": headers, "body": body}
+    parsed = parser.parse(http, model.operation_model("SynthesizeSpeech").output_shape)
+    client = _polly_client("http://127.0.0.1:9")  # never called: its exception table only
+    code = parsed["Error"]["Code"]
+    return client.exceptions.from_code(code)(parsed, "SynthesizeSpeech")
+
+
+@pytest.mark.parametrize(
+    "status, body, headers, kind, text",
+    [
+        # a proxy's throttle: no body, no error type; botocore names it by its status
+        (429, b"", {}, Throttled, "429"),
+        (
+            502,
+            b"<html>Bad Gateway</html>",
+            {"content-type": "text/html"},
+            TransientEngineError,
+            "502: Bad Gateway",
+        ),
+        (
+            500,
+            b'{"__type": "x#BrandNewFailure", "message": "boom"}',
+            {},
+            TransientEngineError,
+            "BrandNewFailure: boom",
+        ),
+        (
+            401,
+            b'{"message": "who?"}',
+            {"x-amzn-errortype": "WhoAreYou"},
+            ConfigError,
+            "WhoAreYou: who?",
+        ),
+        (403, b"", {}, ConfigError, "403"),
+        (
+            400,
+            b'{"__type": "x#NewKindOfMistake", "message": "no"}',
+            {},
+            EngineError,
+            "NewKindOfMistake: no",
+        ),
+        (
+            400,
+            b'{"__type": "x#ThrottlingException", "message": "Rate exceeded"}',
+            {},
+            Throttled,
+            "ThrottlingException: Rate exceeded",
+        ),
+        (
+            400,
+            b'{"__type": "x#InvalidSsmlException", "message": "bad"}',
+            {},
+            ConfigError,
+            "InvalidSsmlException: bad",
+        ),
+    ],
+)
+def test_botocore_parsed_errors_are_classified_and_named(status, body, headers, kind, text):
+    # Kills the status mutants of map_client_error for answers the emulator does not
+    # give (a bare 429, an HTML 502, a 401), and the ones that repeat or drop the message.
+    from audiobook.engines.polly.aws import map_client_error
+
+    err = map_client_error(botocore_client_error(status, body, **headers), "Polly SynthesizeSpeech")
+    assert type(err) is kind
+    assert str(err) == f"Polly SynthesizeSpeech: {text}"
+    assert isinstance(err, RETRYABLE) == (status == 429 or status >= 500 or kind is Throttled)
+
+
+def test_errors_without_an_http_answer_are_classified_and_named():
+    # Kills the mutants of map_client_error's other branches (the message dropped or
+    # made of None): each error as botocore raises it, named on one line.
+    import socket
+
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
+    from audiobook.engines.polly.aws import _call, map_client_error
+
+    err = map_client_error(NoCredentialsError(), "Polly DescribeVoices")
+    assert type(err) is ConfigError
+    assert str(err).startswith("Polly DescribeVoices: no AWS credentials found")
+    err = map_client_error(NoRegionError(), "Polly DescribeVoices")
+    assert type(err) is ConfigError
+    assert str(err).startswith("Polly DescribeVoices: no AWS region set")
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(TransientEngineError) as lost:
+        _call("Polly DescribeVoices", _polly_client(f"http://127.0.0.1:{port}").describe_voices)
+    assert str(lost.value).startswith("Polly DescribeVoices: Could not connect to the endpoint")
+
+    with pytest.raises(EngineError) as bad:  # botocore refuses the call itself
+        _call("Polly SynthesizeSpeech", _polly_client("http://127.0.0.1:9").synthesize_speech)
+    assert type(bad.value) is EngineError and not isinstance(bad.value, RETRYABLE)
+    assert str(bad.value).startswith("Polly SynthesizeSpeech: Parameter validation failed: ")
+    assert "\n" not in str(bad.value)
+
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    err = map_client_error(reset, "S3 GetObject")
+    assert type(err) is TransientEngineError
+    assert str(err) == "S3 GetObject: [Errno 104] Connection reset by peer"
+    err = map_client_error(ValueError("odd"), "S3 GetObject")
+    assert type(err) is EngineError and err.expected is False
+    assert str(err) == "S3 GetObject: odd"
 
 
 @pytest.fixture
@@ -564,3 +692,132 @@ def test_chapters_end_to_end_with_reruns(tiny_epub, tmp_path):
     assert [audio_digest(f) for f in chapter_files()] == digests
     r = invoke(*cmd)
     assert "up to date" in r.stdout
+
+
+# --- the scheduler's retries and failures, and what the chunk rows keep ---------------------
+# (mutants that survived the first `make mutation`; the scripted engine of test_pipeline
+# stands for the service, and the state store is the real one)
+
+
+class _TopOfRange(random.Random):
+    """Full jitter at its ceiling: ``uniform(a, b)`` answers b and keeps (a, b)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.ranges: list[tuple[float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.ranges.append((a, b))
+        return b
+
+
+class _Refusing(ScriptedEngine):
+    """Refuses to start the pieces of chapter "Two" with ``error``; keeps every key asked."""
+
+    def __init__(self, error: BaseException | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.error = error
+        self.asked: list[str] = []
+
+    def submit(self, chunk, key):
+        self.asked.append(key)
+        if self.error is not None and "Beta" in chunk.ssml:
+            raise self.error
+        return super().submit(chunk, key)
+
+
+def _synthesize(
+    store: Any, engine: Any, *chapters: tuple[str, str], rng: Any = None, attempts: int = 4
+) -> Any:
+    clock = FakeClock()
+    opts = replace(OPTS, config=replace(OPTS.config, max_inflight=1, max_attempts=attempts))
+    return synthesize(
+        book(*chapters),
+        opts,
+        store=store,
+        engine=engine,
+        limiters=Limiters(),
+        clock=clock.time,
+        sleep=clock.sleep,
+        rng=rng or random.Random(7),
+    )
+
+
+def test_backoff_doubles_from_the_base_up_to_the_cap(tmp_path, caplog):
+    # Kills Scheduler._backoff's mutants (factor, exponent, floor of the jitter) and
+    # those that drop where or what from _retry_or_raise's warning.
+    rng = _TopOfRange()
+    engine = ScriptedEngine(throttle=3)
+    with (
+        StateStore(tmp_path / "state") as store,
+        caplog.at_level(logging.WARNING, logger="audiobook.scheduler"),
+    ):
+        _synthesize(store, engine, ("Solo", "One short piece."), rng=rng)
+    assert rng.ranges == [(0, 0.5), (0, 1.0), (0, 2.0)]  # base 0.5, doubling, cap 4
+    assert caplog.messages[0] == (
+        "chapter 1 ('Solo') piece 1: ThrottlingException: Rate exceeded. Retrying (1/3)"
+    )
+    rng = _TopOfRange()
+    with StateStore(tmp_path / "state2") as store, pytest.raises(RetriesExceeded):
+        _synthesize(store, ScriptedEngine(throttle=100), ("Solo", "One."), rng=rng, attempts=7)
+    assert rng.ranges == [(0, 0.5), (0, 1.0), (0, 2.0), (0, 4.0), (0, 4.0), (0, 4.0)]
+
+
+def test_a_start_refused_for_good_fails_its_piece_and_says_why(tmp_path):
+    # Kills the mutants of Scheduler._fail (which no test reached): the error as the
+    # engine raised it, the piece's row failed with the reason, no intent left behind.
+    err = EngineError("Polly StartSpeechSynthesisTask: InvalidSsmlException: bad")
+    engine = _Refusing(err)
+    with StateStore(tmp_path / "state") as store:
+        with pytest.raises(EngineError) as raised:
+            _synthesize(store, engine, ("One", "Alpha walks."), ("Two", "Beta walks."))
+        assert raised.value is err
+        row = store.chunk(engine.asked[-1])
+        assert row is not None and row.status == "failed"
+        assert row.last_error == str(err) and row.started_at is None
+
+
+def test_an_engine_bug_is_named_with_its_piece(tmp_path):
+    # Kills the mutants of Scheduler._fail's other branch: an exception that is no
+    # AudiobookError becomes one (unexpected), naming the piece and the original.
+    engine = _Refusing(ValueError("boom"))
+    with StateStore(tmp_path / "state") as store:
+        with pytest.raises(EngineError) as raised:
+            _synthesize(store, engine, ("One", "Alpha walks."), ("Two", "Beta walks."))
+        assert str(raised.value) == "chapter 2 ('Two') piece 1: ValueError: boom"
+        assert raised.value.expected is False
+        assert isinstance(raised.value.__cause__, ValueError)
+        row = store.chunk(engine.asked[-1])
+        assert row is not None and row.status == "failed" and row.last_error == "boom"
+
+
+def test_a_refused_start_leaves_no_intent_behind(tmp_path):
+    # Kills mark_not_started matching no row ('PENDING'): a start call that came back
+    # with an error started nothing, so a later run must not go looking for its task.
+    engine = _Refusing(throttle=100)
+    with StateStore(tmp_path / "state") as store:
+        with pytest.raises(RetriesExceeded):
+            _synthesize(store, engine, ("Solo", "One short piece."))
+        row = store.chunk(engine.asked[0])
+        assert row is not None and row.status == "pending"
+        assert row.started_at is None and row.attempts == 4
+        assert row.last_error == "ThrottlingException: Rate exceeded"
+
+
+def test_a_polly_task_status_as_the_engine_seam_sees_it():
+    # Kills task_state's surviving mutants: where a finished task's audio is, the
+    # reason of a failure (on one line, or said to be missing), and a status Polly may
+    # add one day counting as still in progress.
+    from audiobook.engines.base import TaskState
+    from audiobook.engines.polly.aws import task_state
+
+    uri = "s3://b/books/k/t.mp3"
+    assert task_state("completed", "", uri) == TaskState("completed", output_uri=uri)
+    assert task_state("scheduled", "", "") == TaskState("scheduled")
+    assert task_state("brandNewStatus", "", uri) == TaskState("inProgress", output_uri=uri)
+    assert task_state("failed", " ", uri) == TaskState(
+        "failed", reason="failed (no reason given)", transient=False, output_uri=uri
+    )
+    assert task_state("failed", "Internal\n service   error", "") == TaskState(
+        "failed", reason="Internal service error", transient=True
+    )
