@@ -170,8 +170,8 @@ def test_another_voice_resynthesizes_and_is_not_up_to_date(tiny_epub, tmp_path):
 @pytest.mark.ffmpeg
 def test_deleted_or_changed_output_is_rebuilt_without_paying_again(tiny_epub, tmp_path):
     # Kills: _up_to_date accepting a missing output (the fingerprint check off, or
-    # _outputs_fingerprint answering for a file that is gone), and accepting an output
-    # whose size or time changed since the run wrote it.
+    # _outputs_fingerprint answering for a file that is gone), accepting an output
+    # whose size or time changed since the run wrote it, or one written to another -o.
     from mutagen.mp4 import MP4
 
     out, state = tmp_path / "day.m4b", tmp_path / "state"
@@ -193,14 +193,20 @@ def test_deleted_or_changed_output_is_rebuilt_without_paying_again(tiny_epub, tm
     assert r.exit_code == 0 and "up to date" not in r.stdout, r.output
     assert synthesized(r.stdout) == 0 and audio_digest(out) == digest
 
-    st = out.stat()  # same size, another time: touched by someone else
-    os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns - 5_000_000_000))
+    st = out.stat()  # same size, a quarter second off: rewritten by someone else
+    os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns - 250_000_000))
     r = invoke(*cmd)
     assert r.exit_code == 0 and "up to date" not in r.stdout, r.output
     assert synthesized(r.stdout) == 0
 
     r = invoke(*cmd)
     assert r.exit_code == 0 and "up to date" in r.stdout, r.output
+
+    # Another -o: the first output being there does not make the second up to date.
+    other = tmp_path / "other.m4b"
+    r = invoke("convert", tiny_epub, "-o", other, "--state-dir", state)
+    assert r.exit_code == 0 and "up to date" not in r.stdout, r.output
+    assert synthesized(r.stdout) == 0 and audio_digest(other) == digest
 
 
 # --- 429 and unknown 5xx are retryable ------------------------------------------------------
@@ -821,3 +827,32 @@ def test_a_polly_task_status_as_the_engine_seam_sees_it():
     assert task_state("failed", "Internal\n service   error", "") == TaskState(
         "failed", reason="Internal service error", transient=True
     )
+
+
+def test_cached_audio_removed_before_the_stitch_is_named(tmp_path):
+    # Kills _cached_or_fail's message mutants: a piece removed from the cache between
+    # synthesis and stitching (another process's gc) is named, with what to do.
+    from audiobook.hooks import Hooks
+
+    class GcElsewhere(Hooks):
+        def on_progress(self, done: int, total: int, *_: int) -> None:
+            if done == total:  # the last piece is in; another process's gc runs
+                for f in store.cache_dir.glob("*/*"):
+                    f.unlink()
+
+    engine = ScriptedEngine()
+    with StateStore(tmp_path / "state") as store:
+        clock = FakeClock()
+        with pytest.raises(EngineError) as raised:
+            synthesize(
+                book(("Solo", "One short piece.")),
+                replace(OPTS, config=replace(OPTS.config, max_inflight=1)),
+                GcElsewhere(),
+                store=store,
+                engine=engine,
+                limiters=Limiters(),
+                clock=clock.time,
+                sleep=clock.sleep,
+            )
+        path = store.cache_path(engine.starts[0], "wav")
+        assert str(raised.value) == f"{path}: cached audio vanished; run again"
