@@ -4,7 +4,8 @@ Each command parses its options into the library's value objects and calls the
 library. Errors the user can act on (``AudiobookError``) are printed as one line,
 ``audiobook: error: <message>``, and the process exits with the error's own code;
 Ctrl-C exits 130 and SIGTERM 143, each with one line (the state store is already
-safe: re-run the command to resume; see ``interrupt.py``).
+safe: re-run the command to resume; see ``interrupt.py``); an error nobody foresaw is
+one line too, exit 1 (``-vv`` logs its traceback).
 """
 
 from __future__ import annotations
@@ -49,6 +50,17 @@ class AudiobookGroup(click.Group):
             except (KeyboardInterrupt, Terminated) as e:
                 # Ctrl-C 130, SIGTERM 143: every finally on the way has cleaned up
                 _fail(interrupt.message(e), interrupt.exit_code(e))
+            except (
+                click.exceptions.ClickException,
+                click.exceptions.Exit,
+                click.exceptions.Abort,
+            ):
+                raise  # click's own: usage errors, exits, aborts
+            except Exception as e:
+                # Nobody foresaw this one (a bug, or a user's template code raising): still
+                # one line and exit 1; -vv logs where it came from.
+                log.debug("unexpected error", exc_info=True)
+                _fail(f"unexpected {type(e).__name__}: {one_line(e)} (-vv shows where)", 1)
 
 
 def _fail(message: str, code: int) -> NoReturn:

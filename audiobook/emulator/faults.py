@@ -22,6 +22,10 @@ PERMANENT_REASONS = (
 )
 
 
+# Answered by ``unknown_error_rate``: modeled by no service, known to no client.
+UNKNOWN_ERROR_CODE = "EmulatedUnmodeledError"
+
+
 def is_transient(reason: str) -> bool:
     return reason in TRANSIENT_REASONS or reason.startswith(TRANSIENT_REASONS)
 
@@ -36,6 +40,15 @@ class FaultOptions:
     fail_rate:              tasks ending ``failed`` with a transient reason.
     permanent_fail_rate:    tasks ending ``failed`` with a permanent reason.
     lost_notification_rate: completion messages never published to SNS.
+    unknown_error_rate:     API requests answered with ``UNKNOWN_ERROR_CODE``, an error
+                            code in no client's table (what a proxy in front of the
+                            service, or an error newer than the client, looks like),
+                            with HTTP status ``unknown_error_status`` (429, 500, 503...),
+                            before any effect.
+    unknown_error_limit:    at most this many of those (None: no limit); with rate 1.0,
+                            exactly the first N requests, whatever their order.
+    fault_operations:       the operations the request faults above (throttle, 5xx,
+                            unknown errors) hit; empty: every operation.
     slow_s3:                seconds to wait before writing each output object.
     seed:                   RNG seed (None: unseeded).
     """
@@ -45,6 +58,10 @@ class FaultOptions:
     fail_rate: float = 0.0
     permanent_fail_rate: float = 0.0
     lost_notification_rate: float = 0.0
+    unknown_error_rate: float = 0.0
+    unknown_error_status: int = 500
+    unknown_error_limit: int | None = None
+    fault_operations: tuple[str, ...] = ()
     slow_s3: float = 0.0
     seed: int | None = None
 
@@ -77,6 +94,23 @@ class FaultInjector:
         if hit:
             self.count("errors_5xx_injected")
         return hit
+
+    def applies(self, operation: str) -> bool:
+        """Whether the request faults may hit ``operation``."""
+        ops = self.options.fault_operations
+        return not ops or operation in ops
+
+    def unknown_error(self) -> bool:
+        p, limit = self.options.unknown_error_rate, self.options.unknown_error_limit
+        if p <= 0:
+            return False
+        with self._lock:  # one step, so that concurrent requests never pass the limit
+            if limit is not None and self.counts["unknown_errors_injected"] >= limit:
+                return False
+            if self._rng.random() >= p:
+                return False
+            self.counts["unknown_errors_injected"] += 1
+            return True
 
     def task_failure(self) -> str | None:
         """A failure reason for a task about to run, or None."""

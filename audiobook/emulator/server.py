@@ -24,7 +24,7 @@ from typing import Any, Self, cast
 
 from . import facts, protocol
 from .core import Emulator, EmulatorOptions, TaskInfo
-from .faults import FaultOptions
+from .faults import UNKNOWN_ERROR_CODE, FaultOptions
 from .protocol import PollyError, Response
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,17 @@ def handle(
         operation, labels = found
         emu.count(f"requests.{operation}")
         params = protocol.parse_request(operation, labels, url.query, headers, body)
-        if emu.faults.throttle():
-            raise PollyError("ThrottlingException", facts.THROTTLING_MESSAGE)
-        if emu.faults.error5xx():
-            raise PollyError("ServiceFailureException", facts.SERVICE_FAILURE_MESSAGE)
+        if emu.faults.applies(operation):
+            if emu.faults.throttle():
+                raise PollyError("ThrottlingException", facts.THROTTLING_MESSAGE)
+            if emu.faults.error5xx():
+                raise PollyError("ServiceFailureException", facts.SERVICE_FAILURE_MESSAGE)
+            if emu.faults.unknown_error():
+                raise PollyError(
+                    UNKNOWN_ERROR_CODE,
+                    "An error the emulator was asked to make up",
+                    status=emu.options.faults.unknown_error_status,
+                )
         engine = params.get("Engine") if isinstance(params.get("Engine"), str) else None
         if not emu.quotas.allow(operation, engine):
             emu.count("throttled_quota")
@@ -204,7 +211,8 @@ def serve(
     ``options`` are EmulatorOptions fields (queue_delay, chars_per_second, workers,
     quota_scale, quotas_enabled, quota_overrides, voices_page_size, espeak_rate_wpm, audio,
     sns_endpoint, clock) and FaultOptions fields (throttle_rate, error5xx_rate,
-    fail_rate, permanent_fail_rate, lost_notification_rate, slow_s3, seed).
+    fail_rate, permanent_fail_rate, lost_notification_rate, unknown_error_rate,
+    unknown_error_status, unknown_error_limit, fault_operations, slow_s3, seed).
     """
     faults = {k: options.pop(k) for k in list(options) if k in _FAULT_NAMES}
     base = options.pop("faults", FaultOptions())
