@@ -91,7 +91,8 @@ def _piper_for(local: LocalOptions) -> PiperOptions | None:
     speaks the language (else a one-line warning: espeak-ng reads it)."""
     from .piper import voices
 
-    speed = 1.0 if local.rate_wpm is None else local.rate_wpm / 175
+    # espeak-ng's words per minute as Piper's speed (175 is espeak-ng's normal rate)
+    speed = 1.0 if local.rate_wpm is None else min(2.0, max(0.5, local.rate_wpm / 175))
     if local.voice:
         if not voices.looks_like_path(local.voice) and voices.resolve_voice(local.voice) is None:
             return None  # an espeak-ng voice (LocalEngine checks that it is one)

@@ -157,11 +157,13 @@ def synthesize_chunk(segments: Sequence[Segment], dest: str) -> tuple[int, str]:
         raise RuntimeError("the Piper worker was not initialized")
     loaded = _loaded
     r, w = os.pipe()
+    worker_pid = os.getpid()
     pid = os.fork()
     if pid == 0:  # child: synthesize, report, leave without running the parent's exits
         code = 1
         try:
             os.close(r)
+            _die_with_parent(worker_pid)
             voice = loaded.voice
             if loaded.threads > 1:
                 session = make_session(loaded.model, loaded.threads)
@@ -197,6 +199,21 @@ def synthesize_chunk(segments: Sequence[Segment], dest: str) -> tuple[int, str]:
     if kind == "error":
         raise RuntimeError(f"Piper synthesis failed: {rest}")
     raise RuntimeError(f"Piper synthesis process died (wait status {status})")
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: this child is killed when the worker that forked it dies, rather than
+    finishing a piece nobody will read."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the worker died before the line above
+        os._exit(1)
 
 
 def _write_all(fd: int, data: bytes) -> None:
