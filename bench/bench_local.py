@@ -51,7 +51,7 @@ def _cli(src: Path, out: Path, state: Path) -> tuple[float, subprocess.Completed
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "audiobook", "convert", str(src), "-o", str(out),
-         "--state-dir", str(state)], capture_output=True, text=True)
+         "--state-dir", str(state), "--engine", "espeak"], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"convert failed: {proc.stderr.strip().splitlines()[-1:]}")
