@@ -275,6 +275,32 @@ def test_unsupported_ssml_is_reported_once_per_book(tmp_path, caplog):
     assert len(lines) == 1 and "\n" not in lines[0]
 
 
+@pytest.mark.ffmpeg
+def test_captions_from_piper_sentence_marks(tmp_path):
+    from audiobook import ConvertOptions, convert_book
+    from audiobook.model import Block, Book, Chapter
+
+    book = Book(
+        title="Two",
+        authors=("A",),
+        language="en",
+        chapters=(
+            Chapter("One", 1, (Block("paragraph", "The sun rose. Birds sang."),)),
+            Chapter("Two", 1, (Block("paragraph", "Night fell."),)),
+        ),
+    )
+    opts = ConvertOptions(
+        engine="piper", engine_options=PiperOptions(workers=1, marks=("sentence",))
+    )
+    result = convert_book(book, tmp_path / "two.m4b", opts, state_dir=tmp_path / "s")
+    vtts = sorted(p for p in result.outputs if p.suffix == ".vtt")
+    assert [p.name for p in vtts] == ["two.01.vtt", "two.02.vtt"]
+    first = vtts[0].read_text()
+    assert "The sun rose." in first and "Birds sang." in first and first.startswith("WEBVTT")
+    with pytest.raises(ConfigError):
+        PiperEngine(PiperOptions(marks=("word",)))
+
+
 # --- choosing the engine --------------------------------------------------------------------
 
 
