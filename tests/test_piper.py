@@ -121,13 +121,16 @@ def test_plan_sentences_pauses_rates_and_substitutions():
 def test_plan_phonemes_become_raw_input_and_book_brackets_do_not():
     symbols = set("təˈmɑːoʊ")
     plan = plan_ssml(
-        speak('<s>A <phoneme alphabet="ipa" ph="təˈmɑːtoʊ">tomato</phoneme> and [[x]].</s>'),
+        speak(
+            '<s>A <phoneme alphabet="ipa" ph="təˈmɑːtoʊ">tomato</phoneme> and [[x]]',
+            ' [<phoneme alphabet="ipa" ph="toʊ">toe</phoneme>].</s>',
+        ),
         symbols,
     )
     (say,) = plan.segments
     assert isinstance(say, Say)
-    assert say.text == "A [[ təˈmɑːtoʊ ]] and [ [x] ]."
-    assert say.value == "A tomato and [[x]]."
+    assert say.text == "A [[ təˈmɑːtoʊ ]] and [ [x] ] [ [[ toʊ ]]]."
+    assert say.value == "A tomato and [[x]] [toe]."
     assert plan.unsupported == frozenset()
 
 

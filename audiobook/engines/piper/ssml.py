@@ -170,8 +170,9 @@ class _Planner:
             )
 
     def _piper_text(self, text: str) -> str:
-        # The book's "[[" is spoken as brackets, never read as phonemes.
-        text = text.replace("[[", "[ [").replace("]]", "] ]")
+        # The book's "[[" is spoken as brackets, never read as phonemes (nor a "[" just
+        # before a phoneme block taken as its opening).
+        text = text.replace("[[", "[ [").replace("]]", "] ]").replace("[" + _HOLD, "[ " + _HOLD)
         return _HOLD_RE.sub(lambda m: f"[[ {self.blocks[int(m.group(1))][0]} ]]", text)
 
     def _written(self, text: str) -> str:
@@ -223,7 +224,7 @@ class _Planner:
                         f"<phoneme> with phonemes the voice does not know: {' '.join(missing)}"
                     )
                 else:
-                    self._hold_phonemes(ph, attrs, at, empty)
+                    self._hold_phonemes(ph, at, empty)
                     return
         elif local == "sub":
             alias = attrs.get("alias")
@@ -239,7 +240,7 @@ class _Planner:
         if not empty:
             self.stack.append(name)
 
-    def _hold_phonemes(self, ph: str, attrs: dict[str, str], at: int, empty: bool) -> None:
+    def _hold_phonemes(self, ph: str, at: int, empty: bool) -> None:
         written = self._element_text(at) if not empty else ""
         self.blocks.append((" ".join(ph.split()), written))
         n = len(self.blocks) - 1
