@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# The suite speaks with espeak-ng unless a test asks for another engine: its tests are
+# about the pipeline, and espeak-ng is a few hundred times faster than Piper here.
+# tests/test_piper.py picks Piper (and `local`) explicitly.
+os.environ.setdefault("AUDIOBOOK_ENGINE", "espeak")
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 
