@@ -360,6 +360,8 @@ def test_a_french_book_is_read_by_espeak_with_a_one_line_note(tmp_path):
             str(tmp_path / "st"),
             "--workers",
             "1",
+            "--engine",
+            "local",
         ],
         capture_output=True,
         text=True,
@@ -479,7 +481,17 @@ def test_demo_speaks_with_piper_and_its_chapters_read_back(tmp_path):
     )
     expected = [c["title"] for c in json.loads(inspect.stdout)["chapters"]]
     done = subprocess.run(
-        [*cli, "convert", str(src), "-o", str(out), "--state-dir", str(tmp_path / "state")],
+        [
+            *cli,
+            "convert",
+            str(src),
+            "-o",
+            str(out),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--engine",
+            "local",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
