@@ -43,6 +43,7 @@ from audiobook.errors import (
     ConfigError,
     EngineError,
     RetriesExceeded,
+    TaskFailed,
     Throttled,
     TransientEngineError,
 )
@@ -50,7 +51,7 @@ from audiobook.pipeline import synthesize
 from audiobook.scheduler import Limiters
 from audiobook.state import StateStore
 from tests.epubkit import Doc, build_epub
-from tests.test_pipeline import OPTS, FakeClock, ScriptedEngine, book
+from tests.test_pipeline import OPTS, Crash, FakeClock, ScriptedEngine, book
 
 CHAPTERS = [
     ("Morning", "<p>The sun rose over the hill. Birds began to sing.</p>"),
@@ -856,3 +857,53 @@ def test_cached_audio_removed_before_the_stitch_is_named(tmp_path):
             )
         path = store.cache_path(engine.starts[0], "wav")
         assert str(raised.value) == f"{path}: cached audio vanished; run again"
+
+
+def test_a_piece_failed_for_good_is_started_anew_by_the_next_run(tmp_path):
+    # Kills _resume following any row that has a task id: a failed task is not
+    # followed again (it would fail forever); the next run starts a new one.
+    engine = ScriptedEngine()
+    engine.fail["Solo"] = [(False, "Invalid SSML request")]
+    with StateStore(tmp_path / "state") as store:
+        with pytest.raises(TaskFailed):
+            _synthesize(store, engine, ("Solo", "One short piece."))
+        syn = _synthesize(store, engine, ("Solo", "One short piece."))
+        assert syn.submitted == 1 and syn.resumed == 0
+        assert len(engine.starts) == 2
+
+
+def test_a_start_that_returned_before_the_crash_is_found_and_named(tmp_path, caplog):
+    # Kills the mutants of _resume's note about a task found again (recover).
+    engine = ScriptedEngine()
+    engine.crash_after_start = 1
+    with StateStore(tmp_path / "state") as store:
+        with pytest.raises(Crash):
+            _synthesize(store, engine, ("Solo", "One short piece."))
+        with caplog.at_level(logging.INFO, logger="audiobook.scheduler"):
+            syn = _synthesize(store, engine, ("Solo", "One short piece."))
+    assert syn.resumed == 1 and syn.submitted == 0 and len(engine.starts) == 1
+    assert "chapter 1 ('Solo') piece 1: found task task-0 started by an earlier run" in (
+        caplog.messages
+    )
+
+
+def test_a_run_that_gave_up_on_refused_starts_resumes_cleanly(polly_cli, tmp_path):
+    # Kills _resume asking the engine to recover a piece whose start never happened
+    # (no intent time): the run after a give-up starts the piece once, nothing else.
+    emu, polly = polly_cli(
+        unknown_error_rate=1.0,
+        unknown_error_status=500,
+        unknown_error_limit=6,  # as many as a piece's attempts: the first run gives up
+        fault_operations=("StartSpeechSynthesisTask",),
+    )
+    solo = make_epub(tmp_path / "solo.epub", CHAPTERS[:1], "Solo")
+    cmd = ["convert", solo, "-o", tmp_path / "solo.m4b", *polly, "--mode", "async"]
+    cmd += ["--state-dir", tmp_path / "state"]
+    r = invoke(*cmd)
+    assert r.exit_code == 8 and "Traceback" not in r.stderr, r.output
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("audiobook: error: ") and "gave up after 6 attempts" in last
+    assert emu.tasks == []
+    r = invoke(*cmd)
+    assert r.exit_code == 0, r.output
+    check_polly_run(emu, "async", pieces=1)
