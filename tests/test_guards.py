@@ -872,19 +872,45 @@ def test_a_piece_failed_for_good_is_started_anew_by_the_next_run(tmp_path):
         assert len(engine.starts) == 2
 
 
-def test_a_start_that_returned_before_the_crash_is_found_and_named(tmp_path, caplog):
-    # Kills the mutants of _resume's note about a task found again (recover).
-    engine = ScriptedEngine()
+class _Recovering(ScriptedEngine):
+    """Tasks found again carry the engine's notes (``extra``); each start call notes how
+    many fetches came before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fetches_before_start: list[int] = []
+
+    def submit(self, chunk, key):
+        self.fetches_before_start.append(self.fetches)
+        return super().submit(chunk, key)
+
+    def recover(self, key, since):
+        ref = super().recover(key, since)
+        return None if ref is None else replace(ref, extra={"found": "by recover"})
+
+
+def test_a_start_that_returned_before_the_crash_is_found_recorded_and_counted(tmp_path, caplog):
+    # Kills the mutants of _resume's handling of a task found again (recover): it is
+    # named in a note, recorded on its chunk's row (task id, location, the engine's
+    # notes) and holds an in-flight slot like any task, so that with one slot the next
+    # piece starts only after it is fetched.
+    engine = _Recovering()
     engine.crash_after_start = 1
+    chapters = (("One", "Alpha walks."), ("Two", "Beta walks."))
     with StateStore(tmp_path / "state") as store:
         with pytest.raises(Crash):
-            _synthesize(store, engine, ("Solo", "One short piece."))
+            _synthesize(store, engine, *chapters)
         with caplog.at_level(logging.INFO, logger="audiobook.scheduler"):
-            syn = _synthesize(store, engine, ("Solo", "One short piece."))
-    assert syn.resumed == 1 and syn.submitted == 0 and len(engine.starts) == 1
-    assert "chapter 1 ('Solo') piece 1: found task task-0 started by an earlier run" in (
+            syn = _synthesize(store, engine, *chapters)
+        row = store.chunk(engine.starts[0])
+    assert syn.resumed == 1 and syn.submitted == 1 and len(engine.starts) == 2
+    assert "chapter 1 ('One') piece 1: found task task-0 started by an earlier run" in (
         caplog.messages
     )
+    assert row is not None and row.status == "done"
+    assert (row.task_id, row.output_uri) == ("task-0", "mem://task-0")
+    assert json.loads(row.task_extra) == {"found": "by recover"}
+    assert engine.fetches_before_start == [0, 1]  # piece two waited for piece one's slot
 
 
 def test_a_run_that_gave_up_on_refused_starts_resumes_cleanly(polly_cli, tmp_path):
