@@ -933,3 +933,31 @@ def test_a_run_that_gave_up_on_refused_starts_resumes_cleanly(polly_cli, tmp_pat
     r = invoke(*cmd)
     assert r.exit_code == 0, r.output
     check_polly_run(emu, "async", pieces=1)
+
+
+class _Particular(ScriptedEngine):
+    """Fetches only with the whole TaskRef its start call gave (as Polly reads the
+    output's bucket and key from ``extra`` and the OutputUri): an engine, a location and
+    notes taken back from the state store must be the ones recorded."""
+
+    def submit(self, chunk, key):
+        ref = super().submit(chunk, key)
+        return replace(ref, extra={"where": ref.task_id})
+
+    def fetch(self, ref, dest: Path) -> None:
+        want = (self.name, f"mem://{ref.task_id}", {"where": ref.task_id})
+        if (ref.engine, ref.output_uri, ref.extra) != want:
+            raise EngineError(f"fetch of {ref.task_id} without what its start gave: {ref}")
+        super().fetch(ref, dest)
+
+
+def test_a_recorded_task_is_resumed_with_everything_its_start_gave(tmp_path):
+    # Kills the mutants of _resume that rebuild a recorded task's TaskRef without its
+    # engine, output location or the engine's notes.
+    engine = _Particular()
+    engine.crash_on_fetch = 1
+    with StateStore(tmp_path / "state") as store:
+        with pytest.raises(Crash):
+            _synthesize(store, engine, ("Solo", "One short piece."))
+        syn = _synthesize(store, engine, ("Solo", "One short piece."))
+    assert syn.resumed == 1 and syn.submitted == 0 and len(engine.starts) == 1
