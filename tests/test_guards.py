@@ -43,6 +43,7 @@ from audiobook.errors import (
     ConfigError,
     EngineError,
     RetriesExceeded,
+    TaskFailed,
     Throttled,
     TransientEngineError,
 )
@@ -50,7 +51,7 @@ from audiobook.pipeline import synthesize
 from audiobook.scheduler import Limiters
 from audiobook.state import StateStore
 from tests.epubkit import Doc, build_epub
-from tests.test_pipeline import OPTS, FakeClock, ScriptedEngine, book
+from tests.test_pipeline import OPTS, Crash, FakeClock, ScriptedEngine, book
 
 CHAPTERS = [
     ("Morning", "<p>The sun rose over the hill. Birds began to sing.</p>"),
@@ -856,3 +857,107 @@ def test_cached_audio_removed_before_the_stitch_is_named(tmp_path):
             )
         path = store.cache_path(engine.starts[0], "wav")
         assert str(raised.value) == f"{path}: cached audio vanished; run again"
+
+
+def test_a_piece_failed_for_good_is_started_anew_by_the_next_run(tmp_path):
+    # Kills _resume following any row that has a task id: a failed task is not
+    # followed again (it would fail forever); the next run starts a new one.
+    engine = ScriptedEngine()
+    engine.fail["Solo"] = [(False, "Invalid SSML request")]
+    with StateStore(tmp_path / "state") as store:
+        with pytest.raises(TaskFailed):
+            _synthesize(store, engine, ("Solo", "One short piece."))
+        syn = _synthesize(store, engine, ("Solo", "One short piece."))
+        assert syn.submitted == 1 and syn.resumed == 0
+        assert len(engine.starts) == 2
+
+
+class _Recovering(ScriptedEngine):
+    """Tasks found again carry the engine's notes (``extra``); each start call notes how
+    many fetches came before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fetches_before_start: list[int] = []
+
+    def submit(self, chunk, key):
+        self.fetches_before_start.append(self.fetches)
+        return super().submit(chunk, key)
+
+    def recover(self, key, since):
+        ref = super().recover(key, since)
+        return None if ref is None else replace(ref, extra={"found": "by recover"})
+
+
+def test_a_start_that_returned_before_the_crash_is_found_recorded_and_counted(tmp_path, caplog):
+    # Kills the mutants of _resume's handling of a task found again (recover): it is
+    # named in a note, recorded on its chunk's row (task id, location, the engine's
+    # notes) and holds an in-flight slot like any task, so that with one slot the next
+    # piece starts only after it is fetched.
+    engine = _Recovering()
+    engine.crash_after_start = 1
+    chapters = (("One", "Alpha walks."), ("Two", "Beta walks."))
+    with StateStore(tmp_path / "state") as store:
+        with pytest.raises(Crash):
+            _synthesize(store, engine, *chapters)
+        with caplog.at_level(logging.INFO, logger="audiobook.scheduler"):
+            syn = _synthesize(store, engine, *chapters)
+        row = store.chunk(engine.starts[0])
+    assert syn.resumed == 1 and syn.submitted == 1 and len(engine.starts) == 2
+    assert "chapter 1 ('One') piece 1: found task task-0 started by an earlier run" in (
+        caplog.messages
+    )
+    assert row is not None and row.status == "done"
+    assert (row.task_id, row.output_uri) == ("task-0", "mem://task-0")
+    assert json.loads(row.task_extra) == {"found": "by recover"}
+    assert engine.fetches_before_start == [0, 1]  # piece two waited for piece one's slot
+
+
+def test_a_run_that_gave_up_on_refused_starts_resumes_cleanly(polly_cli, tmp_path):
+    # Kills _resume asking the engine to recover a piece whose start never happened
+    # (no intent time): the run after a give-up starts the piece once, nothing else.
+    emu, polly = polly_cli(
+        unknown_error_rate=1.0,
+        unknown_error_status=500,
+        unknown_error_limit=6,  # as many as a piece's attempts: the first run gives up
+        fault_operations=("StartSpeechSynthesisTask",),
+    )
+    solo = make_epub(tmp_path / "solo.epub", CHAPTERS[:1], "Solo")
+    cmd = ["convert", solo, "-o", tmp_path / "solo.m4b", *polly, "--mode", "async"]
+    cmd += ["--state-dir", tmp_path / "state"]
+    r = invoke(*cmd)
+    assert r.exit_code == 8 and "Traceback" not in r.stderr, r.output
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("audiobook: error: ") and "gave up after 6 attempts" in last
+    assert emu.tasks == []
+    r = invoke(*cmd)
+    assert r.exit_code == 0, r.output
+    check_polly_run(emu, "async", pieces=1)
+
+
+class _Particular(ScriptedEngine):
+    """Fetches only with the whole TaskRef its start call gave (as Polly reads the
+    output's bucket and key from ``extra`` and the OutputUri): an engine, a location and
+    notes taken back from the state store must be the ones recorded."""
+
+    def submit(self, chunk, key):
+        ref = super().submit(chunk, key)
+        return replace(ref, extra={"where": ref.task_id})
+
+    def fetch(self, ref, dest: Path) -> None:
+        want = (self.name, f"mem://{ref.task_id}", {"where": ref.task_id})
+        if (ref.engine, ref.output_uri, ref.extra) != want:
+            raise EngineError(f"fetch of {ref.task_id} without what its start gave: {ref}")
+        super().fetch(ref, dest)
+
+
+def test_a_recorded_task_is_resumed_with_everything_its_start_gave(tmp_path):
+    # Kills the mutants of _resume that rebuild a recorded task's TaskRef without its
+    # engine, output location or the engine's notes.
+    engine = _Particular()
+    engine.crash_on_fetch = 1
+    with StateStore(tmp_path / "state") as store:
+        with pytest.raises(Crash):
+            _synthesize(store, engine, ("Solo", "One short piece."))
+        syn = _synthesize(store, engine, ("Solo", "One short piece."))
+    assert syn.resumed == 1 and syn.submitted == 0 and len(engine.starts) == 1
