@@ -34,6 +34,9 @@ from pathlib import Path
 
 from ._util import CORPUS
 
+# the baseline imports onnxruntime itself: the same opt-out as the engine's
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 NOVEL = CORPUS / "epub" / "gutenberg-1661-adventures-of-sherlock-holmes.epub"
 
 

@@ -8,6 +8,14 @@ voices.py   voices from voice wheels, the voices folder or a path; the catalogue
 
 from __future__ import annotations
 
+import os
+
+# onnxruntime (1.29 and newer) sends usage telemetry from Linux too, and leaves a session
+# file in TMPDIR and a database under ~/.cache. This package speaks offline: opt out
+# before onnxruntime is first imported here or in a worker process (which inherits the
+# environment). A user who sets the variable keeps their choice.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from .engine import PIPER_LIMITS, PiperEngine, choose_voice, list_voices
 from .voices import (
     DEFAULT_CATALOGUE,

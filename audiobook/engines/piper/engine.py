@@ -31,6 +31,7 @@ from concurrent.futures.process import BrokenProcessPool
 from functools import cache
 from pathlib import Path
 
+from ... import interrupt
 from ...config import EngineLimits
 from ...errors import ConfigError, EngineError, TaskFailed, TransientEngineError, one_line
 from ...files import write_text_atomic
@@ -39,7 +40,7 @@ from ..base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
 from ..local import _move_into_place
 from ..options import PiperOptions
 from . import worker
-from .ssml import byte_offsets, plan_ssml
+from .ssml import Segment, byte_offsets, plan_ssml
 from .voices import VoiceInfo, model_md5, read_voice, resolve_voice, voice_for_language
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,9 @@ class PiperEngine(Engine):
         with self._lock:
             pool = self._ensure_pool()
         try:
-            pool.submit(_ping).result()
+            with interrupt.blocked_signals():  # see submit
+                fut = pool.submit(_ping)
+            fut.result()
         except BrokenProcessPool as e:
             raise EngineError(
                 f"Piper voice {self.voice.model} failed to load in a worker process"
@@ -145,11 +148,11 @@ class PiperEngine(Engine):
         dest = os.path.join(self._dir, f"{task_id}.wav")
         with self._lock:
             try:
-                fut = self._ensure_pool().submit(worker.synthesize_chunk, segments, dest)
+                fut = self._start(segments, dest)
             except BrokenProcessPool:
                 self._drop_pool()  # a worker died: start a fresh pool once
                 try:
-                    fut = self._ensure_pool().submit(worker.synthesize_chunk, segments, dest)
+                    fut = self._start(segments, dest)
                 except BrokenProcessPool:
                     raise TransientEngineError("Piper worker processes keep dying") from None
             self._tasks[task_id] = fut
@@ -220,6 +223,16 @@ class PiperEngine(Engine):
             raise
         except Exception as e:
             raise TaskFailed(f"Piper failed: {one_line(e)}", reason=one_line(e)) from e
+
+    def _start(self, segments: tuple[Segment, ...], dest: str) -> Future[tuple[int, str]]:
+        pool = self._ensure_pool()
+        # A worker starts in pool.submit and inherits this thread's mask: a Ctrl-C during
+        # its start-up (loading the voice takes a second) waits until the worker ignores
+        # the signal, rather than end in a traceback from its imports. Blocked only now:
+        # making the pool may start multiprocessing's resource tracker, which unblocks
+        # both signals in this thread when it is up.
+        with interrupt.blocked_signals():
+            return pool.submit(worker.synthesize_chunk, segments, dest)
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:

@@ -23,6 +23,7 @@ import wave
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ... import interrupt
 from .ssml import Pause, Say, Segment
 
 if TYPE_CHECKING:
@@ -94,6 +95,9 @@ def init_worker(model: str, config: str, threads: int, speed: float) -> None:
     """Worker initializer: load the voice and warm it up (phonemizer and session), so
     that every worker forks its children from the same state."""
     global _loaded
+    # Ctrl-C and SIGTERM are the parent's to handle (it stops the workers): a worker
+    # ignores them and prints nothing. The children it forks inherit this.
+    interrupt.ignore_signals()
     _watch_parent()
     voice = load_voice(model, config, 1)
     warm_up(voice)
