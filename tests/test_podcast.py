@@ -365,6 +365,8 @@ def test_cli_podcast_with_the_local_engine(corpus, tmp_path):
         BASE,
         "--state-dir",
         str(tmp_path / "st"),
+        "--engine",
+        "espeak",
     ]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
@@ -395,7 +397,7 @@ def test_an_unreadable_article_fails_alone(corpus, tmp_path):
             "--feed",
             str(tmp_path / "feed"),
             "--engine",
-            "local",
+            "espeak",
             "--state-dir",
             str(tmp_path / "st"),
         ],
