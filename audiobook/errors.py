@@ -5,7 +5,9 @@
      │    ├── UnsupportedFormat    no ingestor takes this file
      │    ├── CorruptDocument      not a zip / not a PDF / broken beyond recovery
      │    ├── EncryptedDocument    wrong or missing password
-     │    └── NoTextError          nothing to speak (image-only, empty article)
+     │    ├── NoTextError          nothing to speak (image-only, empty article)
+     │    └── FetchError           a URL that could not be fetched (HTTP error, timeout,
+     │                             too large, too many redirects, not http/https)
      ├── ConfigError               bad options (unknown voice, missing bucket, bad template)
      ├── EngineError               a speech engine failed
      │    ├── Throttled            over a rate quota (retryable)
@@ -60,6 +62,12 @@ class EncryptedDocument(InputError):
 
 class NoTextError(InputError):
     exit_code = 7
+
+
+class FetchError(InputError):
+    """A URL that could not be fetched; ``path`` is the URL."""
+
+    exit_code = 11
 
 
 class ConfigError(AudiobookError):

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.webserver"]
 
 
 def corpus_path(*parts: str) -> Path:
