@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -27,6 +27,7 @@ from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOpt
 from .engines import list_tasks, list_voices
 from .engines.options import PollyOptions
 from .errors import AudiobookError, ConfigError, Terminated, one_line
+from .fetch import DEFAULT_FETCH, FetchConfig
 from .ingest import IngestOptions, read_book
 from .options import ConvertOptions
 from .pipeline import convert
@@ -867,7 +868,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 @cli.command(name="podcast")
-@click.argument("articles", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("articles", nargs=-1, required=True)
 @click.option(
     "--feed",
     "feed_dir",
@@ -899,6 +900,36 @@ def main(argv: list[str] | None = None) -> None:
     help="Episode audio: M4B (AAC) or MP3, with chapters.",
 )
 @click.option("--no-captions", is_flag=True, help="Do not read figure captions and alt text.")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+    default=None,
+    metavar="DATE",
+    help="Reading lists: only items dated DATE or later (UTC unless given).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Reading lists: at most N new items, newest first.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_FETCH.timeout,
+    show_default=True,
+    metavar="SECONDS",
+    help="URLs: seconds to connect and to wait for each part of an answer.",
+)
+@click.option(
+    "--max-size",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_FETCH.max_bytes / 1e6,
+    show_default=True,
+    metavar="MB",
+    help="URLs: the largest download taken.",
+)
 @engine_options
 @ingest_options
 @state_options
@@ -909,7 +940,7 @@ def main(argv: list[str] | None = None) -> None:
     help="Local synthesis processes [default: one per core].",
 )
 def podcast_cmd(
-    articles: tuple[Path, ...],
+    articles: tuple[str, ...],
     feed_dir: Path,
     title: str | None,
     base_url: str | None,
@@ -917,20 +948,32 @@ def podcast_cmd(
     description: str | None,
     author: str | None,
     no_captions: bool,
+    since: datetime | None,
+    limit: int | None,
+    timeout: float,
+    max_size: float,
     workers: int,
     **kw: Any,
 ) -> None:
-    """Turn ARTICLES (HTML, Markdown, text) into podcast episodes and an RSS feed.
+    """Turn ARTICLES into podcast episodes and an RSS feed.
+
+    ARTICLES are files (HTML, Markdown, text, PDF, EPUB), http(s) URLs, and reading
+    lists, as files or URLs: RSS/Atom feeds, OPML, a text file of URLs one per line,
+    Pocket's and Instapaper's HTML/CSV exports, Wallabag's JSON export. A list's items
+    already in the podcast (by URL) are skipped; a page unchanged since the last run
+    costs a 304 and no synthesis. A URL that fails is one error line; the others go on.
 
     Each article becomes an episode with chapters from its headings, a WebVTT
     transcript and Podcasting 2.0 chapters; feed.xml lists every episode of the folder.
-    Re-running with more articles adds them and keeps the others as they are.
 
     Example:
 
     \b
         audiobook podcast saved/*.html --feed site/podcast \\
             --title "Read Later" --base-url https://example.org/podcast/ --image art.jpg
+        # nightly: a blog's feed and a Pocket export, at most 5 new episodes
+        audiobook podcast https://blog.example.org/feed.xml pocket.html \\
+            --feed site/podcast --since 2026-01-01 --limit 5
     """
     import dataclasses
 
@@ -944,21 +987,31 @@ def podcast_cmd(
         title=title, base_url=base_url, image=image, description=description, author=author
     )
     console = _stderr()
+    fetch = FetchConfig(timeout=timeout, max_bytes=int(max_size * 1e6))
     with _open_state(kw["state_dir"], kw["reset_state"]) as store:
         result = build_episodes(
-            list(articles),
+            [str(a) for a in articles],
             feed_dir,
             opts,
             channel,
             store=store,
             hooks_factory=lambda article: RichHooks(console, label=article.name),
             on_episode=lambda status, ep: click.echo(f"{status:<8} {ep.title} -> {ep.audio}"),
+            since=since.replace(tzinfo=since.tzinfo or UTC) if since else None,
+            limit=limit,
+            fetch_config=fetch,
         )
     for w in result.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
+    already = f", {result.already} already in it" if result.already else ""
+    fetched = (
+        f"; fetched {result.downloads}, {result.not_modified} unchanged"
+        if result.downloads or result.not_modified
+        else ""
+    )
     click.echo(
         f"{result.feed}: {plural(len(result.episodes), 'episode')} ({len(result.added)} added, "
-        f"{len(result.updated)} updated, {len(result.kept)} kept)"
+        f"{len(result.updated)} updated, {len(result.kept)} kept{already}){fetched}"
     )
     for err in result.failed:
         click.echo(f"audiobook: error: {one_line(str(err))}", err=True)

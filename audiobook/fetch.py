@@ -6,7 +6,7 @@
          │  a timeout for connecting and for each read, a deadline for the whole body
          │  a size cap (Content-Length first, then the bytes as they come)
          │  the Content-Type decides the kind: html, markdown, text, pdf, epub, feed,
-         │  opml, csv, json (application/octet-stream: the URL's extension decides)
+         │  opml, csv, json, image (application/octet-stream: the URL's extension decides)
          │  the declared charset decodes text: the body is stored as UTF-8 with a BOM,
          │  so the ingestors read it as the server said (a BOM outranks <meta charset>)
          └─ If-None-Match / If-Modified-Since from the cache: a 304 costs no download
@@ -41,8 +41,9 @@ from .errors import CorruptDocument, FetchError, UnsupportedFormat, one_line
 from .files import write_atomic
 from .ingest._decode import codec_for
 
-Kind = Literal["html", "markdown", "text", "pdf", "epub", "feed", "opml", "csv", "json"]
+Kind = Literal["html", "markdown", "text", "pdf", "epub", "feed", "opml", "csv", "json", "image"]
 DOCUMENT_KINDS: tuple[Kind, ...] = ("html", "markdown", "text", "pdf", "epub")
+LIST_KINDS: tuple[Kind, ...] = ("feed", "opml", "csv", "json")
 
 # Content-Type (without parameters) -> what the body is.
 MEDIA_KINDS: dict[str, Kind] = {
@@ -65,6 +66,8 @@ MEDIA_KINDS: dict[str, Kind] = {
     "application/xml+opml": "opml",
     "text/csv": "csv",
     "application/json": "json",
+    "image/jpeg": "image",
+    "image/png": "image",
 }
 # A server that does not say (application/octet-stream): the URL's extension decides.
 EXTENSION_KINDS: dict[str, Kind] = {
@@ -82,6 +85,9 @@ EXTENSION_KINDS: dict[str, Kind] = {
     ".opml": "opml",
     ".csv": "csv",
     ".json": "json",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".png": "image",
 }
 SUFFIX: dict[Kind, str] = {
     "html": ".html",
@@ -93,11 +99,24 @@ SUFFIX: dict[Kind, str] = {
     "opml": ".opml",
     "csv": ".csv",
     "json": ".json",
+    "image": ".img",
 }
 # Bodies decoded with the declared charset and stored as UTF-8 (with a BOM where the
 # reader honours one); XML keeps its bytes: its parser reads its own declaration.
 _TEXT_KINDS: tuple[Kind, ...] = ("html", "markdown", "text", "csv", "json")
 _CHUNK = 64 * 1024
+_KIND_NAMES = {
+    "html": "HTML",
+    "markdown": "Markdown",
+    "text": "text",
+    "pdf": "PDF",
+    "epub": "EPUB",
+    "feed": "RSS/Atom",
+    "opml": "OPML",
+    "csv": "CSV",
+    "json": "JSON",
+    "image": "JPEG/PNG",
+}
 
 
 @dataclass(frozen=True)
@@ -322,7 +341,7 @@ class Fetcher:
             raise FetchError(url, f"HTTP {response.status_code} {reason}".rstrip())
         kind, media, charset = media_kind(response.headers.get("content-type"), final)
         if kind is None or kind not in kinds:
-            wanted = ", ".join(k.upper() if len(k) <= 4 else k.capitalize() for k in kinds)
+            wanted = ", ".join(_KIND_NAMES.get(k, k) for k in kinds)
             raise UnsupportedFormat(
                 url, f"content type {media} is not one audiobook reads here ({wanted})"
             )

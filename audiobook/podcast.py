@@ -53,7 +53,10 @@ from lxml import etree
 
 from .captions import vtt_escape, vtt_time
 from .errors import ConfigError, InputError
+from .fetch import DEFAULT_FETCH, FetchConfig, Fetcher, is_url
 from .model import Book
+from .readinglist import gather, known_urls, read_source
+from .state import default_state_dir
 
 ITUNES_NS = "http://www.itunes.com/dtds/podcast-1.0.dtd"
 PODCAST_NS = "https://podcastindex.org/namespace/1.0"
@@ -66,6 +69,7 @@ FEED_NAME = "feed.xml"
 MEDIA_TYPES = {"m4b": "audio/x-m4a", "mp3": "audio/mpeg"}
 GUID_NAMESPACE = uuid.UUID("6b1f0f3e-2f4e-4f3a-9a57-5d0c2f8a7e11")  # this project's own
 INDEX_VERSION = 1
+_IMAGE_EXT = {"image/jpeg": ".jpg", "image/png": ".png"}  # what podcast apps show
 CUE_CHARS = 200  # transcript cues hold whole sentences up to about this many characters
 
 
@@ -112,6 +116,7 @@ class Episode:
     description: str = ""
     link: str | None = None
     language: str | None = None
+    image: str | None = None  # the article's lead image, beside the audio
 
 
 @dataclass(frozen=True)
@@ -126,14 +131,18 @@ class FeedResult:
     # Articles that could not be read (no article text, binary, unreadable): the others
     # still become episodes. Each error is one line naming the file.
     failed: tuple[InputError, ...] = field(default=())
+    already: int = 0  # reading-list items left out: the podcast has them (by URL)
+    downloads: int = 0  # bodies downloaded (pages, lists, images)
+    not_modified: int = 0  # fetches answered 304: the cached copy served
 
 
 # --- pure pieces ----------------------------------------------------------------------
 
 
-def episode_guid(book: Book, article: Path) -> str:
-    """Stable across runs: from the canonical URL, else the file's absolute path."""
-    identity = book.url or article.resolve().as_uri()
+def episode_guid(book: Book, article: Path | str) -> str:
+    """Stable across runs: from the canonical URL, else the URL asked for, else the
+    file's absolute path."""
+    identity = book.url or (article.resolve().as_uri() if isinstance(article, Path) else article)
     return str(uuid.uuid5(GUID_NAMESPACE, identity))
 
 
@@ -334,6 +343,8 @@ def rss_feed(
         if ep.authors:
             sub(item, f"{{{ITUNES_NS}}}author", ", ".join(ep.authors))
         sub(item, f"{{{ITUNES_NS}}}duration", hms(ep.duration))
+        if ep.image:
+            sub(item, f"{{{ITUNES_NS}}}image", href=file_url(base_url, ep.image))
         sub(item, f"{{{ITUNES_NS}}}episodeType", "full")
         sub(item, f"{{{ITUNES_NS}}}explicit", "true" if channel.explicit else "false")
         sub(
@@ -448,6 +459,10 @@ def build_episodes(
     now: Callable[[], dt.datetime] = _utcnow,
     on_episode: Callable[[str, Episode], None] | None = None,
     hooks_factory: Callable[[Path], Any] | None = None,
+    since: dt.datetime | None = None,
+    limit: int | None = None,
+    fetch_config: FetchConfig = DEFAULT_FETCH,
+    fetch_dir: str | os.PathLike[str] | None = None,
 ) -> FeedResult:
     """Turn ``articles`` into episodes in ``feed_dir`` and (re)write its ``feed.xml``.
 
@@ -459,9 +474,15 @@ def build_episodes(
     ``result.failed`` and the others go on. ``hooks_factory(article)`` makes fresh
     progress hooks for each conversion (closed after it, when they have ``close()``),
     instead of ``hooks``.
+
+    ``articles`` may be files, http(s) URLs and reading lists (feeds, OPML, URL lists,
+    read-later exports; see ``readinglist``): a list's items already in the podcast
+    (by URL) are left out, then those dated before ``since``, then all but the
+    ``limit`` newest. URLs are fetched through ``fetch.Fetcher`` with ``fetch_config``
+    into ``fetch_dir`` [default: ``web/`` in the state folder], whose ETags and
+    Last-Modified dates make the next run's fetch of an unchanged page a 304.
     Returns what was done; the feed lists every episode of the folder, newest first.
     """
-    from .ingest import read_book
     from .options import ConvertOptions
     from .pipeline import convert_book
 
@@ -474,11 +495,14 @@ def build_episodes(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{folder}: cannot create the feed folder ({exc.strerror})") from None
-    paths = [Path(a) for a in articles]
-    for p in paths:
-        if not p.is_file():
+    for a in articles:
+        p = Path(a)
+        if not is_url(a) and not p.is_file():
             raise InputError(p, "no such file" if not p.exists() else "not a file")
-    with _FeedLock(folder):
+    if fetch_dir is None:
+        state = store.dir if store is not None else state_dir
+        fetch_dir = Path(state) / "web" if state is not None else default_state_dir() / "web"
+    with _FeedLock(folder), Fetcher(fetch_dir, fetch_config) as fetcher:
         index = FeedIndex.load(folder / INDEX_NAME)
         channel = _channel(podcast, index, folder)
         base_url = channel.base_url or (folder.resolve().as_uri() + "/")
@@ -494,18 +518,28 @@ def build_episodes(
         kept: list[str] = []
         warnings: list[str] = []
         submitted = 0
-        failed: list[InputError] = []
-        for article in paths:
+        gathered = gather(
+            articles,
+            fetcher,
+            known=known_urls(list(episodes.values())),
+            since=since,
+            limit=limit,
+        )
+        failed: list[InputError] = list(gathered.failed)
+        warnings += gathered.warnings
+        for source in gathered.sources:
             try:
-                book = read_book(article, opts.ingest)
+                book, notes = read_source(source, fetcher, opts.ingest)
             except InputError as exc:
                 failed.append(exc)
                 continue
-            warnings += [f"{article}: {w}" for w in book.warnings]
+            # what progress is labelled with: the file, or the URL's last part
+            article = source.path or Path(source.name.rstrip("/").rsplit("/", 1)[-1])
+            warnings += [f"{source.name}: {w}" for w in (*book.warnings, *notes)]
             if image_name is None and book.cover is not None:
                 # No artwork given or recorded: the first article's lead image serves.
                 image_name = _write_cover(book.cover.data, book.cover.media_type, folder)
-            guid = episode_guid(book, article)
+            guid = episode_guid(book, source.identity)
             chash = content_hash(book, fingerprint)
             old = episodes.get(guid)
             if old is not None and old.content_hash == chash and _intact(folder, old):
@@ -550,6 +584,10 @@ def build_episodes(
                 folder / f"{stem}.vtt",
                 transcript_vtt(book, chapter_times, duration).encode("utf-8"),
             )
+            episode_image = None
+            if book.cover is not None and book.cover.media_type in _IMAGE_EXT:
+                episode_image = f"{stem}{_IMAGE_EXT[book.cover.media_type]}"
+                atomic_write(folder / episode_image, book.cover.data)
             first_seen = old.first_seen if old else now().isoformat(timespec="seconds")
             published = parse_date(book.date) or dt.datetime.fromisoformat(first_seen)
             episode = Episode(
@@ -564,11 +602,12 @@ def build_episodes(
                 content_hash=chash,
                 pub_date=rfc2822(published),
                 first_seen=first_seen,
-                source=os.fspath(article.resolve()),
+                source=os.fspath(source.path.resolve()) if source.path else source.name,
                 authors=tuple(book.authors),
                 description=_description(book),
                 link=book.url,
                 language=book.language,
+                image=episode_image,
             )
             if old is not None:
                 _remove_replaced(folder, old, episode)
@@ -589,6 +628,9 @@ def build_episodes(
         chunks_submitted=submitted,
         warnings=tuple(warnings),
         failed=tuple(failed),
+        already=gathered.already,
+        downloads=fetcher.downloads,
+        not_modified=fetcher.not_modified,
     )
 
 
@@ -706,8 +748,9 @@ def _remove_replaced(folder: Path, old: Episode, new: Episode) -> None:
         (old.audio, new.audio),
         (old.chapters, new.chapters),
         (old.transcript, new.transcript),
+        (old.image, new.image),
     ):
-        if name_old != name_new:
+        if name_old and name_old != name_new:
             try:
                 (folder / name_old).unlink()
             except FileNotFoundError:

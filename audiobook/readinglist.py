@@ -17,7 +17,11 @@ an http(s) URL. ``select`` keeps what a run should make episodes of: newer than
 
 Only http and https links are taken; anything else in a list (``javascript:``,
 ``file:``, ``mailto:``) is left out with a warning. Everything here is pure except
-``read_list``, which fetches through ``fetch.Fetcher``.
+``read_list``, ``gather`` and ``read_source``, which fetch through ``fetch.Fetcher``:
+
+    inputs (files, URLs) ─gather─> Source* (a file, or a URL with its list's metadata)
+    Source ─read_source─> Book (source = the URL, url = canonical or final URL, date,
+                                author and lead image from the page, else the list)
 """
 
 from __future__ import annotations
@@ -27,15 +31,20 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import lxml.etree
 import lxml.html
 
-from .errors import CorruptDocument, InputError
+from .errors import CorruptDocument, InputError, UnsupportedFormat
+from .fetch import DOCUMENT_KINDS, LIST_KINDS, Fetched, Fetcher, is_url
+from .ingest import IngestOptions, read_book
+from .model import Book, Cover
 
 ListKind = Literal[
     "feed", "opml", "urls", "pocket-html", "pocket-csv", "instapaper-html", "instapaper-csv",
@@ -360,7 +369,7 @@ def select(
     return (ordered[:limit] if limit is not None else ordered), skipped
 
 
-def read_list(source: str, data: bytes, kind: ListKind, fetcher: Any) -> ReadingList:
+def read_list(source: str, data: bytes, kind: ListKind, fetcher: Fetcher) -> ReadingList:
     """A reading list from its bytes; an OPML file's feeds are fetched (through
     ``fetcher``, a ``fetch.Fetcher``) and read too. A feed that cannot be fetched is a
     warning: the others go on."""
@@ -387,3 +396,163 @@ def known_urls(episodes: Sequence[Any]) -> list[str]:
     for ep in episodes:
         urls += [u for u in (ep.source, ep.link) if u and _is_http(u)]
     return urls
+
+
+# --- what a run reads ---------------------------------------------------------------------
+
+# Files that may be reading lists rather than articles (looked into, up to this size).
+LIST_SUFFIXES = (".opml", ".xml", ".rss", ".atom", ".csv", ".json", ".txt", ".html", ".htm")
+MAX_LIST_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Source:
+    """One article a run reads: a file, or a URL with what its list said of it (and its
+    copy in the fetch cache, when gathering already fetched it)."""
+
+    path: Path | None = None
+    item: ListItem | None = None
+    fetched: Fetched | None = None
+
+    @property
+    def name(self) -> str:
+        """The file, or the URL: what its messages name."""
+        return os.fspath(self.path) if self.path is not None else self.item.url  # type: ignore[union-attr]
+
+    @property
+    def identity(self) -> str:
+        """What the episode's guid is made of when the article has no canonical URL."""
+        if self.path is not None:
+            return self.path.resolve().as_uri()
+        return self.item.url  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class Gathered:
+    sources: tuple[Source, ...]
+    failed: tuple[InputError, ...] = ()
+    warnings: tuple[str, ...] = ()
+    already: int = 0  # list items left out because the podcast has them (by URL)
+
+
+def gather(
+    inputs: Sequence[str | os.PathLike[str]],
+    fetcher: Fetcher,
+    *,
+    known: Iterable[str] = (),
+    since: dt.datetime | None = None,
+    limit: int | None = None,
+) -> Gathered:
+    """The articles of ``inputs`` (files, URLs, reading lists as files or URLs), in
+    order: each file or URL given as an article, then the items the lists choose
+    (``select``). A URL or list that cannot be fetched or read is in ``failed``; the
+    others go on."""
+    sources: list[Source] = []
+    failed: list[InputError] = []
+    warnings: list[str] = []
+    listed: list[ListItem] = []
+    for given in inputs:
+        try:
+            if is_url(given):
+                url = os.fspath(given)
+                fetched = fetcher.fetch(url, kinds=DOCUMENT_KINDS + LIST_KINDS)
+                data = fetched.path.read_bytes() if fetched.kind not in ("pdf", "epub") else b""
+                kind = list_kind(data, fetched.final_url) if data else None
+                if kind is None and fetched.kind in LIST_KINDS:
+                    raise CorruptDocument(url, f"a {fetched.media_type} that is no reading list")
+                if kind is None:
+                    sources.append(Source(item=ListItem(url), fetched=fetched))
+                    continue
+                rl = read_list(url, data, kind, fetcher)
+            else:
+                path = Path(given)
+                kind = _file_list_kind(path)
+                if kind is None:
+                    sources.append(Source(path=path))
+                    continue
+                rl = read_list(os.fspath(path), path.read_bytes(), kind, fetcher)
+        except InputError as exc:
+            failed.append(exc)
+            continue
+        except OSError as exc:
+            failed.append(InputError(given, f"cannot read: {exc.strerror or exc}"))
+            continue
+        listed += rl.items
+        warnings += rl.warnings
+    chosen, already = select(listed, since=since, limit=limit, known=known)
+    sources += [Source(item=item) for item in chosen]
+    return Gathered(tuple(sources), tuple(failed), tuple(warnings), already)
+
+
+def _file_list_kind(path: Path) -> ListKind | None:
+    if path.suffix.lower() not in LIST_SUFFIXES:
+        return None
+    try:
+        if path.stat().st_size > MAX_LIST_BYTES:
+            return None
+        return list_kind(path.read_bytes(), path.name)
+    except OSError:
+        return None
+
+
+def read_source(
+    source: Source, fetcher: Fetcher, options: IngestOptions | None = None
+) -> tuple[Book, tuple[str, ...]]:
+    """The article of ``source`` as a Book, and notes on what was recovered from.
+
+    A URL's book says where it came from: ``source`` is the URL, ``url`` its canonical
+    URL (else where the redirects ended); its date, author and title fall back on what
+    its reading list said; its lead image (the list's, else the page's og:image or
+    JSON-LD image) is fetched when the page has none of its own. Errors name the URL.
+    """
+    if source.path is not None:
+        return read_book(source.path, options), ()
+    item = source.item
+    assert item is not None
+    fetched = source.fetched or fetcher.fetch(item.url)
+    if fetched.kind not in DOCUMENT_KINDS:
+        raise UnsupportedFormat(item.url, f"{fetched.media_type} is not an article")
+    try:
+        book = read_book(fetched.path, options)
+    except InputError as exc:  # the same error, naming the URL instead of the cache file
+        raise type(exc)(item.url, exc.problem) from None
+    notes: list[str] = []
+    cover = book.cover
+    if cover is None and fetched.kind == "html":
+        cover, note = _lead_image(item, fetched, fetcher)
+        if note:
+            notes.append(note)
+    title = book.title
+    if item.title and title == fetched.path.stem:  # the page had no title of its own
+        title = item.title
+    book = replace(
+        book,
+        title=title,
+        source=item.url,
+        url=book.url or fetched.final_url,
+        date=book.date or (item.published.isoformat() if item.published else None),
+        authors=book.authors or ((item.author,) if item.author else ()),
+        cover=cover,
+    )
+    return book, tuple(notes)
+
+
+def _lead_image(item: ListItem, fetched: Fetched, fetcher: Fetcher) -> tuple[Cover | None, str]:
+    from .ingest.html import page_metadata, parse_html
+
+    src = item.image
+    if not src:
+        try:
+            src = page_metadata(parse_html(fetched.path.read_bytes())).image
+        except (OSError, ValueError, lxml.etree.LxmlError):
+            src = None
+    if not src:
+        return None, ""
+    url = urljoin(fetched.final_url, src)
+    if not _is_http(url):
+        return None, ""
+    try:
+        image = fetcher.fetch(url, kinds=("image",))
+        return Cover(image.path.read_bytes(), image.media_type), ""
+    except (InputError, OSError) as exc:
+        return None, f"lead image left out: {exc}"

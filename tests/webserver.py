@@ -36,6 +36,11 @@ import pytest
 LAST_MODIFIED = email.utils.formatdate(1_767_225_600, usegmt=True)  # 2026-01-01
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hung up early (timeouts, size caps) is what the tests want
+
+
 @dataclass
 class Route:
     status: int = 200
@@ -63,7 +68,7 @@ class WebServer:
             def do_GET(self) -> None:
                 server._handle(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -91,7 +96,7 @@ class WebServer:
         headers: dict[str, str] | None = None,
     ) -> str:
         data = body.encode(encoding) if isinstance(body, str) else body
-        self.routes[path] = Route(
+        self.routes[path.split("?", 1)[0]] = Route(
             status,
             data,
             {"Content-Type": content_type, **(headers or {})},
