@@ -868,11 +868,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 @cli.command(name="podcast")
-@click.argument("articles", nargs=-1, required=True)
+@click.argument("articles", nargs=-1)
+@click.option(
+    "--check",
+    "check",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FEED",
+    help="Only check FEED (a feed.xml) as Apple Podcasts and the Podcast Index would; "
+    "exit 12 when it has problems.",
+)
 @click.option(
     "--feed",
     "feed_dir",
-    required=True,
+    default=None,
     type=click.Path(file_okay=False, path_type=Path),
     help="Feed folder: episodes, chapters, transcripts and feed.xml go here.",
 )
@@ -941,7 +950,8 @@ def main(argv: list[str] | None = None) -> None:
 )
 def podcast_cmd(
     articles: tuple[str, ...],
-    feed_dir: Path,
+    check: Path | None,
+    feed_dir: Path | None,
     title: str | None,
     base_url: str | None,
     image: Path | None,
@@ -966,11 +976,16 @@ def podcast_cmd(
     Each article becomes an episode with chapters from its headings, a WebVTT
     transcript and Podcasting 2.0 chapters; feed.xml lists every episode of the folder.
 
+    --check FEED checks a feed as the podcast directories do (artwork, explicit,
+    enclosures, dates, guids, chapters, transcripts); every update runs the same
+    checks and warns of what they find.
+
     Example:
 
     \b
         audiobook podcast saved/*.html --feed site/podcast \\
             --title "Read Later" --base-url https://example.org/podcast/ --image art.jpg
+        audiobook podcast --check site/podcast/feed.xml
         # nightly: a blog's feed and a Pocket export, at most 5 new episodes
         audiobook podcast https://blog.example.org/feed.xml pocket.html \\
             --feed site/podcast --since 2026-01-01 --limit 5
@@ -980,6 +995,13 @@ def podcast_cmd(
     from .podcast import PodcastOptions, build_episodes
     from .progress import RichHooks, plural
 
+    if check is not None:
+        if articles or feed_dir:
+            raise click.UsageError("--check FEED takes no ARTICLES and no --feed")
+        _check_feed(check, FetchConfig(timeout=timeout, max_bytes=int(max_size * 1e6)))
+        return
+    if not articles or feed_dir is None:
+        raise click.UsageError("give ARTICLES and --feed DIR (or --check FEED)")
     opts = _convert_options(kw, workers=workers)
     if no_captions:
         opts = dataclasses.replace(opts, ingest=dataclasses.replace(opts.ingest, captions=False))
@@ -1003,6 +1025,8 @@ def podcast_cmd(
         )
     for w in result.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
+    for problem in result.problems:
+        click.echo(f"audiobook: warning: {result.feed}: {problem}", err=True)
     already = f", {result.already} already in it" if result.already else ""
     fetched = (
         f"; fetched {result.downloads}, {result.not_modified} unchanged"
@@ -1017,3 +1041,20 @@ def podcast_cmd(
         click.echo(f"audiobook: error: {one_line(str(err))}", err=True)
     if result.failed:
         sys.exit(max(err.exit_code for err in result.failed))
+
+
+def _check_feed(feed: Path, fetch: FetchConfig) -> None:
+    """``podcast --check``: each problem on its own line, exit 12 if there is any."""
+    import tempfile
+
+    from .errors import FeedCheckFailed
+    from .fetch import Fetcher
+    from .podcast import check_feed
+
+    with tempfile.TemporaryDirectory(prefix="audiobook-check-") as tmp, Fetcher(tmp, fetch) as f:
+        problems = check_feed(feed, f)
+    for problem in problems:
+        click.echo(f"audiobook: error: {feed}: {one_line(problem)}", err=True)
+    if problems:
+        sys.exit(FeedCheckFailed.exit_code)
+    click.echo(f"{feed}: passes the checks of Apple Podcasts and the Podcast Index")

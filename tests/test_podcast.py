@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import io
 import itertools
 import json
 import re
@@ -16,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from lxml import etree
 from mutagen import File as MutagenFile
+from PIL import Image
 
 from audiobook.captions import vtt_time
 from audiobook.cli import cli
@@ -427,7 +429,9 @@ def test_lead_image_becomes_channel_artwork_when_none_is_given(tmp_path):
     )
     doc = etree.parse(str(tmp_path / "feed" / "feed.xml"))
     assert doc.find("channel/itunes:image", NS).get("href") == BASE + "cover.png"
-    assert (tmp_path / "feed" / "cover.png").read_bytes() == PNG
+    with Image.open(tmp_path / "feed" / "cover.png") as cover:
+        assert (cover.size, cover.mode) == ((1400, 1400), "RGB")
+        assert cover.getpixel((700, 700)) == (200, 120, 40)
 
 
 # --- pure pieces ---------------------------------------------------------------------------
@@ -455,7 +459,10 @@ def test_long_blocks_are_cut_into_sentence_cues():
     assert cue_texts("short") == ["short"]
 
 
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4"
-    "890000000d49444154789c63f8cfc0f01f0005000201a5f0dbb40000000049454e44ae426082"
-)
+def _png(size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGBA", size, (200, 120, 40, 255)).save(out, "PNG")
+    return out.getvalue()
+
+
+PNG = _png((1, 1))  # far from the 1400 px square the directories take: resized
