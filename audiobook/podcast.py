@@ -5,6 +5,7 @@
         ─chapters_json────────> <slug>.chapters.json        (Podcasting 2.0 chapters 1.2.0)
         ─transcript_vtt───────> <slug>.vtt                  (WebVTT)
     every episode of the index ─rss_feed─> feed.xml         (RSS 2.0, iTunes, podcast:)
+                               ─feed_page─> index.html      (players and transcripts)
 
 The feed folder keeps ``episodes.json``, the index of every episode ever built: its
 guid, files, sizes, duration, content hash and publication date. A re-run reads it back,
@@ -54,6 +55,7 @@ from lxml import etree
 
 from .captions import vtt_escape, vtt_time
 from .errors import ConfigError, InputError, one_line
+from .feedpage import PAGE_NAME, feed_page, http_url, read_transcripts
 from .fetch import DEFAULT_FETCH, FetchConfig, Fetcher, is_url
 from .model import Book
 from .readinglist import gather, known_urls, read_source
@@ -331,7 +333,7 @@ def rss_feed(
         sub(item, "title", ep.title)
         if ep.description:
             sub(item, "description", ep.description)
-        if ep.link:
+        if http_url(ep.link):  # a page's javascript: or data: "canonical URL" is no link
             sub(item, "link", ep.link)
         sub(
             item,
@@ -804,6 +806,18 @@ def _save(
     if image_name:
         recorded["image"] = image_name
     atomic_write(folder / INDEX_NAME, FeedIndex(recorded, episodes).dumps())
+    ordered = _newest_first(episodes.values())
+    page = feed_page(
+        title=channel.title or "Articles",
+        description=channel.description or f"{channel.title or 'Articles'}: articles read aloud.",
+        language=channel.language
+        or next((e.language for e in ordered if e.language), None)
+        or "en",
+        image=image_name,
+        episodes=ordered,
+        transcripts=read_transcripts(folder, ordered),
+    )
+    atomic_write(folder / PAGE_NAME, page.encode("utf-8"))
     feed = folder / FEED_NAME
     atomic_write(
         feed, rss_feed(channel, base_url, _newest_first(episodes.values()), image_name, when)

@@ -529,7 +529,7 @@ def read_source(
         book,
         title=title,
         source=item.url,
-        url=book.url or fetched.final_url,
+        url=book.url if book.url and _is_http(book.url) else fetched.final_url,
         date=book.date or (item.published.isoformat() if item.published else None),
         authors=book.authors or ((item.author,) if item.author else ()),
         cover=cover,
