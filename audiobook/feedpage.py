@@ -12,6 +12,7 @@ allows none: even a mistake in escaping could not run one.
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import html
 from collections.abc import Iterable, Sequence
@@ -52,6 +53,15 @@ def _hms(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _day(rfc2822: str) -> str:
+    """An RFC 2822 date as a reader says it: "29 November 2026"."""
+    try:
+        when = email.utils.parsedate_to_datetime(rfc2822)
+    except (TypeError, ValueError, IndexError):
+        return rfc2822
+    return f"{when.day} {when:%B %Y}"
+
+
 @functools.lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     from .ssml import _builtin_dir
@@ -66,6 +76,7 @@ def _environment() -> jinja2.Environment:
     env.filters["http_url"] = http_url
     env.filters["file_url"] = file_url
     env.filters["hms"] = _hms
+    env.filters["day"] = _day
     return env
 
 
