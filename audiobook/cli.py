@@ -28,7 +28,7 @@ from .engines import list_tasks, list_voices
 from .engines.options import PollyOptions
 from .errors import AudiobookError, ConfigError, Terminated, one_line
 from .fetch import DEFAULT_FETCH, FetchConfig
-from .ingest import IngestOptions, read_book
+from .ingest import IngestOptions
 from .options import ConvertOptions
 from .pipeline import convert
 
@@ -299,7 +299,7 @@ def cli(verbose: int) -> None:
 
 
 @cli.command(name="convert")
-@click.argument("book", type=click.Path(path_type=Path))
+@click.argument("book")
 @click.option(
     "-o",
     "--output",
@@ -326,8 +326,9 @@ def cli(verbose: int) -> None:
     help="Local synthesis processes [default: one per core].",
 )
 @click.option("--force", is_flag=True, help="Convert even if the output is up to date.")
-def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
-    """Convert BOOK (EPUB, PDF, HTML, Markdown, text) into an audiobook.
+def convert_cmd(book: str, out: Path | None, workers: int, **kw: Any) -> None:
+    """Convert BOOK (EPUB, PDF, HTML, Markdown, text; a file or an http(s) URL) into
+    an audiobook.
 
     A second run of a finished book does nothing; a run that was killed resumes where
     it stopped, paying for no piece twice.
@@ -338,9 +339,13 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
         audiobook convert novel.epub -o novel.m4b
         audiobook convert paper.pdf --engine polly --bucket my-bucket \\
             --voice Joanna
+        audiobook convert https://example.org/a-post -o a-post.mp3
     """
+    from .fetch import is_url
     from .outputs import format_of
+    from .pipeline import convert_book
     from .progress import RichHooks, summary_line
+    from .readinglist import output_name, read_document
 
     if kw["fmt"] is None:  # the output's name decides; a name and a --format that
         kw["fmt"] = (format_of(out) if out else None) or "m4b"  # disagree are refused
@@ -349,7 +354,12 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     hooks = RichHooks(console)
     try:
         with _open_state(kw["state_dir"], kw["reset_state"]) as store:
-            result = convert(book, out, opts, hooks, store=store)
+            if is_url(book):  # fetched into the state folder's conditional cache
+                b = read_document(book, opts.ingest, fetch_dir=store.dir / "web")
+                dest = out or output_name(b, opts.fmt)
+                result = convert_book(b, dest, opts, hooks, store=store)
+            else:
+                result = convert(Path(book), out, opts, hooks, store=store)
     finally:
         hooks.close()
     click.echo(summary_line(result))
@@ -359,7 +369,7 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
 
 
 @cli.command(name="inspect")
-@click.argument("book", type=click.Path(path_type=Path))
+@click.argument("book")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable).")
 @click.option(
     "--text",
@@ -368,8 +378,9 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     help="Print the exact text that will be spoken, to proofread it.",
 )
 @ingest_options
-def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
-    """Show the chapters of BOOK with their characters, without synthesizing.
+def inspect_cmd(book: str, as_json: bool, as_text: bool, **kw: Any) -> None:
+    """Show the chapters of BOOK (a file or an http(s) URL) with their characters,
+    without synthesizing.
 
     --json prints {"title", "authors", "language", "chapters": [{"title", "level",
     "chars", "billable_chars"}], "total_billable_chars"}: billable_chars counts the text
@@ -380,11 +391,13 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
     \b
         audiobook inspect novel.epub --json
         audiobook inspect novel.epub --text | less
+        audiobook inspect https://example.org/a-post --text
     """
     from .inspect import inspect_book, spoken_text
     from .progress import plural
+    from .readinglist import read_document
 
-    b = read_book(book, _ingest_options(kw))
+    b = read_document(book, _ingest_options(kw))
     render = _render_options(kw)
     if as_text:
         click.echo(spoken_text(b, render), nl=False)
@@ -417,7 +430,7 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
 
 
 @cli.command(name="estimate")
-@click.argument("book", type=click.Path(path_type=Path))
+@click.argument("book")
 @click.option(
     "--engine",
     type=click.Choice(["polly"]),
@@ -443,7 +456,7 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @ingest_options
 def estimate_cmd(
-    book: Path, engine: str, polly_engine: str, mode: str, marks: str, as_json: bool, **kw: Any
+    book: str, engine: str, polly_engine: str, mode: str, marks: str, as_json: bool, **kw: Any
 ) -> None:
     """Print billable characters, task count and cost of BOOK on Polly, calling nothing.
 
@@ -456,8 +469,9 @@ def estimate_cmd(
     """
     from .estimate import estimate_book
     from .progress import plural
+    from .readinglist import read_document
 
-    b = read_book(book, _ingest_options(kw))
+    b = read_document(book, _ingest_options(kw))
     for w in b.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
     be = estimate_book(

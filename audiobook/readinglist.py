@@ -27,11 +27,15 @@ Only http and https links are taken; anything else in a list (``javascript:``,
 from __future__ import annotations
 
 import calendar
+import contextlib
 import csv
 import datetime as dt
 import io
 import json
 import os
+import re
+import tempfile
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,7 +46,8 @@ import lxml.etree
 import lxml.html
 
 from .errors import CorruptDocument, InputError, UnsupportedFormat
-from .fetch import DOCUMENT_KINDS, LIST_KINDS, Fetched, Fetcher, is_url
+from .fetch import DEFAULT_FETCH, DOCUMENT_KINDS, LIST_KINDS, FetchConfig, Fetched, Fetcher, is_url
+from .files import temp_dir_prefix
 from .ingest import IngestOptions, read_book
 from .model import Book, Cover
 
@@ -556,3 +561,33 @@ def _lead_image(item: ListItem, fetched: Fetched, fetcher: Fetcher) -> tuple[Cov
         return Cover(image.path.read_bytes(), image.media_type), ""
     except (InputError, OSError) as exc:
         return None, f"lead image left out: {exc}"
+
+
+def read_document(
+    given: str | os.PathLike[str],
+    options: IngestOptions | None = None,
+    *,
+    fetch_dir: str | os.PathLike[str] | None = None,
+    config: FetchConfig = DEFAULT_FETCH,
+) -> Book:
+    """A file or an http(s) URL into a Book (``read_source``'s metadata for a URL). A
+    URL is fetched into ``fetch_dir`` (its conditional cache), else a temporary folder
+    removed after."""
+    if not is_url(given):
+        return read_book(given, options)
+    url = os.fspath(given)
+    with contextlib.ExitStack() as stack:
+        folder = fetch_dir or stack.enter_context(
+            tempfile.TemporaryDirectory(prefix=temp_dir_prefix("fetch"))
+        )
+        fetcher = stack.enter_context(Fetcher(folder, config))
+        return read_source(Source(item=ListItem(url)), fetcher, options)[0]
+
+
+def output_name(book: Book, fmt: str) -> Path:
+    """Where a URL's audiobook goes by default: its title's ASCII words, in the current
+    folder (``lighthouse-keepers.m4b``; a folder for ``chapters``)."""
+    ascii_title = unicodedata.normalize("NFKD", book.title).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", ascii_title).strip("-").lower()[:60].strip("-")
+    stem = stem or "article"
+    return Path(stem if fmt == "chapters" else f"{stem}.{fmt}")
