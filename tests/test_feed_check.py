@@ -192,6 +192,32 @@ def test_a_feed_that_is_not_xml_fails(tmp_path):
     assert check_feed(feed)[0].startswith("not well-formed XML")
 
 
+def test_every_update_runs_the_check_and_the_cli_warns(tmp_path):
+    post = tmp_path / "post.html"
+    post.write_text(
+        "<html><head><title>Local</title></head><body><article>"
+        + "<p>An article served from nowhere yet, words enough to read. </p>" * 8
+        + "</article></body></html>"
+    )
+    out = CliRunner().invoke(
+        cli,
+        [
+            "podcast",
+            str(post),
+            "--feed",
+            str(tmp_path / "feed"),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--workers",
+            "1",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    warned = [ln for ln in out.output.splitlines() if ln.startswith("audiobook: warning:")]
+    assert any("no artwork" in w for w in warned), out.output
+    assert any("enclosure URL(s) are not http(s)" in w for w in warned), out.output
+
+
 def test_check_takes_no_articles(tmp_path, ours):
     out = CliRunner().invoke(cli, ["podcast", "--check", str(ours.feed), "a.html"])
     assert out.exit_code == 2

@@ -92,6 +92,10 @@ def test_each_failing_url_is_one_line_and_the_batch_completes(web, tmp_path):
         web.page("/huge", page("Huge", words="word " * 60_000)): (FetchError, "too large"),
         web.page("/pic", png(), content_type="image/png"): (UnsupportedFormat, "image/png"),
         web.page("/latin", page("Café"), encoding="cp1252"): (CorruptDocument, "is not utf-8"),
+        web.page("/klingon", page("Q"), content_type="text/html; charset=x-klingon"): (
+            CorruptDocument,
+            "unknown charset 'x-klingon'",
+        ),
         "file:///etc/hostname": (FetchError, "only http and https"),
     }
     redirect = web.redirect("/old", "/moved-here", 301)
