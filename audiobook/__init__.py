@@ -52,7 +52,7 @@ _EXPORTS = {
     "read_document": "readinglist",
     "build_episodes": "podcast",
     "PodcastOptions": "podcast",
-    "check_feed": "podcast",
+    "check_feed": "feedcheck",
     # stages
     "read_book": "ingest",
     "render_chapter": "ssml",

@@ -1062,8 +1062,8 @@ def _check_feed(feed: Path, fetch: FetchConfig) -> None:
     import tempfile
 
     from .errors import FeedCheckFailed
+    from .feedcheck import check_feed
     from .fetch import Fetcher
-    from .podcast import check_feed
 
     with tempfile.TemporaryDirectory(prefix="audiobook-check-") as tmp, Fetcher(tmp, fetch) as f:
         problems = check_feed(feed, f)

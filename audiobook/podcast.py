@@ -37,7 +37,6 @@ import dataclasses
 import datetime as dt
 import email.utils
 import hashlib
-import io
 import json
 import os
 import re
@@ -49,20 +48,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from lxml import etree
 
 from .captions import vtt_escape, vtt_time
-from .errors import ConfigError, InputError, one_line
+from .errors import ConfigError, InputError
+from .feedcheck import ITUNES_NS, PODCAST_NS, check_feed, fit_artwork
 from .feedpage import PAGE_NAME, feed_page, http_url, read_transcripts
 from .fetch import DEFAULT_FETCH, FetchConfig, Fetcher, is_url
 from .model import Book
 from .readinglist import gather, known_urls, read_source
 from .state import default_state_dir
 
-ITUNES_NS = "http://www.itunes.com/dtds/podcast-1.0.dtd"
-PODCAST_NS = "https://podcastindex.org/namespace/1.0"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 CONTENT_NS = "http://purl.org/rss/1.0/modules/content/"
 NSMAP = {"itunes": ITUNES_NS, "podcast": PODCAST_NS, "atom": ATOM_NS, "content": CONTENT_NS}
@@ -823,203 +821,3 @@ def _save(
         feed, rss_feed(channel, base_url, _newest_first(episodes.values()), image_name, when)
     )
     return feed
-
-
-# --- what the directories accept ------------------------------------------------------
-
-ARTWORK_MIN, ARTWORK_MAX = 1400, 3000  # px, square: Apple Podcasts' and Podcast Index's
-AUDIO_TYPES = ("audio/mpeg", "audio/x-m4a", "audio/mp4", "audio/aac", "audio/ogg", "audio/opus")
-_RFC2822 = re.compile(
-    r"^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?\d{1,2} "
-    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
-    r"\d{2}:\d{2}(?::\d{2})? (?:[+-]\d{4}|GMT|UT|[ECMP][SD]T)$"
-)
-
-
-def fit_artwork(data: bytes) -> tuple[bytes, str, str | None]:
-    """Artwork as the directories take it: (bytes, media type, note). A square RGB
-    JPEG or PNG of 1400-3000 px is kept as it is (note None); any other size or colour
-    mode is cropped to its centre square, scaled into 1400-3000 px and made RGB, in its
-    own format, and the note says what was done. Not JPEG or PNG: a ValueError."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        img: Image.Image = Image.open(io.BytesIO(data))
-        img.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"not an image Pillow reads ({one_line(exc)})") from None
-    fmt = img.format
-    if fmt not in ("JPEG", "PNG"):
-        raise ValueError(f"a {fmt or 'unknown'} image; podcast artwork is JPEG or PNG")
-    media = "image/jpeg" if fmt == "JPEG" else "image/png"
-    w, h = img.size
-    if w == h and ARTWORK_MIN <= w <= ARTWORK_MAX and img.mode == "RGB":
-        return data, media, None
-    if img.mode != "RGB":
-        rgba = img.convert("RGBA")
-        flat = Image.new("RGB", img.size, "white")  # transparency over white
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        img = flat
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    target = min(max(side, ARTWORK_MIN), ARTWORK_MAX)
-    img = img.crop((left, top, left + side, top + side)).resize(
-        (target, target), Image.Resampling.LANCZOS
-    )
-    out = io.BytesIO()
-    if fmt == "JPEG":
-        img.save(out, "JPEG", quality=90)
-    else:
-        img.save(out, "PNG", optimize=True)
-    mode = Image.open(io.BytesIO(data)).mode
-    note = (
-        f"artwork {w}x{h} {mode} made {target}x{target} RGB"
-        + (" (its centre square)" if w != h else "")
-        + f": podcast directories take square RGB artwork of {ARTWORK_MIN}-{ARTWORK_MAX} px"
-    )
-    return out.getvalue(), media, note
-
-
-def check_feed(feed: str | os.PathLike[str], fetcher: Fetcher | None = None) -> list[str]:
-    """What Apple Podcasts or the Podcast Index would refuse in ``feed`` (a feed.xml),
-    one line each; an empty list when there is nothing. Files the feed points to are
-    looked for beside it (by name) and, when not there and ``fetcher`` is given,
-    fetched. Checks: RSS 2.0 that feedparser reads without error; channel title,
-    description, language, category, itunes:explicit and artwork (JPEG or PNG, square,
-    1400-3000 px, RGB); at least one episode; each with a title, an enclosure of an
-    audio type, an http(s) URL and its byte length (the file's, where it is beside
-    the feed), a guid found once in the feed, an RFC 2822 pubDate, podcast:chapters
-    and podcast:transcript."""
-    import feedparser
-
-    path = Path(feed)
-    folder = path.parent
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
-    problems: list[str] = []
-    try:
-        root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError as exc:
-        return [f"not well-formed XML ({one_line(exc)})"]
-    parsed: Any = feedparser.parse(data)
-    if parsed.bozo:
-        problems.append(f"feedparser: {one_line(parsed.get('bozo_exception', 'bozo'))}")
-    channel = root.find("channel")
-    if root.tag != "rss" or root.get("version") != "2.0" or channel is None:
-        return [*problems, "not an RSS 2.0 feed (<rss version='2.0'><channel>)"]
-    ns = {"itunes": ITUNES_NS, "podcast": PODCAST_NS}
-
-    def text(el: etree._Element, p: str) -> str:
-        return (el.findtext(p, namespaces=ns) or "").strip()
-
-    for tag in ("title", "description", "language"):
-        if not text(channel, tag):
-            problems.append(f"channel: no <{tag}>")
-    category = channel.find("itunes:category", ns)
-    if category is None or not category.get("text"):
-        problems.append("channel: no <itunes:category text=...>")
-    explicit = text(channel, "itunes:explicit")
-    if explicit not in ("true", "false"):
-        problems.append(
-            "channel: <itunes:explicit> must be true or false"
-            + (f", not {explicit!r}" if explicit else " (it is missing)")
-        )
-    image = channel.find("itunes:image", ns)
-    href = image.get("href", "") if image is not None else ""
-    if not href:
-        problems.append("channel: no artwork (<itunes:image href=...>)")
-    else:
-        problems += [f"channel artwork: {p}" for p in _artwork_problems(href, folder, fetcher)]
-    items = channel.findall("item")
-    if not items:
-        problems.append("channel: no episodes (<item>)")
-    guids: dict[str, int] = {}
-    not_http: list[str] = []
-    for n, item in enumerate(items, 1):
-        where = f"episode {n} ({text(item, 'title')[:40] or 'no title'})"
-        if not text(item, "title"):
-            problems.append(f"{where}: no <title>")
-        enclosure = item.find("enclosure")
-        if enclosure is None:
-            problems.append(f"{where}: no <enclosure>")
-        else:
-            url = enclosure.get("url", "")
-            kind = enclosure.get("type", "")
-            length = enclosure.get("length", "")
-            if not url:
-                problems.append(f"{where}: enclosure without url")
-            elif not url.startswith(("http://", "https://")):
-                not_http.append(url)
-            if kind not in AUDIO_TYPES:
-                problems.append(f"{where}: enclosure type {kind!r} is not an audio type")
-            if not length.isdigit() or int(length) <= 0:
-                problems.append(f"{where}: enclosure length {length!r} is not a byte count")
-            else:
-                local = folder / unquote(url.rsplit("/", 1)[-1]) if url else None
-                if local and local.is_file() and local.stat().st_size != int(length):
-                    problems.append(
-                        f"{where}: enclosure length {int(length):,} but {local.name} has "
-                        f"{local.stat().st_size:,} bytes"
-                    )
-        guid = text(item, "guid")
-        if not guid:
-            problems.append(f"{where}: no <guid>")
-        elif guid in guids:
-            problems.append(f"{where}: guid {guid} is also episode {guids[guid]}'s")
-        else:
-            guids[guid] = n
-        date = text(item, "pubDate")
-        if not date:
-            problems.append(f"{where}: no <pubDate>")
-        elif not _RFC2822.match(date) or parse_date(date) is None:
-            problems.append(f"{where}: pubDate {date!r} is not an RFC 2822 date")
-        for tag, wanted in (
-            ("podcast:chapters", "application/json+chapters"),
-            ("podcast:transcript", None),
-        ):
-            el = item.find(tag, ns)
-            if el is None or not el.get("url") or not el.get("type"):
-                problems.append(f"{where}: no <{tag} url=... type=...>")
-            elif wanted and el.get("type") != wanted:
-                problems.append(f"{where}: {tag} type {el.get('type')!r}, not {wanted}")
-    if not_http:
-        problems.append(
-            f"{len(not_http)} enclosure URL(s) are not http(s) ({not_http[0][:60]}): podcast "
-            "apps cannot download them; serve the folder and give --base-url"
-        )
-    return problems
-
-
-def _artwork_problems(href: str, folder: Path, fetcher: Fetcher | None) -> list[str]:
-    from PIL import Image, UnidentifiedImageError
-
-    problems = []
-    if not href.startswith(("http://", "https://")):
-        problems.append(f"{href[:60]} is not an http(s) URL")
-    local = folder / unquote(href.rsplit("/", 1)[-1])
-    data: bytes | None = None
-    if local.is_file():
-        data = local.read_bytes()
-    elif fetcher is not None and href.startswith(("http://", "https://")):
-        try:
-            data = fetcher.fetch(href, kinds=("image",)).path.read_bytes()
-        except InputError as exc:
-            return [*problems, f"cannot be fetched ({exc.problem})"]
-    if data is None:
-        return [*problems, f"{local.name} is not beside the feed"]
-    try:
-        img = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError):
-        return [*problems, "not an image"]
-    if img.format not in ("JPEG", "PNG"):
-        problems.append(f"a {img.format} image, not JPEG or PNG")
-    w, h = img.size
-    if w != h:
-        problems.append(f"{w}x{h} px is not square")
-    elif not ARTWORK_MIN <= w <= ARTWORK_MAX:
-        problems.append(f"{w}x{h} px is outside {ARTWORK_MIN}-{ARTWORK_MAX} px")
-    if img.mode != "RGB":
-        problems.append(f"colour mode {img.mode}, not RGB")
-    return problems

@@ -16,15 +16,16 @@ from PIL import Image
 from audiobook.cli import cli
 from audiobook.engines.fake import FakeEngine
 from audiobook.errors import FeedCheckFailed
-from audiobook.options import ConvertOptions
-from audiobook.podcast import (
+from audiobook.feedcheck import (
     ITUNES_NS,
     PODCAST_NS,
-    PodcastOptions,
-    build_episodes,
+    artwork_problems,
     check_feed,
+    feed_problems,
     fit_artwork,
 )
+from audiobook.options import ConvertOptions
+from audiobook.podcast import PodcastOptions, build_episodes
 
 pytestmark = pytest.mark.ffmpeg
 BASE = "https://podcast.example.org/checked/"
@@ -190,6 +191,23 @@ def test_a_feed_that_is_not_xml_fails(tmp_path):
     feed = tmp_path / "feed.xml"
     feed.write_text("<rss version='2.0'><channel><title>x</channel>")
     assert check_feed(feed)[0].startswith("not well-formed XML")
+
+
+def test_the_rules_are_a_pure_function_of_the_feed_and_what_is_beside_it(ours):
+    """``feed_problems`` looks at nothing but its arguments: the same feed bytes pass
+    with the sizes of the files beside it, and fail with a size that disagrees or an
+    artwork problem handed in, wherever the feed is."""
+    data = ours.feed.read_bytes()
+    folder = ours.feed.parent
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
+    assert feed_problems(data, sizes=sizes) == []
+    audio = ours.episodes[0].audio
+    wrong = feed_problems(data, sizes={**sizes, audio: 7})
+    where = f"episode 1 ({ours.episodes[0].title[:40]})"
+    assert wrong == [f"{where}: enclosure length {sizes[audio]:,} but {audio} has 7 bytes"]
+    art = artwork_problems(image((800, 600), "RGBA"))
+    assert art == ["800x600 px is not square", "colour mode RGBA, not RGB"]
+    assert feed_problems(data, sizes=sizes, artwork=art) == [f"channel artwork: {p}" for p in art]
 
 
 def test_every_update_runs_the_check_and_the_cli_warns(tmp_path):
