@@ -21,10 +21,11 @@ so that:
   first seen, recorded in the index and kept from then on.
 
 Transcript timings: each chapter's cue span is the chapter's real start and end in the
-stitched audio (``ConvertResult.chapter_times``); inside a chapter, its title and each
-block (paragraph, list item, quote...) at least one cue (long blocks are cut into cues
-of whole sentences, about 200 characters each), with times proportional to their number
-of characters: the chapter marks are exact, the cues inside a chapter are estimates.
+stitched audio (``ConvertResult.chapter_times``); inside a chapter, each paragraph of
+what is spoken (the chapter's SSML: its title once, then its blocks) at least one cue
+(long ones are cut into cues of whole sentences, about 200 characters each), with times
+proportional to their number of characters: the chapter marks are exact, the cues
+inside a chapter are estimates.
 
 Every file is written to a temporary name and moved into place (``os.replace``), the
 feed last, so a podcast app never reads a half-written feed or an enclosure whose length
@@ -53,12 +54,14 @@ from urllib.parse import quote
 from lxml import etree
 
 from .captions import vtt_escape, vtt_time
+from .config import RenderOptions
 from .errors import ConfigError, InputError
 from .feedcheck import ITUNES_NS, PODCAST_NS, check_feed, fit_artwork
 from .feedpage import PAGE_NAME, feed_page, http_url, read_transcripts
 from .fetch import DEFAULT_FETCH, FetchConfig, Fetcher, is_url
 from .model import Book
 from .readinglist import gather, known_urls, read_source
+from .ssml import DEFAULT_OPTIONS, render_chapter, spoken_text
 from .state import default_state_dir
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -187,24 +190,30 @@ def chapters_json(chapter_times: Sequence[tuple[str, float, float]]) -> dict[str
 
 
 def transcript_vtt(
-    book: Book, chapter_times: Sequence[tuple[str, float, float]], duration: float
+    book: Book,
+    chapter_times: Sequence[tuple[str, float, float]],
+    duration: float,
+    render: RenderOptions = DEFAULT_OPTIONS,
 ) -> str:
-    """WebVTT: a cue for each chapter title and at least one for each block, timed
-    within the chapter's real span in proportion to characters (module docstring)."""
+    """WebVTT of what is spoken: each chapter's text as ``render`` makes it into SSML,
+    so that the captions say what the voice says, once (a chapter title is spoken once:
+    a first heading that repeats it is left out of the speech and of the captions; a
+    template that speaks no titles captions none). Cues are timed within the chapter's
+    real span in proportion to characters (module docstring)."""
+    spoken = [_spoken_cues(book, i, render) for i in range(len(book.chapters))]
     spans = list(chapter_times)
     if len(spans) != len(book.chapters):
         # No per-chapter times (or not one per chapter): spread over the whole episode.
-        total = sum(_chapter_chars(c) for c in book.chapters) or 1
+        chars = [sum(len(c) for c in cues) for cues in spoken]
+        total = sum(chars) or 1
         spans, t = [], 0.0
-        for ch in book.chapters:
-            d = duration * _chapter_chars(ch) / total
+        for ch, n in zip(book.chapters, chars):
+            d = duration * n / total
             spans.append((ch.title, t, t + d))
             t += d
     lines = ["WEBVTT", ""]
     n = 0
-    for ch, (_title, start, end) in zip(book.chapters, spans):
-        texts = [ch.title] + [b.text for b in ch.blocks] + [b.text for b in ch.footnotes]
-        texts = [piece for t in texts if t.strip() for piece in cue_texts(" ".join(t.split()))]
+    for texts, (_title, start, end) in zip(spoken, spans):
         weights = [len(t) + 20 for t in texts]  # + a pause's worth for each piece
         total = sum(weights) or 1
         t = start
@@ -216,6 +225,12 @@ def transcript_vtt(
             lines += [str(n), f"{vtt_time(t)} --> {vtt_time(cue_end)}", vtt_escape(text), ""]
             t = cue_end
     return "\n".join(lines)
+
+
+def _spoken_cues(book: Book, index: int, render: RenderOptions) -> list[str]:
+    """Chapter ``index``'s spoken paragraphs (its SSML's text), each in cues."""
+    text = spoken_text(render_chapter(book, index, render))
+    return [piece for para in text.split("\n\n") if para for piece in cue_texts(para)]
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+")
@@ -233,10 +248,6 @@ def cue_texts(text: str, limit: int = CUE_CHARS) -> list[str]:
         else:
             cues.append(sentence)
     return cues
-
-
-def _chapter_chars(ch: Any) -> int:
-    return len(ch.title) + sum(len(b.text) for b in ch.blocks)
 
 
 def rfc2822(when: dt.datetime) -> str:
@@ -586,7 +597,7 @@ def build_episodes(
             )
             atomic_write(
                 folder / f"{stem}.vtt",
-                transcript_vtt(book, chapter_times, duration).encode("utf-8"),
+                transcript_vtt(book, chapter_times, duration, opts.render).encode("utf-8"),
             )
             episode_image = None
             if book.cover is not None and book.cover.media_type in _IMAGE_EXT:
