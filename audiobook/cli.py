@@ -341,11 +341,8 @@ def convert_cmd(book: str, out: Path | None, workers: int, **kw: Any) -> None:
             --voice Joanna
         audiobook convert https://example.org/a-post -o a-post.mp3
     """
-    from .fetch import is_url
     from .outputs import format_of
-    from .pipeline import convert_book
     from .progress import RichHooks, summary_line
-    from .readinglist import output_name, read_document
 
     if kw["fmt"] is None:  # the output's name decides; a name and a --format that
         kw["fmt"] = (format_of(out) if out else None) or "m4b"  # disagree are refused
@@ -354,12 +351,8 @@ def convert_cmd(book: str, out: Path | None, workers: int, **kw: Any) -> None:
     hooks = RichHooks(console)
     try:
         with _open_state(kw["state_dir"], kw["reset_state"]) as store:
-            if is_url(book):  # fetched into the state folder's conditional cache
-                b = read_document(book, opts.ingest, fetch_dir=store.dir / "web")
-                dest = out or output_name(b, opts.fmt)
-                result = convert_book(b, dest, opts, hooks, store=store)
-            else:
-                result = convert(Path(book), out, opts, hooks, store=store)
+            # a URL is fetched into the state folder's conditional cache
+            result = convert(book, out, opts, hooks, store=store)
     finally:
         hooks.close()
     click.echo(summary_line(result))

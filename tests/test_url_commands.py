@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from mutagen import File as MutagenFile
 
+from audiobook import ConvertOptions, PipelineConfig, convert
 from audiobook.cli import cli
 from audiobook.errors import FetchError, NoTextError
 
@@ -66,3 +67,42 @@ def test_convert_a_url(web, tmp_path, monkeypatch):
     again = CliRunner().invoke(cli, ["convert", url, "-o", "t.mp3", "--state-dir", state])
     assert again.exit_code == 0, again.output
     assert web.counts["/tides"] == {200: 1, 304: 1}
+
+
+@pytest.mark.ffmpeg
+def test_a_url_rerun_whose_page_is_unchanged_is_up_to_date(web, tmp_path, monkeypatch):
+    """As for a file: a second convert of a page that answers 304, into an output still
+    as the first run left it, is up to date before any piece is cut or stitched; a page
+    that changed is converted again."""
+    url = web.page("/tides", ARTICLE)
+    monkeypatch.chdir(tmp_path)
+    state = tmp_path / "state"
+    args = ["convert", url, "--state-dir", str(state), "--workers", "1"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    audio = tmp_path / "tides.m4b"
+    before = audio.stat()
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert again.output == f"{audio.resolve()}: up to date, nothing to do\n"
+    after = audio.stat()
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
+        before.st_ino,
+        before.st_mtime_ns,
+        before.st_size,
+    )
+    assert web.counts["/tides"] == {200: 1, 304: 1}
+    # A changed page is a new source: converted again, into the same output.
+    web.page("/tides", ARTICLE.replace("twice a day", "twice daily"))
+    changed = CliRunner().invoke(cli, args)
+    assert changed.exit_code == 0, changed.output
+    assert "up to date" not in changed.output and audio.stat().st_mtime_ns != before.st_mtime_ns
+    assert web.counts["/tides"] == {200: 2, 304: 1}
+    # The library's convert takes the URL too; its re-run is decided before the book
+    # is cut into pieces, as a file's is (no piece counted).
+    opts = ConvertOptions(fmt="mp3", config=PipelineConfig(workers=1))
+    made = convert(url, tmp_path / "lib.mp3", opts, state_dir=state)
+    assert not made.skipped and made.chunks_total > 0
+    kept = convert(url, tmp_path / "lib.mp3", opts, state_dir=state)
+    assert kept.skipped and kept.chunks_total == 0
+    assert kept.outputs == made.outputs and web.counts["/tides"] == {200: 2, 304: 3}
