@@ -14,7 +14,8 @@
 Every failure is a ``FetchError`` (or ``UnsupportedFormat`` for a content type we do not
 read, ``CorruptDocument`` for a body that its declared charset cannot decode) whose
 message is one line naming the URL. The cache is a folder: ``<key>.json`` (the URL's
-validators and what the body is) beside ``<key>.<ext>`` (the body), each written whole
+validators and what the body is) beside ``<key>.<ext>`` (the body; ``SUFFIX`` gives
+the extension, and a JSON body's is ``.body.json``), each written whole
 (``files.write_atomic``), so a crash leaves the previous entry or none.
 
 Tests inject nothing: they serve pages from a real HTTP server on 127.0.0.1. The
@@ -98,7 +99,7 @@ SUFFIX: dict[Kind, str] = {
     "feed": ".xml",
     "opml": ".opml",
     "csv": ".csv",
-    "json": ".json",
+    "json": ".body.json",  # not <key>.json: that name is the entry's record
     "image": ".img",
 }
 # Bodies decoded with the declared charset and stored as UTF-8 (with a BOM where the

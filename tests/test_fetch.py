@@ -107,6 +107,19 @@ def test_a_second_fetch_costs_a_304_and_serves_the_cached_copy(web, tmp_path):
     assert changed.status == "downloaded" and "warm" in changed.path.read_text("utf-8-sig")
 
 
+def test_a_json_body_is_kept_apart_from_its_cache_record(web, tmp_path):
+    """A JSON export (Wallabag's) is a body the cache keeps beside the JSON record of
+    its URL: each fetch serves the body as the server sent it, never the record."""
+    body = '[{"url": "https://example.org/a", "title": "A"}]'
+    url = web.page("/export.json", body, content_type="application/json")
+    with Fetcher(tmp_path / "c") as f:
+        got = f.fetch(url, kinds=("json",))
+        assert got.path.read_text("utf-8") == body
+        again = f.fetch(url, kinds=("json",))
+    assert again.status == "not-modified" and again.path.read_text("utf-8") == body
+    assert web.counts["/export.json"] == {200: 1, 304: 1}
+
+
 def test_octet_stream_is_told_by_the_url_extension(web, fetcher):
     url = web.page(
         "/notes.md",
