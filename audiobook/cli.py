@@ -27,7 +27,7 @@ from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOpt
 from .engines import list_tasks, list_voices
 from .engines.options import PollyOptions
 from .errors import AudiobookError, ConfigError, Terminated, one_line
-from .fetch import DEFAULT_FETCH, FetchConfig
+from .fetch import DEFAULT_FETCH, UNUSED_DAYS, FetchConfig
 from .ingest import IngestOptions
 from .options import ConvertOptions
 from .pipeline import convert
@@ -622,23 +622,42 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
 
 @cli.command(name="gc")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option(
+    "--web-days",
+    type=click.FloatRange(min=0),
+    default=UNUSED_DAYS,
+    show_default=True,
+    metavar="DAYS",
+    help="Remove downloaded pages, feeds and images no run has used for this long.",
+)
 @state_options
-def gc_cmd(dry_run: bool, state_dir: Path | None, reset_state: bool) -> None:
-    """Remove cached audio that no book's latest version still needs.
+def gc_cmd(dry_run: bool, web_days: float, state_dir: Path | None, reset_state: bool) -> None:
+    """Remove cached audio that no book's latest version still needs, and downloads
+    (the web/ cache of URLs) that no run has used for --web-days days.
 
+    A download is used when a run fetches its URL, also when the server answers 304.
     Never creates a store: a state folder with none is a one-line error (exit 9).
 
     Example:
 
     \b
         audiobook gc --dry-run
+        audiobook gc --web-days 7
     """
+    from .fetch import CACHE_FOLDER, prune_cache
     from .progress import plural
 
     with _open_state(state_dir, reset_state, create=False) as store:
         files, freed = store.gc(dry_run=dry_run)
+        pages, page_bytes = prune_cache(
+            store.dir / CACHE_FOLDER, max_age_days=web_days, dry_run=dry_run
+        )
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {plural(files, 'cached piece')} ({freed / 1e6:,.1f} MB)")
+    click.echo(
+        f"{verb} {plural(pages, 'downloaded file')} unused for {web_days:g} days "
+        f"({page_bytes / 1e6:,.1f} MB)"
+    )
 
 
 # --- batch ----------------------------------------------------------------------------

@@ -16,7 +16,10 @@ read, ``CorruptDocument`` for a body that its declared charset cannot decode) wh
 message is one line naming the URL. The cache is a folder: ``<key>.json`` (the URL's
 validators and what the body is) beside ``<key>.<ext>`` (the body; ``SUFFIX`` gives
 the extension, and a JSON body's is ``.body.json``), each written whole
-(``files.write_atomic``), so a crash leaves the previous entry or none.
+(``files.write_atomic``), so a crash leaves the previous entry or none. A fetch the
+cache serves (a 304) touches the entry's record: the record's mtime says when the entry
+was last used, and ``prune_cache`` (``audiobook gc``) removes the entries not used for
+``UNUSED_DAYS`` days. The cache of a state folder is its ``web/`` (``CACHE_FOLDER``).
 
 Tests inject nothing: they serve pages from a real HTTP server on 127.0.0.1. The
 ``transport=`` argument is httpx's own seam, there for a caller that needs it.
@@ -25,11 +28,13 @@ Tests inject nothing: they serve pages from a real HTTP server on 127.0.0.1. The
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import json
 import os
 import re
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
@@ -41,6 +46,9 @@ from . import __version__ as _version
 from .errors import CorruptDocument, FetchError, UnsupportedFormat, one_line
 from .files import write_atomic
 from .ingest._decode import codec_for
+
+CACHE_FOLDER = "web"  # the conditional cache's folder in a state folder
+UNUSED_DAYS = 30.0  # gc removes a cached download that no fetch used for this long
 
 Kind = Literal["html", "markdown", "text", "pdf", "epub", "feed", "opml", "csv", "json", "image"]
 DOCUMENT_KINDS: tuple[Kind, ...] = ("html", "markdown", "text", "pdf", "epub")
@@ -336,6 +344,8 @@ class Fetcher:
         final = str(response.url)
         if response.status_code == 304 and cached is not None:
             self.not_modified += 1
+            with contextlib.suppress(OSError):  # used now: what gc goes by
+                os.utime(self._meta_path(url))
             return cached
         if response.status_code != 200:
             reason = response.reason_phrase or ""
@@ -378,6 +388,83 @@ class Fetcher:
             cached.path.unlink(missing_ok=True)
         self._store(fetched, body)
         return fetched
+
+
+# --- housekeeping -----------------------------------------------------------------------
+
+
+def stale_downloads(
+    files: Iterable[tuple[str, float]],
+    bodies: Mapping[str, str],
+    *,
+    now: float,
+    max_age: float,
+) -> list[str]:
+    """The names of the cache files to remove (pure). ``files``: (name, mtime) of each
+    file in the cache; ``bodies``: each readable record's key and the body file it
+    names. An entry (the files whose name starts with one key) goes when it was not
+    used for ``max_age`` seconds: since its record's mtime (touched by every fetch it
+    served) or, with no record, since its newest file was written. A record whose body
+    is gone (or that cannot be read) goes at once: it serves nothing. Temp files
+    (``.name...tmp``) are ``files.sweep_stale``'s."""
+    entries: dict[str, dict[str, float]] = {}
+    for name, mtime in files:
+        if not name.startswith("."):
+            entries.setdefault(name.split(".", 1)[0], {})[name] = mtime
+    doomed: list[str] = []
+    for key, entry in sorted(entries.items()):
+        record = f"{key}.json"
+        used = entry.get(record, max(entry.values()))
+        broken = record in entry and bodies.get(key) not in entry
+        if broken or now - used > max_age:
+            doomed += sorted(entry)
+    return doomed
+
+
+def prune_cache(
+    cache_dir: str | os.PathLike[str],
+    *,
+    max_age_days: float = UNUSED_DAYS,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> tuple[int, int]:
+    """Remove the downloads of ``cache_dir`` that no fetch used for ``max_age_days``
+    days, and records that serve nothing (``stale_downloads``); returns (files removed,
+    bytes freed), or what would be with ``dry_run``. A missing folder has nothing."""
+    folder = Path(cache_dir)
+    files: list[tuple[str, float]] = []
+    sizes: dict[str, int] = {}
+    bodies: dict[str, str] = {}
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0, 0
+    for entry in entries:
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:  # removed meanwhile
+            continue
+        files.append((entry.name, st.st_mtime))
+        sizes[entry.name] = st.st_size
+        key, _, rest = entry.name.partition(".")
+        if rest == "json":
+            try:
+                bodies[key] = str(json.loads(Path(entry.path).read_text("utf-8"))["file"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+    clock = time.time() if now is None else now
+    removed = freed = 0
+    for name in stale_downloads(files, bodies, now=clock, max_age=max_age_days * 86400):
+        if not dry_run:
+            try:
+                (folder / name).unlink()
+            except FileNotFoundError:
+                continue
+        removed += 1
+        freed += sizes[name]
+    return removed, freed
 
 
 _BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)

@@ -226,12 +226,13 @@ def _convert_url(
 ) -> ConvertResult:
     """``convert`` of an http(s) URL: the page is the source, up to date as a file is,
     by the hash of the Book read from it (``keys.book_sha256``)."""
+    from .fetch import CACHE_FOLDER
     from .readinglist import output_name, read_document
 
     with _store(store, state_dir) as db, watching(hooks) as watched:
         t0 = time.monotonic()
         doing(watched, f"waiting for {url} to be fetched and read")
-        book = read_document(url, opts.ingest, fetch_dir=db.dir / "web")
+        book = read_document(url, opts.ingest, fetch_dir=db.dir / CACHE_FOLDER)
         dest = Path(out) if out is not None else output_name(book, opts.fmt)
         check_output(dest, opts.fmt, [])
         _sweep(dest, db)

@@ -58,7 +58,7 @@ from .config import RenderOptions
 from .errors import ConfigError, InputError
 from .feedcheck import ITUNES_NS, PODCAST_NS, check_feed, fit_artwork
 from .feedpage import PAGE_NAME, feed_page, http_url, read_transcripts
-from .fetch import DEFAULT_FETCH, FetchConfig, Fetcher, is_url
+from .fetch import CACHE_FOLDER, DEFAULT_FETCH, FetchConfig, Fetcher, is_url
 from .model import Book
 from .readinglist import gather, known_urls, read_source
 from .ssml import DEFAULT_OPTIONS, render_chapter, spoken_text
@@ -514,7 +514,7 @@ def build_episodes(
             raise InputError(p, "no such file" if not p.exists() else "not a file")
     if fetch_dir is None:
         state = store.dir if store is not None else state_dir
-        fetch_dir = Path(state) / "web" if state is not None else default_state_dir() / "web"
+        fetch_dir = (Path(state) if state is not None else default_state_dir()) / CACHE_FOLDER
     with _FeedLock(folder), Fetcher(fetch_dir, fetch_config) as fetcher:
         index = FeedIndex.load(folder / INDEX_NAME)
         channel = _channel(podcast, index, folder)
