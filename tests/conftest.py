@@ -18,7 +18,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.webserver"]
 
 
 def corpus_path(*parts: str) -> Path:
