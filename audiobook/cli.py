@@ -101,9 +101,11 @@ state_options = _compose(
 
 ingest_options = _compose(
     click.option(
-        "--skip-matter",
-        is_flag=True,
-        help="Leave out front and back matter (copyright page, colophon, index).",
+        "--keep-matter/--skip-matter",
+        default=False,
+        help="Keep front and back matter: Project Gutenberg's header and licence, "
+        "contents pages, copyright page, colophon, index [default: left out; "
+        "--skip-matter says so explicitly].",
     ),
     click.option(
         "--footnotes",
@@ -188,7 +190,7 @@ def _ingest_options(kw: dict[str, Any]) -> IngestOptions:
     return IngestOptions(
         password=kw["password"],
         split_by=kw["split_by"],
-        skip_matter=kw["skip_matter"],
+        skip_matter=not kw["keep_matter"],
         footnotes=kw["footnotes"],
     )
 
@@ -372,7 +374,8 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
 
     --json prints {"title", "authors", "language", "chapters": [{"title", "level",
     "chars", "billable_chars"}], "total_billable_chars"}: billable_chars counts the text
-    Polly bills (outside SSML tags), chars every character of the rendered SSML.
+    Polly bills (outside SSML tags), chars every character of the rendered SSML. The
+    table ends with what front and back matter was left out, and why.
 
     Example:
 
@@ -410,6 +413,10 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
         f"{plural(len(info.chapters), 'chapter')}, "
         f"{plural(info.total_billable_chars, 'billable character')}"
     )
+    if info.left_out:
+        click.echo("Left out (not the work; --keep-matter keeps it):")
+        for what in info.left_out:
+            click.echo(f"  - {what}")
 
 
 # --- estimate -------------------------------------------------------------------------

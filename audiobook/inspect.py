@@ -37,6 +37,7 @@ class BookInfo:
     authors: tuple[str, ...]
     language: str | None
     chapters: tuple[ChapterInfo, ...]
+    left_out: tuple[str, ...] = ()  # what was read but will not be spoken, and why
 
     @property
     def total_billable_chars(self) -> int:
@@ -44,7 +45,8 @@ class BookInfo:
 
     def as_dict(self) -> dict[str, Any]:
         """The ``inspect --json`` contract: {"title", "authors", "language", "chapters":
-        [{"title", "level", "chars", "billable_chars"}], "total_billable_chars"}."""
+        [{"title", "level", "chars", "billable_chars"}], "total_billable_chars"}.
+        ``left_out`` is shown by the table only, the contract stays as it is."""
         return {
             "title": self.title,
             "authors": list(self.authors),
@@ -81,6 +83,7 @@ def inspect_book(book: Book, render: RenderOptions = DEFAULT_OPTIONS) -> BookInf
         authors=tuple(book.authors),
         language=book.language,
         chapters=tuple(chapters),
+        left_out=book.left_out,
     )
 
 

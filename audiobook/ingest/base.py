@@ -17,7 +17,10 @@ TableMode = Literal["summary", "skip", "read"]
 class IngestOptions:
     password: str | None = None  # PDF user password
     split_by: str | None = None  # PDF: "outline" | "headings" | "pages:N" | "none"
-    skip_matter: bool = False  # leave out front and back matter (copyright, colophon, index)
+    # Leave out what is not the work: Project Gutenberg's header and licence, contents
+    # pages, copyright, colophon, index (``Book.left_out`` says what and why). False
+    # keeps everything (``--keep-matter``).
+    skip_matter: bool = True
     footnotes: str = "end"  # "end" (read at the end of the chapter) | "drop"
     captions: bool = True  # HTML: read figure captions and alt text
     tables: TableMode = "summary"  # HTML/Markdown: "summary" (spoken description) | "skip" | "read"

@@ -295,7 +295,7 @@ def html_to_book(
     html, page = parse_page(html, source, warnings)
     meta = page_metadata(page)
     article = extract_article(html, source)
-    items = article_blocks(article, options, title=meta.title)
+    items = article_blocks(article, options, title=meta.title, bare_image_alt=False)
     chapters = chapterize(items, meta.title or Path(source).stem)
     if not any(ch.blocks for ch in chapters) or _word_count(chapters) == 0:
         raise NoTextError(source, "no article text found (only navigation or boilerplate)")
@@ -839,9 +839,15 @@ def prune_boilerplate(root: lxml.html.HtmlElement, *, by_class: bool = True) -> 
 
 
 def article_blocks(
-    article: lxml.html.HtmlElement, options: IngestOptions, *, title: str = ""
+    article: lxml.html.HtmlElement,
+    options: IngestOptions,
+    *,
+    title: str = "",
+    bare_image_alt: bool = True,
 ) -> list[Heading | Block]:
-    """Walk the article in document order, without recursion, into headings and blocks."""
+    """Walk the article in document order, without recursion, into headings and blocks.
+    ``bare_image_alt=False`` reads the alt text of figures' images only: on a web page a
+    bare image's alt is a label for screen readers (logos, icons, decoration)."""
     tables = options.tables
     out: list[Heading | Block] = []
     buf: list[str] = []
@@ -891,10 +897,8 @@ def article_blocks(
                 walker.skip_subtree()
                 continue
             if tag == "img":
-                # Alt text is read for figures; a bare image's alt is a label for
-                # screen readers (logos, icons, decoration), not part of the story.
                 alt = _clean(el.get("alt") or "")
-                if options.captions and alt and _in_figure(el):
+                if options.captions and alt and (bare_image_alt or _in_figure(el)):
                     flush()
                     out.append(Block("image_alt", alt))
                 continue

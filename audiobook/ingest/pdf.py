@@ -557,10 +557,14 @@ class PdfIngestor(Ingestor):
                 f"pages with no text layer (scanned images) skipped: {_ranges(imageonly)}"
             )
         doc = layout_pages(raw_lines, widths_of_pages, labels, upright)
+        left_out: list[str] = []
         if options.skip_matter:
             # printed tables of contents are front matter: the outline replaces them
+            toc_pages = [pg.index for pg in doc if lay.is_toc_page(pg.lines)]
+            if toc_pages:
+                left_out.append(f"contents pages: {_ranges(toc_pages)}")
             doc = [
-                _Page(pg.index, (), pg.notes, pg.upright) if lay.is_toc_page(pg.lines) else pg
+                _Page(pg.index, (), pg.notes, pg.upright) if pg.index in toc_pages else pg
                 for pg in doc
             ]
         chapters = make_chapters(doc, outline, options.split_by, labels, meta["title"], warnings)
@@ -569,6 +573,11 @@ class PdfIngestor(Ingestor):
             for ch in chapters
         ]
         if options.skip_matter and any(ch.role == "body" for ch in chapters):
+            left_out += [
+                f"{ch.title}: {ch.role} matter, {len(ch.text):,} characters"
+                for ch in chapters
+                if ch.role != "body" and ch.text
+            ]
             chapters = [ch for ch in chapters if ch.role == "body"]
         if options.footnotes == "drop":
             chapters = [replace(ch, footnotes=()) for ch in chapters]
@@ -583,6 +592,7 @@ class PdfIngestor(Ingestor):
             description=meta["subject"],
             direction=_direction(text),
             warnings=tuple(warnings),
+            left_out=tuple(left_out),
         )
 
     @staticmethod
