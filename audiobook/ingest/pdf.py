@@ -533,7 +533,7 @@ class PdfIngestor(Ingestor):
                 for i, p in enumerate(pages)
                 if p.indirect_reference is not None
             }
-            extracted = self._extract(pages, pypdf_log)
+            extracted = self._extract(pages, pypdf_log, warnings)
             raw_lines, widths_of_pages, upright, skipped, damaged, imageonly = extracted
             labels = _page_labels(reader, len(pages))
             outline = walk_outline(reader, page_index, warnings)
@@ -543,6 +543,10 @@ class PdfIngestor(Ingestor):
         if not any(raw_lines):
             if len(skipped) == len(pages):
                 raise CorruptDocument(path, "no page could be read (damaged content streams)")
+            if any(w.startswith("glyph codes") for w in warnings):
+                raise NoTextError(
+                    path, "no usable text layer (fonts without a Unicode map: glyph codes only)"
+                )
             raise NoTextError(
                 path, "no text layer (scanned or image-only PDF); OCR is not available"
             )
@@ -597,7 +601,7 @@ class PdfIngestor(Ingestor):
 
     @staticmethod
     def _extract(
-        pages: list[Any], pypdf_log: list[str]
+        pages: list[Any], pypdf_log: list[str], warnings: list[str]
     ) -> tuple[list[list[lay.Line]], list[float], list[bool], list[int], list[int], list[int]]:
         widths = _Widths()
         out: list[list[lay.Line]] = []
@@ -606,6 +610,8 @@ class PdfIngestor(Ingestor):
         damaged: list[int] = []
         imageonly: list[int] = []
         upright: list[bool] = []
+        garbled: list[int] = []  # pages with glyph codes dropped
+        unmapped: list[int] = []  # pages with nothing but glyph codes
         for i, page in enumerate(pages):
             page_widths.append(612.0)
             upright.append(True)
@@ -624,12 +630,29 @@ class PdfIngestor(Ingestor):
             page_widths[-1] = extent
             upright[-1] = is_upright
             trouble = [m for m in pypdf_log[logged:] if not _is_font_note(m)]
-            lines = lay.build_lines(frags, i)
-            if trouble:
+            lines, removed, kept = lay.strip_glyph_codes(lay.build_lines(frags, i))
+            if removed:
+                garbled.append(i)
+                if kept < 0.05 * (kept + removed):  # all garbage: no usable text layer
+                    unmapped.append(i)
+                    lines = []
+            if i in unmapped:
+                pass
+            elif trouble:
                 (damaged if lines else skipped).append(i)
             elif not lines and _has_images(page):
                 imageonly.append(i)
             out.append(lines)
+        if garbled:
+            warnings.append(
+                "glyph codes of fonts without a Unicode map dropped (not spoken) on pages "
+                + _ranges(garbled)
+                + (
+                    f"; pages with no other text, read as having no text layer: {_ranges(unmapped)}"
+                    if unmapped
+                    else ""
+                )
+            )
         return out, page_widths, upright, skipped, damaged, imageonly
 
 
