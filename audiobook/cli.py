@@ -400,7 +400,7 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
     click.echo(
         f"{info.title}"
         + (f" by {', '.join(info.authors)}" if info.authors else "")
-        + f" [{info.language or '?'}]"
+        + f" [{info.language or '?'}{', detected' if info.language_detected else ''}]"
     )
     width = max((len(c.title) + 2 * (c.level - 1) for c in info.chapters), default=5)
     width = min(width, 60)

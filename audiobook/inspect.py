@@ -38,6 +38,7 @@ class BookInfo:
     language: str | None
     chapters: tuple[ChapterInfo, ...]
     left_out: tuple[str, ...] = ()  # what was read but will not be spoken, and why
+    language_detected: bool = False  # the document declares none: found from its text
 
     @property
     def total_billable_chars(self) -> int:
@@ -84,6 +85,7 @@ def inspect_book(book: Book, render: RenderOptions = DEFAULT_OPTIONS) -> BookInf
         language=book.language,
         chapters=tuple(chapters),
         left_out=book.left_out,
+        language_detected=book.language_detected,
     )
 
 

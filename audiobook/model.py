@@ -74,6 +74,8 @@ class Book:
     # What was read but will not be spoken, and why ("Project Gutenberg licence: 19,012
     # characters, not the work"): front and back matter left out by default.
     left_out: tuple[str, ...] = field(default=())
+    # True when the document declares no language and ``language`` was found from its text
+    language_detected: bool = False
 
     def with_chapters(self, chapters: tuple[Chapter, ...]) -> Book:
         return replace(self, chapters=chapters)
