@@ -354,6 +354,10 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     finally:
         hooks.close()
     click.echo(summary_line(result))
+    if hooks.book is not None and not result.skipped:
+        from .inspect import lint_book, lint_summary
+
+        click.echo(lint_summary(lint_book(hooks.book)))
 
 
 # --- inspect --------------------------------------------------------------------------
@@ -368,8 +372,15 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     is_flag=True,
     help="Print the exact text that will be spoken, to proofread it.",
 )
+@click.option(
+    "--lint",
+    "as_lint",
+    is_flag=True,
+    help="List spoken text that looks wrong: web addresses, glyph codes, a short line "
+    "repeated in a chapter, long runs of digits, a script the voice cannot speak.",
+)
 @ingest_options
-def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
+def inspect_cmd(book: Path, as_json: bool, as_text: bool, as_lint: bool, **kw: Any) -> None:
     """Show the chapters of BOOK with their characters, without synthesizing.
 
     --json prints {"title", "authors", "language", "chapters": [{"title", "level",
@@ -382,12 +393,19 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
     \b
         audiobook inspect novel.epub --json
         audiobook inspect novel.epub --text | less
+        audiobook inspect novel.epub --lint
     """
-    from .inspect import inspect_book, spoken_text
+    from .inspect import inspect_book, lint_book, lint_summary, spoken_text
     from .progress import plural
 
     b = read_book(book, _ingest_options(kw))
     render = _render_options(kw)
+    if as_lint:
+        findings = lint_book(b)
+        for f in findings:
+            click.echo(str(f))
+        click.echo(lint_summary(findings))
+        return
     if as_text:
         click.echo(spoken_text(b, render), nl=False)
         return
