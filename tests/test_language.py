@@ -60,3 +60,11 @@ def test_too_little_text_is_no_guess() -> None:
     assert detect_language("Hallo Welt") is None
     assert detect_language("12345 67890 " * 40) is None
     assert detect_language(GERMAN * 2) == "de"
+
+
+def test_arabic_varieties_count_as_arabic() -> None:
+    text = (
+        "كان يا ما كان في قديم الزمان بيت صغير على حافة الغابة تسكنه امرأة عجوز مع قطتها. "
+        "وفي كل صباح كانت تخرج إلى الحديقة لتسقي الزهور وتستمع إلى العصافير. "
+    ) * 3
+    assert detect_language(text) == "ar"
