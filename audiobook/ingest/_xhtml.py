@@ -420,7 +420,8 @@ _PG_BOILERPLATE_IDS = {
     "pg-footer": "Project Gutenberg licence",
 }
 _CONTENTS_HEADING = re.compile(
-    r"^(the )?(table of )?contents\.?$|^table des mati[eè]res$|^inhalt(sverzeichnis)?$|^índice$|^目次$|^目錄$",
+    r"^(the )?(table of )?contents\.?$|^table des mati[eè]res$|^inhalt(sverzeichnis)?$"
+    r"|^índice$|^目次$|^目錄$",
     re.IGNORECASE,
 )
 _LINK_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)

@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 from ..errors import ConfigError
 from ..model import Book
 
-TableMode = Literal["summary", "skip", "read"]
+TableMode = Literal["rows", "summary", "skip", "read"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,10 @@ class IngestOptions:
     skip_matter: bool = True
     footnotes: str = "end"  # "end" (read at the end of the chapter) | "drop"
     captions: bool = True  # HTML: read figure captions and alt text
-    tables: TableMode = "summary"  # HTML/Markdown: "summary" (spoken description) | "skip" | "read"
+    # HTML/Markdown data tables: "rows" (each row a sentence, its cells named by the
+    # header; a long table summarised, then its first rows) | "summary" (a spoken
+    # description) | "skip" | "read" (cell text as it comes)
+    tables: TableMode = "rows"
 
     def __post_init__(self) -> None:
         if self.footnotes not in ("end", "drop"):

@@ -10,19 +10,19 @@ The stages, each a plain function:
 
 Article extraction runs two extractors and keeps one article (``choose_article``):
 trafilatura (which has its own fallbacks) and readability-lxml's port of Arc90
-Readability. readability's is kept where it holds trafilatura's text (95% of its words, 70% of a text
-under 2,000 characters, at most 1.3 times its length), since it keeps the page's own
-figures, tables and code;
-trafilatura's otherwise, as readability alone picks the wrong node when an article is
-split into many sibling blocks and then speaks a caption or one paragraph. On trafilatura's
-evaluation set (250 pages, phrase scoring, ``bench/bench_html_extractors.py``) the choice
-scores F1 0.918 against 0.910 for bare trafilatura and 0.877 for bare readability-lxml,
-and no page comes out empty or under a tenth of trafilatura's length; the six pages of
-the corpus with mozilla/readability's expected text keep a word similarity of 0.946 or
-more. Title, byline and
-date are ours and follow Readability.js's rules (JSON-LD, then ``<meta>`` tags, then the
-``<title>`` with its site name cut off, then a byline element in the page), because
-neither extractor is asked for them.
+Readability. readability's is kept where it holds trafilatura's text (95% of its
+words, 70% of a text under 2,000 characters, at most 1.3 times its length), since it
+keeps the page's own figures, tables and code; trafilatura's otherwise, as readability
+alone picks the wrong node when an article is split into many sibling blocks and then
+speaks a caption or one paragraph. On trafilatura's evaluation set (250 pages, phrase
+scoring, ``bench/bench_html_extractors.py``) the choice scores F1 0.920 against 0.910
+for bare trafilatura and 0.877 for bare readability-lxml, and no page comes out empty or
+under a tenth of trafilatura's length; the six pages of the corpus with
+mozilla/readability's expected text keep a word similarity of 0.945 or more. Data
+tables are read row by row (``table_sentences``). Title, byline and date are ours and
+follow Readability.js's rules (JSON-LD, then ``<meta>`` tags, then the ``<title>`` with
+its site name cut off, then a byline element in the page), because neither extractor
+is asked for them.
 
 Hostile markup: control characters and NUL bytes are removed, attribute values over
 ``MAX_ATTRIBUTE`` characters are emptied (libxml2 silently drops the rest of a document
@@ -59,6 +59,7 @@ MAX_ATTRIBUTE = 1024 * 1024  # longest attribute value kept (data: URI covers fi
 MAX_ATTRIBUTES = 512  # attributes kept on one tag
 MAX_DEPTH = 200  # element nesting kept (libxml2 stops at 255)
 MAX_COVER_BYTES = 16 * 1024 * 1024
+MAX_TABLE_ROWS = 30  # rows of a data table read as sentences before the rest is counted
 SHORT_ARTICLE_WORDS = 200  # articles shorter than this stay one chapter
 CODE_NOTE = "Code example omitted."
 # Choosing between the extractors (measured on trafilatura's evaluation set, see
@@ -725,9 +726,9 @@ def choose_article(
 ) -> lxml.html.HtmlElement | None:
     """readability's article where it holds trafilatura's (at least ``COVERS`` of its
     words, ``COVERS_SHORT`` for a short text, at most ``LONGER`` times its length): it
-    keeps the page's own figures, tables and code. Otherwise trafilatura's, which does not collapse to one block of an article
-    split into siblings; readability's again when trafilatura's is missing or under
-    ``READABILITY_WINS`` of readability's length."""
+    keeps the page's own figures, tables and code. Otherwise trafilatura's, which does not
+    collapse to one block of an article split into siblings; readability's again when
+    trafilatura's is missing or under ``READABILITY_WINS`` of readability's length."""
     if by_trafilatura is None or by_readability is None:
         return by_trafilatura if by_trafilatura is not None else by_readability
     t_text = _clean(_text_of(by_trafilatura))
@@ -900,6 +901,8 @@ def article_blocks(
                 flush()
                 if tables == "summary":
                     out.append(Block("paragraph", table_summary(el)))
+                elif tables == "rows":
+                    out.extend(Block("paragraph", s) for s in table_sentences(el))
                 walker.skip_subtree()
                 continue
             if tag == "img":
@@ -1012,6 +1015,38 @@ def table_summary(table: lxml.html.HtmlElement) -> str:
         if len(headers) > 8:
             text += f" and {len(headers) - 8} more"
     return text + "."
+
+
+def table_sentences(table: lxml.html.HtmlElement) -> list[str]:
+    """A data table read as sentences: the caption, then one sentence a row, each cell
+    named by its column's header ("Name: Ada; Born: 1815."). A table of more than
+    ``MAX_TABLE_ROWS`` rows is introduced by its summary and read up to there."""
+    rows = _rows(table)
+    if not rows:
+        return []
+    first = table.find(".//tr")
+    has_header = first is not None and first.find("th") is not None
+    header, body = (rows[0], rows[1:]) if has_header else ([], rows)
+    out = []
+    if len(body) > MAX_TABLE_ROWS:
+        out.append(table_summary(table))
+    else:
+        caption_el = table.find("caption")
+        caption = _clean(_text_of(caption_el)) if caption_el is not None else ""
+        if caption:
+            out.append(caption if caption[-1:] in ".!?" else caption + ".")
+    for row in body[:MAX_TABLE_ROWS]:
+        if header and len(header) == len(row):
+            cells = [f"{h}: {v}" if h else v for h, v in zip(header, row, strict=True) if v]
+            text = "; ".join(cells)
+        else:
+            text = ", ".join(c for c in row if c)
+        if text:
+            out.append(text if text[-1:] in ".!?" else text + ".")
+    if len(body) > MAX_TABLE_ROWS:
+        rest = len(body) - MAX_TABLE_ROWS
+        out.append(f"And {rest} more row{'s' if rest != 1 else ''}.")
+    return out
 
 
 def chapterize(items: list[Heading | Block], title: str) -> tuple[Chapter, ...]:
