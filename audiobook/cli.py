@@ -102,9 +102,11 @@ state_options = _compose(
 
 ingest_options = _compose(
     click.option(
-        "--skip-matter",
-        is_flag=True,
-        help="Leave out front and back matter (copyright page, colophon, index).",
+        "--keep-matter/--skip-matter",
+        default=False,
+        help="Keep front and back matter: Project Gutenberg's header and licence, "
+        "contents pages, copyright page, colophon, index [default: left out; "
+        "--skip-matter says so explicitly].",
     ),
     click.option(
         "--footnotes",
@@ -195,7 +197,7 @@ def _ingest_options(kw: dict[str, Any]) -> IngestOptions:
     return IngestOptions(
         password=kw["password"],
         split_by=kw["split_by"],
-        skip_matter=kw["skip_matter"],
+        skip_matter=not kw["keep_matter"],
         footnotes=kw["footnotes"],
     )
 
@@ -366,6 +368,10 @@ def convert_cmd(book: str, out: Path | None, workers: int, **kw: Any) -> None:
     finally:
         hooks.close()
     click.echo(summary_line(result))
+    if hooks.book is not None and not result.skipped:
+        from .inspect import lint_book, lint_summary
+
+        click.echo(lint_summary(lint_book(hooks.book)))
 
 
 # --- inspect --------------------------------------------------------------------------
@@ -380,14 +386,22 @@ def convert_cmd(book: str, out: Path | None, workers: int, **kw: Any) -> None:
     is_flag=True,
     help="Print the exact text that will be spoken, to proofread it.",
 )
+@click.option(
+    "--lint",
+    "as_lint",
+    is_flag=True,
+    help="List spoken text that looks wrong: web addresses, glyph codes, a short line "
+    "repeated in a chapter, long runs of digits, a script the voice cannot speak.",
+)
 @ingest_options
-def inspect_cmd(book: str, as_json: bool, as_text: bool, **kw: Any) -> None:
+def inspect_cmd(book: str, as_json: bool, as_text: bool, as_lint: bool, **kw: Any) -> None:
     """Show the chapters of BOOK (a file or an http(s) URL) with their characters,
     without synthesizing.
 
     --json prints {"title", "authors", "language", "chapters": [{"title", "level",
     "chars", "billable_chars"}], "total_billable_chars"}: billable_chars counts the text
-    Polly bills (outside SSML tags), chars every character of the rendered SSML.
+    Polly bills (outside SSML tags), chars every character of the rendered SSML. The
+    table ends with what front and back matter was left out, and why.
 
     Example:
 
@@ -395,13 +409,20 @@ def inspect_cmd(book: str, as_json: bool, as_text: bool, **kw: Any) -> None:
         audiobook inspect novel.epub --json
         audiobook inspect novel.epub --text | less
         audiobook inspect https://example.org/a-post --text
+        audiobook inspect novel.epub --lint
     """
-    from .inspect import inspect_book, spoken_text
+    from .inspect import inspect_book, lint_book, lint_summary, spoken_text
     from .progress import plural
     from .readinglist import read_document
 
     b = read_document(book, _ingest_options(kw))
     render = _render_options(kw)
+    if as_lint:
+        findings = lint_book(b)
+        for f in findings:
+            click.echo(str(f))
+        click.echo(lint_summary(findings))
+        return
     if as_text:
         click.echo(spoken_text(b, render), nl=False)
         return
@@ -414,7 +435,7 @@ def inspect_cmd(book: str, as_json: bool, as_text: bool, **kw: Any) -> None:
     click.echo(
         f"{info.title}"
         + (f" by {', '.join(info.authors)}" if info.authors else "")
-        + f" [{info.language or '?'}]"
+        + f" [{info.language or '?'}{', detected' if info.language_detected else ''}]"
     )
     width = max((len(c.title) + 2 * (c.level - 1) for c in info.chapters), default=5)
     width = min(width, 60)
@@ -427,6 +448,10 @@ def inspect_cmd(book: str, as_json: bool, as_text: bool, **kw: Any) -> None:
         f"{plural(len(info.chapters), 'chapter')}, "
         f"{plural(info.total_billable_chars, 'billable character')}"
     )
+    if info.left_out:
+        click.echo("Left out (not the work; --keep-matter keeps it):")
+        for what in info.left_out:
+            click.echo(f"  - {what}")
 
 
 # --- estimate -------------------------------------------------------------------------

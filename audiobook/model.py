@@ -34,7 +34,7 @@ class Chapter:
 
     ``role`` is "front" for front matter (title page, copyright, imprint, table of
     contents), "back" for back matter (colophon, index, licence), "body" otherwise, so
-    that ``--skip-matter`` can leave them out.
+    that they are left out unless ``--keep-matter`` is given.
     """
 
     title: str
@@ -71,6 +71,11 @@ class Book:
     # Damage that was recovered from (missing resource, malformed XHTML, skipped pages):
     # reported to the user, never silent.
     warnings: tuple[str, ...] = field(default=())
+    # What was read but will not be spoken, and why ("Project Gutenberg licence: 19,012
+    # characters, not the work"): front and back matter left out by default.
+    left_out: tuple[str, ...] = field(default=())
+    # True when the document declares no language and ``language`` was found from its text
+    language_detected: bool = False
 
     def with_chapters(self, chapters: tuple[Chapter, ...]) -> Book:
         return replace(self, chapters=chapters)

@@ -64,9 +64,11 @@ class RichHooks(LineHooks):
         self.task: TaskID | None = None
         self.chapters = 0
         self.chapters_done = 0
+        self.book: Book | None = None
         self._lock = threading.Lock()
 
     def on_book(self, book: Book) -> None:
+        self.book = book  # kept for the lint line after the run
         self.chapters = len(book.chapters)
         self.label = self.label or book.title
 

@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES = [
     "bench.bench_ingest_pdf",
     "bench.bench_ingest_html",
+    "bench.bench_html_extractors",
     "bench.bench_ingest_epub",
     "bench.bench_local",
     "bench.bench_piper",

@@ -252,7 +252,8 @@ def test_licence_only_toc_falls_back_to_headings(tmp_path):
             ],
         )
     ]
-    book = read_epub(build_epub(tmp_path / "pg.epub", docs, toc, version=2))
+    keep = IngestOptions(skip_matter=False)
+    book = read_epub(build_epub(tmp_path / "pg.epub", docs, toc, version=2), keep)
     assert titles(book) == ["Test Book", "Chapter I", "Chapter II", "Project Gutenberg licence"]
     assert [c.role for c in book.chapters] == ["front", "body", "body", "back"]
     assert texts(book.chapters[2]) == ["Chapter II", "Second."]
@@ -399,14 +400,17 @@ def test_skip_matter_by_types_landmarks_guide_and_titles(tmp_path):
         ("Uncopyright", "unc.xhtml", []),
     ]
     path = build_epub(tmp_path / "fm.epub", docs, toc, landmarks=[("index", "idx.xhtml", "Index")])
-    book = read_epub(path)
+    book = read_epub(path, IngestOptions(skip_matter=False))
     assert [c.role for c in book.chapters] == ["front", "front", "body", "back", "back", "back"]
     assert titles(read_epub(path, IngestOptions(skip_matter=True))) == ["Story"]
     # EPUB 2 guide
     p2 = build_epub(
         tmp_path / "g.epub", docs[2:4], toc[2:4], version=2, guide=[("index", "idx.xhtml")]
     )
-    assert [c.role for c in read_epub(p2).chapters] == ["body", "back"]
+    assert [c.role for c in read_epub(p2, IngestOptions(skip_matter=False)).chapters] == [
+        "body",
+        "back",
+    ]
 
 
 def test_skip_matter_drops_untargeted_front_matter_documents(tmp_path):
@@ -416,7 +420,10 @@ def test_skip_matter_drops_untargeted_front_matter_documents(tmp_path):
         Doc("c2.xhtml", "<p>More.</p>"),
     ]
     path = build_epub(tmp_path / "fm2.epub", docs, [("S", "c1.xhtml", []), ("M", "c2.xhtml", [])])
-    assert texts(read_epub(path).chapters[0]) == ["Story.", "Imprint."]
+    assert texts(read_epub(path, IngestOptions(skip_matter=False)).chapters[0]) == [
+        "Story.",
+        "Imprint.",
+    ]
     assert texts(read_epub(path, IngestOptions(skip_matter=True)).chapters[0]) == ["Story."]
 
 

@@ -122,8 +122,9 @@ _cache: dict[str, object] = {}
 
 
 def _read(corpus, name):
+    """The whole book, matter kept: the facts are about every TOC entry."""
     if name not in _cache:
-        _cache[name] = read_epub(corpus("epub", name))
+        _cache[name] = read_epub(corpus("epub", name), IngestOptions(skip_matter=False))
     return _cache[name]
 
 

@@ -97,6 +97,21 @@ def test_captions_and_alt_text_by_option():
     assert "A cat on a mat" not in without and "The cat, resting." not in without
 
 
+def test_tables_read_row_by_row_by_default():
+    said = spoken(html_to_book(ARTICLE))
+    assert "Ages of people. Name: Person number 0, a long name; Age: 0 years old." in said
+    assert "Name: Person number 5, a long name; Age: 15 years old." in said
+    rows = "".join(f"<tr><td>Item {i}</td><td>{i} units</td></tr>" for i in range(45))
+    long_table = (
+        f"<html><body><article>{P}<table><tr><th>What</th><th>How many</th></tr>{rows}"
+        f"</table>{P}</article></body></html>"
+    )
+    said = spoken(html_to_book(long_table))
+    assert "A table with 45 rows; columns: What, How many." in said
+    assert "What: Item 29; How many: 29 units." in said
+    assert "Item 30" not in said and "And 15 more rows." in said
+
+
 def test_tables_summarized_skipped_or_read():
     summary = spoken(html_to_book(ARTICLE, IngestOptions(tables="summary")))
     assert "A table with 6 rows: Ages of people; columns: Name, Age." in summary

@@ -303,7 +303,7 @@ def test_matter_roles_skip_matter_and_dropped_notes(tmp_path: Path) -> None:
     p3 = lines_at(72, 700, ["apple, 3"])
     outline = [Mark("Contents", 0), Mark("1 Story", 1), Mark("Index", 2)]
     data = simple_pdf([p1, p2, p3], outline=outline)
-    book = read(tmp_path, data)
+    book = read(tmp_path, data, skip_matter=False)
     assert [c.role for c in book.chapters] == ["front", "body", "back"]
     assert [b.text for b in book.chapters[1].footnotes] == ["The note."]
     book = read(tmp_path, data, skip_matter=True, footnotes="drop")
@@ -317,9 +317,10 @@ def test_skip_matter_drops_a_printed_table_of_contents(tmp_path: Path) -> None:
     )
     body = lines_at(72, 700, ["The story begins."])
     data = simple_pdf([toc, body], outline=[Mark("1 Story", 1)])
-    assert "Section 3" in read(tmp_path, data).chapters[0].text
+    assert "Section 3" in read(tmp_path, data, skip_matter=False).chapters[0].text
     book = read(tmp_path, data, skip_matter=True)
     assert book.chapters[0].text == "The story begins."
+    assert read(tmp_path, data).chapters[0].text == "The story begins."  # the default
 
 
 def test_two_columns_written_row_by_row(tmp_path: Path) -> None:

@@ -39,7 +39,9 @@ def book(name: str) -> Book:
     """Each corpus PDF is read once per session (geotopo has 117 pages)."""
     if name not in _books:
         path = corpus_path("pdf", name)
-        _books[name] = PdfIngestor().read(path, IngestOptions(password=READABLE[name]))
+        # matter kept: the facts are about every outline entry and printed page
+        options = IngestOptions(password=READABLE[name], skip_matter=False)
+        _books[name] = PdfIngestor().read(path, options)
     return _books[name]
 
 

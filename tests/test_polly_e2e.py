@@ -26,10 +26,12 @@ from audiobook.config import PipelineConfig
 from audiobook.engines.options import PollyOptions
 from audiobook.engines.polly import PollyEngine, polly_client_config
 from audiobook.estimate import estimate
-from audiobook.ingest import read_book
+from audiobook.ingest import IngestOptions, read_book
 from audiobook.model import Book, Chunk
 
 NOVEL = ("epub", "gutenberg-4791-voyage-au-centre-de-la-terre-fr.epub")
+# the licence sections are the short chapters these runs use: matter kept
+KEEP_MATTER = IngestOptions(skip_matter=False)
 # The emulator speaks the whole novel fast (real audio, a third as long) so that
 # synthesis, encoding and stitching of ~430,000 characters fit the suite's time.
 FAST_SPEECH = 450
@@ -152,7 +154,7 @@ def check_output(book: Book, result: Any, out: Path | None) -> None:
 def test_short_book_one_task_per_chunk_billed_as_estimated(
     corpus, make_polly_emulator, moto_server, s3_bucket, tmp_path
 ):
-    book = short(read_book(corpus(*NOVEL)))
+    book = short(read_book(corpus(*NOVEL), KEEP_MATTER))
     emu = make_polly_emulator()
     with make_engine(emu, moto_server, s3_bucket) as engine:
         chunks, result, out = run(book, engine, tmp_path)
@@ -164,7 +166,7 @@ def test_short_book_one_task_per_chunk_billed_as_estimated(
 def test_short_book_survives_faults_without_paying_twice(
     corpus, make_polly_emulator, moto_server, s3_bucket, sns_client, tmp_path
 ):
-    book = short(read_book(corpus(*NOVEL)))
+    book = short(read_book(corpus(*NOVEL), KEEP_MATTER))
     emu = make_polly_emulator(seed=7, **SHORT_FAULTS)
     topic = sns_client.create_topic(Name=f"e2e-{uuid.uuid4().hex[:12]}")["TopicArn"]
     with make_engine(
@@ -183,7 +185,7 @@ def test_short_book_survives_faults_without_paying_twice(
 def test_whole_novel_one_task_per_chunk_billed_as_estimated(
     corpus, make_polly_emulator, moto_server, s3_bucket, tmp_path
 ):
-    book = read_book(corpus(*NOVEL))
+    book = read_book(corpus(*NOVEL), KEEP_MATTER)
     emu = make_polly_emulator(espeak_rate_wpm=FAST_SPEECH)
     with make_engine(emu, moto_server, s3_bucket) as engine:
         chunks, result, out = run(book, engine, tmp_path)
@@ -196,7 +198,7 @@ def test_whole_novel_one_task_per_chunk_billed_as_estimated(
 def test_whole_novel_survives_the_acceptance_faults(
     corpus, make_polly_emulator, moto_server, s3_bucket, sns_client, tmp_path
 ):
-    book = read_book(corpus(*NOVEL))
+    book = read_book(corpus(*NOVEL), KEEP_MATTER)
     emu = make_polly_emulator(seed=11, espeak_rate_wpm=FAST_SPEECH, **ACCEPTANCE_FAULTS)
     topic = sns_client.create_topic(Name=f"e2e-{uuid.uuid4().hex[:12]}")["TopicArn"]
     with make_engine(
@@ -213,7 +215,7 @@ def test_speech_marks_become_webvtt_captions_per_chapter(
 ):
     """--marks sentence: a speech-mark task beside each audio task, and one WebVTT file
     per chapter beside the M4B, its cues in order and starting inside the chapter."""
-    book = short(read_book(corpus(*NOVEL)))
+    book = short(read_book(corpus(*NOVEL), KEEP_MATTER))
     book = book.with_chapters(book.chapters[:2])
     emu = make_polly_emulator()
     with make_engine(emu, moto_server, s3_bucket, marks=("sentence",)) as engine:

@@ -75,7 +75,9 @@ def test_markdown_front_matter_chapters_and_blocks(tmp_path):
     assert ("quote", "A quotation from a naturalist.") in got
     assert ("image_alt", "A red fox in snow") in got
     assert ("code", CODE_NOTE) in got
-    assert ("paragraph", "A table with 2 rows; columns: Food, Share.") in got
+    # a data table is read row by row, each cell named by its column
+    assert ("paragraph", "Food: Mice; Share: 40%.") in got
+    assert ("paragraph", "Food: Fruit; Share: 20%.") in got
     assert any(t.endswith("Soft-wrapped line that continues here.") for _, t in got)
     assert "never spoken" not in " ".join(t for _, t in got)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import InputError, UnsupportedFormat
 from ..model import Book
+from ._language import with_language
 from .base import IngestOptions, Ingestor
 from .epub import EpubIngestor
 from .html import HtmlIngestor
@@ -31,13 +32,14 @@ def ingestor_for(path: str | os.PathLike[str]) -> Ingestor:
 
 
 def read_book(path: str | os.PathLike[str], options: IngestOptions | None = None) -> Book:
-    """Read any supported document into a Book. Raises InputError subclasses."""
+    """Read any supported document into a Book. Raises InputError subclasses. A book
+    that declares no language gets the one its text is in, where that is clear."""
     p = Path(path)
     if not p.exists():
         raise InputError(p, "no such file")
     if p.is_dir():
         raise InputError(p, "is a folder, not a document")
-    return ingestor_for(p).read(p, options or IngestOptions())
+    return with_language(ingestor_for(p).read(p, options or IngestOptions()))
 
 
 __all__ = ["INGESTORS", "IngestOptions", "Ingestor", "ingestor_for", "read_book"]

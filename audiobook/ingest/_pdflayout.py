@@ -6,7 +6,7 @@ and these functions do the rest.
     Frag*  (text, x, y, size, bold; in content-stream order)
       └─ build_lines()      fragments on one baseline become a Line
           └─ order_page()   two-column pages: spanning lines above, left column, right column
-              └─ furniture()   running heads/feet and page numbers across pages (removed)
+              └─ furniture()   running heads/feet, page numbers, print slugs (removed)
                   └─ split_footnotes()   small print at the page foot (Chapter.footnotes)
                       └─ to_blocks()    headings and paragraphs: hyphens joined, lines joined
 """
@@ -103,6 +103,33 @@ def normalize_text(text: str, keep_soft_hyphens: bool = False) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+# Glyph codes: what a text extractor writes for a font without a Unicode map ("/g152",
+# "/uni00E9" from glyph names, "(cid:12)" from CIDs). Runs of two or more names, or any
+# CID form; never speakable.
+_GLYPH_CODES = re.compile(
+    r"(?:(?:/(?:g|G|cid|glyph)\d{1,6}|/uni[0-9A-Fa-f]{4,6})\s?){2,}|(?:\(cid:\d{1,6}\)\s?)+"
+)
+
+
+def strip_glyph_codes(lines: Sequence[Line]) -> tuple[list[Line], int, int]:
+    """The lines without glyph codes (lines left empty dropped), the characters of
+    glyph codes removed, and the characters of text that remain."""
+    out: list[Line] = []
+    removed = kept = 0
+    for ln in lines:
+        if "/" not in ln.text and "(cid:" not in ln.text:
+            out.append(ln)
+            kept += len(ln.text.strip())
+            continue
+        text = _GLYPH_CODES.sub(" ", ln.text)
+        removed += len(ln.text) - len(text)
+        text = re.sub(r"\s{2,}", " ", text)
+        if text.replace("\u0000", "").strip():
+            out.append(replace(ln, text=text))
+            kept += len(text.strip())
+    return out, removed, kept
+
+
 # ---------------------------------------------------------------------------------------
 # Lines
 
@@ -192,20 +219,94 @@ def _make_line(frags: list[Frag], page: int) -> Line | None:
     )
 
 
-def line_text(line: Line, claimed: frozenset[str] = frozenset()) -> str:
-    """The text of a line with claimed footnote marks removed and the others restored."""
+def line_text(line: Line, claimed: frozenset[str] = frozenset(), *, running: bool = False) -> str:
+    """The text of a line with claimed footnote marks removed and the others restored.
+
+    ``running`` (the text that is spoken): a raised mark right after punctuation or a
+    word of three letters or more is a note reference wherever its note is, and is
+    dropped; one after a digit or a short symbol (10², S², km²) is kept. So are
+    reference numbers set on the baseline but glued to a sentence's end ('a music
+    box.”3 As our'): see ``drop_note_refs``."""
     if "\u0000" not in line.text:
-        return line.text
+        return drop_note_refs(line.text) if running else line.text
     out: list[str] = []
     marks = iter(line.marks)
-    for piece in re.split("(\u0000)", line.text):
+    pieces = re.split("(\u0000)", line.text)
+    for n, piece in enumerate(pieces):
         if piece == "\u0000":
             mark = next(marks, "")
-            if mark not in claimed:
-                out.append(mark)
+            after = "".join(pieces[n + 1 :]).replace("\u0000", "")
+            if mark in claimed or (running and _is_ref_position("".join(out), after)):
+                continue
+            out.append(mark)
         else:
             out.append(piece)
-    return "".join(out)
+    text = "".join(out)
+    return drop_note_refs(text) if running else text
+
+
+def _is_ref_position(before: str, after: str) -> bool:
+    """Whether a raised number between ``before`` and ``after`` reads as a note
+    reference: the end of a word or sentence, then a space, punctuation or the line's
+    end (cos²(v) is mathematics)."""
+    before = before.rstrip()
+    if not before or (after and not after[0].isspace() and after[0] not in '.,;:!?)"”’»'):
+        return False
+    if before[-1] in '.;:!?"”»':  # not ’: a prime in mathematics (f’¹)
+        return True
+    word = re.search(r"[^\W\d_]+$", before)
+    return word is not None and len(word.group(0)) >= 3
+
+
+# A note number glued to the end of a sentence or a quotation: a letter, then closing
+# punctuation (one or two marks), then one to three digits, then a capitalised word or
+# the line's end. "1914.3" (a digit before) and "page 3" (a space) are not touched.
+_GLUED_REF = re.compile(
+    r"(?:(?<=[^\W\d_][.,;:!?][\"”’»)])|(?<=[^\W\d_][\"”’»])|(?<=[^\W\d_][.,;:!?]))"
+    r"\d{1,3}(?=\s+[\"“‘(«]?[^\W\d_]*[A-ZÀ-ÖØ-Þ]|\s*$)"
+)
+
+
+_NUMBERING_WORDS = frozenset(
+    [
+        "fig",
+        "figs",
+        "no",
+        "nos",
+        "nr",
+        "vol",
+        "vols",
+        "p",
+        "pp",
+        "ch",
+        "chap",
+        "sec",
+        "sect",
+        "eq",
+        "eqs",
+        "art",
+        "tab",
+        "s",
+        "n",
+        "op",
+        "ed",
+    ]
+)
+
+
+def drop_note_refs(text: str) -> str:
+    """Note reference numbers glued to the end of a sentence or quotation, removed
+    (not after an abbreviation that numbers things: "Fig.2", "No.5", "vol.3")."""
+    if not any(c.isdigit() for c in text):
+        return text
+
+    def repl(m: re.Match[str]) -> str:
+        word = re.search(r"([^\W\d_]+)\.$", text[: m.start()])
+        if word and word.group(1).lower() in _NUMBERING_WORDS:
+            return m.group(0)
+        return ""
+
+    return _GLUED_REF.sub(repl, text)
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,8 +380,34 @@ _NUM = re.compile(
 )
 
 
+_ROMAN_TOKEN = re.compile(
+    r"(?<![^\W\d_])(?=[ivxlcdm])m{0,3}(?:cm|cd|d?c{0,3})(?:xc|xl|l?x{0,3})(?:ix|iv|v?i{0,3})"
+    r"(?![^\W\d_])",
+    re.IGNORECASE,
+)
+
+
 def _letters(text: str) -> str:
+    """A line's letters, for comparing running heads: digits and roman numerals (page
+    numbers, "Page iv") left out, case and spacing ignored."""
+    text = _ROMAN_TOKEN.sub(" ", text)
     return re.sub(r"[^a-zäöüßàâçéèêëîïôûùüÿñæœ]+", "", text.lower())
+
+
+# Print-production slugs: a layout file's name (often with a page number, date and
+# time), proof stamps, a date-time stamp; never part of the text.
+_SLUG = re.compile(
+    r"\b[\w-]+\.(?:indd|indb|qxd|qxp|idml|fm|pmd|p65)\b"
+    r"|\b(?:first|second|third|final|1st|2nd|3rd)?\s*pass(?:es)?\s+pages?\b"
+    r"|^\s*(?:uncorrected|page|galley)\s+proofs?\b"
+    r"|\b\d{1,2}/\d{1,2}/\d{2,4},?\s+\d{1,2}:\d{2}(?::\d{2})?\s*(?:[AP]\.?M\.?)?",
+    re.IGNORECASE,
+)
+
+
+def is_slug(text: str) -> bool:
+    """A print-production slug or proof stamp (``_SLUG``) in a short line."""
+    return len(text) <= 160 and _SLUG.search(text) is not None
 
 
 def _roman(s: str) -> int | None:
@@ -300,10 +427,14 @@ def furniture(
 ) -> set[tuple[int, int]]:
     """(page, index) of the lines that are running heads, running feet or page numbers.
 
-    Candidates are the top-most and bottom-most lines of each page. A candidate is
-    furniture when it is a bare page number, when it carries a number that follows the
-    page sequence (the page label, or a constant offset from the page index seen on
-    several pages), or when its letters repeat (fuzzily: OCR misreads) on other pages.
+    Any line that is a print-production slug or proof stamp is furniture. Candidates
+    are the top-most and bottom-most lines of each page that stand apart from the text
+    block. A candidate is furniture when it is a bare page number, when it carries a
+    number that follows the page sequence (the page label, or a constant offset from the
+    page index seen on several pages), or when its letters (digits and roman numerals
+    left out) repeat, fuzzily for OCR misreads, at the same edge of three other pages:
+    left and right running heads ("4 BOOK TITLE", "CHAPTER NAME 5") each repeat on
+    alternate pages.
     """
     n = len(pages)
     gaps = [
@@ -320,6 +451,8 @@ def furniture(
     for p, lines in enumerate(pages):
         if not lines:
             continue
+        # 0. print-production slugs and proof stamps, wherever they sit
+        found.update((p, i) for i, ln in enumerate(lines) if is_slug(ln.text))
         order = sorted(range(len(lines)), key=lambda i: -lines[i].y)
         # the outermost line at each edge; the next one too on fuller pages (a running
         # head over a line of small print, a page number under a footer)
@@ -389,7 +522,9 @@ def furniture(
                 ):
                     alike[ka].append(kb)
                     alike[kb].append(ka)
-        need = 2 if n <= 8 else max(3, int(0.25 * n))
+        # a running head repeats on every other page of its chapter (odd/even heads
+        # differ): three such pages are enough, however long the book
+        need = 2 if n <= 8 else 3
         for p, i, ln in cands:
             key = _letters(ln.text)
             if key not in alike:
@@ -573,7 +708,7 @@ def to_blocks(
             heading.clear()
 
     for ln in lines:
-        text = line_text(ln, claimed).strip()
+        text = line_text(ln, claimed, running=True).strip()
         if not text:
             continue
         level = heading_level(ln, style)

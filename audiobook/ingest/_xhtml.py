@@ -307,6 +307,8 @@ class _Walk:
     note: bool = False
     hlevel: int = 0
     captions: bool = True
+    skip_matter: bool = False
+    left_out: list[str] = field(default_factory=list)
 
     def flush(self) -> None:
         if not self.buf:
@@ -340,6 +342,13 @@ class _Walk:
             self.flush()
             self.events.append(Mark(eid, types))
         if self._skipped(el, name, types):
+            self.text(el.tail)
+            return
+        if self.skip_matter and (why := matter_kind(el, name)):
+            self.flush()
+            chars = len(clean_text(" ".join(el.itertext())))
+            if chars:
+                self.left_out.append(f"{why}: {chars:,} characters")
             self.text(el.tail)
             return
         if name == "img" or (name == "image" and el.get("alt") is not None):
@@ -406,6 +415,48 @@ class _Walk:
         return _is_note_link(el, name)
 
 
+_PG_BOILERPLATE_IDS = {
+    "pg-header": "Project Gutenberg header",
+    "pg-footer": "Project Gutenberg licence",
+}
+_CONTENTS_HEADING = re.compile(
+    r"^(the )?(table of )?contents\.?$|^table des mati[eè]res$|^inhalt(sverzeichnis)?$"
+    r"|^índice$|^目次$|^目錄$",
+    re.IGNORECASE,
+)
+_LINK_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
+
+
+def matter_kind(el: etree._Element, name: str) -> str | None:
+    """What kind of front or back matter ``el`` is, or None: Project Gutenberg's header
+    and licence sections (``pg-header`` / ``pg-footer``, ``pg-boilerplate``), a contents
+    heading, and a contents list (three or more links into the book carrying most of the
+    element's text)."""
+    eid = el.get("id") or ""
+    if eid in _PG_BOILERPLATE_IDS:
+        return _PG_BOILERPLATE_IDS[eid]
+    cls = (el.get("class") or "").split()
+    if "pg-boilerplate" in cls:
+        return "Project Gutenberg boilerplate"
+    if name in _HEADINGS and _CONTENTS_HEADING.match(clean_text(" ".join(el.itertext()))):
+        return "contents heading"
+    if name in ("table", "ul", "ol", "dl", "div", "p", "section", "nav"):
+        links = [
+            a
+            for a in el.iter()
+            if isinstance(a.tag, str)
+            and localname(a) == "a"
+            and (href := a.get("href")) is not None
+            and not _LINK_SCHEME.match(href)
+        ]
+        if len(links) >= 3:
+            text = clean_text(" ".join(el.itertext()))
+            linked = sum(len(clean_text(" ".join(a.itertext()))) for a in links)
+            if text and linked >= 0.6 * len(text.replace(" ", "")) and len(links) * 200 > len(text):
+                return "contents list"
+    return None
+
+
 def body_of(root: etree._Element) -> etree._Element:
     for el in root.iter():
         if localname(el) == "body":
@@ -424,11 +475,18 @@ def doc_types(root: etree._Element) -> frozenset[str]:
 
 
 def extract(
-    root: etree._Element, targets: frozenset[str] = frozenset(), captions: bool = True
+    root: etree._Element,
+    targets: frozenset[str] = frozenset(),
+    captions: bool = True,
+    left_out: list[str] | None = None,
 ) -> list[Event]:
     """The document's text as events in reading order (see module docstring).
-    ``captions=False`` leaves out image alt text and figure captions."""
-    walk = _Walk(targets, captions=captions)
+    ``captions=False`` leaves out image alt text and figure captions. Given a
+    ``left_out`` list, front and back matter inside the document (``matter_kind``) is
+    left out and said there."""
+    walk = _Walk(targets, captions=captions, skip_matter=left_out is not None)
     walk.visit(body_of(root), 0)
     walk.flush()
+    if left_out is not None:
+        left_out.extend(walk.left_out)
     return walk.events

@@ -10,17 +10,23 @@ from typing import ClassVar, Literal
 from ..errors import ConfigError
 from ..model import Book
 
-TableMode = Literal["summary", "skip", "read"]
+TableMode = Literal["rows", "summary", "skip", "read"]
 
 
 @dataclass(frozen=True)
 class IngestOptions:
     password: str | None = None  # PDF user password
     split_by: str | None = None  # PDF: "outline" | "headings" | "pages:N" | "none"
-    skip_matter: bool = False  # leave out front and back matter (copyright, colophon, index)
+    # Leave out what is not the work: Project Gutenberg's header and licence, contents
+    # pages, copyright, colophon, index (``Book.left_out`` says what and why). False
+    # keeps everything (``--keep-matter``).
+    skip_matter: bool = True
     footnotes: str = "end"  # "end" (read at the end of the chapter) | "drop"
     captions: bool = True  # HTML: read figure captions and alt text
-    tables: TableMode = "summary"  # HTML/Markdown: "summary" (spoken description) | "skip" | "read"
+    # HTML/Markdown data tables: "rows" (each row a sentence, its cells named by the
+    # header; a long table summarised, then its first rows) | "summary" (a spoken
+    # description) | "skip" | "read" (cell text as it comes)
+    tables: TableMode = "rows"
 
     def __post_init__(self) -> None:
         if self.footnotes not in ("end", "drop"):

@@ -116,6 +116,8 @@ _PG_END_IN = re.compile(
     r"\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG",
     re.IGNORECASE,
 )
+_PG_PRODUCED = re.compile(r"^(e-?text |ebook )?(produced|prepared|transcribed) by\b", re.IGNORECASE)
+_PG_END_OF = re.compile(r"^end of (the |this )?project gutenberg", re.IGNORECASE)
 _CHAPTER_PARA = re.compile(
     r"^(第[一二三四五六七八九十百千零〇○两\d]+[回章節节卷部篇]"
     r"|(chapter|chapitre|cap[ií]tulo|capitolo|kapitel|book|livre|part)\s+"
@@ -435,6 +437,7 @@ class _Reader:
         self.z = z
         self.options = options
         self.warnings: list[str] = []
+        self.left_out: list[str] = []
         self._lower = {n.lower(): n for n in z.names}
 
     # ------------------------------------------------------------------ helpers
@@ -480,7 +483,10 @@ class _Reader:
                 return None
             self.warn(f"{name}: malformed XHTML ({problem}); recovered what could be read")
         assert root is not None
-        return _Doc(name, extract(root, targets, self.options.captions), doc_types(root))
+        left_out: list[str] | None = [] if self.options.skip_matter else None
+        events = extract(root, targets, self.options.captions, left_out)
+        self.left_out += [f"{name}: {what}" for what in left_out or ()]
+        return _Doc(name, events, doc_types(root))
 
     # --------------------------------------------------------------------- book
 
@@ -539,6 +545,7 @@ class _Reader:
             description=pkg.description,
             direction=pkg.direction,  # type: ignore[arg-type]
             warnings=tuple(self.warnings),
+            left_out=tuple(self.left_out),
         )
 
     def _check_encryption(self, pkg: _Package) -> None:
@@ -687,6 +694,13 @@ class _Reader:
             skip_doc = (
                 not starts and self.options.skip_matter and _role_from_types(doc.types) is not None
             )
+            if skip_doc:
+                chars = sum(len(e.block.text) for e in doc.events if isinstance(e, Item))
+                if chars:
+                    self.left_out.append(
+                        f"{doc.path}: {_role_from_types(doc.types)} matter "
+                        f"({', '.join(sorted(doc.types))}), {chars:,} characters"
+                    )
             for ev in doc.events:
                 if isinstance(ev, Mark):
                     for i in at_mark.pop((doc.path, ev.id), []):
@@ -830,10 +844,15 @@ class _Reader:
     def _finish(self, accs: list[_Acc]) -> list[Chapter]:
         opts = self.options
         if opts.skip_matter:
-            _trim_gutenberg(accs)
+            self.left_out += _trim_gutenberg(accs)
         chapters: list[Chapter] = []
         for n, acc in enumerate(accs, 1):
             if opts.skip_matter and acc.role != "body":
+                chars = sum(len(b.text) for b in (*acc.blocks, *acc.notes))
+                if chars:
+                    self.left_out.append(
+                        f"{acc.title or f'chapter {n}'}: {acc.role} matter, {chars:,} characters"
+                    )
                 continue
             title = (
                 acc.title
@@ -881,22 +900,41 @@ def _is_content(item: _Item) -> bool:
     )
 
 
-def _trim_gutenberg(accs: list[_Acc]) -> None:
+def _trim_gutenberg(accs: list[_Acc]) -> list[str]:
     """Drop Project Gutenberg's header (up to its START line) and footer (from its END
     line): they are licence text, not the book. The lines may sit inside a block (a
-    <pre> header), which is then cut at the line."""
+    <pre> header), which is then cut at the line. Returns what was left out."""
     flat = [(a, i) for a in accs for i in range(len(a.blocks))]
     start = next(
         (k for k, (a, i) in enumerate(flat[:400]) if _PG_START_IN.search(a.blocks[i].text)), None
     )
     end = next((k for k, (a, i) in enumerate(flat) if _PG_END_IN.search(a.blocks[i].text)), None)
     if start is None and end is None:
-        return
+        return []
+    # The producers' credit just after START and the "End of Project Gutenberg's ..."
+    # line just before END are the header's and the footer's too.
+    credit = end_of = None
+    if start is not None and start + 1 < len(flat) and start + 1 != end:
+        a, i = flat[start + 1]
+        if _PG_PRODUCED.match(a.blocks[i].text):
+            credit = start + 1
+    if end is not None and end > 0 and end - 1 != start:
+        a, i = flat[end - 1]
+        if _PG_END_OF.match(a.blocks[i].text):
+            end_of = end - 1
     kept: dict[int, list[Block]] = {id(a): [] for a in accs}
+    header = licence = 0
     for k, (a, i) in enumerate(flat):
         block = a.blocks[i]
         text = block.text
-        if start is not None and k < start or end is not None and k > end:
+        if start is not None and k < start or k == credit:
+            header += len(text)
+            continue
+        if k == end_of:
+            licence += len(text)
+            continue
+        if end is not None and k > end:
+            licence += len(text)
             continue
         if k == end:
             m = _PG_END_IN.search(text)
@@ -906,7 +944,20 @@ def _trim_gutenberg(accs: list[_Acc]) -> None:
             m = _PG_START_IN.search(text)
             assert m is not None
             text = text[m.end() :].strip()
+            if _PG_PRODUCED.match(text) and len(text) < 300:
+                text = ""
+        if k in (start, end):
+            if k == start:
+                header += len(block.text) - len(text)
+            else:
+                licence += len(block.text) - len(text)
         if text:
             kept[id(a)].append(block if text == block.text else Block(block.kind, text))
     for a in accs:
         a.blocks = kept[id(a)]
+    said = []
+    if header:
+        said.append(f"Project Gutenberg header: {header:,} characters, up to its START line")
+    if licence:
+        said.append(f"Project Gutenberg licence: {licence:,} characters, from its END line")
+    return said

@@ -533,7 +533,7 @@ class PdfIngestor(Ingestor):
                 for i, p in enumerate(pages)
                 if p.indirect_reference is not None
             }
-            extracted = self._extract(pages, pypdf_log)
+            extracted = self._extract(pages, pypdf_log, warnings)
             raw_lines, widths_of_pages, upright, skipped, damaged, imageonly = extracted
             labels = _page_labels(reader, len(pages))
             outline = walk_outline(reader, page_index, warnings)
@@ -543,6 +543,10 @@ class PdfIngestor(Ingestor):
         if not any(raw_lines):
             if len(skipped) == len(pages):
                 raise CorruptDocument(path, "no page could be read (damaged content streams)")
+            if any(w.startswith("glyph codes") for w in warnings):
+                raise NoTextError(
+                    path, "no usable text layer (fonts without a Unicode map: glyph codes only)"
+                )
             raise NoTextError(
                 path, "no text layer (scanned or image-only PDF); OCR is not available"
             )
@@ -557,10 +561,14 @@ class PdfIngestor(Ingestor):
                 f"pages with no text layer (scanned images) skipped: {_ranges(imageonly)}"
             )
         doc = layout_pages(raw_lines, widths_of_pages, labels, upright)
+        left_out: list[str] = []
         if options.skip_matter:
             # printed tables of contents are front matter: the outline replaces them
+            toc_pages = [pg.index for pg in doc if lay.is_toc_page(pg.lines)]
+            if toc_pages:
+                left_out.append(f"contents pages: {_ranges(toc_pages)}")
             doc = [
-                _Page(pg.index, (), pg.notes, pg.upright) if lay.is_toc_page(pg.lines) else pg
+                _Page(pg.index, (), pg.notes, pg.upright) if pg.index in toc_pages else pg
                 for pg in doc
             ]
         chapters = make_chapters(doc, outline, options.split_by, labels, meta["title"], warnings)
@@ -569,6 +577,11 @@ class PdfIngestor(Ingestor):
             for ch in chapters
         ]
         if options.skip_matter and any(ch.role == "body" for ch in chapters):
+            left_out += [
+                f"{ch.title}: {ch.role} matter, {len(ch.text):,} characters"
+                for ch in chapters
+                if ch.role != "body" and ch.text
+            ]
             chapters = [ch for ch in chapters if ch.role == "body"]
         if options.footnotes == "drop":
             chapters = [replace(ch, footnotes=()) for ch in chapters]
@@ -583,11 +596,12 @@ class PdfIngestor(Ingestor):
             description=meta["subject"],
             direction=_direction(text),
             warnings=tuple(warnings),
+            left_out=tuple(left_out),
         )
 
     @staticmethod
     def _extract(
-        pages: list[Any], pypdf_log: list[str]
+        pages: list[Any], pypdf_log: list[str], warnings: list[str]
     ) -> tuple[list[list[lay.Line]], list[float], list[bool], list[int], list[int], list[int]]:
         widths = _Widths()
         out: list[list[lay.Line]] = []
@@ -596,6 +610,8 @@ class PdfIngestor(Ingestor):
         damaged: list[int] = []
         imageonly: list[int] = []
         upright: list[bool] = []
+        garbled: list[int] = []  # pages with glyph codes dropped
+        unmapped: list[int] = []  # pages with nothing but glyph codes
         for i, page in enumerate(pages):
             page_widths.append(612.0)
             upright.append(True)
@@ -614,12 +630,29 @@ class PdfIngestor(Ingestor):
             page_widths[-1] = extent
             upright[-1] = is_upright
             trouble = [m for m in pypdf_log[logged:] if not _is_font_note(m)]
-            lines = lay.build_lines(frags, i)
-            if trouble:
+            lines, removed, kept = lay.strip_glyph_codes(lay.build_lines(frags, i))
+            if removed:
+                garbled.append(i)
+                if kept < 0.05 * (kept + removed):  # all garbage: no usable text layer
+                    unmapped.append(i)
+                    lines = []
+            if i in unmapped:
+                pass
+            elif trouble:
                 (damaged if lines else skipped).append(i)
             elif not lines and _has_images(page):
                 imageonly.append(i)
             out.append(lines)
+        if garbled:
+            warnings.append(
+                "glyph codes of fonts without a Unicode map dropped (not spoken) on pages "
+                + _ranges(garbled)
+                + (
+                    f"; pages with no other text, read as having no text layer: {_ranges(unmapped)}"
+                    if unmapped
+                    else ""
+                )
+            )
         return out, page_widths, upright, skipped, damaged, imageonly
 
 
