@@ -44,6 +44,9 @@ from .voices import polly_voice_for
 
 log = logging.getLogger(__name__)
 
+# What GetSpeechSynthesisTask answers for a task it no longer keeps (after 72 hours).
+_GONE_CODES = ("SynthesisTaskNotFoundException", "InvalidTaskIdException")
+
 # recover() accepts tasks created up to this long before ``since``: the skew between
 # our clock (the recorded intent) and the service's (the task's CreationTime).
 RECOVER_SKEW_S = 300.0
@@ -512,11 +515,11 @@ class PollyEngine(Engine):
     def _task_state(self, ref: TaskRef, status: Callable[[str], TaskState]) -> TaskState:
         """The state of ``ref``'s audio task, and of its speech-mark task when marks are
         asked for: done only when both are, failed when either failed."""
-        audio = status(ref.task_id)
+        audio = self._or_gone(ref, ref.task_id, status, marks=False)
         marks_id = ref.extra.get("marks_task_id") if self.marks else None
         if audio.status != "completed" or not marks_id:
             return audio
-        marks = status(marks_id)
+        marks = self._or_gone(ref, marks_id, status, marks=True)
         if marks.status == "failed":
             return TaskState(
                 "failed", reason=f"speech marks: {marks.reason}", transient=marks.transient
@@ -524,6 +527,40 @@ class PollyEngine(Engine):
         if marks.status != "completed":
             return TaskState(marks.status)
         return audio
+
+    def _or_gone(
+        self, ref: TaskRef, task_id: str, status: Callable[[str], TaskState], *, marks: bool
+    ) -> TaskState:
+        """``status(task_id)``; for a task Polly no longer knows (it keeps a task record
+        72 hours, the S3 object outlives it), where its output stands: completed when
+        the object is at the key recorded for it, else failed (transient: the caller
+        starts a new task)."""
+        try:
+            return status(task_id)
+        except AudiobookError as e:
+            if _error_code(e) not in _GONE_CODES:
+                raise
+        bucket = ref.extra.get("marks_bucket" if marks else "bucket")
+        key = ref.extra.get("marks_s3_key" if marks else "s3_key")
+        if bucket and key and self._object_exists(bucket, key):
+            log.info("Polly task %s is gone; its output is at s3://%s/%s", task_id, bucket, key)
+            return TaskState("completed")
+        where = f"s3://{bucket}/{key}" if bucket and key else "no recorded S3 key"
+        return TaskState(
+            "failed",
+            reason=f"task {task_id} is gone (Polly keeps tasks 72 hours) and so is its "
+            f"output ({where})",
+            transient=True,
+        )
+
+    def _object_exists(self, bucket: str, key: str) -> bool:
+        try:
+            _call(f"S3 HeadObject s3://{bucket}/{key}", self.s3.head_object, Bucket=bucket, Key=key)
+        except AudiobookError as e:
+            if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     def poll_many(self, refs: Sequence[TaskRef]) -> list[TaskState]:
         """Where many tasks stand, in one status call where possible.

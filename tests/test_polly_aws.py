@@ -1,0 +1,134 @@
+"""Polly as AWS behaves: the cases where the engine and the emulator could share a wrong
+assumption, each driven through the CLI against moto and the emulator, whose behaviour is
+cited to the AWS source in ``audiobook/emulator/facts.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from audiobook.cli import cli
+from tests.epubkit import Doc, build_epub
+
+CHAPTERS = [
+    ("Morning", "<p>The sun rose over the quiet town. Birds sang in the trees.</p>"),
+    ("Noon", "<p>At noon the market was full of people and voices.</p>"),
+    ("Night", "<p>When night fell, the streets were empty and still.</p>"),
+]
+TITLES = [t for t, _ in CHAPTERS]
+POLLY = ["--engine", "polly", "--voice", "Joanna", "--polly-engine", "neural"]
+
+
+def make_epub(path: Path, chapters: list[tuple[str, str]] = CHAPTERS) -> Path:
+    docs = [Doc(f"c{i}.xhtml", f"<h1>{t}</h1>{body}") for i, (t, body) in enumerate(chapters)]
+    toc = [(t, f"c{i}.xhtml", []) for i, (t, _) in enumerate(chapters)]
+    return build_epub(path, docs, toc, title="A Tiny Day", authors=("Ann Author",))
+
+
+def invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def polly_api(emu: Any) -> Any:
+    import boto3
+
+    return boto3.session.Session(region_name="us-east-1").client("polly", endpoint_url=emu.url)
+
+
+def chapter_titles(path: Path) -> list[str]:
+    from mutagen.mp4 import MP4
+
+    return [c.title for c in MP4(path).chapters]
+
+
+@pytest.fixture
+def polly_cli(aws_env, make_polly_emulator, monkeypatch, s3_bucket):
+    """start(**emulator options) -> (emulator, CLI arguments choosing Polly and the
+    bucket); the environment points the CLI's Polly client at that emulator."""
+
+    def start(**options: Any) -> tuple[Any, list[str]]:
+        emu = make_polly_emulator(**options)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_POLLY", emu.url)
+        aws_env["AWS_ENDPOINT_URL_POLLY"] = emu.url
+        return emu, [*POLLY, "--bucket", s3_bucket]
+
+    return start
+
+
+def interrupted_run(emu: Any, env: dict[str, str], args: list[str | Path], pieces: int) -> None:
+    """``audiobook ARGS`` in a real process, ended with SIGTERM once its ``pieces`` tasks
+    are started (and so recorded: a stopping run lets its calls in flight finish)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audiobook", *map(str, args)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(emu.tasks) < pieces and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert len(emu.tasks) == pieces, "the tasks did not start within the deadline"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, stderr
+
+
+# --- 1. a resume more than 72 hours later -------------------------------------------------
+
+
+@pytest.mark.parametrize("notify", ["poll", "sns"])
+@pytest.mark.parametrize("audio_kept", [True, False], ids=["audio-in-s3", "audio-gone"])
+def test_resume_after_72_hours_finds_the_audio_or_starts_anew(
+    polly_cli, aws_env, sns_client, s3_client, s3_bucket, tmp_path, notify, audio_kept
+):
+    now = [time.time()]
+    # Tasks wait in the queue long enough for the run to be stopped before any finishes.
+    emu, polly = polly_cli(clock=lambda: now[0], queue_delay=1.5)
+    if notify == "sns":
+        topic = sns_client.create_topic(Name=f"t-{uuid.uuid4().hex[:12]}")["TopicArn"]
+        polly += ["--sns-topic", topic]
+    book, out, state = make_epub(tmp_path / "day.epub"), tmp_path / "day.m4b", tmp_path / "st"
+    args: list[str | Path] = ["convert", book, "-o", out, *polly, "--mode", "async"]
+    args += ["--state-dir", state]
+    interrupted_run(emu, aws_env, args, pieces=3)
+    assert emu.wait_idle(timeout=60)
+    first = emu.tasks
+    assert {t.status for t in first} == {"completed"}
+    # 73 hours later Polly has forgotten the tasks; their objects are still in S3 (or
+    # a lifecycle rule removed them too).
+    now[0] += 73 * 3600
+    assert polly_api(emu).list_speech_synthesis_tasks()["SynthesisTasks"] == []
+    if not audio_kept:
+        for t in first:
+            s3_client.delete_object(Bucket=t.bucket, Key=t.key)
+
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    assert chapter_titles(out) == TITLES
+    again = emu.tasks
+    if audio_kept:
+        assert again == []  # nothing paid again: the audio was at the recorded keys
+    else:
+        assert len(again) == 3  # one new task per piece, each paid once
+        assert {t.text_sha256 for t in again} == {t.text_sha256 for t in first}
+    # And a further run has nothing left to do.
+    r = invoke(*args, "--force")
+    assert r.exit_code == 0, r.output
+    assert "0 synthesized" in r.stdout
