@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from audiobook.cli import cli
+from audiobook.emulator import facts
 from tests.epubkit import Doc, build_epub
 
 CHAPTERS = [
@@ -132,3 +133,35 @@ def test_resume_after_72_hours_finds_the_audio_or_starts_anew(
     r = invoke(*args, "--force")
     assert r.exit_code == 0, r.output
     assert "0 synthesized" in r.stdout
+
+
+# --- 4. a failed task whose notification gives no reason ------------------------------------
+
+
+def test_failure_notified_without_a_reason_is_classified_by_get(polly_cli, sns_client, tmp_path):
+    # The first task fails with a transient reason that only GetSpeechSynthesisTask
+    # tells (facts.NOTIFICATION_CARRIES_REASON): a new task is started, the book ends.
+    assert not facts.NOTIFICATION_CARRIES_REASON
+    emu, polly = polly_cli(fail_rate=1.0, fail_limit=1, seed=1)
+    topic = sns_client.create_topic(Name=f"t-{uuid.uuid4().hex[:12]}")["TopicArn"]
+    out = tmp_path / "day.m4b"
+    r = invoke(
+        "convert",
+        make_epub(tmp_path / "day.epub"),
+        "-o",
+        out,
+        *polly,
+        "--mode",
+        "async",
+        "--sns-topic",
+        topic,
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 0, r.output
+    assert chapter_titles(out) == TITLES
+    tasks = emu.tasks
+    assert emu.stats["tasks_failed_transient_injected"] == 1
+    assert [t.status for t in tasks].count("failed") == 1
+    assert len(tasks) == 4 and len({t.text_sha256 for t in tasks}) == 3
+    assert all(t.notified for t in tasks)

@@ -908,7 +908,7 @@ class Emulator:
             "textType": facts.SNS_TEXT_TYPES[task.TextType],
             "voiceId": task.VoiceId,
         }
-        if task.TaskStatusReason:
+        if task.TaskStatusReason and facts.NOTIFICATION_CARRIES_REASON:
             msg["taskStatusReason"] = task.TaskStatusReason
         try:
             self.sns.publish(TopicArn=task.SnsTopicArn, Message=json.dumps(msg))

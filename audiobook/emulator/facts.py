@@ -89,6 +89,11 @@ SNS_OUTPUT_FORMATS: dict[str, str] = {
     "json": "Json",
 }
 SNS_TEXT_TYPES: dict[str, str] = {"text": "Text", "ssml": "Ssml"}
+# A failed task's notification: AWS says only that the message "may" carry error
+# information [D asynchronous.html]; no source shows a reason key (the 3P fixture is a
+# completed task). The emulator sends none, so a client must ask GetSpeechSynthesisTask
+# for TaskStatusReason [M: SynthesisTask.TaskStatusReason].
+NOTIFICATION_CARRIES_REASON = False
 
 # ListSpeechSynthesisTasks: "ordered by creation date"; direction and default page size
 # UNVERIFIED: newest first, 100 per page.

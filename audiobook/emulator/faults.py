@@ -38,6 +38,7 @@ class FaultOptions:
     error5xx_rate:          API requests answered ServiceFailureException (500), before
                             any effect (a failed Start creates no task).
     fail_rate:              tasks ending ``failed`` with a transient reason.
+    fail_limit:             at most this many of those (None: no limit).
     permanent_fail_rate:    tasks ending ``failed`` with a permanent reason.
     lost_notification_rate: completion messages never published to SNS.
     unknown_error_rate:     API requests answered with ``UNKNOWN_ERROR_CODE``, an error
@@ -56,6 +57,7 @@ class FaultOptions:
     throttle_rate: float = 0.0
     error5xx_rate: float = 0.0
     fail_rate: float = 0.0
+    fail_limit: int | None = None
     permanent_fail_rate: float = 0.0
     lost_notification_rate: float = 0.0
     unknown_error_rate: float = 0.0
@@ -114,7 +116,10 @@ class FaultInjector:
 
     def task_failure(self) -> str | None:
         """A failure reason for a task about to run, or None."""
-        if self._roll(self.options.fail_rate):
+        limit = self.options.fail_limit
+        with self._lock:
+            spent = limit is not None and self.counts["tasks_failed_transient_injected"] >= limit
+        if not spent and self._roll(self.options.fail_rate):
             self.count("tasks_failed_transient_injected")
             with self._lock:
                 return self._rng.choice(TRANSIENT_REASONS)

@@ -217,7 +217,8 @@ class NotificationListener:
     def known(self, task_id: str) -> TaskState | None:
         """Where ``task_id`` stands as far as notifications tell: its notified end, or
         its last known state while it is inside its grace time. None: ask Polly (and
-        call ``heard`` with the answer); the grace time starts again now."""
+        call ``heard`` with the answer); the grace time starts again now. A failure
+        notified without a reason is None too: the reason is Polly's to tell."""
         self.drain()
         with self._lock:
             note = self._notified.get(task_id)
@@ -228,6 +229,10 @@ class NotificationListener:
                     return task_state(pending.status, "", "")
                 pending.checked = now  # the caller asks Polly once
         if note is not None:
+            if note["status"] == "failed" and not note["reason"].strip():
+                # The message says failed but not why (AWS documents no reason in it):
+                # GetSpeechSynthesisTask's TaskStatusReason decides whether to retry.
+                return None
             return task_state(note["status"], note["reason"], note["output_uri"])
         return None
 
