@@ -201,7 +201,12 @@ class Scheduler:
         self.batch_status = caps.batch_status
         # An engine told of completions by notifications (Polly with an SNS topic) makes
         # no status call per poll: its polls need no share of the Get/List quota.
-        self.poll_limiter = None if caps.notified else limiters.poll
+        # An engine that passes each of its status calls through the shared limiter
+        # (fallback lookups, listings, re-polls after a lost notification) is left to it.
+        status = limiters.poll
+        gated = status is not None and engine.limit_status_calls(status.acquire)
+        self.status_limiter = None if gated else status
+        self.poll_limiter = None if caps.notified else self.status_limiter
         self.busy = 0  # submits and fetches on the executor
         self.seq = itertools.count()
         self.repoll = REMOTE_REPOLL if caps.remote else LOCAL_REPOLL
@@ -410,10 +415,7 @@ class Scheduler:
             if row.status == "submitted" and row.task_id:
                 ref = TaskRef(row.task_id, row.engine, row.output_uri, extra=row.extra)
             elif row.started_at is not None:
-                if self.limiters.poll is not None:
-                    self.limiters.poll.acquire()
-                # Clock skew between us and the service is the engine's to allow.
-                ref = self.engine.recover(job.key, row.started_at)
+                ref = self._recover(job, row.started_at)
                 if ref is not None:
                     log.info(
                         "%s: found task %s started by an earlier run",
@@ -436,6 +438,18 @@ class Scheduler:
         job.started = next(self.started)
         self.polling.append(job)
         return True
+
+    def _recover(self, job: Job, since: float) -> TaskRef | None:
+        """``engine.recover``, retried with backoff on a retryable error (a throttled
+        listing during a resume is no reason to stop)."""
+        while True:
+            if self.status_limiter is not None:
+                self.status_limiter.acquire()
+            try:
+                # Clock skew between us and the service is the engine's to allow.
+                return self.engine.recover(job.key, since)
+            except RETRYABLE as e:
+                self.sleep(self._retry_or_raise(job, e, "errors"))
 
     # -- chunks other runs hold --------------------------------------------------------------
 

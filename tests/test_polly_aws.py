@@ -165,3 +165,83 @@ def test_failure_notified_without_a_reason_is_classified_by_get(polly_cli, sns_c
     assert [t.status for t in tasks].count("failed") == 1
     assert len(tasks) == 4 and len({t.text_sha256 for t in tasks}) == 3
     assert all(t.notified for t in tasks)
+
+
+# --- 7. every status call through the shared rate limiter -----------------------------------
+
+
+def test_fallback_gets_stay_inside_the_get_list_quota(polly_cli, s3_bucket, tmp_path):
+    # 100 newer tasks in the account push the book's tasks off the first List page, so
+    # each of its 12 pieces is asked with GetSpeechSynthesisTask: 13 status calls a
+    # round against a quota of 10 a second (burst 10, unscaled). Each must wait its turn.
+    now = [time.time()]
+    emu, polly = polly_cli(
+        clock=lambda: now[0],
+        quota_scale=1,
+        quota_overrides={"start:standard": (1000.0, 1000), "start:neural": (1000.0, 1000)},
+        audio="silence",
+        queue_delay=1.0,
+    )
+    api = polly_api(emu)
+    now[0] += 3600  # the others' tasks are newer than the book's
+    for i in range(100):
+        api.start_speech_synthesis_task(
+            Text=f"Another task {i}.",
+            VoiceId="Joanna",
+            OutputFormat="mp3",
+            OutputS3BucketName=s3_bucket,
+            OutputS3KeyPrefix="others/",
+        )
+    now[0] -= 3600
+    chapters = [(f"Part {i}", f"<p>Words of part {i} go here.</p>") for i in range(12)]
+    out = tmp_path / "parts.m4b"
+    r = invoke(
+        "convert",
+        make_epub(tmp_path / "parts.epub", chapters),
+        "-o",
+        out,
+        *polly,
+        "--mode",
+        "async",
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 0, r.output
+    assert chapter_titles(out) == [t for t, _ in chapters]
+    assert emu.stats.get("throttled_quota", 0) == 0, emu.stats
+
+
+def test_a_throttled_listing_during_resume_is_retried(polly_cli, aws_env, tmp_path):
+    # The run is killed while Polly's answer to its start call is on the way: the task
+    # exists, its id was never recorded. The next run finds it with
+    # ListSpeechSynthesisTasks, which is throttled twice (HTTP 429) first.
+    emu, polly = polly_cli(
+        slow_start_answer=30.0,
+        unknown_error_rate=1.0,
+        unknown_error_status=429,
+        unknown_error_limit=2,
+        fault_operations=("ListSpeechSynthesisTasks",),
+    )
+    book = make_epub(tmp_path / "one.epub", CHAPTERS[:1])
+    out, state = tmp_path / "one.m4b", tmp_path / "st"
+    args: list[str | Path] = ["convert", book, "-o", out, *polly, "--mode", "async"]
+    args += ["--state-dir", state]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audiobook", *map(str, args)],
+        env={**os.environ, **aws_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not emu.tasks and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(emu.tasks) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    assert emu.stats["unknown_errors_injected"] == 2
+    assert len(emu.tasks) == 1  # found again, not paid twice
+    assert chapter_titles(out) == TITLES[:1]

@@ -504,6 +504,8 @@ class Emulator:
                 self._heap, (time.monotonic() + self.options.queue_delay, next(self._seq), task_id)
             )
             self._wake.notify()
+        if self.options.faults.slow_start_answer > 0:
+            self._stop.wait(self.options.faults.slow_start_answer)
         return {"SynthesisTask": snapshot}
 
     def get_speech_synthesis_task(self, p: Mapping[str, Any]) -> dict[str, Any]:

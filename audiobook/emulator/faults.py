@@ -51,6 +51,8 @@ class FaultOptions:
     fault_operations:       the operations the request faults above (throttle, 5xx,
                             unknown errors) hit; empty: every operation.
     slow_s3:                seconds to wait before writing each output object.
+    slow_start_answer:      seconds StartSpeechSynthesisTask waits, the task created,
+                            before it answers (an answer a killed client never reads).
     seed:                   RNG seed (None: unseeded).
     """
 
@@ -65,6 +67,7 @@ class FaultOptions:
     unknown_error_limit: int | None = None
     fault_operations: tuple[str, ...] = ()
     slow_s3: float = 0.0
+    slow_start_answer: float = 0.0
     seed: int | None = None
 
 

@@ -17,7 +17,7 @@ and declares the rest.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
@@ -127,6 +127,13 @@ class Engine(abc.ABC):
         caller never recorded (a crash right after the start call). None if there is none
         or the engine keeps nothing across processes (``capabilities.keeps_tasks``)."""
         return None
+
+    def limit_status_calls(self, acquire: Callable[[], object]) -> bool:
+        """Take the caller's limiter of status calls (one quota shared by every book of
+        the process): True when the engine passes each status call it makes (lookups,
+        listings, re-polls) through ``acquire``, so that the caller leaves its polls
+        to the engine; False, the default: the caller limits each poll itself."""
+        return False
 
     def identity(self) -> str:
         """Everything about this engine that changes the audio (voice, engine kind,

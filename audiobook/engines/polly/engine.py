@@ -88,6 +88,7 @@ class PollyEngine(Engine):
         self._lock = threading.RLock()
         self._half_started: dict[str, dict[str, Any]] = {}
         self._uncertain: dict[tuple[str, bool], float] = {}
+        self._status_gate: Callable[[], object] | None = None
         self._workdir: Path | None = None
         self.notifications: NotificationListener | None = None
         if self.sns_topic:
@@ -114,6 +115,15 @@ class PollyEngine(Engine):
             marks=bool(self.marks),
             price_kind=self.polly_engine,
         )
+
+    def limit_status_calls(self, acquire: Callable[[], object]) -> bool:
+        """Every Get and List call (they share one quota) goes through ``acquire``."""
+        self._status_gate = acquire
+        return True
+
+    def _gate(self) -> None:
+        if self._status_gate is not None:
+            self._status_gate()
 
     @property
     def limits(self) -> EngineLimits:  # type: ignore[override]
@@ -446,7 +456,7 @@ class PollyEngine(Engine):
         best: dict[str, Any] | None = None
         best_rank: tuple[bool, float] | None = None
         newest_first, last_ts = True, float("inf")
-        for task in list_tasks(self.polly):
+        for task in list_tasks(self.polly, gate=self._status_gate):
             created: Any = task.get("CreationTime")
             ts = created.timestamp() if hasattr(created, "timestamp") else float(created or 0)
             newest_first = newest_first and ts <= last_ts
@@ -572,6 +582,7 @@ class PollyEngine(Engine):
         SNS, notifications answer and this is ``poll`` per task."""
         if self.sns_topic or not refs:
             return [self.poll(r) for r in refs]
+        self._gate()
         page = _call(
             "Polly ListSpeechSynthesisTasks", self.polly.list_speech_synthesis_tasks, MaxResults=100
         )
@@ -596,6 +607,7 @@ class PollyEngine(Engine):
             known = self.notifications.known(task_id)
             if known is not None:
                 return known
+        self._gate()
         resp = _call(
             "Polly GetSpeechSynthesisTask", self.polly.get_speech_synthesis_task, TaskId=task_id
         )
@@ -617,6 +629,7 @@ class PollyEngine(Engine):
         if not uri:
             if not task_id:
                 raise EngineError(f"task {ref.task_id} has no speech-mark task")
+            self._gate()
             resp = _call(
                 "Polly GetSpeechSynthesisTask",
                 self.polly.get_speech_synthesis_task,
