@@ -165,6 +165,12 @@ engine_options = _compose(
         help="Polly pronunciation lexicon (repeatable, up to 5).",
     ),
     click.option(
+        "--sample-rate",
+        default=None,
+        metavar="HZ",
+        help="Polly sample rate (mp3/ogg_vorbis: 8000-24000; 44100, 48000 with --mode sync).",
+    ),
+    click.option(
         "--mode",
         type=click.Choice(["auto", "async", "sync"]),
         default="auto",
@@ -203,6 +209,7 @@ _POLLY_ONLY = (
     "kms_key",
     "region",
     "lexicons",
+    "sample_rate",
     "mode",
     "marks",
 )
@@ -240,6 +247,7 @@ def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
         kms_key=kw["kms_key"],
         region=kw["region"],
         lexicons=tuple(kw["lexicons"]),
+        sample_rate=kw["sample_rate"],
         marks=marks,
     )
 

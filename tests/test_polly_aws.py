@@ -245,3 +245,69 @@ def test_a_throttled_listing_during_resume_is_retried(polly_cli, aws_env, tmp_pa
     assert emu.stats["unknown_errors_injected"] == 2
     assert len(emu.tasks) == 1  # found again, not paid twice
     assert chapter_titles(out) == TITLES[:1]
+
+
+# --- 2. sample rates by path ---------------------------------------------------------------
+
+
+def test_44100_hz_is_for_synthesize_speech_only(polly_cli, s3_bucket, tmp_path):
+    emu, polly = polly_cli()
+    book = make_epub(tmp_path / "day.epub")
+    # An asynchronous task takes 8000-24000 Hz for mp3: refused before any call to Polly.
+    r = invoke(
+        "convert",
+        book,
+        "-o",
+        tmp_path / "a.m4b",
+        *polly,
+        "--mode",
+        "async",
+        "--sample-rate",
+        "44100",
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 2, r.output
+    assert "--sample-rate 44100" in r.stderr and "SynthesizeSpeech only" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert emu.stats.get("requests.StartSpeechSynthesisTask", 0) == 0
+    # SynthesizeSpeech takes it.
+    out = tmp_path / "s.m4b"
+    r = invoke(
+        "convert",
+        book,
+        "-o",
+        out,
+        *polly,
+        "--mode",
+        "sync",
+        "--sample-rate",
+        "44100",
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 0, r.output
+    assert emu.stats["sync_requests"] == 3
+    assert chapter_titles(out) == TITLES
+    # And the emulator draws the same line, as the model documents each path.
+    api = polly_api(emu)
+    with pytest.raises(api.exceptions.InvalidSampleRateException):
+        api.start_speech_synthesis_task(
+            Text="Hi.",
+            VoiceId="Joanna",
+            OutputFormat="mp3",
+            SampleRate="44100",
+            OutputS3BucketName=s3_bucket,
+        )
+    for rate in facts.TASK_SAMPLE_RATES["mp3"]:
+        api.start_speech_synthesis_task(
+            Text="Hi.",
+            VoiceId="Joanna",
+            OutputFormat="mp3",
+            SampleRate=str(rate),
+            OutputS3BucketName=s3_bucket,
+        )
+    got = api.synthesize_speech(
+        Text="Hi.", VoiceId="Joanna", OutputFormat="mp3", SampleRate="48000"
+    )
+    assert got["AudioStream"].read()

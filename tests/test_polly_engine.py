@@ -216,7 +216,7 @@ def test_check_options_one_line_errors():
         PollyEngine(
             PollyOptions(voice="Joanna", bucket="b-ok", polly_engine="turbo")
         ).check_options()
-    with pytest.raises(ConfigError, match="sample rate 44100 is not valid for pcm"):
+    with pytest.raises(ConfigError, match="sample-rate 44100 is not valid for pcm"):
         PollyEngine(
             PollyOptions(voice="Joanna", bucket="b-ok", output_format="pcm", sample_rate="44100")
         ).check_options()

@@ -328,10 +328,14 @@ class Emulator:
     # --- shared checks ----------------------------------------------------------------
 
     def _speech_request(
-        self, p: Mapping[str, Any], limits: tuple[int, int]
+        self,
+        p: Mapping[str, Any],
+        limits: tuple[int, int],
+        rates: Mapping[str, tuple[int, ...]],
     ) -> tuple[VoiceInfo, str, str, int, int]:
-        """Checks common to Start and SynthesizeSpeech; returns (voice, engine,
-        text_type, billable characters, sample rate)."""
+        """Checks common to Start and SynthesizeSpeech (each with its own character
+        limits and sample rates); returns (voice, engine, text_type, billable
+        characters, sample rate)."""
         voice = BY_ID.get(p["VoiceId"])
         if voice is None:
             raise PollyError(
@@ -383,7 +387,7 @@ class Emulator:
         rate = default_sample_rate(fmt, engine)
         if p.get("SampleRate") is not None and fmt != "json":
             sr = str(p["SampleRate"])
-            if not sr.isdigit() or int(sr) not in facts.SAMPLE_RATES[fmt]:
+            if not sr.isdigit() or int(sr) not in rates[fmt]:
                 raise PollyError(
                     "InvalidSampleRateException",
                     f"The specified sample rate {sr} is not valid for {fmt}",
@@ -458,7 +462,7 @@ class Emulator:
     def start_speech_synthesis_task(self, p: Mapping[str, Any]) -> dict[str, Any]:
         self._purge()
         voice, engine, text_type, billable, rate = self._speech_request(
-            p, (facts.TASK_MAX_BILLABLE, facts.TASK_MAX_TOTAL)
+            p, (facts.TASK_MAX_BILLABLE, facts.TASK_MAX_TOTAL), facts.TASK_SAMPLE_RATES
         )
         bucket = p["OutputS3BucketName"]
         prefix = p.get("OutputS3KeyPrefix", "")
@@ -558,7 +562,7 @@ class Emulator:
     def synthesize_speech(self, p: Mapping[str, Any]) -> tuple[bytes, str, int]:
         """(audio bytes, content type, billable characters)."""
         voice, _engine, text_type, billable, rate = self._speech_request(
-            p, (facts.SYNC_MAX_BILLABLE, facts.SYNC_MAX_TOTAL)
+            p, (facts.SYNC_MAX_BILLABLE, facts.SYNC_MAX_TOTAL), facts.SAMPLE_RATES
         )
         fmt = p["OutputFormat"]
         with tempfile.TemporaryDirectory(dir=self._workdir.name) as tmp:

@@ -42,7 +42,8 @@ TASK_RETENTION_SECONDS = 72 * 3600
 
 # --- formats [M shape docs] ----------------------------------------------------------------
 
-# Valid SampleRate per OutputFormat (json: any/ignored, UNVERIFIED).
+# Valid SampleRate per OutputFormat for SynthesizeSpeech (json: any/ignored, UNVERIFIED)
+# [M: SynthesizeSpeechInput.SampleRate lists 44100 and 48000 for mp3 and ogg_vorbis].
 SAMPLE_RATES: dict[str, tuple[int, ...]] = {
     "mp3": (8000, 16000, 22050, 24000, 44100, 48000),
     "ogg_vorbis": (8000, 16000, 22050, 24000, 44100, 48000),
@@ -50,6 +51,13 @@ SAMPLE_RATES: dict[str, tuple[int, ...]] = {
     "pcm": (8000, 16000),
     "mulaw": (8000,),
     "alaw": (8000,),
+}
+# ...and for StartSpeechSynthesisTask [M: StartSpeechSynthesisTaskInput.SampleRate: "The
+# valid values for mp3 and ogg_vorbis are 8000, 16000, 22050, and 24000"].
+TASK_SAMPLE_RATES: dict[str, tuple[int, ...]] = {
+    **SAMPLE_RATES,
+    "mp3": (8000, 16000, 22050, 24000),
+    "ogg_vorbis": (8000, 16000, 22050, 24000),
 }
 # Default sample rate: mp3/ogg_vorbis 22050 on standard, 24000 on the other engines.
 DEFAULT_RATE_STANDARD = 22050

@@ -21,10 +21,19 @@ MODES = ("auto", "async", "sync")
 
 # File extension of what ``fetch`` writes, per OutputFormat. pcm is wrapped in WAV.
 EXTENSIONS = {"mp3": "mp3", "ogg_vorbis": "ogg", "ogg_opus": "opus", "pcm": "wav"}
-# Valid sample rates per output format (POLLY.md section 9).
+# Valid sample rates per output format and path (POLLY.md section 9): SynthesizeSpeech
+# (botocore model, SynthesizeSpeechInput.SampleRate) also takes 44100 and 48000 for mp3
+# and ogg_vorbis; an asynchronous task (StartSpeechSynthesisTaskInput.SampleRate) takes
+# 8000 to 24000 only.
 SAMPLE_RATES = {
     "mp3": ("8000", "16000", "22050", "24000", "44100", "48000"),
     "ogg_vorbis": ("8000", "16000", "22050", "24000", "44100", "48000"),
+    "ogg_opus": ("48000",),
+    "pcm": ("8000", "16000"),
+}
+TASK_SAMPLE_RATES = {
+    "mp3": ("8000", "16000", "22050", "24000"),
+    "ogg_vorbis": ("8000", "16000", "22050", "24000"),
     "ogg_opus": ("48000",),
     "pcm": ("8000", "16000"),
 }
@@ -77,9 +86,10 @@ def check_options(
     sample_rate: str | None,
     lexicons: Sequence[str],
     marks: Sequence[str],
+    mode: str = "async",
 ) -> None:
-    """The engine's options against what Polly accepts (no AWS call); ConfigError on one
-    line naming the option at fault."""
+    """The engine's options against what Polly accepts on the ``mode`` path (sync or
+    async; no AWS call); ConfigError on one line naming the option at fault."""
     if not bucket:
         raise ConfigError("--bucket is required for --engine polly")
     if not _BUCKET_NAME.match(bucket):
@@ -95,8 +105,15 @@ def check_options(
         )
     if sample_rate and sample_rate not in SAMPLE_RATES[output_format]:
         raise ConfigError(
-            f"sample rate {sample_rate} is not valid for {output_format} "
+            f"--sample-rate {sample_rate} is not valid for {output_format} "
             f"(valid: {', '.join(SAMPLE_RATES[output_format])})"
+        )
+    task_rates = TASK_SAMPLE_RATES[output_format]
+    if sample_rate and mode != "sync" and sample_rate not in task_rates:
+        raise ConfigError(
+            f"--sample-rate {sample_rate}: Polly's asynchronous tasks take "
+            f"{', '.join(task_rates)} for {output_format}; {sample_rate} is for "
+            f"SynthesizeSpeech only (--mode sync, up to 3,000 characters)"
         )
     if len(lexicons) > 5:
         raise ConfigError(f"at most 5 lexicons per request, got {len(lexicons)}")

@@ -205,6 +205,7 @@ class PollyEngine(Engine):
             sample_rate=self.sample_rate,
             lexicons=self.lexicons,
             marks=self.marks,
+            mode=self.mode,
         )
 
     def preflight(self, ssml: Iterable[str] = ()) -> None:
