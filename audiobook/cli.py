@@ -617,6 +617,14 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
         + (f" ({by_kind})" if by_kind else "")
         + f"; ${billed.cost_usd:,.2f} at list prices"
     )
+    n = s.counted
+    if n.pieces:
+        drift = n.service_chars - n.estimated_chars
+        click.echo(
+            f"count check: Polly counted {n.service_chars:,} billable characters for "
+            f"{plural(n.pieces, 'piece')}, the estimate {n.estimated_chars:,} "
+            f"(drift {drift:+,} in {plural(n.differing, 'piece')})"
+        )
     click.echo(f"cache: {plural(s.cache_files, 'file')}, {s.cache_bytes / 1e6:,.1f} MB")
 
 

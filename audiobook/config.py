@@ -24,9 +24,16 @@ class EngineLimits:
     max_total: int
 
 
-# Amazon Polly quotas (limits.html).
-POLLY_SYNC_LIMITS = EngineLimits(max_billable=3_000, max_total=6_000)
-POLLY_TASK_LIMITS = EngineLimits(max_billable=100_000, max_total=200_000)
+# Amazon Polly's limits per request (limits.html): SynthesizeSpeech 3,000 billable /
+# 6,000 total characters, a task 100,000 / 200,000. Pieces are filled to 98% of them:
+# AWS documents what it bills only as "SSML tags are not billed", so our count may
+# differ from RequestCharacters, and a piece a few characters over would be refused
+# (TextLengthExceededException) after the rest of the book was paid for.
+POLLY_LIMITS_SYNC = EngineLimits(max_billable=3_000, max_total=6_000)
+POLLY_LIMITS_TASK = EngineLimits(max_billable=100_000, max_total=200_000)
+POLLY_HEADROOM = 0.02
+POLLY_SYNC_LIMITS = EngineLimits(max_billable=2_940, max_total=5_880)
+POLLY_TASK_LIMITS = EngineLimits(max_billable=98_000, max_total=196_000)
 
 # List prices in USD per 1,000,000 billable characters (from a third-party page,
 # UNVERIFIED against the AWS pricing page).

@@ -34,6 +34,10 @@ SYNC_MAX_BILLABLE = 3_000
 SYNC_MAX_TOTAL = 6_000
 TASK_MAX_BILLABLE = 100_000
 TASK_MAX_TOTAL = 200_000
+# Billing [D limits.html: "SSML tags are not billed"; M: RequestCharacters "Number of
+# billable characters synthesized"]: what is billed beyond that is UNVERIFIED; the
+# emulator counts the parsed document's text content (emulator/ssml.py), on its own.
+BILLING_RULE = "text content of the SSML document; tags not billed"
 MAX_BREAK_SECONDS = 10.0  # <break> at most 10 s [D limits.md]
 MIN_PROSODY_RATE_PERCENT = 20  # prosody rate >= 20% ("-80%" at most) [D limits.md]
 

@@ -13,7 +13,7 @@ import html
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -126,28 +126,14 @@ def check(root: ET.Element, engine: str) -> None:
             raise unsupported()
 
 
-def _own_billable(text: str, text_type: str) -> int:
+def billable_chars(text: str, text_type: str) -> int:
+    """Characters Polly bills, counted here from the documented rule and nothing of the
+    client's: "SSML tags are not billed" [D limits.html] (``facts.BILLING_RULE``): the
+    text content of the parsed document (entities and CDATA as the characters they
+    stand for, the whitespace between tags included); plain text whole."""
     if text_type != "ssml":
         return len(text)
     return len("".join(parse(text).itertext()))
-
-
-def billable_chars(text: str, text_type: str) -> int:
-    """Characters Polly bills: text outside tags, entities decoded. Uses the renderer's
-    own counter when the project has one, so that estimate and bill agree."""
-    if text_type == "ssml":
-        project_count: Callable[[str], int] | None
-        try:
-            from ..ssml import billable_chars as project_count
-        except ImportError:
-            project_count = None
-        if project_count is not None:
-            parse(text)  # still reject malformed SSML
-            try:
-                return int(project_count(text))
-            except Exception:  # noqa: BLE001, S110 - a different signature: count ourselves
-                pass
-    return _own_billable(text, text_type)
 
 
 # --- text for espeak-ng ---------------------------------------------------------------------
