@@ -387,3 +387,74 @@ def test_emulator_count_equals_the_estimate_on_each_corpus_book(corpus, name):
     assert len(chunks) == est["tasks"]
     assert sum(counts) == est["billable_chars"], name
     assert max(counts, default=0) <= POLLY_LIMITS_TASK.max_billable
+
+
+# --- 8. the write probe uploads as Polly does -----------------------------------------------
+
+
+def test_a_policy_denying_unencrypted_uploads_is_caught_before_paying(
+    polly_cli, moto_server, s3_client, s3_bucket, tmp_path
+):
+    # The bucket encrypts with a KMS key by default and its policy denies uploads that
+    # carry no encryption header. Polly writes with no header of its own (the default
+    # encryption applies), so every output would be refused: the run must stop in
+    # preflight, even though --kms-key names the bucket's own key.
+    import boto3
+
+    kms = boto3.session.Session(region_name="us-east-1").client("kms", endpoint_url=moto_server)
+    key = kms.create_key()["KeyMetadata"]["Arn"]
+    s3_client.put_bucket_encryption(
+        Bucket=s3_bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": key,
+                    }
+                }
+            ]
+        },
+    )
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyUnencrypted",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{s3_bucket}/*",
+                "Condition": {"Null": {"s3:x-amz-server-side-encryption": "true"}},
+            }
+        ],
+    }
+    s3_client.put_bucket_policy(Bucket=s3_bucket, Policy=json.dumps(policy))
+    emu, polly = polly_cli()
+    r = invoke(
+        "convert",
+        make_epub(tmp_path / "day.epub"),
+        "-o",
+        tmp_path / "day.m4b",
+        *polly,
+        "--kms-key",
+        key,
+        "--mode",
+        "async",
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 2, r.output
+    # (moto denies this probe with or without an encryption header; real S3 only
+    # without, which the probe now is: the message says which statement and why.)
+    assert "not writable" in r.stderr and "(DenyUnencrypted) denies uploads" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert emu.tasks == []  # nothing started, nothing paid
+    # The emulator, like Polly, takes such a task and fails it at the write.
+    api = polly_api(emu)
+    task = api.start_speech_synthesis_task(
+        Text="Hi.", VoiceId="Joanna", OutputFormat="mp3", OutputS3BucketName=s3_bucket
+    )["SynthesisTask"]
+    assert emu.wait_idle(timeout=30)
+    done = api.get_speech_synthesis_task(TaskId=task["TaskId"])["SynthesisTask"]
+    assert done["TaskStatus"] == "failed" and "Access denied" in done["TaskStatusReason"]

@@ -11,7 +11,9 @@ the completion message to the task's SNS topic.
 Design choices (UNVERIFIED against AWS, kept here):
 - A bucket that does not exist, or whose bucket policy denies ``s3:PutObject`` to
   everyone, fails StartSpeechSynthesisTask at once with InvalidS3BucketException; an S3
-  error while writing the object fails the task with the S3 error as its reason.
+  error while writing the object fails the task with the S3 error as its reason. A
+  policy that denies uploads without an encryption header lets Start through (it
+  cannot see the upload) and fails the task when its output is written: billed.
 - An SNS topic that does not exist fails Start with InvalidSnsTopicArnException.
 - Speech marks on the generative engine: EngineNotSupportedException.
 """
@@ -417,9 +419,13 @@ class Emulator:
                 "InvalidS3BucketException", f"Access denied: cannot write to the bucket {bucket}"
             )
 
-    def _denied(self, bucket: str, key: str = "*") -> bool:
+    def _denied(self, bucket: str, key: str = "*", *, writing: bool = False) -> bool:
         """True when the bucket policy denies s3:PutObject to everyone (moto does not
-        enforce policies, so the emulator reads them itself)."""
+        enforce policies, so the emulator reads them itself). A statement with a
+        condition is weighed only when ``writing`` the output (Start cannot know the
+        request): Polly's upload has no encryption header (the bucket's default
+        encryption applies [D asynchronous.html]), so a ``Null`` condition on
+        ``s3:x-amz-server-side-encryption`` denies it; other conditions are passed."""
         assert self.s3 is not None
         try:
             policy = json.loads(self.s3.get_bucket_policy(Bucket=bucket)["Policy"])
@@ -436,6 +442,12 @@ class Emulator:
             principal = st.get("Principal")
             if principal not in ("*", {"AWS": "*"}):
                 continue
+            cond = st.get("Condition")
+            if cond:
+                nulls = {k.lower(): str(v).lower() for k, v in (cond.get("Null") or {}).items()}
+                plain = nulls.get("s3:x-amz-server-side-encryption") == "true"
+                if not (writing and plain and len(cond) == 1):
+                    continue
             res = st.get("Resource", [])
             res = [res] if isinstance(res, str) else res
             if any(
@@ -880,7 +892,7 @@ class Emulator:
     def _write(self, task: Task, path: Path) -> None:
         if self.s3 is None:
             raise _TaskFailure("No S3 endpoint configured")
-        if self._denied(task.bucket, task.key):
+        if self._denied(task.bucket, task.key, writing=True):
             raise _TaskFailure("Access denied writing the output to Amazon S3")
         extra = {
             "ContentType": facts.CONTENT_TYPES[task.OutputFormat],

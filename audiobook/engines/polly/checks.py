@@ -7,6 +7,8 @@ Pure: no AWS call, no boto3 import.
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import re
 from collections.abc import Sequence
 from typing import Literal
@@ -127,6 +129,38 @@ def check_options(
             )
     if marks and polly_engine == "generative":
         raise ConfigError("--marks: the generative engine produces no speech marks")
+
+
+_SSE_HEADER = "s3:x-amz-server-side-encryption"
+
+
+def denies_plain_put(policy: str, bucket: str, key: str) -> str | None:
+    """The Sid ("" when it has none) of the first Deny statement of a bucket policy
+    (JSON) that refuses ``s3:PutObject`` of ``key`` to a request without an
+    ``x-amz-server-side-encryption`` header, as Polly's writes are; None if none does.
+    That is a ``Null`` condition on the header (a ``StringNotEquals`` one does not match
+    a request without it)."""
+    try:
+        doc = json.loads(policy)
+    except ValueError:
+        return None
+    stmts = doc.get("Statement", []) if isinstance(doc, dict) else []
+    for st in stmts if isinstance(stmts, list) else [stmts]:
+        if not isinstance(st, dict) or st.get("Effect") != "Deny":
+            continue
+        actions = st.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if not any(fnmatch.fnmatchcase("s3:PutObject", str(a)) for a in actions):
+            continue
+        res = st.get("Resource", [])
+        res = [res] if isinstance(res, str) else res
+        if not any(fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket}/{key}", str(r)) for r in res):
+            continue
+        cond = st.get("Condition") or {}
+        null = {k.lower(): v for k, v in (cond.get("Null") or {}).items()}
+        if str(null.get(_SSE_HEADER, "")).lower() == "true":
+            return str(st.get("Sid") or "")
+    return None
 
 
 def same_kms_key(have: str, want: str) -> bool:

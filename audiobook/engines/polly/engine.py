@@ -35,6 +35,7 @@ from .checks import (
     MODES,
     check_options,
     default_sample_rate,
+    denies_plain_put,
     pick_mode,
     same_kms_key,
     unsupported_ssml,
@@ -249,22 +250,41 @@ class PollyEngine(Engine):
             raise
         if self.kms_key:
             self._check_kms()
+        # The probe is written the way Polly writes its output: no encryption headers of
+        # its own (the bucket's default encryption applies), so that a policy denying
+        # such uploads refuses the probe, not the paid tasks.
         probe = f"{self.prefix}.audiobook-probe-{uuid.uuid4().hex}"
         put: dict[str, Any] = {"Bucket": b, "Key": probe, "Body": b"probe"}
-        if self.kms_key:
-            put.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key)
         try:
             _call(f"S3 PutObject {b}", self.s3.put_object, **put)
         except AudiobookError as e:
             if isinstance(e, ConfigError) or _error_code(e) in ("403", "AccessDenied"):
                 raise ConfigError(
                     f"--bucket {b!r}: not writable ({one_line(e).split(': ', 1)[-1]})"
+                    + self._policy_note(probe)
                 ) from e
             raise
         try:
             _call(f"S3 DeleteObject {b}", self.s3.delete_object, Bucket=b, Key=probe)
         except AudiobookError as e:  # writable but not deletable: say so, go on
             log.warning("could not delete the probe object s3://%s/%s: %s", b, probe, e)
+
+    def _policy_note(self, key: str) -> str:
+        """Why a write as Polly makes it was refused, when the bucket policy says so: a
+        statement denying uploads without an encryption header ("" otherwise)."""
+        try:
+            resp = _call(
+                f"S3 GetBucketPolicy {self.bucket}", self.s3.get_bucket_policy, Bucket=self.bucket
+            )
+        except AudiobookError:
+            return ""
+        sid = denies_plain_put(str(resp.get("Policy") or ""), self.bucket, key)
+        if sid is None:
+            return ""
+        return (
+            f": its policy{f' ({sid})' if sid else ''} denies uploads without an encryption "
+            "header, and Polly sends none (it writes with the bucket's default encryption)"
+        )
 
     def _check_kms(self) -> None:
         """Polly has no KMS parameter: it writes with the bucket's default encryption.
