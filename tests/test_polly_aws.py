@@ -458,3 +458,34 @@ def test_a_policy_denying_unencrypted_uploads_is_caught_before_paying(
     assert emu.wait_idle(timeout=30)
     done = api.get_speech_synthesis_task(TaskId=task["TaskId"])["SynthesisTask"]
     assert done["TaskStatus"] == "failed" and "Access denied" in done["TaskStatusReason"]
+
+
+# --- 9. lexicon content in the cache key ---------------------------------------------------
+
+
+def pls(alias: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><lexicon version="1.0" '
+        'xmlns="http://www.w3.org/2005/01/pronunciation-lexicon" alphabet="ipa" '
+        f'xml:lang="en-US"><lexeme><grapheme>town</grapheme><alias>{alias}</alias>'
+        "</lexeme></lexicon>"
+    )
+
+
+def test_an_edited_lexicon_is_synthesized_again(polly_cli, tmp_path):
+    emu, polly = polly_cli()
+    api = polly_api(emu)
+    api.put_lexicon(Name="places", Content=pls("village"))
+    book, out, state = make_epub(tmp_path / "day.epub"), tmp_path / "day.m4b", tmp_path / "st"
+    args = ["convert", book, "-o", out, *polly, "--lexicon", "places", "--mode", "async"]
+    args += ["--state-dir", state, "--force"]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    assert "3 synthesized" in r.stdout
+    r = invoke(*args)  # unchanged: all from the cache
+    assert r.exit_code == 0 and "0 synthesized" in r.stdout, r.output
+    api.put_lexicon(Name="places", Content=pls("hamlet"))
+    r = invoke(*args)  # edited: synthesized again, with the new lexicon
+    assert r.exit_code == 0, r.output
+    assert "3 synthesized" in r.stdout
+    assert len(emu.tasks) == 6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -90,6 +91,7 @@ class PollyEngine(Engine):
         self._half_started: dict[str, dict[str, Any]] = {}
         self._uncertain: dict[tuple[str, bool], float] = {}
         self._status_gate: Callable[[], object] | None = None
+        self._lexicon_ids: str | None = None if self.lexicons else ""
         self._workdir: Path | None = None
         self.notifications: NotificationListener | None = None
         if self.sns_topic:
@@ -136,11 +138,33 @@ class PollyEngine(Engine):
         self.mode = pick_mode(self.requested_mode, billable_chars, total_chars)
 
     def identity(self) -> str:
+        """Voice, engine kind, format, rate, and each lexicon by name and content (its
+        SHA-256, from GetLexicon): an edited lexicon makes new keys, so what it is
+        applied to is synthesized again."""
         rate = self.sample_rate or default_sample_rate(self.output_format, self.polly_engine)
         return (
             f"polly:{self.polly_engine}:{self.voice}:{self.output_format}:{rate}:"
-            f"{','.join(self.lexicons)}"
+            f"{self._lexicon_identity()}"
         )
+
+    def _lexicon_identity(self) -> str:
+        """``name=<sha256 of its content>`` per lexicon, asked of Polly once."""
+        with self._lock:
+            if self._lexicon_ids is None:
+                parts = []
+                for name in self.lexicons:
+                    try:
+                        resp = _call(f"Polly GetLexicon {name}", self.polly.get_lexicon, Name=name)
+                    except AudiobookError as e:
+                        if _error_code(e) == "LexiconNotFoundException":
+                            raise ConfigError(
+                                f"--lexicon {name!r}: no such lexicon in Polly"
+                            ) from e
+                        raise
+                    content = str(resp.get("Lexicon", {}).get("Content") or "")
+                    parts.append(f"{name}={hashlib.sha256(content.encode()).hexdigest()}")
+                self._lexicon_ids = ",".join(parts)
+            return self._lexicon_ids
 
     def _boto_session(self) -> Any:
         if self._session is None:
@@ -220,13 +244,7 @@ class PollyEngine(Engine):
             self.validate_ssml(doc)
         self._check_bucket()
         self._check_voice()
-        for name in self.lexicons:
-            try:
-                _call(f"Polly GetLexicon {name}", self.polly.get_lexicon, Name=name)
-            except AudiobookError as e:
-                if _error_code(e) == "LexiconNotFoundException":
-                    raise ConfigError(f"--lexicon {name!r}: no such lexicon in Polly") from e
-                raise
+        self._lexicon_identity()  # each lexicon exists (and its content is known)
         if self.sns_topic:
             try:
                 _call(
