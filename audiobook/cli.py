@@ -24,7 +24,7 @@ from rich.console import Console
 
 from . import interrupt
 from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
-from .engines import list_tasks, list_voices
+from .engines import list_tasks, list_voices, sweep_polly_queues
 from .engines.options import PollyOptions
 from .errors import AudiobookError, ConfigError, Terminated, one_line
 from .ingest import IngestOptions, read_book
@@ -630,9 +630,19 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
 
 @cli.command(name="gc")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option(
+    "--queues",
+    is_flag=True,
+    help="Also remove the audiobook-polly-* SQS queues (and their SNS subscriptions) "
+    "that killed --sns-topic runs left behind.",
+)
+@click.option("--region", default=None, help="AWS region of the queues (with --queues).")
 @state_options
-def gc_cmd(dry_run: bool, state_dir: Path | None, reset_state: bool) -> None:
-    """Remove cached audio that no book's latest version still needs.
+def gc_cmd(
+    dry_run: bool, queues: bool, region: str | None, state_dir: Path | None, reset_state: bool
+) -> None:
+    """Remove cached audio that no book's latest version still needs; with --queues,
+    the notification queues of runs that were killed.
 
     Never creates a store: a state folder with none is a one-line error (exit 9).
 
@@ -640,6 +650,7 @@ def gc_cmd(dry_run: bool, state_dir: Path | None, reset_state: bool) -> None:
 
     \b
         audiobook gc --dry-run
+        audiobook gc --queues
     """
     from .progress import plural
 
@@ -647,6 +658,10 @@ def gc_cmd(dry_run: bool, state_dir: Path | None, reset_state: bool) -> None:
         files, freed = store.gc(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {plural(files, 'cached piece')} ({freed / 1e6:,.1f} MB)")
+    if queues:
+        names = sweep_polly_queues(dry_run=dry_run, region=region)
+        shown = f": {', '.join(names)}" if names else ""
+        click.echo(f"{verb} {plural(len(names), 'stale notification queue')}{shown}")
 
 
 # --- batch ----------------------------------------------------------------------------

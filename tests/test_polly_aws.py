@@ -489,3 +489,54 @@ def test_an_edited_lexicon_is_synthesized_again(polly_cli, tmp_path):
     assert r.exit_code == 0, r.output
     assert "3 synthesized" in r.stdout
     assert len(emu.tasks) == 6
+
+
+# --- 10. stale queues ----------------------------------------------------------------------
+
+
+def test_gc_removes_the_queues_of_killed_runs(polly_cli, aws_env, sns_client, sqs_client, tmp_path):
+    emu, polly = polly_cli(queue_delay=30.0)  # tasks wait: the run is waiting when killed
+    topic = sns_client.create_topic(Name=f"t-{uuid.uuid4().hex[:12]}")["TopicArn"]
+    book, state = make_epub(tmp_path / "day.epub"), tmp_path / "st"
+    args: list[str | Path] = ["convert", book, "-o", tmp_path / "day.m4b", *polly]
+    args += ["--sns-topic", topic, "--mode", "async", "--state-dir", state]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audiobook", *map(str, args)],
+        env={**os.environ, **aws_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(emu.tasks) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(emu.tasks) == 3
+    finally:
+        proc.kill()  # SIGKILL: no cleanup
+        proc.wait()
+
+    def ours() -> list[str]:
+        urls = sqs_client.list_queues(QueueNamePrefix="audiobook-polly-").get("QueueUrls", [])
+        return [u.rsplit("/", 1)[-1] for u in urls]
+
+    def subscribed() -> list[str]:
+        subs = sns_client.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        return [s["Endpoint"] for s in subs]
+
+    # (the session's moto may hold queues of other tests' killed runs: they go too)
+    left = [q for q in ours() if q.split("-")[3] == str(proc.pid)]
+    assert len(left) == 1 and subscribed()
+    # A queue of a live process (this one) is not touched.
+    from audiobook.engines.polly.notify import queue_name
+
+    live = sqs_client.create_queue(QueueName=queue_name())["QueueUrl"].rsplit("/", 1)[-1]
+    r = invoke("gc", "--queues", "--dry-run", "--state-dir", state)
+    assert r.exit_code == 0, r.output
+    assert "would remove" in r.stdout and left[0] in r.stdout and live not in r.stdout
+    assert set(left + [live]) <= set(ours())
+    r = invoke("gc", "--queues", "--state-dir", state)
+    assert r.exit_code == 0, r.output
+    assert "stale notification queue" in r.stdout and left[0] in r.stdout
+    assert left[0] not in ours() and live in ours()
+    assert subscribed() == []
+    sqs_client.delete_queue(QueueUrl=sqs_client.get_queue_url(QueueName=live)["QueueUrl"])

@@ -99,6 +99,8 @@ from .notify import (
     NOTIFICATION_GRACE_S,
     NotificationListener,
     parse_notification,
+    stale_queue,
+    sweep_queues,
 )
 from .voices import DEFAULT_VOICES, polly_voice_for
 
@@ -128,6 +130,8 @@ __all__ = [
     "polly_client_config",
     "polly_voice_for",
     "reason_is_transient",
+    "stale_queue",
+    "sweep_queues",
     "task_state",
     "unsupported_ssml",
 ]
