@@ -540,3 +540,69 @@ def test_gc_removes_the_queues_of_killed_runs(polly_cli, aws_env, sns_client, sq
     assert left[0] not in ours() and live in ours()
     assert subscribed() == []
     sqs_client.delete_queue(QueueUrl=sqs_client.get_queue_url(QueueName=live)["QueueUrl"])
+
+
+# --- 5. regions ----------------------------------------------------------------------------
+
+
+def test_a_bucket_or_topic_in_another_region_is_named_in_preflight(
+    polly_cli, moto_server, s3_client, sns_client, tmp_path
+):
+    import boto3
+
+    emu, polly = polly_cli()
+    far = f"far-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(
+        Bucket=far, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    eu_sns = boto3.session.Session(region_name="eu-west-1").client("sns", endpoint_url=moto_server)
+    eu_topic = eu_sns.create_topic(Name=f"t-{uuid.uuid4().hex[:12]}")["TopicArn"]
+    us_topic = sns_client.create_topic(Name=f"t-{uuid.uuid4().hex[:12]}")["TopicArn"]
+    book = make_epub(tmp_path / "day.epub")
+    polly_args = polly[: polly.index("--bucket")]
+
+    def run(bucket: str, topic: str) -> Result:
+        return invoke(
+            "convert",
+            book,
+            "-o",
+            tmp_path / "day.m4b",
+            *polly_args,
+            "--bucket",
+            bucket,
+            "--sns-topic",
+            topic,
+            "--mode",
+            "async",
+            "--state-dir",
+            tmp_path / "st",
+        )
+
+    r = run(far, us_topic)
+    assert r.exit_code == 2, r.output
+    assert f"--bucket '{far}' is in eu-west-1, but Polly runs in us-east-1" in r.stderr
+    assert "region: use a bucket in us-east-1" in r.stderr  # the topic is in us-east-1
+    r = run(polly[polly.index("--bucket") + 1], eu_topic)
+    assert r.exit_code == 2, r.output
+    assert f"--sns-topic {eu_topic} is in eu-west-1" in r.stderr
+    assert "region: use an SNS topic in us-east-1" in r.stderr
+    r = run(far, eu_topic)  # both away, in one region: move Polly there
+    assert r.exit_code == 2, r.output
+    want = "use --region eu-west-1, or a bucket in us-east-1 and an SNS topic in us-east-1"
+    assert want in r.stderr
+    assert all(len(x.strip().splitlines()) == 1 for x in [r.stderr])
+    assert emu.tasks == []
+    # The emulator, as AWS documents it, takes neither.
+    api = polly_api(emu)
+    with pytest.raises(api.exceptions.InvalidS3BucketException, match="eu-west-1"):
+        api.start_speech_synthesis_task(
+            Text="Hi.", VoiceId="Joanna", OutputFormat="mp3", OutputS3BucketName=far
+        )
+    with pytest.raises(api.exceptions.InvalidSnsTopicArnException, match="eu-west-1"):
+        api.start_speech_synthesis_task(
+            Text="Hi.",
+            VoiceId="Joanna",
+            OutputFormat="mp3",
+            SnsTopicArn=eu_topic,
+            OutputS3BucketName=polly[polly.index("--bucket") + 1],
+        )

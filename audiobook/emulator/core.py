@@ -407,13 +407,22 @@ class Emulator:
                 "InvalidS3BucketException", "The emulator has no S3 endpoint to write to"
             )
         try:
-            self.s3.head_bucket(Bucket=bucket)
+            head = self.s3.head_bucket(Bucket=bucket)
         except botocore.exceptions.ClientError as e:
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             what = "does not exist" if status == 404 else "is not accessible"
             raise PollyError(
                 "InvalidS3BucketException", f"The specified bucket {bucket} {what}"
             ) from None
+        headers = head.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        region = head.get("BucketRegion") or headers.get("x-amz-bucket-region")
+        if region and region != self.options.region:
+            raise PollyError(
+                "InvalidS3BucketException",
+                facts.OTHER_REGION_MESSAGE.format(
+                    what="bucket", name=bucket, region=region, here=self.options.region
+                ),
+            )
         if self._denied(bucket):
             raise PollyError(
                 "InvalidS3BucketException", f"Access denied: cannot write to the bucket {bucket}"
@@ -461,6 +470,14 @@ class Emulator:
     def _check_topic(self, arn: str) -> None:
         if self.sns is None:
             raise PollyError("InvalidSnsTopicArnException", "The emulator has no SNS endpoint")
+        region = arn.split(":")[3] if arn.count(":") >= 5 else ""
+        if region and region != self.options.region:
+            raise PollyError(
+                "InvalidSnsTopicArnException",
+                facts.OTHER_REGION_MESSAGE.format(
+                    what="topic", name=arn, region=region, here=self.options.region
+                ),
+            )
         try:
             self.sns.get_topic_attributes(TopicArn=arn)
         except botocore.exceptions.ClientError:

@@ -119,4 +119,9 @@ LEXEME_MAX_LENGTH = 100  # characters of a grapheme/alias
 LEXICON_ALPHABETS = ("ipa", "x-sampa")
 PLS_NAMESPACE = "http://www.w3.org/2005/01/pronunciation-lexicon"
 
+# The output bucket and the SNS topic must be in Polly's region [D longer-cli.html]; the
+# error a task's start meets otherwise is UNVERIFIED: the emulator answers
+# InvalidS3BucketException / InvalidSnsTopicArnException with this message.
+OTHER_REGION_MESSAGE = "The {what} {name} is in {region}, not in this region ({here})"
+
 ACCOUNT_ID = "123456789012"

@@ -258,7 +258,7 @@ class PollyEngine(Engine):
     def _check_bucket(self) -> None:
         b = self.bucket
         try:
-            _call(f"S3 HeadBucket {b}", self.s3.head_bucket, Bucket=b)
+            head = _call(f"S3 HeadBucket {b}", self.s3.head_bucket, Bucket=b)
         except AudiobookError as e:
             code = _error_code(e)
             if code in ("404", "NoSuchBucket", "NotFound"):
@@ -266,6 +266,10 @@ class PollyEngine(Engine):
             if code in ("403", "AccessDenied"):
                 raise ConfigError(f"--bucket {b!r}: access denied to this S3 bucket") from e
             raise
+        headers = (head.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+        self._check_regions(
+            str(head.get("BucketRegion") or headers.get("x-amz-bucket-region") or "")
+        )
         if self.kms_key:
             self._check_kms()
         # The probe is written the way Polly writes its output: no encryption headers of
@@ -286,6 +290,32 @@ class PollyEngine(Engine):
             _call(f"S3 DeleteObject {b}", self.s3.delete_object, Bucket=b, Key=probe)
         except AudiobookError as e:  # writable but not deletable: say so, go on
             log.warning("could not delete the probe object s3://%s/%s: %s", b, probe, e)
+
+    def _check_regions(self, bucket_region: str) -> None:
+        """Polly writes only to a bucket, and notifies only a topic, in its own region
+        (longer-cli.html): the bucket's region (HeadBucket's x-amz-bucket-region) and
+        the topic ARN's against the Polly client's, saying which to change."""
+        here = str(self.polly.meta.region_name or "")
+        topic_region = ""
+        if self.sns_topic:
+            parts = self.sns_topic.split(":")
+            topic_region = parts[3] if len(parts) > 5 else ""
+        away = []  # (option, what to use instead, its region)
+        if bucket_region and bucket_region != here:
+            away.append((f"--bucket {self.bucket!r}", "a bucket", bucket_region))
+        if topic_region and topic_region != here:
+            away.append((f"--sns-topic {self.sns_topic}", "an SNS topic", topic_region))
+        if not here or not away:
+            return
+        what = " and ".join(f"{name} is in {region}" for name, _, region in away)
+        instead = " and ".join(f"{kind} in {here}" for _, kind, _ in away)
+        regions = {r for r in (bucket_region, topic_region) if r}
+        # Everything named lives in one other region: Polly can go there instead.
+        move = f"--region {regions.pop()}, or " if len(regions) == 1 else ""
+        raise ConfigError(
+            f"{what}, but Polly runs in {here} and uses only a bucket and topic of its own "
+            f"region: use {move}{instead}"
+        )
 
     def _policy_note(self, key: str) -> str:
         """Why a write as Polly makes it was refused, when the bucket policy says so: a
