@@ -7,6 +7,7 @@
      │    ├── EncryptedDocument    wrong or missing password
      │    └── NoTextError          nothing to speak (image-only, empty article)
      ├── ConfigError               bad options (unknown voice, missing bucket, bad template)
+     │    └── UnsupportedSsml      SSML the chosen engine refuses (names the template line)
      ├── EngineError               a speech engine failed
      │    ├── Throttled            over a rate quota (retryable)
      │    ├── TransientEngineError 5xx, lost connection, transient task failure (retryable)
@@ -64,6 +65,15 @@ class NoTextError(InputError):
 
 class ConfigError(AudiobookError):
     exit_code = 2
+
+
+class UnsupportedSsml(ConfigError):
+    """SSML the chosen engine refuses. ``needle`` is what to look for in the template's
+    source to find the line that wrote it (e.g. ``pitch=`` or ``<emphasis``)."""
+
+    def __init__(self, msg: str, *, needle: str = "") -> None:
+        super().__init__(msg)
+        self.needle = needle
 
 
 class EngineError(AudiobookError):

@@ -328,6 +328,26 @@ def _check_well_formed(ssml: str, template: str) -> None:
         raise ConfigError(f"{template}: template output must be one <speak> document")
 
 
+def template_line(template: str, needle: str) -> str | None:
+    """``<file>:<line>`` of the first line of ``template``'s own source (a built-in name
+    or a .j2 path) that holds ``needle``; None when none does."""
+    if not needle:
+        return None
+    if _is_path(template):
+        path, shown = Path(template).expanduser(), template
+    else:
+        name = template if template.endswith(".j2") else f"{template}{_SUFFIX}"
+        path, shown = _builtin_dir() / name, name
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for n, line in enumerate(lines, 1):
+        if needle in line:
+            return f"{shown}:{n}"
+    return None
+
+
 def render_chapter(book: Book, index: int, options: RenderOptions = DEFAULT_OPTIONS) -> str:
     """One well-formed ``<speak>`` document for chapter ``index`` of ``book``."""
     template = load_template(options.template)

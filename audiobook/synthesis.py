@@ -20,13 +20,13 @@ from pathlib import Path
 from .chunk import chunk_rendered
 from .config import RenderOptions
 from .engines.base import Engine
-from .errors import EngineError
+from .errors import EngineError, UnsupportedSsml
 from .hooks import Hooks, doing
 from .keys import content_key
 from .model import Book, Chunk
 from .options import ConvertOptions
 from .scheduler import Job, Limiters, Scheduler, make_limiters
-from .ssml import billable_chars, render_book, total_chars
+from .ssml import billable_chars, render_book, template_line, total_chars
 from .state import LeaseOwner, StateStore
 
 MARKS_EXT = "marks"
@@ -143,7 +143,14 @@ def synthesize(
             hooks.on_chapter_done(idx, ch.title)
     if jobs:
         doing(hooks, f"waiting for the {engine.name} engine's checks")
-        engine.preflight()  # bad bucket, voice, SSML: one line before any money is spent
+        # Bad bucket, voice, SSML: one line before any money is spent.
+        try:
+            engine.preflight(j.chunk.ssml for j in jobs)
+        except UnsupportedSsml as e:
+            where = template_line(opts.render.template, e.needle)
+            if where is None:
+                raise
+            raise UnsupportedSsml(f"{where}: {e}", needle=e.needle) from e
         doing(hooks, sched.waiting_for)
         sched.run()
     pieces: list[list[Path]] = [[] for _ in book.chapters]

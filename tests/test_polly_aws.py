@@ -606,3 +606,114 @@ def test_a_bucket_or_topic_in_another_region_is_named_in_preflight(
             SnsTopicArn=eu_topic,
             OutputS3BucketName=polly[polly.index("--bucket") + 1],
         )
+
+
+# --- 3. SSML per engine, from the documented table ------------------------------------------
+
+PITCH_TEMPLATE = """\
+<speak>
+{%- if index > 0 %}<prosody pitch="+10%">{% endif -%}
+<p>{{ title }}</p>
+{%- for b in blocks %}<p>{{ b.text }}</p>{% endfor -%}
+{%- if index > 0 %}</prosody>{% endif -%}
+</speak>
+"""
+
+
+def test_a_template_breaking_an_engine_rule_fails_in_preflight(polly_cli, tmp_path):
+    # <prosody pitch> is for standard voices only (prosody-tag.html); this template
+    # uses it from the second chapter on: no task may start, the first chapter's either.
+    emu, polly = polly_cli()
+    template = tmp_path / "pitched.ssml.j2"
+    template.write_text(PITCH_TEMPLATE)
+    book = make_epub(tmp_path / "day.epub")
+    r = invoke(
+        "convert",
+        book,
+        "-o",
+        tmp_path / "day.m4b",
+        *polly,
+        "--template",
+        template,
+        "--mode",
+        "async",
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1
+    assert f'{template}:2: SSML tag <prosody pitch="+10%"> ' in err
+    assert "is not supported by the Polly neural engine" in err
+    assert emu.tasks == [] and emu.stats.get("requests.StartSpeechSynthesisTask", 0) == 0
+    # The standard engine takes it.
+    r = invoke(
+        "convert",
+        book,
+        "-o",
+        tmp_path / "std.m4b",
+        *polly,
+        "--polly-engine",
+        "standard",
+        "--template",
+        template,
+        "--mode",
+        "async",
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 0, r.output
+    # The emulator refuses it on neural too, and the news style off its four voices.
+    api = polly_api(emu)
+    pitched = '<speak><prosody pitch="+10%">Hi.</prosody></speak>'
+    news = '<speak><amazon:domain name="news">Hi.</amazon:domain></speak>'
+    for text, voice in ((pitched, "Joanna"), (news, "Ruth")):
+        with pytest.raises(api.exceptions.ClientError, match="SSML"):
+            api.synthesize_speech(
+                Text=text, TextType="ssml", VoiceId=voice, Engine="neural", OutputFormat="mp3"
+            )
+    ok = api.synthesize_speech(
+        Text=news, TextType="ssml", VoiceId="Joanna", Engine="neural", OutputFormat="mp3"
+    )
+    assert ok["AudioStream"].read()
+
+
+@pytest.mark.parametrize(
+    ("ssml", "engine", "voice", "bad"),
+    [
+        ('<speak><prosody pitch="low">x</prosody></speak>', "generative", None, "pitch="),
+        ('<speak><prosody pitch="low">x</prosody></speak>', "standard", None, None),
+        ('<speak><prosody volume="loud">x</prosody></speak>', "neural", None, None),
+        (
+            '<speak><amazon:domain name="news">x</amazon:domain></speak>',
+            "neural",
+            "Ruth",
+            "<amazon:domain",
+        ),
+        ('<speak><amazon:domain name="news">x</amazon:domain></speak>', "neural", "Amy", None),
+        (
+            '<speak><amazon:domain name="news">x</amazon:domain></speak>',
+            "long-form",
+            "Ruth",
+            "<amazon:domain",
+        ),
+        (
+            "<speak><amazon:auto-breaths>x</amazon:auto-breaths></speak>",
+            "long-form",
+            None,
+            "<amazon:auto-breaths",
+        ),
+        (
+            '<speak><amazon:effect name="drc">x</amazon:effect></speak>',
+            "generative",
+            None,
+            "<amazon:effect",
+        ),
+        ('<speak><prosody rate="-85%">x</prosody></speak>', "standard", None, "rate="),
+    ],
+)
+def test_ssml_rules_per_engine(ssml, engine, voice, bad):
+    from audiobook.engines.polly.checks import ssml_problem
+
+    problem = ssml_problem(ssml, engine, voice)
+    assert (problem[1] if problem else None) == bad

@@ -360,7 +360,7 @@ class Emulator:
         text_type = p.get("TextType", "text")
         text = p["Text"]
         if text_type == "ssml":
-            ssmlmod.check(ssmlmod.parse(text), engine)
+            ssmlmod.check(ssmlmod.parse(text), engine, voice.id)
         billable = ssmlmod.billable_chars(text, text_type)
         if billable > limits[0] or len(text) > limits[1]:
             raise PollyError("TextLengthExceededException", facts.TEXT_LENGTH_MESSAGE)

@@ -24,6 +24,11 @@ INVALID_SSML_MESSAGE = "Invalid SSML request"
 UNSUPPORTED_SSML_ERROR = "ValidationException"
 UNSUPPORTED_SSML_MESSAGE = "This voice does not support one of the used SSML features"
 
+# The newscaster style <amazon:domain name="news">: "available only for the Matthew or
+# Joanna voices ..., Lupe ... and Amy ... only supported when using Neural format"
+# [D newscaster-tag.html].
+NEWS_VOICES = ("Matthew", "Joanna", "Lupe", "Amy")
+
 TEXT_LENGTH_MESSAGE = "Maximum text length has been exceeded"  # UNVERIFIED wording
 THROTTLING_MESSAGE = "Rate exceeded"  # UNVERIFIED wording
 SERVICE_FAILURE_MESSAGE = "An internal service error occurred. Please retry."  # UNVERIFIED

@@ -76,8 +76,10 @@ def _seconds(value: str) -> float | None:
     return n / 1000 if m.group(2) == "ms" else n
 
 
-def check(root: ET.Element, engine: str) -> None:
-    """Raise for tags the engine rejects [D supportedtags.html, limits.md]."""
+def check(root: ET.Element, engine: str, voice: str | None = None) -> None:
+    """Raise for tags the engine (and voice) rejects [D supportedtags.html, limits.md;
+    prosody-tag.html: no <prosody pitch> but on standard; newscaster-tag.html:
+    facts.NEWS_VOICES, neural only]."""
 
     def unsupported() -> PollyError:
         return PollyError(facts.UNSUPPORTED_SSML_ERROR, facts.UNSUPPORTED_SSML_MESSAGE)
@@ -106,6 +108,8 @@ def check(root: ET.Element, engine: str) -> None:
                     raise unsupported()
             if not plain and el.get(_AMZ + "max-duration") is not None:
                 raise unsupported()
+            if not plain and el.get("pitch") is not None:
+                raise unsupported()
         if plain:
             if tag == _AMZ + "domain":
                 raise unsupported()  # news style is not on standard voices
@@ -122,7 +126,9 @@ def check(root: ET.Element, engine: str) -> None:
                 or el.get("vocal-tract-length")
             ):
                 raise unsupported()
-        if tag == _AMZ + "domain" and engine != "neural":
+        if tag == _AMZ + "domain" and (
+            engine != "neural" or (voice is not None and voice not in facts.NEWS_VOICES)
+        ):
             raise unsupported()
 
 

@@ -17,7 +17,7 @@ and declares the rest.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
@@ -107,9 +107,10 @@ class Engine(abc.ABC):
         """Hear the size of the whole job before it is chunked (an engine whose
         ``limits`` depend on the path it takes settles the path here). Default: nothing."""
 
-    def preflight(self) -> None:
-        """Every check that can fail before money is spent (ConfigError on one line).
-        Called once, before the first submit. Default: nothing to check."""
+    def preflight(self, ssml: Iterable[str] = ()) -> None:
+        """Every check that can fail before money is spent (ConfigError on one line;
+        ``UnsupportedSsml`` for a piece of ``ssml``, the SSML about to be sent, that the
+        engine refuses). Called once, before the first submit. Default: nothing."""
 
     def poll_many(self, refs: Sequence[TaskRef]) -> list[TaskState]:
         """Where each task stands, in order. Engines with ``capabilities.batch_status``

@@ -204,41 +204,62 @@ _TAG = re.compile(r"<\s*([A-Za-z_][\w:.\-]*)((?:\s+[^<>]*?)?)\s*/?\s*>")
 _ATTR = re.compile(r"([\w:.\-]+)\s*=\s*(\"[^\"]*\"|'[^']*')")
 
 
-def unsupported_ssml(ssml: str, polly_engine: str) -> str | None:
+# The newscaster style: Matthew, Joanna, Lupe and Amy, neural only [D newscaster-tag.html].
+NEWS_VOICES = ("Matthew", "Joanna", "Lupe", "Amy")
+
+
+def unsupported_ssml(ssml: str, polly_engine: str, voice: str | None = None) -> str | None:
     """The first tag (with the attribute at fault, if any) that the given Polly engine
-    rejects, as it would be written; None when everything is supported. Comments and
-    CDATA are not expected (the renderer escapes all text)."""
+    (and ``voice``, when given) rejects, as it would be written; None when everything
+    is supported. Comments and CDATA are not expected (the renderer escapes all text)."""
+    problem = ssml_problem(ssml, polly_engine, voice)
+    return problem[0] if problem else None
+
+
+def ssml_problem(ssml: str, polly_engine: str, voice: str | None = None) -> tuple[str, str] | None:
+    """``(shown, needle)`` for the first tag the engine rejects: the tag as written
+    (with the attribute at fault) and what to look for in a template's source to find
+    the line that wrote it. The rules are AWS's table of supported tags per engine
+    (supportedtags.html; POLLY.md section 11): <prosody pitch> on none but standard
+    (prosody-tag.html), emphasis, breaths and max-duration on standard only, drc not on
+    generative, the news style on neural only and for NEWS_VOICES; plus limits.md
+    (<break> at most 10 s, prosody rate at least -80%)."""
     for m in _TAG.finditer(ssml):
         tag = m.group(1).lower()
         attrs = {a.lower(): v[1:-1] for a, v in _ATTR.findall(m.group(2) or "")}
         shown = f"<{m.group(1)}>"
+        needle = f"<{m.group(1)}"
         if tag in _NEVER or tag not in _KNOWN:
-            return shown
+            return shown, needle
         if tag == "break":
             t = attrs.get("time", "")
             mt = re.fullmatch(r"\s*([\d.]+)\s*(ms|s)\s*", t)
             if mt and float(mt.group(1)) * (0.001 if mt.group(2) == "ms" else 1.0) > 10.0:
-                return f'<break time="{t}"> (over 10 seconds)'
+                return f'<break time="{t}"> (over 10 seconds)', "<break"
         if tag == "prosody":
             rate = attrs.get("rate", "").strip()
             mr = re.fullmatch(r"([+-]?)([\d.]+)%", rate)
             if mr:
                 pct = float(mr.group(2))
                 if (mr.group(1) == "-" and pct > 80) or (not mr.group(1) and pct < 20):
-                    return f'<prosody rate="{rate}"> (slower than -80%)'
+                    return f'<prosody rate="{rate}"> (slower than -80%)', "rate="
             if polly_engine != "standard" and "amazon:max-duration" in attrs:
-                return "<prosody amazon:max-duration>"
+                return "<prosody amazon:max-duration>", "amazon:max-duration"
+            if polly_engine != "standard" and "pitch" in attrs:
+                return f'<prosody pitch="{attrs["pitch"]}">', "pitch="
         if polly_engine == "standard":
             if tag == "amazon:domain":
-                return f'<amazon:domain name="{attrs.get("name", "")}">'
+                return f'<amazon:domain name="{attrs.get("name", "")}">', "<amazon:domain"
             continue
         if tag in _NOT_NEURAL_LIKE:
-            return shown
+            return shown, needle
         if tag == "amazon:effect":
             name = attrs.get("name", "")
-            if name != "drc" or polly_engine == "generative":
+            if name != "drc" or polly_engine == "generative" or len(attrs) > 1:
                 extra = "".join(f' {a}="{v}"' for a, v in attrs.items())
-                return f"<amazon:effect{extra}>"
-        if tag == "amazon:domain" and polly_engine != "neural":
-            return f'<amazon:domain name="{attrs.get("name", "")}">'
+                return f"<amazon:effect{extra}>", "<amazon:effect"
+        if tag == "amazon:domain":
+            name = attrs.get("name", "")
+            if polly_engine != "neural" or (voice is not None and voice not in NEWS_VOICES):
+                return f'<amazon:domain name="{name}">', "<amazon:domain"
     return None

@@ -16,7 +16,14 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 from ...config import POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS, EngineLimits
-from ...errors import AudiobookError, ConfigError, EngineError, TransientEngineError, one_line
+from ...errors import (
+    AudiobookError,
+    ConfigError,
+    EngineError,
+    TransientEngineError,
+    UnsupportedSsml,
+    one_line,
+)
 from ...files import atomic_path, copy_atomic, temp_dir_prefix
 from ...model import Chunk
 from ..base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
@@ -39,7 +46,7 @@ from .checks import (
     denies_plain_put,
     pick_mode,
     same_kms_key,
-    unsupported_ssml,
+    ssml_problem,
 )
 from .notify import NotificationListener
 from .voices import polly_voice_for
@@ -375,12 +382,16 @@ class PollyEngine(Engine):
             )
 
     def validate_ssml(self, ssml: str) -> None:
-        """Reject, locally, SSML the chosen engine would refuse (ConfigError naming the
-        tag), so that a bad template fails before any task is started."""
-        bad = unsupported_ssml(ssml, self.polly_engine)
-        if bad:
-            raise ConfigError(
+        """Reject, locally, SSML the chosen engine (and voice) would refuse
+        (UnsupportedSsml naming the tag and the engine), so that a bad template fails
+        before any task is started."""
+        problem = ssml_problem(ssml, self.polly_engine, self.voice)
+        if problem:
+            bad, needle = problem
+            raise UnsupportedSsml(
                 f"SSML tag {bad} is not supported by the Polly {self.polly_engine} engine"
+                + (f" with the voice {self.voice}" if "news" in bad else ""),
+                needle=needle,
             )
 
     # -- submit ---------------------------------------------------------------------
