@@ -51,6 +51,14 @@ POLLY_START_TPS: dict[str, tuple[float, int]] = {
     "long-form": (1.0, 1),
     "generative": (1.0, 1),
 }
+# Concurrent requests per engine kind [limits.html, "Concurrent requests": generative 26,
+# long-form 26, neural 18, standard 80]: the tasks a run keeps in flight at most.
+POLLY_CONCURRENCY: dict[str, int] = {
+    "standard": 80,
+    "neural": 18,
+    "long-form": 26,
+    "generative": 26,
+}
 POLLY_GET_LIST_TPS = 10.0  # GetSpeechSynthesisTask + ListSpeechSynthesisTasks combined
 POLLY_SYNC_TPS: dict[str, tuple[float, int]] = {
     "standard": (80.0, 100),

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import POLLY_START_TPS
+from .config import POLLY_CONCURRENCY, POLLY_START_TPS
 from .engines.base import Engine, TaskRef, TaskState
 from .engines.options import PollyOptions
 from .errors import (
@@ -106,6 +106,12 @@ def make_limiters(opts: ConvertOptions) -> Limiters:
         start=TokenBucket(rate, burst) if rate > 0 else None,
         poll=TokenBucket(cfg.poll_tps, max(1, int(cfg.poll_tps))) if cfg.poll_tps > 0 else None,
     )
+
+
+def inflight_bound(max_inflight: int, price_kind: str) -> int:
+    """Tasks kept in flight at most: ``max_inflight``, within the concurrency Polly
+    documents for the engine kind (``config.POLLY_CONCURRENCY``)."""
+    return min(max_inflight, POLLY_CONCURRENCY.get(price_kind, max_inflight))
 
 
 class InlineExecutor:
@@ -190,7 +196,7 @@ class Scheduler:
                 max_workers=max(2, min(self.cfg.max_inflight, 16)), thread_name_prefix="audiobook"
             )
         )
-        self.slots = threading.Semaphore(max(1, self.cfg.max_inflight))
+        self.slots = threading.Semaphore(max(1, inflight_bound(self.cfg.max_inflight, price_kind)))
         self.events: queue.Queue[tuple[str, Job, cf.Future[Any]]] = queue.Queue()
         self.ready: list[tuple[float, int, Job]] = []  # heap of (due, seq, job) to submit
         self.polling: list[Job] = []  # submitted tasks, waiting for their next poll

@@ -181,6 +181,7 @@ def test_fallback_gets_stay_inside_the_get_list_quota(polly_cli, s3_bucket, tmp_
         clock=lambda: now[0],
         quota_scale=1,
         quota_overrides={"start:standard": (1000.0, 1000), "start:neural": (1000.0, 1000)},
+        concurrency_overrides={"standard": 1000},
         audio="silence",
         queue_delay=1.0,
     )
@@ -717,3 +718,33 @@ def test_ssml_rules_per_engine(ssml, engine, voice, bad):
 
     problem = ssml_problem(ssml, engine, voice)
     assert (problem[1] if problem else None) == bad
+
+
+# --- concurrency per engine kind ------------------------------------------------------------
+
+
+def test_tasks_in_flight_stay_within_the_engine_kinds_concurrency(polly_cli, tmp_path):
+    # Neural allows 18 concurrent requests (limits.html); the emulator refuses a 19th
+    # open task. 24 pieces, each waiting a second in the queue: the run keeps 18 open.
+    from audiobook.config import POLLY_CONCURRENCY
+
+    assert POLLY_CONCURRENCY == facts.CONCURRENCY
+    emu, polly = polly_cli(audio="silence", queue_delay=1.0)
+    chapters = [(f"Part {i}", f"<p>Words of part {i} go here.</p>") for i in range(24)]
+    out = tmp_path / "parts.m4b"
+    r = invoke(
+        "convert",
+        make_epub(tmp_path / "parts.epub", chapters),
+        "-o",
+        out,
+        *polly,
+        "--mode",
+        "async",
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 0, r.output
+    stats = emu.stats
+    assert stats.get("throttled_concurrency", 0) == 0, stats
+    assert stats["peak_open_tasks.neural"] == POLLY_CONCURRENCY["neural"] == 18
+    assert len(emu.tasks) == 24

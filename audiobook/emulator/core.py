@@ -72,6 +72,7 @@ class EmulatorOptions:
         before billable characters / this rate seconds in progress).
     workers: tasks synthesized at once.
     quota_scale / quotas_enabled / quota_overrides: rate quotas (see quotas.py).
+    concurrency_overrides: open tasks per engine kind at most (facts.CONCURRENCY).
     faults: injected faults (see faults.py).
     voices_page_size: DescribeVoices page size (None: all voices in one page).
     espeak_rate_wpm: espeak-ng speaking rate (None: its default, 175 words/minute).
@@ -90,6 +91,7 @@ class EmulatorOptions:
     quota_scale: float = 1.0
     quotas_enabled: bool = True
     quota_overrides: Mapping[str, tuple[float, int]] = field(default_factory=dict)
+    concurrency_overrides: Mapping[str, int] = field(default_factory=dict)
     faults: FaultOptions = field(default_factory=FaultOptions)
     voices_page_size: int | None = None
     espeak_rate_wpm: int | None = None
@@ -529,8 +531,20 @@ class Emulator:
             notified=False if p.get("SnsTopicArn") else None,
         )
         with self._lock:
+            open_tasks = sum(
+                1
+                for t in self._tasks.values()
+                if t.Engine == engine and t.TaskStatus in ("scheduled", "inProgress")
+            )
+            limit = {**facts.CONCURRENCY, **self.options.concurrency_overrides}[engine]
+            if self.options.quotas_enabled and open_tasks >= limit:
+                self.counts["throttled_concurrency"] += 1
+                raise PollyError("ThrottlingException", facts.THROTTLING_MESSAGE)
             self._tasks[task_id] = task
             self.counts["tasks_created"] += 1
+            self.counts[f"peak_open_tasks.{engine}"] = max(
+                self.counts[f"peak_open_tasks.{engine}"], open_tasks + 1
+            )
             snapshot = task.api()
         with self._wake:
             heapq.heappush(

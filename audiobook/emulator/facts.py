@@ -46,6 +46,11 @@ BILLING_RULE = "text content of the SSML document; tags not billed"
 MAX_BREAK_SECONDS = 10.0  # <break> at most 10 s [D limits.md]
 MIN_PROSODY_RATE_PERCENT = 20  # prosody rate >= 20% ("-80%" at most) [D limits.md]
 
+# Concurrent requests per engine [D limits.html, "Concurrent requests"]: the emulator
+# refuses a start (ThrottlingException) while this many of the engine's tasks are open
+# (scheduled or in progress); that tasks count as requests here is UNVERIFIED.
+CONCURRENCY: dict[str, int] = {"standard": 80, "neural": 18, "long-form": 26, "generative": 26}
+
 # Task objects are kept 72 hours [M op doc].
 TASK_RETENTION_SECONDS = 72 * 3600
 
