@@ -29,7 +29,7 @@ from .engines.options import PollyOptions
 from .errors import AudiobookError, ConfigError, Terminated, one_line
 from .ingest import IngestOptions, read_book
 from .options import ConvertOptions
-from .pipeline import convert
+from .pipeline import convert, preview
 
 if TYPE_CHECKING:
     from .state import StateStore
@@ -183,6 +183,13 @@ engine_options = _compose(
         metavar="sentence,word",
         help="Polly speech marks: write WebVTT captions per chapter beside the audio.",
     ),
+    click.option(
+        "--max-cost",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="USD",
+        help="Refuse to start when the pieces to synthesize cost more, at list prices.",
+    ),
 )
 
 
@@ -212,6 +219,7 @@ _POLLY_ONLY = (
     "sample_rate",
     "mode",
     "marks",
+    "max_cost",
 )
 _LOCAL_ONLY = ("workers",)
 
@@ -261,7 +269,7 @@ def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
         voice=kw["voice"],
         render=_render_options(kw),
         ingest=_ingest_options(kw),
-        config=PipelineConfig(workers=workers),
+        config=PipelineConfig(workers=workers, max_cost_usd=kw.get("max_cost")),
         force=kw.get("force", False),
     )
 
@@ -333,7 +341,12 @@ def cli(verbose: int) -> None:
     help="Local synthesis processes [default: one per core].",
 )
 @click.option("--force", is_flag=True, help="Convert even if the output is up to date.")
-def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what would be submitted (pieces, characters, cost) and exit.",
+)
+def convert_cmd(book: Path, out: Path | None, workers: int, dry_run: bool, **kw: Any) -> None:
     """Convert BOOK (EPUB, PDF, HTML, Markdown, text) into an audiobook.
 
     A second run of a finished book does nothing; a run that was killed resumes where
@@ -344,7 +357,8 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     \b
         audiobook convert novel.epub -o novel.m4b
         audiobook convert paper.pdf --engine polly --bucket my-bucket \\
-            --voice Joanna
+            --voice Joanna --max-cost 5
+        audiobook convert novel.epub --engine polly --bucket my-bucket --dry-run
     """
     from .outputs import format_of
     from .progress import RichHooks, summary_line
@@ -352,6 +366,16 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     if kw["fmt"] is None:  # the output's name decides; a name and a --format that
         kw["fmt"] = (format_of(out) if out else None) or "m4b"  # disagree are refused
     opts = _convert_options(kw, workers=workers)
+    if dry_run:
+        with _open_state(kw["state_dir"], kw["reset_state"]) as store:
+            plan = preview(book, opts, store=store)
+        kind = f" ({plan.price_kind})" if plan.price_kind else ""
+        click.echo(
+            f"would submit {plan.tasks} task(s) for {plan.pieces - plan.cached} of "
+            f"{plan.pieces} piece(s) ({plan.cached} cached): {plan.billable_chars:,} "
+            f"billable characters, ${plan.cost_usd:,.2f} at list prices{kind}"
+        )
+        return
     console = _stderr()
     hooks = RichHooks(console)
     try:

@@ -77,6 +77,8 @@ class PipelineConfig:
     poll_tps:     status calls per second (Polly: Get + List share 10 tps).
     max_attempts: attempts per chunk for retryable errors.
     backoff_base / backoff_cap: exponential backoff with full jitter, in seconds.
+    max_cost_usd: the most a run may spend at list prices (None: no limit); a run whose
+                  pieces to synthesize cost more refuses to start.
     """
 
     max_inflight: int = 32
@@ -86,6 +88,7 @@ class PipelineConfig:
     max_attempts: int = 6
     backoff_base: float = 0.2
     backoff_cap: float = 20.0
+    max_cost_usd: float | None = None  # refuse to start pieces whose list price is more
     workers: int = 0  # local synthesis processes; 0 = one per core
 
 

@@ -748,3 +748,34 @@ def test_tasks_in_flight_stay_within_the_engine_kinds_concurrency(polly_cli, tmp
     assert stats.get("throttled_concurrency", 0) == 0, stats
     assert stats["peak_open_tasks.neural"] == POLLY_CONCURRENCY["neural"] == 18
     assert len(emu.tasks) == 24
+
+
+# --- cost guard: --max-cost and convert --dry-run ----------------------------------------------
+
+
+def test_dry_run_and_max_cost(polly_cli, tmp_path):
+    emu, polly = polly_cli()
+    book, out, state = make_epub(tmp_path / "day.epub"), tmp_path / "day.m4b", tmp_path / "st"
+    est = json.loads(invoke("estimate", book, "--mode", "async", "--json").stdout)
+    chars, price = est["billable_chars"], est["price_per_million"]
+    args = ["convert", book, "-o", out, *polly, "--mode", "async", "--state-dir", state]
+    r = invoke(*args, "--dry-run")
+    assert r.exit_code == 0, r.output
+    want = (
+        f"would submit 3 task(s) for 3 of 3 piece(s) (0 cached): {chars:,} billable "
+        f"characters, ${chars * price / 1e6:,.2f} at list prices (neural)"
+    )
+    assert r.stdout.strip() == want
+    assert emu.tasks == [] and not out.exists()
+    # A ceiling below the price: refused before anything starts.
+    r = invoke(*args, "--max-cost", "0.0001")
+    assert r.exit_code == 2, r.output
+    assert "would cost $0.00 at list prices" in r.stderr or "would cost $" in r.stderr
+    assert "more than --max-cost 0.0001" in r.stderr
+    assert emu.tasks == [] and not out.exists()
+    # Above it: converted; then nothing is left to pay for.
+    r = invoke(*args, "--max-cost", "1")
+    assert r.exit_code == 0, r.output
+    assert len(emu.tasks) == 3
+    r = invoke(*args, "--dry-run")
+    assert r.stdout.startswith("would submit 0 task(s) for 0 of 3 piece(s) (3 cached): 0 ")
