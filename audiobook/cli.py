@@ -184,6 +184,11 @@ engine_options = _compose(
         help="Polly speech marks: write WebVTT captions per chapter beside the audio.",
     ),
     click.option(
+        "--keep-outputs",
+        is_flag=True,
+        help="Keep Polly's task outputs in the bucket (else deleted once cached).",
+    ),
+    click.option(
         "--max-cost",
         type=click.FloatRange(min=0),
         default=None,
@@ -219,6 +224,7 @@ _POLLY_ONLY = (
     "sample_rate",
     "mode",
     "marks",
+    "keep_outputs",
     "max_cost",
 )
 _LOCAL_ONLY = ("workers",)
@@ -257,6 +263,7 @@ def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
         lexicons=tuple(kw["lexicons"]),
         sample_rate=kw["sample_rate"],
         marks=marks,
+        keep_outputs=kw["keep_outputs"],
     )
 
 
@@ -892,12 +899,30 @@ def polly_emulator_cmd(no_quotas: bool, **kw: Any) -> None:
 
     Tasks write real audio (espeak-ng) to the S3 endpoint and announce completion on
     SNS. The first line on stdout is the URL it listens on; it serves until Ctrl-C or
-    SIGTERM.
+    SIGTERM. It follows AWS's documented rules (limits, quotas, SSML per engine,
+    sample rates per path, 72-hour task records), so a whole batch can be tried,
+    without an account, against it and an S3 server such as moto's (`moto_server`).
+
+    Point the AWS CLI, boto3 and audiobook at it with the endpoint variables (any
+    credentials do):
+
+    \b
+        export AWS_ENDPOINT_URL_POLLY=http://127.0.0.1:4000
+        export AWS_ENDPOINT_URL_S3=http://127.0.0.1:5000
+        export AWS_ENDPOINT_URL_SNS=http://127.0.0.1:5000
+        export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:5000
+        export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+        export AWS_DEFAULT_REGION=us-east-1
+        aws polly describe-voices --engine neural
+        python -c 'import boto3; print(boto3.client("polly").list_speech_synthesis_tasks())'
 
     Example:
 
     \b
-        audiobook polly-emulator --port 0 --s3-endpoint http://127.0.0.1:5000
+        moto_server -p 5000 &
+        audiobook polly-emulator --port 4000 --s3-endpoint http://127.0.0.1:5000 &
+        aws s3 mb s3://try-bucket
+        audiobook batch books -o out --engine polly --bucket try-bucket
     """
     from .emulator.__main__ import run
 

@@ -308,6 +308,7 @@ class Scheduler:
             marks_digest=marks_digest,
             owner=self.owner,
         )
+        self.engine.release(job.ref)  # only now: a crash before this refetches
         return job.dest
 
     def _fetch_into_cache(self, job: Job) -> tuple[tuple[int, str], tuple[int, str] | None]:

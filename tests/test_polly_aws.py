@@ -779,3 +779,39 @@ def test_dry_run_and_max_cost(polly_cli, tmp_path):
     assert len(emu.tasks) == 3
     r = invoke(*args, "--dry-run")
     assert r.stdout.startswith("would submit 0 task(s) for 0 of 3 piece(s) (3 cached): 0 ")
+
+
+# --- S3 hygiene: outputs deleted once cached, unless --keep-outputs ---------------------------
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_task_outputs_leave_the_bucket_once_cached(polly_cli, s3_client, s3_bucket, tmp_path, keep):
+    emu, polly = polly_cli()
+    out = tmp_path / "day.m4b"
+    args = ["convert", make_epub(tmp_path / "day.epub"), "-o", out, *polly, "--mode", "async"]
+    args += ["--marks", "sentence", "--state-dir", tmp_path / "st"]
+    r = invoke(*args, *(["--keep-outputs"] if keep else []))
+    assert r.exit_code == 0, r.output
+    assert chapter_titles(out) == TITLES
+    assert len(emu.tasks) == 6  # audio and speech marks per piece
+    left = s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])
+    assert sorted(o["Key"] for o in left) == (sorted(t.key for t in emu.tasks) if keep else [])
+
+
+# --- the emulator as a user tool -------------------------------------------------------------
+
+
+def test_the_emulator_documents_how_to_point_tools_at_it():
+    r = invoke("polly-emulator", "--help")
+    assert r.exit_code == 0
+    for words in ("AWS_ENDPOINT_URL_POLLY", "aws polly describe-voices", "boto3", "moto_server"):
+        assert words in r.stdout
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for words in (
+        "AWS_ENDPOINT_URL_POLLY=http://127.0.0.1:4000",
+        "put-bucket-lifecycle-configuration",
+        '"Prefix": "audiobook/"',
+        "--keep-outputs",
+        "gc --queues",
+    ):
+        assert words in readme

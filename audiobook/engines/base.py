@@ -117,6 +117,11 @@ class Engine(abc.ABC):
         answer in one status call; the default asks ``poll`` for each."""
         return [self.poll(r) for r in refs]
 
+    def release(self, ref: TaskRef) -> None:
+        """The audio (and marks) of ``ref`` is in the cache, recorded: the engine may
+        free what it still holds for the task (Polly: its outputs in S3). Must not
+        raise for a failure to free. Default: nothing to free."""
+
     def fetch_marks(self, ref: TaskRef, dest: Path) -> None:
         """Write the speech marks of ``ref`` to ``dest`` (JSON lines, times in ms from
         the start of the piece). Only for engines with ``capabilities.marks``."""

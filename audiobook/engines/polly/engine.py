@@ -729,6 +729,24 @@ class PollyEngine(Engine):
         wav_rate = self.audio_format.sample_rate if self.output_format == "pcm" else None
         self._download(bucket, key, dest, wav_rate=wav_rate)
 
+    def release(self, ref: TaskRef) -> None:
+        """Delete the task's outputs (audio, marks) from the bucket now that they are in
+        the cache, unless ``keep_outputs``; a failure is logged, not raised (a
+        lifecycle rule on the prefix catches what is left: see the README)."""
+        if self.options.keep_outputs or _is_sync(ref):
+            return
+        for marks in (False, True) if "marks_task_id" in ref.extra else (False,):
+            try:
+                bucket, key = self._location(ref, marks=marks)
+                _call(
+                    f"S3 DeleteObject s3://{bucket}/{key}",
+                    self.s3.delete_object,
+                    Bucket=bucket,
+                    Key=key,
+                )
+            except AudiobookError as e:
+                log.warning("could not delete the output of task %s: %s", ref.task_id, e)
+
     def fetch_marks(self, ref: TaskRef, dest: Path) -> None:
         """Write the chunk's speech marks (JSON lines, Polly's format: time in ms from
         the start of the chunk, type, start/end byte offsets into the SSML, value) to
