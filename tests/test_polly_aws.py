@@ -815,3 +815,46 @@ def test_the_emulator_documents_how_to_point_tools_at_it():
         "gc --queues",
     ):
         assert words in readme
+
+
+# --- languages: LanguageCode for bilingual voices --------------------------------------------
+
+
+def test_a_bilingual_voice_speaks_the_books_language(polly_cli, tmp_path):
+    # Kajal speaks en-IN and hi-IN: a Hindi book is sent with LanguageCode hi-IN (else
+    # Polly reads it in the voice's default language, Indian English).
+    emu, polly = polly_cli()
+    polly = [a if a != "Joanna" else "Kajal" for a in polly]
+    docs = [Doc("c0.xhtml", "<h1>Pahla</h1><p>Namaste duniya.</p>")]
+    book = build_epub(
+        tmp_path / "hi.epub", docs, [("Pahla", "c0.xhtml", [])], title="Kitab", language="hi"
+    )
+    r = invoke(
+        "convert",
+        book,
+        "-o",
+        tmp_path / "hi.m4b",
+        *polly,
+        "--mode",
+        "async",
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 0, r.output
+    tasks = polly_api(emu).list_speech_synthesis_tasks()["SynthesisTasks"]
+    assert [t.get("LanguageCode") for t in tasks] == ["hi-IN"]
+    # An English book with the same voice: en-IN, the voice's English.
+    r = invoke(
+        "convert",
+        make_epub(tmp_path / "en.epub"),
+        "-o",
+        tmp_path / "en.m4b",
+        *polly,
+        "--mode",
+        "async",
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 0, r.output
+    tasks = polly_api(emu).list_speech_synthesis_tasks()["SynthesisTasks"]
+    assert sorted(str(t.get("LanguageCode")) for t in tasks) == ["en-IN"] * 3 + ["hi-IN"]

@@ -219,11 +219,17 @@ def polly_client(region: str | None) -> Any:
 
 
 def list_voices(
-    polly: Any, engine: str | None = None, language: str | None = None
+    polly: Any,
+    engine: str | None = None,
+    language: str | None = None,
+    additional: bool = False,
 ) -> list[dict[str, Any]]:
     """DescribeVoices, every page: dicts with Id, Name, Gender, LanguageCode,
-    LanguageName, SupportedEngines. ``engine`` and ``language`` filter server-side."""
+    LanguageName, SupportedEngines (and AdditionalLanguageCodes of bilingual voices with
+    ``additional``). ``engine`` and ``language`` filter server-side."""
     kwargs: dict[str, Any] = {}
+    if additional:
+        kwargs["IncludeAdditionalLanguageCodes"] = True
     if engine:
         kwargs["Engine"] = engine
     if language:

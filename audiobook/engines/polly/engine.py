@@ -99,6 +99,8 @@ class PollyEngine(Engine):
         self._uncertain: dict[tuple[str, bool], float] = {}
         self._status_gate: Callable[[], object] | None = None
         self._lexicon_ids: str | None = None if self.lexicons else ""
+        self._language_code: str | None = None  # "" once known to be none
+        self._voice_list: list[dict[str, Any]] | None = None
         self._workdir: Path | None = None
         self.notifications: NotificationListener | None = None
         if self.sns_topic:
@@ -149,10 +151,43 @@ class PollyEngine(Engine):
         SHA-256, from GetLexicon): an edited lexicon makes new keys, so what it is
         applied to is synthesized again."""
         rate = self.sample_rate or default_sample_rate(self.output_format, self.polly_engine)
+        lang = self.language_code() if self.options.language else None
         return (
             f"polly:{self.polly_engine}:{self.voice}:{self.output_format}:{rate}:"
-            f"{self._lexicon_identity()}"
+            f"{self._lexicon_identity()}" + (f":lang={lang}" if lang else "")
         )
+
+    def language_code(self) -> str | None:
+        """The LanguageCode to send: for a bilingual voice (Aditi, Kajal: en-IN and
+        hi-IN), the one of its languages the book is in; None otherwise (Polly speaks
+        the voice's own language). Asked of DescribeVoices once."""
+        with self._lock:
+            if self._language_code is None:
+                self._language_code = self._pick_language()
+            return self._language_code or None
+
+    def _pick_language(self) -> str:
+        book = (self.options.language or "").replace("_", "-").lower()
+        if not book:
+            return ""
+        v = next((v for v in self._voices() if v.get("Id") == self.voice), None)
+        extra = list((v or {}).get("AdditionalLanguageCodes") or [])
+        if v is None or not extra:
+            return ""
+        codes = [str(v.get("LanguageCode") or ""), *map(str, extra)]
+        for code in codes:
+            if code.lower() == book:
+                return code
+        for code in codes:
+            if code.split("-")[0].lower() == book.split("-")[0]:
+                return code
+        return ""
+
+    def _voices(self) -> list[dict[str, Any]]:
+        with self._lock:
+            if self._voice_list is None:
+                self._voice_list = list_voices(self.polly, additional=True)
+            return self._voice_list
 
     def _lexicon_identity(self) -> str:
         """``name=<sha256 of its content>`` per lexicon, asked of Polly once."""
@@ -363,7 +398,7 @@ class PollyEngine(Engine):
         )
 
     def _check_voice(self) -> None:
-        voices = list_voices(self.polly)
+        voices = self._voices()
         by_id = {v.get("Id"): v for v in voices}
         v = by_id.get(self.voice)
         if v is None:
@@ -410,6 +445,9 @@ class PollyEngine(Engine):
             p["SampleRate"] = self.sample_rate
         if self.lexicons:
             p["LexiconNames"] = list(self.lexicons)
+        lang = self.language_code() if self.options.language else None
+        if lang:
+            p["LanguageCode"] = lang
         return p
 
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
