@@ -858,3 +858,39 @@ def test_a_bilingual_voice_speaks_the_books_language(polly_cli, tmp_path):
     assert r.exit_code == 0, r.output
     tasks = polly_api(emu).list_speech_synthesis_tasks()["SynthesisTasks"]
     assert sorted(str(t.get("LanguageCode")) for t in tasks) == ["en-IN"] * 3 + ["hi-IN"]
+
+
+# --- languages: <lang xml:lang> for passages in another language -----------------------------
+
+
+def test_a_passage_in_another_language_is_marked_for_polly(polly_cli, tmp_path):
+    import hashlib
+
+    from audiobook.chunk import chunk_rendered
+    from audiobook.config import POLLY_TASK_LIMITS
+    from audiobook.ingest import read_book
+    from audiobook.ssml import render_book
+
+    emu, polly = polly_cli()
+    chapters = [
+        ("Paris", '<p>We arrived at noon.</p><p xml:lang="fr">Bonjour mes amis.</p>'),
+        ("Home", "<p>Then we went home.</p>"),
+    ]
+    book = make_epub(tmp_path / "trip.epub", chapters)
+    ssml = [c.ssml for c in chunk_rendered(render_book(read_book(book)), POLLY_TASK_LIMITS)]
+    assert '<lang xml:lang="fr-FR">Bonjour mes amis.</lang>' in ssml[0]
+    assert "<lang" not in ssml[1]
+    r = invoke(
+        "convert",
+        book,
+        "-o",
+        tmp_path / "trip.m4b",
+        *polly,
+        "--mode",
+        "async",
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 0, r.output
+    sent = {t.text_sha256 for t in emu.tasks}
+    assert sent == {hashlib.sha256(s.encode()).hexdigest() for s in ssml}

@@ -907,6 +907,6 @@ def _trim_gutenberg(accs: list[_Acc]) -> None:
             assert m is not None
             text = text[m.end() :].strip()
         if text:
-            kept[id(a)].append(block if text == block.text else Block(block.kind, text))
+            kept[id(a)].append(block if text == block.text else Block(block.kind, text, block.lang))
     for a in accs:
         a.blocks = kept[id(a)]
