@@ -535,6 +535,12 @@ class Scheduler:
         for j in due:
             self._settle(j, held.get(j.key))
 
+    def _done_by_another(self, job: Job) -> bool:
+        if not self._in_cache(job):
+            return False
+        row = self.store.chunk(job.key)
+        return row is not None and row.status == "done"
+
     def _done_elsewhere(self, job: Job) -> None:
         """Another run brought the chunk's audio into the cache."""
         self.cached += 1
@@ -631,6 +637,11 @@ class Scheduler:
                     job.following = False
                     self.resumed += 1
                 self._chunk_done(job)
+            elif self._done_by_another(job):
+                # Another run fetched it meanwhile (and freed the task's output).
+                job.following = False
+                self._release(job)
+                self._done_elsewhere(job)
             elif job.following:
                 self._rewait(job)  # its own run fetches it, or we take over
             elif isinstance(err, RETRYABLE):
