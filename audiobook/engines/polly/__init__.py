@@ -43,6 +43,18 @@ subscribes it, and ``poll`` reads completion messages from the queue; a task wit
 message for ``notification_grace`` seconds is checked with GetSpeechSynthesisTask anyway
 (lost notifications still complete).
 
+Gone tasks. Polly keeps a task record 72 hours; the S3 object outlives it. A task
+GetSpeechSynthesisTask no longer knows is completed if its output is still at the key
+recorded for it (``TaskRef.extra``), else failed (transient): a new task is started.
+Every Get and List call goes through the scheduler's shared status limiter
+(``limit_status_calls``).
+
+Outputs. Once a piece's audio is in the cache, ``release`` deletes the task's outputs
+from the bucket (``PollyOptions.keep_outputs`` keeps them).
+
+Languages. A bilingual voice (Aditi, Kajal) gets ``LanguageCode``: the one of its
+languages the book is in; it is part of ``identity``, as is each lexicon's content.
+
 Speech marks. With ``marks=("sentence", "word")`` each chunk also gets a json
 speech-mark task (same S3 prefix, OutputFormat json) whose id is in
 ``TaskRef.extra["marks_task_id"]``; ``poll`` reports completed only when both are done
