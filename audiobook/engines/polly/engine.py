@@ -11,12 +11,14 @@ import time
 import uuid
 import wave
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
 
 from ...config import POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS, EngineLimits
 from ...errors import (
+    RETRYABLE,
     AudiobookError,
     ConfigError,
     EngineError,
@@ -697,9 +699,14 @@ class PollyEngine(Engine):
         every task on it, so ten tasks finishing together are all seen within one call
         of the shared Get/List quota instead of ten. A task not on that page (more than
         100 newer tasks in the account) is asked about with GetSpeechSynthesisTask. With
-        SNS, notifications answer and this is ``poll`` per task."""
+        SNS, notifications answer and this is ``poll`` per task.
+
+        A retryable error of one task's call (throttled, 5xx) stops the round: the tasks
+        not yet answered stay ``inProgress`` and are asked next round; the error is
+        raised only when no task was answered, so one throttled Get among many does not
+        count against all of them."""
         if self.sns_topic or not refs:
-            return [self.poll(r) for r in refs]
+            return _answered([partial(self.poll, r) for r in refs])
         self._gate()
         page = _call(
             "Polly ListSpeechSynthesisTasks", self.polly.list_speech_synthesis_tasks, MaxResults=100
@@ -716,7 +723,13 @@ class PollyEngine(Engine):
                 task.get("OutputUri") or "",
             )
 
-        return [self.poll(r) if _is_sync(r) else self._task_state(r, state) for r in refs]
+        return _answered(
+            [
+                partial(self.poll, r) if _is_sync(r) else partial(self._task_state, r, state)
+                for r in refs
+            ],
+            listed=True,
+        )
 
     def _status(self, task_id: str) -> TaskState:
         """One task's state: from its notification when there is one (or while it is
@@ -812,6 +825,22 @@ class PollyEngine(Engine):
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
+
+
+def _answered(asks: Sequence[Callable[[], TaskState]], *, listed: bool = False) -> list[TaskState]:
+    """Each ask's state, in order; after a retryable error the rest stay ``inProgress``
+    (asked next round). The error is raised when nothing was answered (``listed``: the
+    listing call that came first already was)."""
+    states: list[TaskState] = []
+    for ask in asks:
+        try:
+            states.append(ask())
+        except RETRYABLE as e:
+            if not states and not listed:
+                raise
+            log.debug("status call failed (%s); asking the rest next round", e)
+            break
+    return states + [TaskState("inProgress")] * (len(asks) - len(states))
 
 
 def _is_sync(ref: TaskRef) -> bool:
