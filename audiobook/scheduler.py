@@ -87,12 +87,15 @@ class Limiters:
 
     start: TokenBucket | None = None
     poll: TokenBucket | None = None
+    # Tasks in flight across the books (the engine kind's concurrency); None: each
+    # book bounds its own by ``max_inflight``.
+    inflight: threading.Semaphore | None = None
 
 
 def make_limiters(opts: ConvertOptions) -> Limiters:
     """Start and status-call buckets for ``opts``' engine: Polly's quotas (start rate per
-    engine kind, capped by ``config.tps``; ``config.poll_tps`` for Get/List); the local
-    engine has none."""
+    engine kind, capped by ``config.tps``; ``config.poll_tps`` for Get/List) and the
+    in-flight bound of its kind, shared by every book; the local engine has none."""
     cfg = opts.config
     if opts.engine != "polly":
         return Limiters()
@@ -105,6 +108,7 @@ def make_limiters(opts: ConvertOptions) -> Limiters:
     return Limiters(
         start=TokenBucket(rate, burst) if rate > 0 else None,
         poll=TokenBucket(cfg.poll_tps, max(1, int(cfg.poll_tps))) if cfg.poll_tps > 0 else None,
+        inflight=threading.Semaphore(max(1, inflight_bound(cfg.max_inflight, kind))),
     )
 
 
@@ -196,7 +200,9 @@ class Scheduler:
                 max_workers=max(2, min(self.cfg.max_inflight, 16)), thread_name_prefix="audiobook"
             )
         )
-        self.slots = threading.Semaphore(max(1, inflight_bound(self.cfg.max_inflight, price_kind)))
+        self.slots = limiters.inflight or threading.Semaphore(
+            max(1, inflight_bound(self.cfg.max_inflight, price_kind))
+        )
         self.events: queue.Queue[tuple[str, Job, cf.Future[Any]]] = queue.Queue()
         self.ready: list[tuple[float, int, Job]] = []  # heap of (due, seq, job) to submit
         self.polling: list[Job] = []  # submitted tasks, waiting for their next poll
@@ -364,6 +370,12 @@ class Scheduler:
                 self.stopping = True
                 self.executor.shutdown(wait=True, cancel_futures=True)
                 raise
+            finally:
+                # The in-flight bound may be shared with other books: give back what
+                # this one still holds, whatever ended it.
+                if self.stopping:
+                    for job in self.jobs:
+                        self._release(job)
             self.executor.shutdown(wait=True)
 
     def waiting_for(self) -> str:

@@ -894,3 +894,33 @@ def test_a_passage_in_another_language_is_marked_for_polly(polly_cli, tmp_path):
     assert r.exit_code == 0, r.output
     sent = {t.text_sha256 for t in emu.tasks}
     assert sent == {hashlib.sha256(s.encode()).hexdigest() for s in ssml}
+
+
+def test_books_of_a_batch_share_the_engine_kinds_concurrency(polly_cli, tmp_path):
+    # Two books of 12 pieces at once: 24 tasks, 18 at most in flight between them.
+    from audiobook.config import POLLY_CONCURRENCY
+
+    emu, polly = polly_cli(audio="silence", queue_delay=1.0)
+    books = tmp_path / "books"
+    books.mkdir()
+    for name in ("one", "two"):
+        chapters = [(f"{name} {i}", f"<p>Words of {name}, part {i}.</p>") for i in range(12)]
+        make_epub(books / f"{name}.epub", chapters)
+    r = invoke(
+        "batch",
+        books,
+        "-o",
+        tmp_path / "out",
+        *polly,
+        "--mode",
+        "async",
+        "--jobs",
+        "2",
+        "--state-dir",
+        tmp_path / "st",
+    )
+    assert r.exit_code == 0, r.output
+    stats = emu.stats
+    assert stats.get("throttled_concurrency", 0) == 0, stats
+    assert stats["peak_open_tasks.neural"] <= POLLY_CONCURRENCY["neural"]
+    assert len(emu.tasks) == 24
