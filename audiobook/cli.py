@@ -24,13 +24,13 @@ from rich.console import Console
 
 from . import interrupt
 from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
-from .engines import ENGINES, download_voice, list_tasks, list_voices
+from .engines import ENGINES, download_voice, list_tasks, list_voices, sweep_polly_queues
 from .engines.options import PiperOptions, PollyOptions
 from .errors import AudiobookError, ConfigError, Terminated, one_line
 from .fetch import DEFAULT_FETCH, UNUSED_DAYS, FetchConfig
 from .ingest import IngestOptions
 from .options import ConvertOptions
-from .pipeline import convert
+from .pipeline import convert, preview
 
 if TYPE_CHECKING:
     from .state import StateStore
@@ -173,6 +173,12 @@ engine_options = _compose(
         help="Polly pronunciation lexicon (repeatable, up to 5).",
     ),
     click.option(
+        "--sample-rate",
+        default=None,
+        metavar="HZ",
+        help="Polly sample rate (mp3/ogg_vorbis: 8000-24000; 44100, 48000 with --mode sync).",
+    ),
+    click.option(
         "--mode",
         type=click.Choice(["auto", "async", "sync"]),
         default="auto",
@@ -185,6 +191,18 @@ engine_options = _compose(
         metavar="sentence,word",
         help="Speech marks (Polly; Piper: sentence): write WebVTT captions per chapter "
         "beside the audio.",
+    ),
+    click.option(
+        "--keep-outputs",
+        is_flag=True,
+        help="Keep Polly's task outputs in the bucket (else deleted once cached).",
+    ),
+    click.option(
+        "--max-cost",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="USD",
+        help="Refuse to start when the pieces to synthesize cost more, at list prices.",
     ),
 )
 
@@ -214,8 +232,11 @@ _ENGINE_ONLY: dict[str, tuple[str, ...]] = {
     "kms_key": _POLLY,
     "region": _POLLY,
     "lexicons": _POLLY,
+    "sample_rate": _POLLY,
     "mode": _POLLY,
     "marks": ("polly", "piper"),
+    "keep_outputs": _POLLY,
+    "max_cost": _POLLY,
     "workers": _LOCAL,
 }
 
@@ -253,7 +274,9 @@ def _engine_options(kw: dict[str, Any]) -> PollyOptions | PiperOptions | None:
         kms_key=kw["kms_key"],
         region=kw["region"],
         lexicons=tuple(kw["lexicons"]),
+        sample_rate=kw["sample_rate"],
         marks=marks,
+        keep_outputs=kw["keep_outputs"],
     )
 
 
@@ -266,7 +289,7 @@ def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
         voice=kw["voice"],
         render=_render_options(kw),
         ingest=_ingest_options(kw),
-        config=PipelineConfig(workers=workers),
+        config=PipelineConfig(workers=workers, max_cost_usd=kw.get("max_cost")),
         force=kw.get("force", False),
     )
 
@@ -338,7 +361,12 @@ def cli(verbose: int) -> None:
     help="Local synthesis processes [default: one per core].",
 )
 @click.option("--force", is_flag=True, help="Convert even if the output is up to date.")
-def convert_cmd(book: str, out: Path | None, workers: int, **kw: Any) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what would be submitted (pieces, characters, cost) and exit.",
+)
+def convert_cmd(book: str, out: Path | None, workers: int, dry_run: bool, **kw: Any) -> None:
     """Convert BOOK (EPUB, PDF, HTML, Markdown, text; a file or an http(s) URL) into
     an audiobook.
 
@@ -350,8 +378,9 @@ def convert_cmd(book: str, out: Path | None, workers: int, **kw: Any) -> None:
     \b
         audiobook convert novel.epub -o novel.m4b
         audiobook convert paper.pdf --engine polly --bucket my-bucket \\
-            --voice Joanna
+            --voice Joanna --max-cost 5
         audiobook convert https://example.org/a-post -o a-post.mp3
+        audiobook convert novel.epub --engine polly --bucket my-bucket --dry-run
     """
     from .outputs import format_of
     from .progress import RichHooks, summary_line
@@ -359,6 +388,16 @@ def convert_cmd(book: str, out: Path | None, workers: int, **kw: Any) -> None:
     if kw["fmt"] is None:  # the output's name decides; a name and a --format that
         kw["fmt"] = (format_of(out) if out else None) or "m4b"  # disagree are refused
     opts = _convert_options(kw, workers=workers)
+    if dry_run:
+        with _open_state(kw["state_dir"], kw["reset_state"]) as store:
+            plan = preview(book, opts, store=store)
+        kind = f" ({plan.price_kind})" if plan.price_kind else ""
+        click.echo(
+            f"would submit {plan.tasks} task(s) for {plan.pieces - plan.cached} of "
+            f"{plan.pieces} piece(s) ({plan.cached} cached): {plan.billable_chars:,} "
+            f"billable characters, ${plan.cost_usd:,.2f} at list prices{kind}"
+        )
+        return
     console = _stderr()
     hooks = RichHooks(console)
     try:
@@ -689,6 +728,14 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
         + (f" ({by_kind})" if by_kind else "")
         + f"; ${billed.cost_usd:,.2f} at list prices"
     )
+    n = s.counted
+    if n.pieces:
+        drift = n.service_chars - n.estimated_chars
+        click.echo(
+            f"count check: Polly counted {n.service_chars:,} billable characters for "
+            f"{plural(n.pieces, 'piece')}, the estimate {n.estimated_chars:,} "
+            f"(drift {drift:+,} in {plural(n.differing, 'piece')})"
+        )
     click.echo(f"cache: {plural(s.cache_files, 'file')}, {s.cache_bytes / 1e6:,.1f} MB")
 
 
@@ -702,10 +749,25 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
     metavar="DAYS",
     help="Remove downloaded pages, feeds and images no run has used for this long.",
 )
+@click.option(
+    "--queues",
+    is_flag=True,
+    help="Also remove the audiobook-polly-* SQS queues (and their SNS subscriptions) "
+    "that killed --sns-topic runs left behind.",
+)
+@click.option("--region", default=None, help="AWS region of the queues (with --queues).")
 @state_options
-def gc_cmd(dry_run: bool, web_days: float, state_dir: Path | None, reset_state: bool) -> None:
+def gc_cmd(
+    dry_run: bool,
+    web_days: float,
+    queues: bool,
+    region: str | None,
+    state_dir: Path | None,
+    reset_state: bool,
+) -> None:
     """Remove cached audio that no book's latest version still needs, and downloads
-    (the web/ cache of URLs) that no run has used for --web-days days.
+    (the web/ cache of URLs) that no run has used for --web-days days; with --queues,
+    the notification queues of runs that were killed.
 
     A download is used when a run fetches its URL, also when the server answers 304.
     Never creates a store: a state folder with none is a one-line error (exit 9).
@@ -715,6 +777,7 @@ def gc_cmd(dry_run: bool, web_days: float, state_dir: Path | None, reset_state: 
     \b
         audiobook gc --dry-run
         audiobook gc --web-days 7
+        audiobook gc --queues
     """
     from .fetch import CACHE_FOLDER, prune_cache
     from .progress import plural
@@ -730,6 +793,10 @@ def gc_cmd(dry_run: bool, web_days: float, state_dir: Path | None, reset_state: 
         f"{verb} {plural(pages, 'downloaded file')} unused for {web_days:g} days "
         f"({page_bytes / 1e6:,.1f} MB)"
     )
+    if queues:
+        names = sweep_polly_queues(dry_run=dry_run, region=region)
+        shown = f": {', '.join(names)}" if names else ""
+        click.echo(f"{verb} {plural(len(names), 'stale notification queue')}{shown}")
 
 
 # --- batch ----------------------------------------------------------------------------
@@ -936,12 +1003,30 @@ def polly_emulator_cmd(no_quotas: bool, **kw: Any) -> None:
 
     Tasks write real audio (espeak-ng) to the S3 endpoint and announce completion on
     SNS. The first line on stdout is the URL it listens on; it serves until Ctrl-C or
-    SIGTERM.
+    SIGTERM. It follows AWS's documented rules (limits, quotas, SSML per engine,
+    sample rates per path, 72-hour task records), so a whole batch can be tried,
+    without an account, against it and an S3 server such as moto's (`moto_server`).
+
+    Point the AWS CLI, boto3 and audiobook at it with the endpoint variables (any
+    credentials do):
+
+    \b
+        export AWS_ENDPOINT_URL_POLLY=http://127.0.0.1:4000
+        export AWS_ENDPOINT_URL_S3=http://127.0.0.1:5000
+        export AWS_ENDPOINT_URL_SNS=http://127.0.0.1:5000
+        export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:5000
+        export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+        export AWS_DEFAULT_REGION=us-east-1
+        aws polly describe-voices --engine neural
+        python -c 'import boto3; print(boto3.client("polly").list_speech_synthesis_tasks())'
 
     Example:
 
     \b
-        audiobook polly-emulator --port 0 --s3-endpoint http://127.0.0.1:5000
+        moto_server -p 5000 &
+        audiobook polly-emulator --port 4000 --s3-endpoint http://127.0.0.1:5000 &
+        aws s3 mb s3://try-bucket
+        audiobook batch books -o out --engine polly --bucket try-bucket
     """
     from .emulator.__main__ import run
 

@@ -24,9 +24,16 @@ class EngineLimits:
     max_total: int
 
 
-# Amazon Polly quotas (limits.html).
-POLLY_SYNC_LIMITS = EngineLimits(max_billable=3_000, max_total=6_000)
-POLLY_TASK_LIMITS = EngineLimits(max_billable=100_000, max_total=200_000)
+# Amazon Polly's limits per request (limits.html): SynthesizeSpeech 3,000 billable /
+# 6,000 total characters, a task 100,000 / 200,000. Pieces are filled to 98% of them:
+# AWS documents what it bills only as "SSML tags are not billed", so our count may
+# differ from RequestCharacters, and a piece a few characters over would be refused
+# (TextLengthExceededException) after the rest of the book was paid for.
+POLLY_LIMITS_SYNC = EngineLimits(max_billable=3_000, max_total=6_000)
+POLLY_LIMITS_TASK = EngineLimits(max_billable=100_000, max_total=200_000)
+POLLY_HEADROOM = 0.02
+POLLY_SYNC_LIMITS = EngineLimits(max_billable=2_940, max_total=5_880)
+POLLY_TASK_LIMITS = EngineLimits(max_billable=98_000, max_total=196_000)
 
 # List prices in USD per 1,000,000 billable characters (from a third-party page,
 # UNVERIFIED against the AWS pricing page).
@@ -43,6 +50,14 @@ POLLY_START_TPS: dict[str, tuple[float, int]] = {
     "neural": (10.0, 12),  # burst UNVERIFIED
     "long-form": (1.0, 1),
     "generative": (1.0, 1),
+}
+# Concurrent requests per engine kind [limits.html, "Concurrent requests": generative 26,
+# long-form 26, neural 18, standard 80]: the tasks a run keeps in flight at most.
+POLLY_CONCURRENCY: dict[str, int] = {
+    "standard": 80,
+    "neural": 18,
+    "long-form": 26,
+    "generative": 26,
 }
 POLLY_GET_LIST_TPS = 10.0  # GetSpeechSynthesisTask + ListSpeechSynthesisTasks combined
 POLLY_SYNC_TPS: dict[str, tuple[float, int]] = {
@@ -62,6 +77,8 @@ class PipelineConfig:
     poll_tps:     status calls per second (Polly: Get + List share 10 tps).
     max_attempts: attempts per chunk for retryable errors.
     backoff_base / backoff_cap: exponential backoff with full jitter, in seconds.
+    max_cost_usd: the most a run may spend at list prices (None: no limit); a run whose
+                  pieces to synthesize cost more refuses to start.
     """
 
     max_inflight: int = 32
@@ -71,6 +88,7 @@ class PipelineConfig:
     max_attempts: int = 6
     backoff_base: float = 0.2
     backoff_cap: float = 20.0
+    max_cost_usd: float | None = None  # refuse to start pieces whose list price is more
     workers: int = 0  # local synthesis processes; 0 = one per core
 
 

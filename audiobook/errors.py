@@ -10,6 +10,7 @@
      │    │                        too large, too many redirects, not http/https)
      │    └── FeedCheckFailed      a podcast feed the directories would refuse (--check)
      ├── ConfigError               bad options (unknown voice, missing bucket, bad template)
+     │    └── UnsupportedSsml      SSML the chosen engine refuses (names the template line)
      ├── EngineError               a speech engine failed
      │    ├── Throttled            over a rate quota (retryable)
      │    ├── TransientEngineError 5xx, lost connection, transient task failure (retryable)
@@ -79,6 +80,15 @@ class FeedCheckFailed(InputError):
 
 class ConfigError(AudiobookError):
     exit_code = 2
+
+
+class UnsupportedSsml(ConfigError):
+    """SSML the chosen engine refuses. ``needle`` is what to look for in the template's
+    source to find the line that wrote it (e.g. ``pitch=`` or ``<emphasis``)."""
+
+    def __init__(self, msg: str, *, needle: str = "") -> None:
+        super().__init__(msg)
+        self.needle = needle
 
 
 class EngineError(AudiobookError):

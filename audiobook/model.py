@@ -22,10 +22,12 @@ ChapterRole = Literal["front", "body", "back"]
 
 @dataclass(frozen=True)
 class Block:
-    """One unit of text in reading order. ``text`` is plain text (never markup)."""
+    """One unit of text in reading order. ``text`` is plain text (never markup);
+    ``lang`` the BCP 47 tag its element declares (xml:lang, lang), when it does."""
 
     kind: BlockKind
     text: str
+    lang: str | None = None
 
 
 @dataclass(frozen=True)

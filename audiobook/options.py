@@ -76,6 +76,7 @@ def _engine_options_identity(options: EngineOptions | None) -> dict[str, Any]:
         return {}
     d = dataclasses.asdict(options)
     d.pop("notification_grace", None)
+    d.pop("keep_outputs", None)  # what is left in the bucket, not what is heard
     d.pop("language", None)  # the book's, already part of the source
     d.pop("workers", None)  # how many processes, not what they say
     d.pop("threads", None)

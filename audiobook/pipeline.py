@@ -70,7 +70,7 @@ from .scheduler import Limiters
 from .ssml import billable_chars
 from .state import LeaseHolder, LeaseOwner, StateStore, open_state
 from .stitch import ChapterAudio, chapter_filenames, stitch
-from .synthesis import plan_chunks, synthesize
+from .synthesis import RunPlan, plan_chunks, plan_run, synthesize
 
 
 def default_output(path: Path, fmt: str) -> Path:
@@ -256,6 +256,21 @@ def _convert_url(
             t0=t0,
             source=url,
         )
+
+
+def preview(path: str | os.PathLike[str], opts: ConvertOptions, *, store: StateStore) -> RunPlan:
+    """What ``convert`` would submit for the document at ``path`` (pieces, characters,
+    cost at list prices), submitting nothing and writing no output."""
+    book = read_book(path, opts.ingest)
+    engine = engines.make_engine(
+        opts.engine,
+        opts.engine_options,
+        voice=opts.voice,
+        language=book.language,
+        workers=opts.config.workers,
+    )
+    with engine:
+        return plan_run(book, opts, store=store, engine=engine)
 
 
 def convert_book(

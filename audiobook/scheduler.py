@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import POLLY_START_TPS
+from .config import POLLY_CONCURRENCY, POLLY_START_TPS
 from .engines.base import Engine, TaskRef, TaskState
 from .engines.options import PollyOptions
 from .errors import (
@@ -87,12 +87,15 @@ class Limiters:
 
     start: TokenBucket | None = None
     poll: TokenBucket | None = None
+    # Tasks in flight across the books (the engine kind's concurrency); None: each
+    # book bounds its own by ``max_inflight``.
+    inflight: threading.Semaphore | None = None
 
 
 def make_limiters(opts: ConvertOptions) -> Limiters:
     """Start and status-call buckets for ``opts``' engine: Polly's quotas (start rate per
-    engine kind, capped by ``config.tps``; ``config.poll_tps`` for Get/List); the local
-    engine has none."""
+    engine kind, capped by ``config.tps``; ``config.poll_tps`` for Get/List) and the
+    in-flight bound of its kind, shared by every book; the local engine has none."""
     cfg = opts.config
     if opts.engine != "polly":
         return Limiters()
@@ -105,7 +108,14 @@ def make_limiters(opts: ConvertOptions) -> Limiters:
     return Limiters(
         start=TokenBucket(rate, burst) if rate > 0 else None,
         poll=TokenBucket(cfg.poll_tps, max(1, int(cfg.poll_tps))) if cfg.poll_tps > 0 else None,
+        inflight=threading.Semaphore(max(1, inflight_bound(cfg.max_inflight, kind))),
     )
+
+
+def inflight_bound(max_inflight: int, price_kind: str) -> int:
+    """Tasks kept in flight at most: ``max_inflight``, within the concurrency Polly
+    documents for the engine kind (``config.POLLY_CONCURRENCY``)."""
+    return min(max_inflight, POLLY_CONCURRENCY.get(price_kind, max_inflight))
 
 
 class InlineExecutor:
@@ -190,7 +200,9 @@ class Scheduler:
                 max_workers=max(2, min(self.cfg.max_inflight, 16)), thread_name_prefix="audiobook"
             )
         )
-        self.slots = threading.Semaphore(max(1, self.cfg.max_inflight))
+        self.slots = limiters.inflight or threading.Semaphore(
+            max(1, inflight_bound(self.cfg.max_inflight, price_kind))
+        )
         self.events: queue.Queue[tuple[str, Job, cf.Future[Any]]] = queue.Queue()
         self.ready: list[tuple[float, int, Job]] = []  # heap of (due, seq, job) to submit
         self.polling: list[Job] = []  # submitted tasks, waiting for their next poll
@@ -201,7 +213,12 @@ class Scheduler:
         self.batch_status = caps.batch_status
         # An engine told of completions by notifications (Polly with an SNS topic) makes
         # no status call per poll: its polls need no share of the Get/List quota.
-        self.poll_limiter = None if caps.notified else limiters.poll
+        # An engine that passes each of its status calls through the shared limiter
+        # (fallback lookups, listings, re-polls after a lost notification) is left to it.
+        status = limiters.poll
+        gated = status is not None and engine.limit_status_calls(status.acquire)
+        self.status_limiter = None if gated else status
+        self.poll_limiter = None if caps.notified else self.status_limiter
         self.busy = 0  # submits and fetches on the executor
         self.seq = itertools.count()
         self.repoll = REMOTE_REPOLL if caps.remote else LOCAL_REPOLL
@@ -297,6 +314,7 @@ class Scheduler:
             marks_digest=marks_digest,
             owner=self.owner,
         )
+        self.engine.release(job.ref)  # only now: a crash before this refetches
         return job.dest
 
     def _fetch_into_cache(self, job: Job) -> tuple[tuple[int, str], tuple[int, str] | None]:
@@ -352,6 +370,12 @@ class Scheduler:
                 self.stopping = True
                 self.executor.shutdown(wait=True, cancel_futures=True)
                 raise
+            finally:
+                # The in-flight bound may be shared with other books: give back what
+                # this one still holds, whatever ended it.
+                if self.stopping:
+                    for job in self.jobs:
+                        self._release(job)
             self.executor.shutdown(wait=True)
 
     def waiting_for(self) -> str:
@@ -410,10 +434,7 @@ class Scheduler:
             if row.status == "submitted" and row.task_id:
                 ref = TaskRef(row.task_id, row.engine, row.output_uri, extra=row.extra)
             elif row.started_at is not None:
-                if self.limiters.poll is not None:
-                    self.limiters.poll.acquire()
-                # Clock skew between us and the service is the engine's to allow.
-                ref = self.engine.recover(job.key, row.started_at)
+                ref = self._recover(job, row.started_at)
                 if ref is not None:
                     log.info(
                         "%s: found task %s started by an earlier run",
@@ -436,6 +457,18 @@ class Scheduler:
         job.started = next(self.started)
         self.polling.append(job)
         return True
+
+    def _recover(self, job: Job, since: float) -> TaskRef | None:
+        """``engine.recover``, retried with backoff on a retryable error (a throttled
+        listing during a resume is no reason to stop)."""
+        while True:
+            if self.status_limiter is not None:
+                self.status_limiter.acquire()
+            try:
+                # Clock skew between us and the service is the engine's to allow.
+                return self.engine.recover(job.key, since)
+            except RETRYABLE as e:
+                self.sleep(self._retry_or_raise(job, e, "errors"))
 
     # -- chunks other runs hold --------------------------------------------------------------
 
@@ -513,6 +546,12 @@ class Scheduler:
         held = self.store.piece_holders([j.key for j in due if not self._in_cache(j)], self.owner)
         for j in due:
             self._settle(j, held.get(j.key))
+
+    def _done_by_another(self, job: Job) -> bool:
+        if not self._in_cache(job):
+            return False
+        row = self.store.chunk(job.key)
+        return row is not None and row.status == "done"
 
     def _done_elsewhere(self, job: Job) -> None:
         """Another run brought the chunk's audio into the cache."""
@@ -610,6 +649,11 @@ class Scheduler:
                     job.following = False
                     self.resumed += 1
                 self._chunk_done(job)
+            elif self._done_by_another(job):
+                # Another run fetched it meanwhile (and freed the task's output).
+                job.following = False
+                self._release(job)
+                self._done_elsewhere(job)
             elif job.following:
                 self._rewait(job)  # its own run fetches it, or we take over
             elif isinstance(err, RETRYABLE):

@@ -251,6 +251,7 @@ class BlockView:
     kind: str
     text: Markup
     repeats_title: bool = False
+    lang: str = ""  # a language other than the book's, as <lang xml:lang> takes it
 
     @cached_property
     def sentences(self) -> list[Markup]:
@@ -264,7 +265,53 @@ def _words(text: str) -> str:
     return _NOT_WORD.sub(" ", text).strip().casefold()
 
 
-def _views(blocks: tuple[Block, ...], title: str = "") -> list[BlockView]:
+# A language's usual region, for a passage that names only the language (<lang
+# xml:lang> takes Polly's language codes: "fr-FR", not "fr").
+_REGIONS = {
+    "ar": "arb",
+    "ca": "ca-ES",
+    "cy": "cy-GB",
+    "da": "da-DK",
+    "de": "de-DE",
+    "en": "en-US",
+    "es": "es-ES",
+    "fi": "fi-FI",
+    "fr": "fr-FR",
+    "hi": "hi-IN",
+    "is": "is-IS",
+    "it": "it-IT",
+    "ja": "ja-JP",
+    "ko": "ko-KR",
+    "nb": "nb-NO",
+    "nl": "nl-NL",
+    "no": "nb-NO",
+    "pl": "pl-PL",
+    "pt": "pt-PT",
+    "ro": "ro-RO",
+    "ru": "ru-RU",
+    "sv": "sv-SE",
+    "tr": "tr-TR",
+    "zh": "cmn-CN",
+}
+
+
+def passage_lang(tag: str | None, book_lang: str | None) -> str:
+    """The language code for ``<lang xml:lang>`` of a passage declared ``tag`` in a
+    book in ``book_lang``: "" when it is the book's language (or unknown)."""
+    if not tag:
+        return ""
+    parts = tag.strip().replace("_", "-").split("-")
+    primary = parts[0].lower()
+    if not primary or primary == (book_lang or "en").replace("_", "-").split("-")[0].lower():
+        return ""
+    if len(parts) > 1 and len(parts[1]) == 2 and parts[1].isalpha():
+        return f"{primary}-{parts[1].upper()}"
+    return _REGIONS.get(primary, "")
+
+
+def _views(
+    blocks: tuple[Block, ...], title: str = "", book_lang: str | None = None
+) -> list[BlockView]:
     views: list[BlockView] = []
     for block in blocks:
         text = _prepare(block.text)
@@ -275,7 +322,7 @@ def _views(blocks: tuple[Block, ...], title: str = "") -> list[BlockView]:
                 and bool(title)
                 and _words(block.text) == _words(title)
             )
-            views.append(BlockView(block.kind, text, repeats))
+            views.append(BlockView(block.kind, text, repeats, passage_lang(block.lang, book_lang)))
     return views
 
 
@@ -285,9 +332,9 @@ def _ms(value: int) -> str:
 
 def _context(book: Book, index: int, options: RenderOptions) -> dict[str, Any]:
     chapter = book.chapters[index]
-    blocks = _views(chapter.blocks, chapter.title)
+    blocks = _views(chapter.blocks, chapter.title, book.language)
     # The ingestor kept the notes only if they are to be read (IngestOptions.footnotes).
-    notes = _views(chapter.footnotes)
+    notes = _views(chapter.footnotes, book_lang=book.language)
     lang = (book.language or "en").split("-")[0].split("_")[0].lower()
     intro = options.extra.get("notes_intro") or NOTES_INTRO.get(lang, "Notes.")
     para = options.paragraph_pause_ms
@@ -326,6 +373,26 @@ def _check_well_formed(ssml: str, template: str) -> None:
         raise ConfigError(f"{template}: template output is not well-formed SSML: {e}") from None
     if root[:1] != ["speak"]:
         raise ConfigError(f"{template}: template output must be one <speak> document")
+
+
+def template_line(template: str, needle: str) -> str | None:
+    """``<file>:<line>`` of the first line of ``template``'s own source (a built-in name
+    or a .j2 path) that holds ``needle``; None when none does."""
+    if not needle:
+        return None
+    if _is_path(template):
+        path, shown = Path(template).expanduser(), template
+    else:
+        name = template if template.endswith(".j2") else f"{template}{_SUFFIX}"
+        path, shown = _builtin_dir() / name, name
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for n, line in enumerate(lines, 1):
+        if needle in line:
+            return f"{shown}:{n}"
+    return None
 
 
 def render_chapter(book: Book, index: int, options: RenderOptions = DEFAULT_OPTIONS) -> str:

@@ -262,6 +262,17 @@ class BookRow:
 
 
 @dataclass(frozen=True)
+class CountCheck:
+    """The service's count of billable characters against our estimate, over the
+    pieces whose latest task reported one."""
+
+    pieces: int = 0
+    service_chars: int = 0  # what the service counted (Polly's RequestCharacters)
+    estimated_chars: int = 0  # what we counted for the same pieces
+    differing: int = 0  # pieces where the two differ
+
+
+@dataclass(frozen=True)
 class StatusSummary:
     path: Path
     books: tuple[BookRow, ...]
@@ -270,6 +281,7 @@ class StatusSummary:
     billed_by_kind: dict[str, int]  # price kind ("standard", "neural", "" = local) -> chars
     cache_files: int
     cache_bytes: int
+    counted: CountCheck = CountCheck()
 
 
 _CHUNK_COLS = (
@@ -434,6 +446,14 @@ def _plausible(path: Path, ext: str) -> bool:
     if ext == "ogg":
         return head[:4] == b"OggS"
     return len(head) > 0
+
+
+@migration
+def m007_chunk_request_chars(db: sqlite3.Connection) -> None:
+    # What the service counted for the piece's latest task (Polly's RequestCharacters),
+    # beside ``chars``, our estimate: ``status`` shows where they differ. NULL: no
+    # count came back (a local engine).
+    db.execute("ALTER TABLE chunks ADD COLUMN request_chars INTEGER")
 
 
 # --- leases ---------------------------------------------------------------------------
@@ -900,14 +920,26 @@ class StateStore:
         extra: dict[str, str] | None = None,
     ) -> None:
         """Record the task id right after the start call returned. ``billed_chars`` adds
-        to what the key has cost so far (a failed task that was billed stays counted)."""
+        to what the key has cost so far (a failed task that was billed stays counted),
+        and is kept as the service's count of this task beside our estimate."""
         now = self.clock()
         with self.transaction() as db:
             db.execute(
                 "UPDATE chunks SET status = 'submitted', task_id = ?, output_uri = ?, "
                 "billed_chars = billed_chars + ?, submitted_at = ?, last_error = NULL, "
-                "task_extra = ?, updated_at = ? WHERE key = ?",
-                (task_id, output_uri, billed_chars, now, json.dumps(extra or {}), now, key),
+                "task_extra = ?, updated_at = ?, "
+                "request_chars = CASE WHEN ? > 0 THEN ? ELSE request_chars END WHERE key = ?",
+                (
+                    task_id,
+                    output_uri,
+                    billed_chars,
+                    now,
+                    json.dumps(extra or {}),
+                    now,
+                    billed_chars,
+                    billed_chars,
+                    key,
+                ),
             )
 
     def mark_not_started(self, key: str, error: str) -> None:
@@ -1244,6 +1276,11 @@ class StateStore:
             )
             if n
         }
+        counted = self._query(
+            "SELECT COUNT(*), COALESCE(SUM(request_chars), 0), COALESCE(SUM(chars), 0), "
+            "COALESCE(SUM(request_chars != chars), 0) FROM chunks "
+            "WHERE request_chars IS NOT NULL"
+        )[0]
         files = 0
         size = 0
         if self.cache_dir.is_dir():
@@ -1259,6 +1296,7 @@ class StateStore:
             billed_by_kind=by_kind,
             cache_files=files,
             cache_bytes=size,
+            counted=CountCheck(*(int(n) for n in counted)),
         )
 
     def gc(self, *, dry_run: bool = False) -> tuple[int, int]:

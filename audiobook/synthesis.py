@@ -20,13 +20,13 @@ from pathlib import Path
 from .chunk import chunk_rendered
 from .config import RenderOptions
 from .engines.base import Engine
-from .errors import EngineError
+from .errors import ConfigError, EngineError, UnsupportedSsml
 from .hooks import Hooks, doing
 from .keys import content_key
 from .model import Book, Chunk
 from .options import ConvertOptions
 from .scheduler import Job, Limiters, Scheduler, make_limiters
-from .ssml import billable_chars, render_book, total_chars
+from .ssml import billable_chars, render_book, template_line, total_chars
 from .state import LeaseOwner, StateStore
 
 MARKS_EXT = "marks"
@@ -38,6 +38,69 @@ def plan_chunks(book: Book, engine: Engine, render: RenderOptions) -> list[Chunk
     rendered = render_book(book, render)
     engine.plan(sum(billable_chars(s) for s in rendered), sum(total_chars(s) for s in rendered))
     return chunk_rendered(rendered, engine.limits)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run would send (``plan_run``): of the book's ``pieces``, ``cached`` are in
+    the cache; the rest take ``tasks`` start calls (speech-mark tasks included) for
+    ``billable_chars`` characters, ``cost_usd`` at list prices (``price_kind``)."""
+
+    pieces: int
+    cached: int
+    tasks: int
+    billable_chars: int
+    cost_usd: float
+    price_kind: str
+
+
+def _price(chars: int, engine: Engine) -> tuple[int, int, float]:
+    """(tasks, billable characters, list price) of pieces of ``chars`` billable
+    characters each on ``engine``: speech marks are tasks billed like the audio."""
+    from .config import POLLY_PRICES_PER_MILLION
+
+    caps = engine.capabilities
+    per = 2 if caps.marks else 1
+    billable = chars * per
+    return per, billable, billable * POLLY_PRICES_PER_MILLION.get(caps.price_kind, 0.0) / 1e6
+
+
+def plan_run(book: Book, opts: ConvertOptions, *, store: StateStore, engine: Engine) -> RunPlan:
+    """What ``synthesize`` would send for ``book``, sending nothing."""
+    chunks = plan_chunks(book, engine, opts.render)
+    keys = [content_key(c, engine, opts.render.template) for c in chunks]
+    exts = (
+        (engine.audio_format.ext, MARKS_EXT)
+        if engine.capabilities.marks
+        else (engine.audio_format.ext,)
+    )
+    rows = store.chunks(list(dict.fromkeys(keys)))
+    pending: dict[str, int] = {}
+    for c, k in zip(chunks, keys):
+        if k not in pending and not store.reusable(k, exts, rows.get(k), [])[0]:
+            pending[k] = billable_chars(c.ssml)
+    per, billable, cost = _price(sum(pending.values()), engine)
+    return RunPlan(
+        pieces=len(chunks),
+        cached=len(chunks) - len(pending),
+        tasks=per * len(pending),
+        billable_chars=billable,
+        cost_usd=cost,
+        price_kind=engine.capabilities.price_kind,
+    )
+
+
+def check_cost(jobs: list[Job], engine: Engine, max_cost: float | None) -> None:
+    """ConfigError when the pieces to synthesize cost more than ``max_cost`` USD."""
+    if max_cost is None:
+        return
+    per, billable, cost = _price(sum(j.chars for j in jobs), engine)
+    if cost > max_cost:
+        raise ConfigError(
+            f"the {len(jobs) * per} task(s) to start would cost ${cost:,.2f} at list prices "
+            f"({billable:,} billable characters, {engine.capabilities.price_kind}), "
+            f"more than --max-cost {max_cost:g}"
+        )
 
 
 @dataclass(frozen=True)
@@ -142,8 +205,16 @@ def synthesize(
         if sched.chapter_left[idx] == 0:
             hooks.on_chapter_done(idx, ch.title)
     if jobs:
+        check_cost(jobs, engine, opts.config.max_cost_usd)
         doing(hooks, f"waiting for the {engine.name} engine's checks")
-        engine.preflight()  # bad bucket, voice, SSML: one line before any money is spent
+        # Bad bucket, voice, SSML: one line before any money is spent.
+        try:
+            engine.preflight(j.chunk.ssml for j in jobs)
+        except UnsupportedSsml as e:
+            where = template_line(opts.render.template, e.needle)
+            if where is None:
+                raise
+            raise UnsupportedSsml(f"{where}: {e}", needle=e.needle) from e
         doing(hooks, sched.waiting_for)
         sched.run()
     pieces: list[list[Path]] = [[] for _ in book.chapters]

@@ -8,11 +8,17 @@
 2. The same kind of book converted by the real CLI (``audiobook convert --engine
    polly``) killed with SIGKILL at three moments and resumed each time: the emulator
    must show one completed task per chunk.
+3. A book converted by the real CLI (with SNS notifications) stopped once every task
+   is started, then resumed after a simulated 73-hour pause (the emulator's clock moved
+   on: Polly keeps task records 72 hours), with half of the outputs removed from S3 in
+   between: the resume must fetch the outputs still there and start exactly one new
+   task for each one removed.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -95,6 +101,82 @@ def _fault_run() -> dict:
     }
 
 
+def _markdown(book, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    path.write_text(
+        f"# {book.title}\n\n"
+        + "\n\n".join(
+            f"## {ch.title}\n\n" + "\n\n".join(b.text for b in ch.blocks) for ch in book.chapters
+        )
+    )
+    return path
+
+
+def _pause_run() -> dict:
+    book = synthetic_book(CHARS, 6, "Pause Book")
+    now = [time.time()]
+    with (
+        AwsServers(
+            audio="silence",
+            queue_delay=1.0,
+            chars_per_second=400_000.0,
+            workers=16,
+            clock=lambda: now[0],
+        ) as servers,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        src = _markdown(book, Path(tmp) / "pause-book.md")
+        out = Path(tmp) / "pause-book.m4b"
+        argv = [
+            sys.executable, "-m", "audiobook", "convert", str(src), "-o", str(out),
+            "--engine", "polly", "--polly-engine", "standard", "--voice", "Joanna",
+            "--bucket", servers.bucket, "--sns-topic", servers.topic, "--mode", "async",
+            "--state-dir", str(Path(tmp) / "state"),
+        ]  # fmt: skip
+        est = subprocess.run(
+            [sys.executable, "-m", "audiobook", "estimate", str(src), "--mode", "async",
+             "--polly-engine", "standard", "--json"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        pieces = json.loads(est.stdout)["tasks"]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while len(servers.emulator.tasks) < pieces and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # stops with every started task recorded
+        stopped = proc.wait()
+        servers.emulator.wait_idle(timeout=120)
+        before = servers.emulator.tasks
+        now[0] += 73 * 3600  # the pause: Polly has forgotten every task
+        gone = servers.polly.list_speech_synthesis_tasks()["SynthesisTasks"] == []
+        removed = before[: len(before) // 2]  # a lifecycle rule took these outputs
+        for t in removed:
+            servers.s3.delete_object(Bucket=t.bucket, Key=t.key)
+        t0 = time.perf_counter()
+        final = subprocess.run(argv, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
+        servers.emulator.wait_idle(timeout=60)
+        after = servers.emulator.tasks  # the tasks of before were purged
+        again = collections.Counter(t.text_sha256 for t in after)
+        wanted = collections.Counter(t.text_sha256 for t in removed)
+        return {
+            "pieces": pieces,
+            "tasks before the pause": len(before),
+            "first run stopped with": stopped,
+            "tasks forgotten after 73 h": gone,
+            "outputs removed from S3": len(removed),
+            "new tasks after the pause": len(after),
+            "pieces paid twice beyond the removed outputs": sum((again - wanted).values()),
+            "resume wall s": round(wall, 2),
+            "final exit code": final.returncode,
+            "output exists": out.exists(),
+            "ok": final.returncode == 0
+            and gone
+            and len(before) == pieces
+            and again == wanted
+            and out.exists(),
+        }
+
+
 def _kill_run() -> dict:
     book = synthetic_book(CHARS, 6, "Kill Book")
     with (
@@ -161,8 +243,10 @@ def run() -> dict:
     os.environ.setdefault("AUDIOBOOK_STATE_DIR", tempfile.mkdtemp(prefix="audiobook-bench-"))
     faults = _fault_run()
     kill = _kill_run()
+    pause = _pause_run()
     figures = {f"faults: {k}": v for k, v in faults.items()}
     figures.update({f"kill -9: {k}": v for k, v in kill.items()})
+    figures.update({f"73 h pause: {k}": v for k, v in pause.items()})
     return {
         "name": "faults",
         "figures": figures,
@@ -170,5 +254,7 @@ def run() -> dict:
             "billed / ideal characters (1.0 + failed tasks only)": faults["billed chars"]
             / faults["ideal chars"]
         },
-        "notes": "invariants hold" if faults["ok"] and kill["ok"] else "INVARIANT BROKEN",
+        "notes": "invariants hold"
+        if faults["ok"] and kill["ok"] and pause["ok"]
+        else "INVARIANT BROKEN",
     }

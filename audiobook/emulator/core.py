@@ -11,7 +11,9 @@ the completion message to the task's SNS topic.
 Design choices (UNVERIFIED against AWS, kept here):
 - A bucket that does not exist, or whose bucket policy denies ``s3:PutObject`` to
   everyone, fails StartSpeechSynthesisTask at once with InvalidS3BucketException; an S3
-  error while writing the object fails the task with the S3 error as its reason.
+  error while writing the object fails the task with the S3 error as its reason. A
+  policy that denies uploads without an encryption header lets Start through (it
+  cannot see the upload) and fails the task when its output is written: billed.
 - An SNS topic that does not exist fails Start with InvalidSnsTopicArnException.
 - Speech marks on the generative engine: EngineNotSupportedException.
 """
@@ -70,6 +72,7 @@ class EmulatorOptions:
         before billable characters / this rate seconds in progress).
     workers: tasks synthesized at once.
     quota_scale / quotas_enabled / quota_overrides: rate quotas (see quotas.py).
+    concurrency_overrides: open tasks per engine kind at most (facts.CONCURRENCY).
     faults: injected faults (see faults.py).
     voices_page_size: DescribeVoices page size (None: all voices in one page).
     espeak_rate_wpm: espeak-ng speaking rate (None: its default, 175 words/minute).
@@ -88,6 +91,7 @@ class EmulatorOptions:
     quota_scale: float = 1.0
     quotas_enabled: bool = True
     quota_overrides: Mapping[str, tuple[float, int]] = field(default_factory=dict)
+    concurrency_overrides: Mapping[str, int] = field(default_factory=dict)
     faults: FaultOptions = field(default_factory=FaultOptions)
     voices_page_size: int | None = None
     espeak_rate_wpm: int | None = None
@@ -328,10 +332,14 @@ class Emulator:
     # --- shared checks ----------------------------------------------------------------
 
     def _speech_request(
-        self, p: Mapping[str, Any], limits: tuple[int, int]
+        self,
+        p: Mapping[str, Any],
+        limits: tuple[int, int],
+        rates: Mapping[str, tuple[int, ...]],
     ) -> tuple[VoiceInfo, str, str, int, int]:
-        """Checks common to Start and SynthesizeSpeech; returns (voice, engine,
-        text_type, billable characters, sample rate)."""
+        """Checks common to Start and SynthesizeSpeech (each with its own character
+        limits and sample rates); returns (voice, engine, text_type, billable
+        characters, sample rate)."""
         voice = BY_ID.get(p["VoiceId"])
         if voice is None:
             raise PollyError(
@@ -354,7 +362,7 @@ class Emulator:
         text_type = p.get("TextType", "text")
         text = p["Text"]
         if text_type == "ssml":
-            ssmlmod.check(ssmlmod.parse(text), engine)
+            ssmlmod.check(ssmlmod.parse(text), engine, voice.id)
         billable = ssmlmod.billable_chars(text, text_type)
         if billable > limits[0] or len(text) > limits[1]:
             raise PollyError("TextLengthExceededException", facts.TEXT_LENGTH_MESSAGE)
@@ -383,7 +391,7 @@ class Emulator:
         rate = default_sample_rate(fmt, engine)
         if p.get("SampleRate") is not None and fmt != "json":
             sr = str(p["SampleRate"])
-            if not sr.isdigit() or int(sr) not in facts.SAMPLE_RATES[fmt]:
+            if not sr.isdigit() or int(sr) not in rates[fmt]:
                 raise PollyError(
                     "InvalidSampleRateException",
                     f"The specified sample rate {sr} is not valid for {fmt}",
@@ -401,21 +409,34 @@ class Emulator:
                 "InvalidS3BucketException", "The emulator has no S3 endpoint to write to"
             )
         try:
-            self.s3.head_bucket(Bucket=bucket)
+            head = self.s3.head_bucket(Bucket=bucket)
         except botocore.exceptions.ClientError as e:
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             what = "does not exist" if status == 404 else "is not accessible"
             raise PollyError(
                 "InvalidS3BucketException", f"The specified bucket {bucket} {what}"
             ) from None
+        headers = head.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        region = head.get("BucketRegion") or headers.get("x-amz-bucket-region")
+        if region and region != self.options.region:
+            raise PollyError(
+                "InvalidS3BucketException",
+                facts.OTHER_REGION_MESSAGE.format(
+                    what="bucket", name=bucket, region=region, here=self.options.region
+                ),
+            )
         if self._denied(bucket):
             raise PollyError(
                 "InvalidS3BucketException", f"Access denied: cannot write to the bucket {bucket}"
             )
 
-    def _denied(self, bucket: str, key: str = "*") -> bool:
+    def _denied(self, bucket: str, key: str = "*", *, writing: bool = False) -> bool:
         """True when the bucket policy denies s3:PutObject to everyone (moto does not
-        enforce policies, so the emulator reads them itself)."""
+        enforce policies, so the emulator reads them itself). A statement with a
+        condition is weighed only when ``writing`` the output (Start cannot know the
+        request): Polly's upload has no encryption header (the bucket's default
+        encryption applies [D asynchronous.html]), so a ``Null`` condition on
+        ``s3:x-amz-server-side-encryption`` denies it; other conditions are passed."""
         assert self.s3 is not None
         try:
             policy = json.loads(self.s3.get_bucket_policy(Bucket=bucket)["Policy"])
@@ -432,6 +453,12 @@ class Emulator:
             principal = st.get("Principal")
             if principal not in ("*", {"AWS": "*"}):
                 continue
+            cond = st.get("Condition")
+            if cond:
+                nulls = {k.lower(): str(v).lower() for k, v in (cond.get("Null") or {}).items()}
+                plain = nulls.get("s3:x-amz-server-side-encryption") == "true"
+                if not (writing and plain and len(cond) == 1):
+                    continue
             res = st.get("Resource", [])
             res = [res] if isinstance(res, str) else res
             if any(
@@ -445,6 +472,14 @@ class Emulator:
     def _check_topic(self, arn: str) -> None:
         if self.sns is None:
             raise PollyError("InvalidSnsTopicArnException", "The emulator has no SNS endpoint")
+        region = arn.split(":")[3] if arn.count(":") >= 5 else ""
+        if region and region != self.options.region:
+            raise PollyError(
+                "InvalidSnsTopicArnException",
+                facts.OTHER_REGION_MESSAGE.format(
+                    what="topic", name=arn, region=region, here=self.options.region
+                ),
+            )
         try:
             self.sns.get_topic_attributes(TopicArn=arn)
         except botocore.exceptions.ClientError:
@@ -458,7 +493,7 @@ class Emulator:
     def start_speech_synthesis_task(self, p: Mapping[str, Any]) -> dict[str, Any]:
         self._purge()
         voice, engine, text_type, billable, rate = self._speech_request(
-            p, (facts.TASK_MAX_BILLABLE, facts.TASK_MAX_TOTAL)
+            p, (facts.TASK_MAX_BILLABLE, facts.TASK_MAX_TOTAL), facts.TASK_SAMPLE_RATES
         )
         bucket = p["OutputS3BucketName"]
         prefix = p.get("OutputS3KeyPrefix", "")
@@ -496,14 +531,28 @@ class Emulator:
             notified=False if p.get("SnsTopicArn") else None,
         )
         with self._lock:
+            open_tasks = sum(
+                1
+                for t in self._tasks.values()
+                if t.Engine == engine and t.TaskStatus in ("scheduled", "inProgress")
+            )
+            limit = {**facts.CONCURRENCY, **self.options.concurrency_overrides}[engine]
+            if self.options.quotas_enabled and open_tasks >= limit:
+                self.counts["throttled_concurrency"] += 1
+                raise PollyError("ThrottlingException", facts.THROTTLING_MESSAGE)
             self._tasks[task_id] = task
             self.counts["tasks_created"] += 1
+            self.counts[f"peak_open_tasks.{engine}"] = max(
+                self.counts[f"peak_open_tasks.{engine}"], open_tasks + 1
+            )
             snapshot = task.api()
         with self._wake:
             heapq.heappush(
                 self._heap, (time.monotonic() + self.options.queue_delay, next(self._seq), task_id)
             )
             self._wake.notify()
+        if self.options.faults.slow_start_answer > 0:
+            self._stop.wait(self.options.faults.slow_start_answer)
         return {"SynthesisTask": snapshot}
 
     def get_speech_synthesis_task(self, p: Mapping[str, Any]) -> dict[str, Any]:
@@ -556,7 +605,7 @@ class Emulator:
     def synthesize_speech(self, p: Mapping[str, Any]) -> tuple[bytes, str, int]:
         """(audio bytes, content type, billable characters)."""
         voice, _engine, text_type, billable, rate = self._speech_request(
-            p, (facts.SYNC_MAX_BILLABLE, facts.SYNC_MAX_TOTAL)
+            p, (facts.SYNC_MAX_BILLABLE, facts.SYNC_MAX_TOTAL), facts.SAMPLE_RATES
         )
         fmt = p["OutputFormat"]
         with tempfile.TemporaryDirectory(dir=self._workdir.name) as tmp:
@@ -874,7 +923,7 @@ class Emulator:
     def _write(self, task: Task, path: Path) -> None:
         if self.s3 is None:
             raise _TaskFailure("No S3 endpoint configured")
-        if self._denied(task.bucket, task.key):
+        if self._denied(task.bucket, task.key, writing=True):
             raise _TaskFailure("Access denied writing the output to Amazon S3")
         extra = {
             "ContentType": facts.CONTENT_TYPES[task.OutputFormat],
@@ -908,7 +957,7 @@ class Emulator:
             "textType": facts.SNS_TEXT_TYPES[task.TextType],
             "voiceId": task.VoiceId,
         }
-        if task.TaskStatusReason:
+        if task.TaskStatusReason and facts.NOTIFICATION_CARRIES_REASON:
             msg["taskStatusReason"] = task.TaskStatusReason
         try:
             self.sns.publish(TopicArn=task.SnsTopicArn, Message=json.dumps(msg))

@@ -38,6 +38,7 @@ class FaultOptions:
     error5xx_rate:          API requests answered ServiceFailureException (500), before
                             any effect (a failed Start creates no task).
     fail_rate:              tasks ending ``failed`` with a transient reason.
+    fail_limit:             at most this many of those (None: no limit).
     permanent_fail_rate:    tasks ending ``failed`` with a permanent reason.
     lost_notification_rate: completion messages never published to SNS.
     unknown_error_rate:     API requests answered with ``UNKNOWN_ERROR_CODE``, an error
@@ -50,12 +51,15 @@ class FaultOptions:
     fault_operations:       the operations the request faults above (throttle, 5xx,
                             unknown errors) hit; empty: every operation.
     slow_s3:                seconds to wait before writing each output object.
+    slow_start_answer:      seconds StartSpeechSynthesisTask waits, the task created,
+                            before it answers (an answer a killed client never reads).
     seed:                   RNG seed (None: unseeded).
     """
 
     throttle_rate: float = 0.0
     error5xx_rate: float = 0.0
     fail_rate: float = 0.0
+    fail_limit: int | None = None
     permanent_fail_rate: float = 0.0
     lost_notification_rate: float = 0.0
     unknown_error_rate: float = 0.0
@@ -63,6 +67,7 @@ class FaultOptions:
     unknown_error_limit: int | None = None
     fault_operations: tuple[str, ...] = ()
     slow_s3: float = 0.0
+    slow_start_answer: float = 0.0
     seed: int | None = None
 
 
@@ -114,7 +119,10 @@ class FaultInjector:
 
     def task_failure(self) -> str | None:
         """A failure reason for a task about to run, or None."""
-        if self._roll(self.options.fail_rate):
+        limit = self.options.fail_limit
+        with self._lock:
+            spent = limit is not None and self.counts["tasks_failed_transient_injected"] >= limit
+        if not spent and self._roll(self.options.fail_rate):
             self.count("tasks_failed_transient_injected")
             with self._lock:
                 return self._rng.choice(TRANSIENT_REASONS)

@@ -13,7 +13,7 @@ import html
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -76,8 +76,10 @@ def _seconds(value: str) -> float | None:
     return n / 1000 if m.group(2) == "ms" else n
 
 
-def check(root: ET.Element, engine: str) -> None:
-    """Raise for tags the engine rejects [D supportedtags.html, limits.md]."""
+def check(root: ET.Element, engine: str, voice: str | None = None) -> None:
+    """Raise for tags the engine (and voice) rejects [D supportedtags.html, limits.md;
+    prosody-tag.html: no <prosody pitch> but on standard; newscaster-tag.html:
+    facts.NEWS_VOICES, neural only]."""
 
     def unsupported() -> PollyError:
         return PollyError(facts.UNSUPPORTED_SSML_ERROR, facts.UNSUPPORTED_SSML_MESSAGE)
@@ -106,6 +108,8 @@ def check(root: ET.Element, engine: str) -> None:
                     raise unsupported()
             if not plain and el.get(_AMZ + "max-duration") is not None:
                 raise unsupported()
+            if not plain and el.get("pitch") is not None:
+                raise unsupported()
         if plain:
             if tag == _AMZ + "domain":
                 raise unsupported()  # news style is not on standard voices
@@ -122,32 +126,20 @@ def check(root: ET.Element, engine: str) -> None:
                 or el.get("vocal-tract-length")
             ):
                 raise unsupported()
-        if tag == _AMZ + "domain" and engine != "neural":
+        if tag == _AMZ + "domain" and (
+            engine != "neural" or (voice is not None and voice not in facts.NEWS_VOICES)
+        ):
             raise unsupported()
 
 
-def _own_billable(text: str, text_type: str) -> int:
+def billable_chars(text: str, text_type: str) -> int:
+    """Characters Polly bills, counted here from the documented rule and nothing of the
+    client's: "SSML tags are not billed" [D limits.html] (``facts.BILLING_RULE``): the
+    text content of the parsed document (entities and CDATA as the characters they
+    stand for, the whitespace between tags included); plain text whole."""
     if text_type != "ssml":
         return len(text)
     return len("".join(parse(text).itertext()))
-
-
-def billable_chars(text: str, text_type: str) -> int:
-    """Characters Polly bills: text outside tags, entities decoded. Uses the renderer's
-    own counter when the project has one, so that estimate and bill agree."""
-    if text_type == "ssml":
-        project_count: Callable[[str], int] | None
-        try:
-            from ..ssml import billable_chars as project_count
-        except ImportError:
-            project_count = None
-        if project_count is not None:
-            parse(text)  # still reject malformed SSML
-            try:
-                return int(project_count(text))
-            except Exception:  # noqa: BLE001, S110 - a different signature: count ourselves
-                pass
-    return _own_billable(text, text_type)
 
 
 # --- text for espeak-ng ---------------------------------------------------------------------

@@ -183,6 +183,21 @@ def list_tasks(
     return polly.list_tasks(polly.polly_client(region), status=status, max_items=max_items)
 
 
+def sweep_polly_queues(*, dry_run: bool = False, region: str | None = None) -> list[str]:
+    """Remove the SQS queues (and SNS subscriptions) of Polly notifications that killed
+    runs left behind; their names."""
+    import boto3
+
+    from . import polly
+
+    try:
+        session = boto3.session.Session(region_name=region)
+        sqs, sns = session.client("sqs"), session.client("sns")
+    except Exception as e:  # NoRegionError and friends, at the edge
+        raise polly.map_client_error(e, "AWS clients") from e
+    return polly.sweep_queues(sqs, sns, dry_run=dry_run)
+
+
 __all__ = [
     "ENGINES",
     "Engine",
@@ -194,4 +209,5 @@ __all__ = [
     "list_voices",
     "local_voices_identity",
     "make_engine",
+    "sweep_polly_queues",
 ]

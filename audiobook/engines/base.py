@@ -17,7 +17,7 @@ and declares the rest.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
@@ -107,14 +107,20 @@ class Engine(abc.ABC):
         """Hear the size of the whole job before it is chunked (an engine whose
         ``limits`` depend on the path it takes settles the path here). Default: nothing."""
 
-    def preflight(self) -> None:
-        """Every check that can fail before money is spent (ConfigError on one line).
-        Called once, before the first submit. Default: nothing to check."""
+    def preflight(self, ssml: Iterable[str] = ()) -> None:
+        """Every check that can fail before money is spent (ConfigError on one line;
+        ``UnsupportedSsml`` for a piece of ``ssml``, the SSML about to be sent, that the
+        engine refuses). Called once, before the first submit. Default: nothing."""
 
     def poll_many(self, refs: Sequence[TaskRef]) -> list[TaskState]:
         """Where each task stands, in order. Engines with ``capabilities.batch_status``
         answer in one status call; the default asks ``poll`` for each."""
         return [self.poll(r) for r in refs]
+
+    def release(self, ref: TaskRef) -> None:
+        """The audio (and marks) of ``ref`` is in the cache, recorded: the engine may
+        free what it still holds for the task (Polly: its outputs in S3). Must not
+        raise for a failure to free. Default: nothing to free."""
 
     def fetch_marks(self, ref: TaskRef, dest: Path) -> None:
         """Write the speech marks of ``ref`` to ``dest`` (JSON lines, times in ms from
@@ -127,6 +133,13 @@ class Engine(abc.ABC):
         caller never recorded (a crash right after the start call). None if there is none
         or the engine keeps nothing across processes (``capabilities.keeps_tasks``)."""
         return None
+
+    def limit_status_calls(self, acquire: Callable[[], object]) -> bool:
+        """Take the caller's limiter of status calls (one quota shared by every book of
+        the process): True when the engine passes each status call it makes (lookups,
+        listings, re-polls) through ``acquire``, so that the caller leaves its polls
+        to the engine; False, the default: the caller limits each poll itself."""
+        return False
 
     def identity(self) -> str:
         """Everything about this engine that changes the audio (voice, engine kind,

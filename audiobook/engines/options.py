@@ -73,6 +73,8 @@ class PollyOptions:
     marks:           speech-mark types to fetch beside the audio (sentence, word, ...).
     notification_grace: seconds a task may go without a notification before it is
                      asked about directly.
+    keep_outputs:    leave the task outputs in the bucket; by default each is deleted
+                     once its audio is in the cache.
     """
 
     bucket: str = ""
@@ -89,6 +91,7 @@ class PollyOptions:
     sample_rate: str | None = None
     marks: tuple[str, ...] = ()
     notification_grace: float = 60.0
+    keep_outputs: bool = False
 
 
 EngineOptions = LocalOptions | PiperOptions | PollyOptions

@@ -274,6 +274,7 @@ _SKIP_CLASSES = {"pagenum", "pageno", "page-number", "pagebreak"}
 _NOTE_MARK = re.compile(r"^[\[(]?\s*(?:\d{1,4}|[*†‡§¶#]{1,3}|[a-z])\s*[\])]?\.?$", re.IGNORECASE)
 _DIGIT_MARK = re.compile(r"^[\[(]?\s*(?:\d{1,4}|[*†‡§¶#]{1,3})\s*[\])]?\.?$")
 _MAX_DEPTH = 200
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
 def _is_note_link(el: etree._Element, name: str) -> bool:
@@ -309,6 +310,7 @@ class _Walk:
     captions: bool = True
     skip_matter: bool = False
     left_out: list[str] = field(default_factory=list)
+    lang: str | None = None  # declared by the innermost block element that says
 
     def flush(self) -> None:
         if not self.buf:
@@ -319,7 +321,7 @@ class _Walk:
         self.buf = []
         if text:
             kind: BlockKind = "note" if self.note and self.kind != "heading" else self.kind
-            self.events.append(Item(Block(kind, text), self.note, self.hlevel))
+            self.events.append(Item(Block(kind, text, self.lang), self.note, self.hlevel))
 
     def text(self, s: str | None) -> None:
         if s:
@@ -371,8 +373,11 @@ class _Walk:
             self.text(el.tail)
             return
         if name in _BLOCK:
-            saved = (self.kind, self.note, self.hlevel)
+            saved = (self.kind, self.note, self.hlevel, self.lang)
             self.flush()
+            declared = el.get(_XML_LANG) or el.get("lang")
+            if declared and declared.strip():
+                self.lang = declared.strip()
             if name in _HEADINGS:
                 self.kind, self.hlevel = "heading", _HEADINGS[name]
             elif name in ("li", "dt", "dd"):
@@ -385,7 +390,7 @@ class _Walk:
             for child in el:
                 self.visit(child, depth + 1)
             self.flush()
-            self.kind, self.note, self.hlevel = saved
+            self.kind, self.note, self.hlevel, self.lang = saved
         else:
             if types & _NOTE_TYPES:  # an inline footnote body (span epub:type=footnote)
                 saved_note = self.note

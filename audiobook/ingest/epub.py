@@ -952,7 +952,7 @@ def _trim_gutenberg(accs: list[_Acc]) -> list[str]:
             else:
                 licence += len(block.text) - len(text)
         if text:
-            kept[id(a)].append(block if text == block.text else Block(block.kind, text))
+            kept[id(a)].append(block if text == block.text else Block(block.kind, text, block.lang))
     for a in accs:
         a.blocks = kept[id(a)]
     said = []

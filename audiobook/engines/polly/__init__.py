@@ -43,6 +43,18 @@ subscribes it, and ``poll`` reads completion messages from the queue; a task wit
 message for ``notification_grace`` seconds is checked with GetSpeechSynthesisTask anyway
 (lost notifications still complete).
 
+Gone tasks. Polly keeps a task record 72 hours; the S3 object outlives it. A task
+GetSpeechSynthesisTask no longer knows is completed if its output is still at the key
+recorded for it (``TaskRef.extra``), else failed (transient): a new task is started.
+Every Get and List call goes through the scheduler's shared status limiter
+(``limit_status_calls``).
+
+Outputs. Once a piece's audio is in the cache, ``release`` deletes the task's outputs
+from the bucket (``PollyOptions.keep_outputs`` keeps them).
+
+Languages. A bilingual voice (Aditi, Kajal) gets ``LanguageCode``: the one of its
+languages the book is in; it is part of ``identity``, as is each lexicon's content.
+
 Speech marks. With ``marks=("sentence", "word")`` each chunk also gets a json
 speech-mark task (same S3 prefix, OutputFormat json) whose id is in
 ``TaskRef.extra["marks_task_id"]``; ``poll`` reports completed only when both are done
@@ -87,6 +99,7 @@ from .checks import (
     OUTPUT_FORMATS,
     POLLY_ENGINES,
     SAMPLE_RATES,
+    TASK_SAMPLE_RATES,
     check_options,
     default_sample_rate,
     pick_mode,
@@ -98,6 +111,8 @@ from .notify import (
     NOTIFICATION_GRACE_S,
     NotificationListener,
     parse_notification,
+    stale_queue,
+    sweep_queues,
 )
 from .voices import DEFAULT_VOICES, polly_voice_for
 
@@ -112,6 +127,7 @@ __all__ = [
     "POLLY_ENGINES",
     "RECOVER_SKEW_S",
     "SAMPLE_RATES",
+    "TASK_SAMPLE_RATES",
     "NotificationListener",
     "PollyEngine",
     "check_options",
@@ -126,6 +142,8 @@ __all__ = [
     "polly_client_config",
     "polly_voice_for",
     "reason_is_transient",
+    "stale_queue",
+    "sweep_queues",
     "task_state",
     "unsupported_ssml",
 ]

@@ -219,11 +219,17 @@ def polly_client(region: str | None) -> Any:
 
 
 def list_voices(
-    polly: Any, engine: str | None = None, language: str | None = None
+    polly: Any,
+    engine: str | None = None,
+    language: str | None = None,
+    additional: bool = False,
 ) -> list[dict[str, Any]]:
     """DescribeVoices, every page: dicts with Id, Name, Gender, LanguageCode,
-    LanguageName, SupportedEngines. ``engine`` and ``language`` filter server-side."""
+    LanguageName, SupportedEngines (and AdditionalLanguageCodes of bilingual voices with
+    ``additional``). ``engine`` and ``language`` filter server-side."""
     kwargs: dict[str, Any] = {}
+    if additional:
+        kwargs["IncludeAdditionalLanguageCodes"] = True
     if engine:
         kwargs["Engine"] = engine
     if language:
@@ -241,11 +247,15 @@ def list_voices(
 
 
 def list_tasks(
-    polly: Any, status: str | None = None, max_items: int | None = None
+    polly: Any,
+    status: str | None = None,
+    max_items: int | None = None,
+    gate: Callable[[], object] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """ListSpeechSynthesisTasks through botocore's paginator: SynthesisTask dicts
     (TaskId, TaskStatus, TaskStatusReason, OutputUri, CreationTime, RequestCharacters,
-    ...), optionally only those with ``status`` and at most ``max_items``."""
+    ...), optionally only those with ``status`` and at most ``max_items``; ``gate`` is
+    called before each page's call (a rate limiter)."""
     kwargs: dict[str, Any] = {}
     if status:
         kwargs["Status"] = status
@@ -255,7 +265,13 @@ def list_tasks(
 
     paginator = polly.get_paginator("list_speech_synthesis_tasks")
     try:
-        for page in paginator.paginate(**kwargs):
+        pages = iter(paginator.paginate(**kwargs))
+        while True:
+            if gate is not None:
+                gate()
+            page = next(pages, None)
+            if page is None:
+                return
             yield from page.get("SynthesisTasks", [])
     except (ClientError, BotoCoreError) as e:
         raise map_client_error(e, "Polly ListSpeechSynthesisTasks") from e

@@ -7,6 +7,8 @@ Pure: no AWS call, no boto3 import.
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import re
 from collections.abc import Sequence
 from typing import Literal
@@ -21,10 +23,19 @@ MODES = ("auto", "async", "sync")
 
 # File extension of what ``fetch`` writes, per OutputFormat. pcm is wrapped in WAV.
 EXTENSIONS = {"mp3": "mp3", "ogg_vorbis": "ogg", "ogg_opus": "opus", "pcm": "wav"}
-# Valid sample rates per output format (POLLY.md section 9).
+# Valid sample rates per output format and path (POLLY.md section 9): SynthesizeSpeech
+# (botocore model, SynthesizeSpeechInput.SampleRate) also takes 44100 and 48000 for mp3
+# and ogg_vorbis; an asynchronous task (StartSpeechSynthesisTaskInput.SampleRate) takes
+# 8000 to 24000 only.
 SAMPLE_RATES = {
     "mp3": ("8000", "16000", "22050", "24000", "44100", "48000"),
     "ogg_vorbis": ("8000", "16000", "22050", "24000", "44100", "48000"),
+    "ogg_opus": ("48000",),
+    "pcm": ("8000", "16000"),
+}
+TASK_SAMPLE_RATES = {
+    "mp3": ("8000", "16000", "22050", "24000"),
+    "ogg_vorbis": ("8000", "16000", "22050", "24000"),
     "ogg_opus": ("48000",),
     "pcm": ("8000", "16000"),
 }
@@ -77,9 +88,10 @@ def check_options(
     sample_rate: str | None,
     lexicons: Sequence[str],
     marks: Sequence[str],
+    mode: str = "async",
 ) -> None:
-    """The engine's options against what Polly accepts (no AWS call); ConfigError on one
-    line naming the option at fault."""
+    """The engine's options against what Polly accepts on the ``mode`` path (sync or
+    async; no AWS call); ConfigError on one line naming the option at fault."""
     if not bucket:
         raise ConfigError("--bucket is required for --engine polly")
     if not _BUCKET_NAME.match(bucket):
@@ -95,8 +107,15 @@ def check_options(
         )
     if sample_rate and sample_rate not in SAMPLE_RATES[output_format]:
         raise ConfigError(
-            f"sample rate {sample_rate} is not valid for {output_format} "
+            f"--sample-rate {sample_rate} is not valid for {output_format} "
             f"(valid: {', '.join(SAMPLE_RATES[output_format])})"
+        )
+    task_rates = TASK_SAMPLE_RATES[output_format]
+    if sample_rate and mode != "sync" and sample_rate not in task_rates:
+        raise ConfigError(
+            f"--sample-rate {sample_rate}: Polly's asynchronous tasks take "
+            f"{', '.join(task_rates)} for {output_format}; {sample_rate} is for "
+            f"SynthesizeSpeech only (--mode sync, up to 3,000 characters)"
         )
     if len(lexicons) > 5:
         raise ConfigError(f"at most 5 lexicons per request, got {len(lexicons)}")
@@ -110,6 +129,38 @@ def check_options(
             )
     if marks and polly_engine == "generative":
         raise ConfigError("--marks: the generative engine produces no speech marks")
+
+
+_SSE_HEADER = "s3:x-amz-server-side-encryption"
+
+
+def denies_plain_put(policy: str, bucket: str, key: str) -> str | None:
+    """The Sid ("" when it has none) of the first Deny statement of a bucket policy
+    (JSON) that refuses ``s3:PutObject`` of ``key`` to a request without an
+    ``x-amz-server-side-encryption`` header, as Polly's writes are; None if none does.
+    That is a ``Null`` condition on the header (a ``StringNotEquals`` one does not match
+    a request without it)."""
+    try:
+        doc = json.loads(policy)
+    except ValueError:
+        return None
+    stmts = doc.get("Statement", []) if isinstance(doc, dict) else []
+    for st in stmts if isinstance(stmts, list) else [stmts]:
+        if not isinstance(st, dict) or st.get("Effect") != "Deny":
+            continue
+        actions = st.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if not any(fnmatch.fnmatchcase("s3:PutObject", str(a)) for a in actions):
+            continue
+        res = st.get("Resource", [])
+        res = [res] if isinstance(res, str) else res
+        if not any(fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket}/{key}", str(r)) for r in res):
+            continue
+        cond = st.get("Condition") or {}
+        null = {k.lower(): v for k, v in (cond.get("Null") or {}).items()}
+        if str(null.get(_SSE_HEADER, "")).lower() == "true":
+            return str(st.get("Sid") or "")
+    return None
 
 
 def same_kms_key(have: str, want: str) -> bool:
@@ -153,41 +204,62 @@ _TAG = re.compile(r"<\s*([A-Za-z_][\w:.\-]*)((?:\s+[^<>]*?)?)\s*/?\s*>")
 _ATTR = re.compile(r"([\w:.\-]+)\s*=\s*(\"[^\"]*\"|'[^']*')")
 
 
-def unsupported_ssml(ssml: str, polly_engine: str) -> str | None:
+# The newscaster style: Matthew, Joanna, Lupe and Amy, neural only [D newscaster-tag.html].
+NEWS_VOICES = ("Matthew", "Joanna", "Lupe", "Amy")
+
+
+def unsupported_ssml(ssml: str, polly_engine: str, voice: str | None = None) -> str | None:
     """The first tag (with the attribute at fault, if any) that the given Polly engine
-    rejects, as it would be written; None when everything is supported. Comments and
-    CDATA are not expected (the renderer escapes all text)."""
+    (and ``voice``, when given) rejects, as it would be written; None when everything
+    is supported. Comments and CDATA are not expected (the renderer escapes all text)."""
+    problem = ssml_problem(ssml, polly_engine, voice)
+    return problem[0] if problem else None
+
+
+def ssml_problem(ssml: str, polly_engine: str, voice: str | None = None) -> tuple[str, str] | None:
+    """``(shown, needle)`` for the first tag the engine rejects: the tag as written
+    (with the attribute at fault) and what to look for in a template's source to find
+    the line that wrote it. The rules are AWS's table of supported tags per engine
+    (supportedtags.html; POLLY.md section 11): <prosody pitch> on none but standard
+    (prosody-tag.html), emphasis, breaths and max-duration on standard only, drc not on
+    generative, the news style on neural only and for NEWS_VOICES; plus limits.md
+    (<break> at most 10 s, prosody rate at least -80%)."""
     for m in _TAG.finditer(ssml):
         tag = m.group(1).lower()
         attrs = {a.lower(): v[1:-1] for a, v in _ATTR.findall(m.group(2) or "")}
         shown = f"<{m.group(1)}>"
+        needle = f"<{m.group(1)}"
         if tag in _NEVER or tag not in _KNOWN:
-            return shown
+            return shown, needle
         if tag == "break":
             t = attrs.get("time", "")
             mt = re.fullmatch(r"\s*([\d.]+)\s*(ms|s)\s*", t)
             if mt and float(mt.group(1)) * (0.001 if mt.group(2) == "ms" else 1.0) > 10.0:
-                return f'<break time="{t}"> (over 10 seconds)'
+                return f'<break time="{t}"> (over 10 seconds)', "<break"
         if tag == "prosody":
             rate = attrs.get("rate", "").strip()
             mr = re.fullmatch(r"([+-]?)([\d.]+)%", rate)
             if mr:
                 pct = float(mr.group(2))
                 if (mr.group(1) == "-" and pct > 80) or (not mr.group(1) and pct < 20):
-                    return f'<prosody rate="{rate}"> (slower than -80%)'
+                    return f'<prosody rate="{rate}"> (slower than -80%)', "rate="
             if polly_engine != "standard" and "amazon:max-duration" in attrs:
-                return "<prosody amazon:max-duration>"
+                return "<prosody amazon:max-duration>", "amazon:max-duration"
+            if polly_engine != "standard" and "pitch" in attrs:
+                return f'<prosody pitch="{attrs["pitch"]}">', "pitch="
         if polly_engine == "standard":
             if tag == "amazon:domain":
-                return f'<amazon:domain name="{attrs.get("name", "")}">'
+                return f'<amazon:domain name="{attrs.get("name", "")}">', "<amazon:domain"
             continue
         if tag in _NOT_NEURAL_LIKE:
-            return shown
+            return shown, needle
         if tag == "amazon:effect":
             name = attrs.get("name", "")
-            if name != "drc" or polly_engine == "generative":
+            if name != "drc" or polly_engine == "generative" or len(attrs) > 1:
                 extra = "".join(f' {a}="{v}"' for a, v in attrs.items())
-                return f"<amazon:effect{extra}>"
-        if tag == "amazon:domain" and polly_engine != "neural":
-            return f'<amazon:domain name="{attrs.get("name", "")}">'
+                return f"<amazon:effect{extra}>", "<amazon:effect"
+        if tag == "amazon:domain":
+            name = attrs.get("name", "")
+            if polly_engine != "neural" or (voice is not None and voice not in NEWS_VOICES):
+                return f'<amazon:domain name="{name}">', "<amazon:domain"
     return None

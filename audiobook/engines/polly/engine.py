@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -10,12 +11,21 @@ import time
 import uuid
 import wave
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
 
 from ...config import POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS, EngineLimits
-from ...errors import AudiobookError, ConfigError, EngineError, TransientEngineError, one_line
+from ...errors import (
+    RETRYABLE,
+    AudiobookError,
+    ConfigError,
+    EngineError,
+    TransientEngineError,
+    UnsupportedSsml,
+    one_line,
+)
 from ...files import atomic_path, copy_atomic, temp_dir_prefix
 from ...model import Chunk
 from ..base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
@@ -35,14 +45,18 @@ from .checks import (
     MODES,
     check_options,
     default_sample_rate,
+    denies_plain_put,
     pick_mode,
     same_kms_key,
-    unsupported_ssml,
+    ssml_problem,
 )
 from .notify import NotificationListener
 from .voices import polly_voice_for
 
 log = logging.getLogger(__name__)
+
+# What GetSpeechSynthesisTask answers for a task it no longer keeps (after 72 hours).
+_GONE_CODES = ("SynthesisTaskNotFoundException", "InvalidTaskIdException")
 
 # recover() accepts tasks created up to this long before ``since``: the skew between
 # our clock (the recorded intent) and the service's (the task's CreationTime).
@@ -85,6 +99,10 @@ class PollyEngine(Engine):
         self._lock = threading.RLock()
         self._half_started: dict[str, dict[str, Any]] = {}
         self._uncertain: dict[tuple[str, bool], float] = {}
+        self._status_gate: Callable[[], object] | None = None
+        self._lexicon_ids: str | None = None if self.lexicons else ""
+        self._language_code: str | None = None  # "" once known to be none
+        self._voice_list: list[dict[str, Any]] | None = None
         self._workdir: Path | None = None
         self.notifications: NotificationListener | None = None
         if self.sns_topic:
@@ -112,6 +130,15 @@ class PollyEngine(Engine):
             price_kind=self.polly_engine,
         )
 
+    def limit_status_calls(self, acquire: Callable[[], object]) -> bool:
+        """Every Get and List call (they share one quota) goes through ``acquire``."""
+        self._status_gate = acquire
+        return True
+
+    def _gate(self) -> None:
+        if self._status_gate is not None:
+            self._status_gate()
+
     @property
     def limits(self) -> EngineLimits:  # type: ignore[override]
         return POLLY_SYNC_LIMITS if self.mode == "sync" else POLLY_TASK_LIMITS
@@ -122,11 +149,66 @@ class PollyEngine(Engine):
         self.mode = pick_mode(self.requested_mode, billable_chars, total_chars)
 
     def identity(self) -> str:
+        """Voice, engine kind, format, rate, and each lexicon by name and content (its
+        SHA-256, from GetLexicon): an edited lexicon makes new keys, so what it is
+        applied to is synthesized again."""
         rate = self.sample_rate or default_sample_rate(self.output_format, self.polly_engine)
+        lang = self.language_code() if self.options.language else None
         return (
             f"polly:{self.polly_engine}:{self.voice}:{self.output_format}:{rate}:"
-            f"{','.join(self.lexicons)}"
+            f"{self._lexicon_identity()}" + (f":lang={lang}" if lang else "")
         )
+
+    def language_code(self) -> str | None:
+        """The LanguageCode to send: for a bilingual voice (Aditi, Kajal: en-IN and
+        hi-IN), the one of its languages the book is in; None otherwise (Polly speaks
+        the voice's own language). Asked of DescribeVoices once."""
+        with self._lock:
+            if self._language_code is None:
+                self._language_code = self._pick_language()
+            return self._language_code or None
+
+    def _pick_language(self) -> str:
+        book = (self.options.language or "").replace("_", "-").lower()
+        if not book:
+            return ""
+        v = next((v for v in self._voices() if v.get("Id") == self.voice), None)
+        extra = list((v or {}).get("AdditionalLanguageCodes") or [])
+        if v is None or not extra:
+            return ""
+        codes = [str(v.get("LanguageCode") or ""), *map(str, extra)]
+        for code in codes:
+            if code.lower() == book:
+                return code
+        for code in codes:
+            if code.split("-")[0].lower() == book.split("-")[0]:
+                return code
+        return ""
+
+    def _voices(self) -> list[dict[str, Any]]:
+        with self._lock:
+            if self._voice_list is None:
+                self._voice_list = list_voices(self.polly, additional=True)
+            return self._voice_list
+
+    def _lexicon_identity(self) -> str:
+        """``name=<sha256 of its content>`` per lexicon, asked of Polly once."""
+        with self._lock:
+            if self._lexicon_ids is None:
+                parts = []
+                for name in self.lexicons:
+                    try:
+                        resp = _call(f"Polly GetLexicon {name}", self.polly.get_lexicon, Name=name)
+                    except AudiobookError as e:
+                        if _error_code(e) == "LexiconNotFoundException":
+                            raise ConfigError(
+                                f"--lexicon {name!r}: no such lexicon in Polly"
+                            ) from e
+                        raise
+                    content = str(resp.get("Lexicon", {}).get("Content") or "")
+                    parts.append(f"{name}={hashlib.sha256(content.encode()).hexdigest()}")
+                self._lexicon_ids = ",".join(parts)
+            return self._lexicon_ids
 
     def _boto_session(self) -> Any:
         if self._session is None:
@@ -192,6 +274,7 @@ class PollyEngine(Engine):
             sample_rate=self.sample_rate,
             lexicons=self.lexicons,
             marks=self.marks,
+            mode=self.mode,
         )
 
     def preflight(self, ssml: Iterable[str] = ()) -> None:
@@ -205,13 +288,7 @@ class PollyEngine(Engine):
             self.validate_ssml(doc)
         self._check_bucket()
         self._check_voice()
-        for name in self.lexicons:
-            try:
-                _call(f"Polly GetLexicon {name}", self.polly.get_lexicon, Name=name)
-            except AudiobookError as e:
-                if _error_code(e) == "LexiconNotFoundException":
-                    raise ConfigError(f"--lexicon {name!r}: no such lexicon in Polly") from e
-                raise
+        self._lexicon_identity()  # each lexicon exists (and its content is known)
         if self.sns_topic:
             try:
                 _call(
@@ -225,7 +302,7 @@ class PollyEngine(Engine):
     def _check_bucket(self) -> None:
         b = self.bucket
         try:
-            _call(f"S3 HeadBucket {b}", self.s3.head_bucket, Bucket=b)
+            head = _call(f"S3 HeadBucket {b}", self.s3.head_bucket, Bucket=b)
         except AudiobookError as e:
             code = _error_code(e)
             if code in ("404", "NoSuchBucket", "NotFound"):
@@ -233,24 +310,73 @@ class PollyEngine(Engine):
             if code in ("403", "AccessDenied"):
                 raise ConfigError(f"--bucket {b!r}: access denied to this S3 bucket") from e
             raise
+        headers = (head.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+        self._check_regions(
+            str(head.get("BucketRegion") or headers.get("x-amz-bucket-region") or "")
+        )
         if self.kms_key:
             self._check_kms()
+        # The probe is written the way Polly writes its output: no encryption headers of
+        # its own (the bucket's default encryption applies), so that a policy denying
+        # such uploads refuses the probe, not the paid tasks.
         probe = f"{self.prefix}.audiobook-probe-{uuid.uuid4().hex}"
         put: dict[str, Any] = {"Bucket": b, "Key": probe, "Body": b"probe"}
-        if self.kms_key:
-            put.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key)
         try:
             _call(f"S3 PutObject {b}", self.s3.put_object, **put)
         except AudiobookError as e:
             if isinstance(e, ConfigError) or _error_code(e) in ("403", "AccessDenied"):
                 raise ConfigError(
                     f"--bucket {b!r}: not writable ({one_line(e).split(': ', 1)[-1]})"
+                    + self._policy_note(probe)
                 ) from e
             raise
         try:
             _call(f"S3 DeleteObject {b}", self.s3.delete_object, Bucket=b, Key=probe)
         except AudiobookError as e:  # writable but not deletable: say so, go on
             log.warning("could not delete the probe object s3://%s/%s: %s", b, probe, e)
+
+    def _check_regions(self, bucket_region: str) -> None:
+        """Polly writes only to a bucket, and notifies only a topic, in its own region
+        (longer-cli.html): the bucket's region (HeadBucket's x-amz-bucket-region) and
+        the topic ARN's against the Polly client's, saying which to change."""
+        here = str(self.polly.meta.region_name or "")
+        topic_region = ""
+        if self.sns_topic:
+            parts = self.sns_topic.split(":")
+            topic_region = parts[3] if len(parts) > 5 else ""
+        away = []  # (option, what to use instead, its region)
+        if bucket_region and bucket_region != here:
+            away.append((f"--bucket {self.bucket!r}", "a bucket", bucket_region))
+        if topic_region and topic_region != here:
+            away.append((f"--sns-topic {self.sns_topic}", "an SNS topic", topic_region))
+        if not here or not away:
+            return
+        what = " and ".join(f"{name} is in {region}" for name, _, region in away)
+        instead = " and ".join(f"{kind} in {here}" for _, kind, _ in away)
+        regions = {r for r in (bucket_region, topic_region) if r}
+        # Everything named lives in one other region: Polly can go there instead.
+        move = f"--region {regions.pop()}, or " if len(regions) == 1 else ""
+        raise ConfigError(
+            f"{what}, but Polly runs in {here} and uses only a bucket and topic of its own "
+            f"region: use {move}{instead}"
+        )
+
+    def _policy_note(self, key: str) -> str:
+        """Why a write as Polly makes it was refused, when the bucket policy says so: a
+        statement denying uploads without an encryption header ("" otherwise)."""
+        try:
+            resp = _call(
+                f"S3 GetBucketPolicy {self.bucket}", self.s3.get_bucket_policy, Bucket=self.bucket
+            )
+        except AudiobookError:
+            return ""
+        sid = denies_plain_put(str(resp.get("Policy") or ""), self.bucket, key)
+        if sid is None:
+            return ""
+        return (
+            f": its policy{f' ({sid})' if sid else ''} denies uploads without an encryption "
+            "header, and Polly sends none (it writes with the bucket's default encryption)"
+        )
 
     def _check_kms(self) -> None:
         """Polly has no KMS parameter: it writes with the bucket's default encryption.
@@ -274,7 +400,7 @@ class PollyEngine(Engine):
         )
 
     def _check_voice(self) -> None:
-        voices = list_voices(self.polly)
+        voices = self._voices()
         by_id = {v.get("Id"): v for v in voices}
         v = by_id.get(self.voice)
         if v is None:
@@ -293,12 +419,16 @@ class PollyEngine(Engine):
             )
 
     def validate_ssml(self, ssml: str) -> None:
-        """Reject, locally, SSML the chosen engine would refuse (ConfigError naming the
-        tag), so that a bad template fails before any task is started."""
-        bad = unsupported_ssml(ssml, self.polly_engine)
-        if bad:
-            raise ConfigError(
+        """Reject, locally, SSML the chosen engine (and voice) would refuse
+        (UnsupportedSsml naming the tag and the engine), so that a bad template fails
+        before any task is started."""
+        problem = ssml_problem(ssml, self.polly_engine, self.voice)
+        if problem:
+            bad, needle = problem
+            raise UnsupportedSsml(
                 f"SSML tag {bad} is not supported by the Polly {self.polly_engine} engine"
+                + (f" with the voice {self.voice}" if "news" in bad else ""),
+                needle=needle,
             )
 
     # -- submit ---------------------------------------------------------------------
@@ -317,6 +447,9 @@ class PollyEngine(Engine):
             p["SampleRate"] = self.sample_rate
         if self.lexicons:
             p["LexiconNames"] = list(self.lexicons)
+        lang = self.language_code() if self.options.language else None
+        if lang:
+            p["LanguageCode"] = lang
         return p
 
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
@@ -443,7 +576,7 @@ class PollyEngine(Engine):
         best: dict[str, Any] | None = None
         best_rank: tuple[bool, float] | None = None
         newest_first, last_ts = True, float("inf")
-        for task in list_tasks(self.polly):
+        for task in list_tasks(self.polly, gate=self._status_gate):
             created: Any = task.get("CreationTime")
             ts = created.timestamp() if hasattr(created, "timestamp") else float(created or 0)
             newest_first = newest_first and ts <= last_ts
@@ -512,11 +645,11 @@ class PollyEngine(Engine):
     def _task_state(self, ref: TaskRef, status: Callable[[str], TaskState]) -> TaskState:
         """The state of ``ref``'s audio task, and of its speech-mark task when marks are
         asked for: done only when both are, failed when either failed."""
-        audio = status(ref.task_id)
+        audio = self._or_gone(ref, ref.task_id, status, marks=False)
         marks_id = ref.extra.get("marks_task_id") if self.marks else None
         if audio.status != "completed" or not marks_id:
             return audio
-        marks = status(marks_id)
+        marks = self._or_gone(ref, marks_id, status, marks=True)
         if marks.status == "failed":
             return TaskState(
                 "failed", reason=f"speech marks: {marks.reason}", transient=marks.transient
@@ -525,6 +658,40 @@ class PollyEngine(Engine):
             return TaskState(marks.status)
         return audio
 
+    def _or_gone(
+        self, ref: TaskRef, task_id: str, status: Callable[[str], TaskState], *, marks: bool
+    ) -> TaskState:
+        """``status(task_id)``; for a task Polly no longer knows (it keeps a task record
+        72 hours, the S3 object outlives it), where its output stands: completed when
+        the object is at the key recorded for it, else failed (transient: the caller
+        starts a new task)."""
+        try:
+            return status(task_id)
+        except AudiobookError as e:
+            if _error_code(e) not in _GONE_CODES:
+                raise
+        bucket = ref.extra.get("marks_bucket" if marks else "bucket")
+        key = ref.extra.get("marks_s3_key" if marks else "s3_key")
+        if bucket and key and self._object_exists(bucket, key):
+            log.info("Polly task %s is gone; its output is at s3://%s/%s", task_id, bucket, key)
+            return TaskState("completed")
+        where = f"s3://{bucket}/{key}" if bucket and key else "no recorded S3 key"
+        return TaskState(
+            "failed",
+            reason=f"task {task_id} is gone (Polly keeps tasks 72 hours) and so is its "
+            f"output ({where})",
+            transient=True,
+        )
+
+    def _object_exists(self, bucket: str, key: str) -> bool:
+        try:
+            _call(f"S3 HeadObject s3://{bucket}/{key}", self.s3.head_object, Bucket=bucket, Key=key)
+        except AudiobookError as e:
+            if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
     def poll_many(self, refs: Sequence[TaskRef]) -> list[TaskState]:
         """Where many tasks stand, in one status call where possible.
 
@@ -532,9 +699,15 @@ class PollyEngine(Engine):
         every task on it, so ten tasks finishing together are all seen within one call
         of the shared Get/List quota instead of ten. A task not on that page (more than
         100 newer tasks in the account) is asked about with GetSpeechSynthesisTask. With
-        SNS, notifications answer and this is ``poll`` per task."""
+        SNS, notifications answer and this is ``poll`` per task.
+
+        A retryable error of one task's call (throttled, 5xx) stops the round: the tasks
+        not yet answered stay ``inProgress`` and are asked next round; the error is
+        raised only when no task was answered, so one throttled Get among many does not
+        count against all of them."""
         if self.sns_topic or not refs:
-            return [self.poll(r) for r in refs]
+            return _answered([partial(self.poll, r) for r in refs])
+        self._gate()
         page = _call(
             "Polly ListSpeechSynthesisTasks", self.polly.list_speech_synthesis_tasks, MaxResults=100
         )
@@ -550,7 +723,13 @@ class PollyEngine(Engine):
                 task.get("OutputUri") or "",
             )
 
-        return [self.poll(r) if _is_sync(r) else self._task_state(r, state) for r in refs]
+        return _answered(
+            [
+                partial(self.poll, r) if _is_sync(r) else partial(self._task_state, r, state)
+                for r in refs
+            ],
+            listed=True,
+        )
 
     def _status(self, task_id: str) -> TaskState:
         """One task's state: from its notification when there is one (or while it is
@@ -559,6 +738,7 @@ class PollyEngine(Engine):
             known = self.notifications.known(task_id)
             if known is not None:
                 return known
+        self._gate()
         resp = _call(
             "Polly GetSpeechSynthesisTask", self.polly.get_speech_synthesis_task, TaskId=task_id
         )
@@ -580,6 +760,7 @@ class PollyEngine(Engine):
         if not uri:
             if not task_id:
                 raise EngineError(f"task {ref.task_id} has no speech-mark task")
+            self._gate()
             resp = _call(
                 "Polly GetSpeechSynthesisTask",
                 self.polly.get_speech_synthesis_task,
@@ -598,6 +779,24 @@ class PollyEngine(Engine):
         bucket, key = self._location(ref, marks=False)
         wav_rate = self.audio_format.sample_rate if self.output_format == "pcm" else None
         self._download(bucket, key, dest, wav_rate=wav_rate)
+
+    def release(self, ref: TaskRef) -> None:
+        """Delete the task's outputs (audio, marks) from the bucket now that they are in
+        the cache, unless ``keep_outputs``; a failure is logged, not raised (a
+        lifecycle rule on the prefix catches what is left: see the README)."""
+        if self.options.keep_outputs or _is_sync(ref):
+            return
+        for marks in (False, True) if "marks_task_id" in ref.extra else (False,):
+            try:
+                bucket, key = self._location(ref, marks=marks)
+                _call(
+                    f"S3 DeleteObject s3://{bucket}/{key}",
+                    self.s3.delete_object,
+                    Bucket=bucket,
+                    Key=key,
+                )
+            except AudiobookError as e:
+                log.warning("could not delete the output of task %s: %s", ref.task_id, e)
 
     def fetch_marks(self, ref: TaskRef, dest: Path) -> None:
         """Write the chunk's speech marks (JSON lines, Polly's format: time in ms from
@@ -626,6 +825,22 @@ class PollyEngine(Engine):
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
+
+
+def _answered(asks: Sequence[Callable[[], TaskState]], *, listed: bool = False) -> list[TaskState]:
+    """Each ask's state, in order; after a retryable error the rest stay ``inProgress``
+    (asked next round). The error is raised when nothing was answered (``listed``: the
+    listing call that came first already was)."""
+    states: list[TaskState] = []
+    for ask in asks:
+        try:
+            states.append(ask())
+        except RETRYABLE as e:
+            if not states and not listed:
+                raise
+            log.debug("status call failed (%s); asking the rest next round", e)
+            break
+    return states + [TaskState("inProgress")] * (len(asks) - len(states))
 
 
 def _is_sync(ref: TaskRef) -> bool:

@@ -15,8 +15,12 @@ block) and at most once per ``DRAIN_INTERVAL_S``, however many tasks are asked a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import re
+import socket
 import threading
 import time
 import uuid
@@ -34,6 +38,91 @@ log = logging.getLogger(__name__)
 NOTIFICATION_GRACE_S = 60.0
 # The SQS queue is read at most this often, however many tasks are polled.
 DRAIN_INTERVAL_S = 0.2
+
+
+# Our queues: ``audiobook-polly-<host>-<pid>-<random>`` (the run that made it), or
+# ``audiobook-polly-<random>`` as earlier versions named them.
+QUEUE_PREFIX = "audiobook-polly-"
+_QUEUE_NAME = re.compile(r"^audiobook-polly-(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?[0-9a-f]+$")
+# A queue whose maker cannot be asked (another machine, an old name) is stale after this.
+FOREIGN_QUEUE_MAX_AGE = 7 * 24 * 3600.0
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def queue_name() -> str:
+    """A queue name that says which process on which machine made it."""
+    return f"{QUEUE_PREFIX}{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
+
+
+def stale_queue(name: str, created: float, now: float) -> bool:
+    """Whether our queue ``name`` (created at ``created``, epoch seconds) outlived the
+    run that made it: its process is gone from this machine, or, made elsewhere (or
+    named the old way), it is older than FOREIGN_QUEUE_MAX_AGE."""
+    m = _QUEUE_NAME.match(name)
+    if not m:
+        return False
+    if m["host"] == _host_tag() and m["pid"]:
+        return not _pid_alive(int(m["pid"]))
+    return now - created > FOREIGN_QUEUE_MAX_AGE
+
+
+def sweep_queues(sqs: Any, sns: Any, *, dry_run: bool = False) -> list[str]:
+    """Delete the notification queues (and their SNS subscriptions) that killed runs
+    left behind; returns their names. Queues of live runs are kept."""
+    urls: list[str] = []
+    kwargs: dict[str, Any] = {"QueueNamePrefix": QUEUE_PREFIX, "MaxResults": 1000}
+    while True:
+        resp = _call("SQS ListQueues", sqs.list_queues, **kwargs)
+        urls += resp.get("QueueUrls", [])
+        if not resp.get("NextToken"):
+            break
+        kwargs["NextToken"] = resp["NextToken"]
+    now = time.time()
+    stale: dict[str, tuple[str, str]] = {}  # queue ARN -> (name, url)
+    for url in urls:
+        name = url.rstrip("/").rsplit("/", 1)[-1]
+        attrs = _call(
+            "SQS GetQueueAttributes",
+            sqs.get_queue_attributes,
+            QueueUrl=url,
+            AttributeNames=["QueueArn", "CreatedTimestamp"],
+        )["Attributes"]
+        if stale_queue(name, float(attrs.get("CreatedTimestamp") or now), now):
+            stale[attrs["QueueArn"]] = (name, url)
+    if not stale or dry_run:
+        return sorted(n for n, _ in stale.values())
+    subs: list[str] = []
+    kwargs = {}
+    while True:
+        resp = _call("SNS ListSubscriptions", sns.list_subscriptions, **kwargs)
+        subs += [
+            s["SubscriptionArn"]
+            for s in resp.get("Subscriptions", [])
+            if s.get("Endpoint") in stale and s.get("SubscriptionArn", "").startswith("arn:")
+        ]
+        if not resp.get("NextToken"):
+            break
+        kwargs = {"NextToken": resp["NextToken"]}
+    for arn in subs:
+        _call("SNS Unsubscribe", sns.unsubscribe, SubscriptionArn=arn)
+    for _, url in stale.values():
+        _call("SQS DeleteQueue", sqs.delete_queue, QueueUrl=url)
+    return sorted(n for n, _ in stale.values())
 
 
 def parse_notification(body: str) -> dict[str, str] | None:
@@ -109,7 +198,7 @@ class NotificationListener:
             if self.queue_url:
                 return
             sqs = self._sqs()
-            name = f"audiobook-polly-{uuid.uuid4().hex[:12]}"
+            name = queue_name()
             url = _call("SQS CreateQueue", sqs.create_queue, QueueName=name)["QueueUrl"]
             self.queue_url = url
             try:
@@ -217,7 +306,8 @@ class NotificationListener:
     def known(self, task_id: str) -> TaskState | None:
         """Where ``task_id`` stands as far as notifications tell: its notified end, or
         its last known state while it is inside its grace time. None: ask Polly (and
-        call ``heard`` with the answer); the grace time starts again now."""
+        call ``heard`` with the answer); the grace time starts again now. A failure
+        notified without a reason is None too: the reason is Polly's to tell."""
         self.drain()
         with self._lock:
             note = self._notified.get(task_id)
@@ -228,6 +318,10 @@ class NotificationListener:
                     return task_state(pending.status, "", "")
                 pending.checked = now  # the caller asks Polly once
         if note is not None:
+            if note["status"] == "failed" and not note["reason"].strip():
+                # The message says failed but not why (AWS documents no reason in it):
+                # GetSpeechSynthesisTask's TaskStatusReason decides whether to retry.
+                return None
             return task_state(note["status"], note["reason"], note["output_uri"])
         return None
 
