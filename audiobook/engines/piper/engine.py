@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import threading
 import weakref
+from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import cache
@@ -126,7 +127,7 @@ class PiperEngine(Engine):
             f"speed={self.options.speed:g}:seed={worker.SEED}:gap={worker.SENTENCE_GAP_MS}ms"
         )
 
-    def preflight(self) -> None:
+    def preflight(self, ssml: Iterable[str] = ()) -> None:
         # The voice loads in a worker: start the pool now so that a broken model is one
         # line before the first piece, not a failed task.
         with self._lock:
