@@ -41,9 +41,15 @@ _HAVE_SIGMASK = hasattr(signal, "pthread_sigmask")
 class _State:
     first: int | None = None  # the signal being handled (0: the process is leaving)
     repeats = 0  # signals that came while it was handled
+    deferring = 0  # blocked_signals blocks open in the main thread
+    pending: int | None = None  # a signal that came during them, handled at their end
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if _State.deferring and _State.first is None:
+        if _State.pending is None:
+            _State.pending = signum
+        return
     if _State.first is not None:
         _State.repeats += 1
         if _State.repeats >= 2:  # asked three times: leave now, the next run sweeps up
@@ -66,7 +72,7 @@ def handle_signals() -> Iterator[None]:
         yield
         return
     previous = {s: signal.signal(s, _on_signal) for s in STOP_SIGNALS}
-    _State.first, _State.repeats = None, 0
+    _State.first, _State.repeats, _State.pending = None, 0, None
     try:
         yield
     finally:
@@ -106,15 +112,26 @@ def message(exc: BaseException) -> str:
 def blocked_signals() -> Iterator[None]:
     """SIGINT and SIGTERM blocked in the calling thread for the block: a process
     started in it inherits the mask, so a signal that comes before the child sets up
-    its own handling waits (and is dropped by ``ignore_signals``)."""
-    if not _HAVE_SIGMASK:
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    its own handling waits (and is dropped by ``ignore_signals``).
+
+    In the main thread the signals' handling also waits for the end of the block: the
+    kernel gives a signal this thread blocks to another thread, and Python would still
+    run its handler here, in the middle of the block (a child's start-up data half
+    written, and the child's traceback on the terminal)."""
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS) if _HAVE_SIGMASK else None
+    if main:
+        _State.deferring += 1
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if main:
+            _State.deferring -= 1
+            if not _State.deferring and _State.pending is not None:
+                signum, _State.pending = _State.pending, None
+                _on_signal(signum, None)
 
 
 def ignore_signals() -> None:

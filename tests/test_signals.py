@@ -515,3 +515,30 @@ def test_any_signals_then_one_clean_run_on_the_local_engine(tmp_path_factory, pl
     src = write_book(root / "book.md", 4, lambda i: 12 + i)
     ref = reference("local", lambda: local_setup(root / "reference", src))
     check_interrupted_runs(local_setup(root / "runs", src), ref, plan)
+
+
+def test_a_signal_during_blocked_signals_is_handled_when_the_block_ends():
+    """Another thread receives the Ctrl-C that the main thread blocks (the kernel picks
+    a thread that does not block it); Python would still run the handler in the main
+    thread, inside the block, where a child process is being started. It waits."""
+    code = """
+import os, signal, threading, time
+from audiobook import interrupt
+threading.Thread(target=time.sleep, args=(5,), daemon=True).start()  # not blocking
+steps = []
+with interrupt.handle_signals():
+    try:
+        with interrupt.blocked_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)  # the other thread has taken it by now
+            steps.append("block ran to its end")
+        steps.append("after the block")
+    except KeyboardInterrupt:
+        steps.append("interrupted")
+print(steps)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['block ran to its end', 'interrupted']"
