@@ -23,9 +23,15 @@ from click.core import ParameterSource
 from rich.console import Console
 
 from . import interrupt
-from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
+from .config import FORMATS, POLLY_PRICES_PER_MILLION, PROFILES, PipelineConfig, RenderOptions
 from .engines import list_tasks, list_voices
-from .engines.options import PollyOptions
+from .engines.options import (
+    RATE_RANGE,
+    EngineOptions,
+    LocalOptions,
+    PollyOptions,
+    local_rate_wpm,
+)
 from .errors import AudiobookError, ConfigError, Terminated, one_line
 from .ingest import IngestOptions, read_book
 from .options import ConvertOptions
@@ -180,6 +186,26 @@ engine_options = _compose(
 )
 
 
+sound_options = _compose(
+    click.option(
+        "--profile",
+        type=click.Choice(list(PROFILES)),
+        default=None,
+        help="Delivery profile: default (one loudness, -20 LUFS), podcast (-16 LUFS, "
+        "true peak -1 dBTP), acx (ACX's rules: one 44.1 kHz 192 kbps MP3 per chapter), "
+        "none (the engine's level) [default: default; podcast for `audiobook podcast`].",
+    ),
+    click.option(
+        "--rate",
+        type=click.FloatRange(RATE_RANGE[0], RATE_RANGE[1]),
+        default=None,
+        metavar="0.5-2.0",
+        help="Speaking rate, 1.0 = the voice's own (espeak-ng: words per minute; Polly: "
+        "<prosody rate>).",
+    ),
+)
+
+
 def _render_options(kw: dict[str, Any]) -> RenderOptions:
     return RenderOptions(template=kw["template"])
 
@@ -225,9 +251,10 @@ def _refuse_foreign_options(engine: str, only: dict[str, tuple[str, ...]]) -> No
                 raise ConfigError(f"{flag} applies only to --engine {owner}, not {engine}")
 
 
-def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
+def _engine_options(kw: dict[str, Any]) -> EngineOptions | None:
+    rate = kw.get("rate")
     if kw["engine"] != "polly":
-        return None
+        return LocalOptions(rate_wpm=local_rate_wpm(rate)) if rate is not None else None
     if not kw["bucket"]:
         raise ConfigError("--engine polly needs --bucket BUCKET (where Polly writes the audio)")
     marks = tuple(m.strip() for m in kw["marks"].split(",") if m.strip())
@@ -241,12 +268,16 @@ def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
         region=kw["region"],
         lexicons=tuple(kw["lexicons"]),
         marks=marks,
+        rate=rate,
     )
 
 
-def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
+def _convert_options(
+    kw: dict[str, Any], *, workers: int = 0, profile: str = "default"
+) -> ConvertOptions:
     _refuse_foreign_options(kw["engine"], {"polly": _POLLY_ONLY, "local": _LOCAL_ONLY})
     return ConvertOptions(
+        profile=kw.get("profile") or profile,
         fmt=kw["fmt"],
         engine=kw["engine"],
         engine_options=_engine_options(kw),
@@ -316,6 +347,7 @@ def cli(verbose: int) -> None:
     "[default: as -o's extension says (.mp3, .m4b), else m4b].",
 )
 @engine_options
+@sound_options
 @ingest_options
 @state_options
 @click.option(
@@ -341,8 +373,9 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     from .outputs import format_of
     from .progress import RichHooks, summary_line
 
+    fixed = PROFILES[kw["profile"]].fmt if kw["profile"] else ""
     if kw["fmt"] is None:  # the output's name decides; a name and a --format that
-        kw["fmt"] = (format_of(out) if out else None) or "m4b"  # disagree are refused
+        kw["fmt"] = fixed or (format_of(out) if out else None) or "m4b"  # disagree are refused
     opts = _convert_options(kw, workers=workers)
     console = _stderr()
     hooks = RichHooks(console)
@@ -655,6 +688,7 @@ def gc_cmd(dry_run: bool, state_dir: Path | None, reset_state: bool) -> None:
     help="Output format of every book.",
 )
 @engine_options
+@sound_options
 @ingest_options
 @state_options
 @click.option(
@@ -900,6 +934,7 @@ def main(argv: list[str] | None = None) -> None:
 )
 @click.option("--no-captions", is_flag=True, help="Do not read figure captions and alt text.")
 @engine_options
+@sound_options
 @ingest_options
 @state_options
 @click.option(
@@ -937,7 +972,7 @@ def podcast_cmd(
     from .podcast import PodcastOptions, build_episodes
     from .progress import RichHooks, plural
 
-    opts = _convert_options(kw, workers=workers)
+    opts = _convert_options(kw, workers=workers, profile="podcast")
     if no_captions:
         opts = dataclasses.replace(opts, ingest=dataclasses.replace(opts.ingest, captions=False))
     channel = PodcastOptions(

@@ -15,8 +15,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import PipelineConfig, RenderOptions
+from .config import PROFILES, DeliveryProfile, PipelineConfig, RenderOptions
 from .engines.options import EngineOptions
+from .errors import ConfigError
 from .ingest.base import IngestOptions
 from .keys import template_identity
 
@@ -33,6 +34,9 @@ class ConvertOptions:
     render:         SSML rendering (template, pauses, footnotes)
     ingest:         reading (password, split_by, skip_matter, footnotes)
     config:         limits (in-flight tasks, rates, attempts, backoff)
+    profile:        delivery profile (``config.PROFILES``): "default" (one loudness for
+                    the whole book), "podcast" (-16 LUFS), "acx" (ACX's rules: MP3
+                    chapter files), "none" (the engine's own level)
     force:          convert even when the output is up to date
     synchronous:    run submits and fetches inline, one at a time (deterministic tests)
     """
@@ -44,13 +48,27 @@ class ConvertOptions:
     render: RenderOptions = field(default_factory=RenderOptions)
     ingest: IngestOptions = field(default_factory=IngestOptions)
     config: PipelineConfig = field(default_factory=PipelineConfig)
+    profile: str = "default"
     force: bool = False
     synchronous: bool = False
+
+    def delivery(self) -> DeliveryProfile:
+        """The delivery profile, checked against the format (ConfigError on one line)."""
+        profile = PROFILES.get(self.profile)
+        if profile is None:
+            names = ", ".join(PROFILES)
+            raise ConfigError(f"--profile {self.profile!r}: no such profile (choose {names})")
+        if profile.fmt and self.fmt != profile.fmt:
+            raise ConfigError(
+                f"--profile {profile.name} writes --format {profile.fmt}, not {self.fmt}"
+            )
+        return profile
 
     def fingerprint(self) -> str:
         """Hash of every option that changes the output (not where state lives)."""
         d = {
             "fmt": self.fmt,
+            "profile": self.profile,
             "engine": self.engine,
             "engine_options": _engine_options_identity(self.engine_options),
             "voice": self.voice,

@@ -149,6 +149,7 @@ def convert(
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
         raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
+    opts.delivery()  # a profile the format cannot take fails before anything is read
     src = Path(path)
     if not src.exists():
         raise InputError(src, "no such file")
@@ -213,6 +214,7 @@ def convert_book(
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
         raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
+    opts.delivery()
     check_output(out, opts.fmt, [book.source] if book.source else [])
     with _store(store, state_dir) as db, watching(hooks) as hooks:
         _sweep(Path(out), db)
@@ -277,7 +279,8 @@ def _convert(
                 if outputs is not None:
                     return _skipped(source, outputs, book, len(keys), hooks, t0)
         # Everything about the output that needs no synthesis, before the first paid call.
-        names = chapter_filenames([ch.title for ch in book.chapters])
+        profile = opts.delivery()
+        names = chapter_filenames([ch.title for ch in book.chapters], profile.chapter_ext)
         if engine.capabilities.marks:
             names += [str(Path(n).with_suffix(".vtt")) for n in names]
         chars = sum(billable_chars(c.ssml) for c in chunks)
@@ -315,7 +318,9 @@ def _convert(
                 ChapterAudio(ch.title, tuple(ps)) for ch, ps in zip(book.chapters, syn.pieces)
             ]
             doing(hooks, lambda: f"waiting for the stitch of {out.name} ({_stitched(hooks)})")
-            stitched = stitch(book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch)
+            stitched = stitch(
+                book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch, profile=profile
+            )
             if opts.fmt == "chapters" and syn.marks is not None:  # captions: ours too
                 files = [Path(p) for p in stitched.outputs]
                 claim(files[0].parent, [p.with_suffix(".vtt").name for p in files])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -19,7 +20,7 @@ from ...errors import AudiobookError, ConfigError, EngineError, TransientEngineE
 from ...files import atomic_path, copy_atomic, temp_dir_prefix
 from ...model import Chunk
 from ..base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
-from ..options import PollyOptions
+from ..options import RATE_RANGE, PollyOptions, prosody_rate
 from .aws import (
     _call,
     _error_code,
@@ -80,6 +81,11 @@ class PollyEngine(Engine):
         self.sample_rate = str(options.sample_rate) if options.sample_rate else None
         self.marks = tuple(options.marks)
         self.notification_grace = options.notification_grace
+        self.rate = options.rate
+        if self.rate is not None and not RATE_RANGE[0] <= self.rate <= RATE_RANGE[1]:
+            raise ConfigError(
+                f"--rate {self.rate:g} is out of range {RATE_RANGE[0]:g}-{RATE_RANGE[1]:g}"
+            )
         self._session: Any = None
         self._polly, self._s3, self._sqs, self._sns = polly, s3, sqs, sns
         self._lock = threading.RLock()
@@ -114,7 +120,9 @@ class PollyEngine(Engine):
 
     @property
     def limits(self) -> EngineLimits:  # type: ignore[override]
-        return POLLY_SYNC_LIMITS if self.mode == "sync" else POLLY_TASK_LIMITS
+        limits = POLLY_SYNC_LIMITS if self.mode == "sync" else POLLY_TASK_LIMITS
+        extra = len(self.text("<speak></speak>")) - len("<speak></speak>")  # the rate's tag
+        return EngineLimits(limits.max_billable, limits.max_total - extra) if extra else limits
 
     def plan(self, billable_chars: int, total_chars: int) -> None:
         """Settle ``mode="auto"`` for a job of this size (see ``pick_mode``); call it
@@ -123,10 +131,18 @@ class PollyEngine(Engine):
 
     def identity(self) -> str:
         rate = self.sample_rate or default_sample_rate(self.output_format, self.polly_engine)
+        speed = f":rate={prosody_rate(self.rate)}" if self.rate not in (None, 1.0) else ""
         return (
             f"polly:{self.polly_engine}:{self.voice}:{self.output_format}:{rate}:"
-            f"{','.join(self.lexicons)}"
+            f"{','.join(self.lexicons)}{speed}"
         )
+
+    def text(self, ssml: str) -> str:
+        """The SSML sent for a chunk: with a speaking rate, its content wrapped in
+        ``<prosody rate="N%">`` (Polly's speech marks then count from that text)."""
+        if self.rate in (None, 1.0):
+            return ssml
+        return with_rate(ssml, prosody_rate(self.rate or 1.0))
 
     def _boto_session(self) -> Any:
         if self._session is None:
@@ -307,7 +323,7 @@ class PollyEngine(Engine):
         p: dict[str, Any] = {
             "Engine": self.polly_engine,
             "VoiceId": self.voice,
-            "Text": chunk.ssml,
+            "Text": self.text(chunk.ssml),
             "TextType": "ssml",
             "OutputFormat": "json" if marks else self.output_format,
         }
@@ -320,7 +336,7 @@ class PollyEngine(Engine):
         return p
 
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
-        self.validate_ssml(chunk.ssml)
+        self.validate_ssml(self.text(chunk.ssml))
         if self.mode == "sync":
             return self._submit_sync(chunk, key)
         since = time.time()
@@ -626,6 +642,18 @@ class PollyEngine(Engine):
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
+
+
+_SPEAK_OPEN = re.compile(r"<speak(?:\s[^>]*)?>")
+
+
+def with_rate(ssml: str, rate: str) -> str:
+    """``ssml`` with everything inside ``<speak>`` wrapped in ``<prosody rate=...>``."""
+    m = _SPEAK_OPEN.search(ssml)
+    end = ssml.rfind("</speak>")
+    if m is None or end < m.end():
+        return ssml
+    return f'{ssml[: m.end()]}<prosody rate="{rate}">{ssml[m.end() : end]}</prosody>{ssml[end:]}'
 
 
 def _is_sync(ref: TaskRef) -> bool:
