@@ -90,7 +90,7 @@ class DeliveryProfile:
     """How loud the output is, and what a store's submission rules add to it.
 
     Loudness is measured on each chapter before it is encoded (ffmpeg's ``ebur128`` and
-    ``astats``) and set with one gain per chapter, then a peak limiter at ``ceiling``;
+    ``volumedetect``) and set with one gain per chapter, then a peak limiter at ``ceiling``;
     where the limiter takes off more than ``LIMITER_SLACK_DB`` the chapter is measured
     again through gain and limiter, and the gain corrected (``loudness.py``).
 

@@ -1,12 +1,12 @@
 """Loudness: one gain per chapter that brings it to a delivery profile's level.
 
     gains = chapter_gains(profile, len(chapters), pcm_of_chapter, rate, workers=2)
-    chain(profile, gains[0])          # "volume=3.10dB,alimiter=..." for one chapter
-    volume_expression(starts, gains)  # one gain per chapter inside one stream
+    chain(profile, gains[0].db)       # "volume=3.10dB,alimiter=..." for one chapter
+    volume_expression(starts, dbs)    # one gain per chapter inside one stream
 
-Each chapter is measured once as it is (ffmpeg's ``ebur128`` and ``astats``, its PCM
+Each chapter is measured once as it is (ffmpeg's ``ebur128`` and ``volumedetect``, its PCM
 streamed: memory stays flat) and given the gain that brings it to the target; a peak
-limiter at the profile's ceiling follows the gain. Where the limiter would take off
+limiter at the profile's ceiling follows the gain where a peak would pass it. Where the limiter would take off
 more than ``LIMITER_SLACK_DB``, the chapter is measured again through gain and limiter
 and the gain corrected, until it is within ``TOLERANCE_DB`` of the target (or
 ``MAX_PASSES`` measurements). The decisions are pure functions; ``chapter_gains`` runs
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from . import ffmpeg
 from .config import LIMITER_SLACK_DB, DeliveryProfile
@@ -75,7 +76,15 @@ def volume_expression(starts: Sequence[float], gains: Sequence[float]) -> str:
     """A ``volume`` filter whose gain changes at each time of ``starts`` (seconds from
     the start of the stream; the first is where ``gains[0]`` begins): one chain for a
     stream that holds several chapters. The change falls on a frame of the filter, in
-    the pause that ends each chapter."""
+    the pause that ends each chapter. Equal neighbours are merged (a constant gain
+    needs no expression)."""
+    merged_starts: list[float] = []
+    merged: list[float] = []
+    for t, g in zip(starts, gains):
+        if not merged or round(g, 2) != round(merged[-1], 2):
+            merged_starts.append(t)
+            merged.append(g)
+    starts, gains = merged_starts, merged
     if len(gains) == 1:
         return f"volume={gains[0]:.2f}dB"
     expr = f"{10 ** (gains[-1] / 20):.6f}"
@@ -84,18 +93,34 @@ def volume_expression(starts: Sequence[float], gains: Sequence[float]) -> str:
     return f"volume=eval=frame:volume='{expr}'"
 
 
-def multi_chain(profile: DeliveryProfile, starts: Sequence[float], gains: Sequence[float]) -> str:
-    """The filter chain of a stream holding several chapters."""
-    return f"{volume_expression(starts, gains)},{limiter(profile)}"
+def multi_chain(
+    profile: DeliveryProfile,
+    starts: Sequence[float],
+    gains: Sequence[float],
+    limit: bool = True,
+) -> str:
+    """The filter chain of a stream holding several chapters; ``limit=False`` when no
+    chapter of it has a peak over the ceiling after its gain."""
+    volume = volume_expression(starts, gains)
+    return f"{volume},{limiter(profile)}" if limit else volume
 
 
-def chapter_gain(profile: DeliveryProfile, pcm: Callable[[], Iterable[bytes]], rate: int) -> float:
+@dataclass(frozen=True)
+class Gain:
+    """A chapter's gain (dB) and whether its peaks need the limiter after it."""
+
+    db: float
+    limit: bool
+
+
+def chapter_gain(profile: DeliveryProfile, pcm: Callable[[], Iterable[bytes]], rate: int) -> Gain:
     """Measure one chapter (``pcm()`` streams it from the start, as often as asked)
     and return its gain."""
     level = ffmpeg.measure(pcm(), rate)
     gain = first_gain(level, profile)
-    if gain == 0.0 or limiting(level, gain, profile) <= LIMITER_SLACK_DB:
-        return gain
+    over = limiting(level, gain, profile)
+    if over <= LIMITER_SLACK_DB:
+        return Gain(gain, over > 0)
     for _ in range(MAX_PASSES - 1):
         after = level_of(ffmpeg.measure(pcm(), rate, chain(profile, gain)), profile)
         if not math.isfinite(after):
@@ -104,7 +129,7 @@ def chapter_gain(profile: DeliveryProfile, pcm: Callable[[], Iterable[bytes]], r
         if abs(miss) <= TOLERANCE_DB:
             break
         gain = max(-MAX_GAIN_DB, min(MAX_GAIN_DB, gain + miss))
-    return gain
+    return Gain(gain, True)
 
 
 def chapter_gains(
@@ -114,13 +139,13 @@ def chapter_gains(
     rate: int,
     *,
     workers: int = 1,
-) -> list[float]:
+) -> list[Gain]:
     """The gain of each of ``count`` chapters (``pcm(i)`` streams chapter i), measured
     ``workers`` at a time."""
     if not active(profile):
-        return [0.0] * count
+        return [Gain(0.0, False)] * count
 
-    def one(i: int) -> float:
+    def one(i: int) -> Gain:
         return chapter_gain(profile, lambda: pcm(i), rate)
 
     if workers <= 1 or count <= 1:

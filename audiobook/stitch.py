@@ -529,7 +529,7 @@ class _Level:
     """A delivery profile and the gain (dB) it gives each chapter."""
 
     profile: DeliveryProfile
-    gains: tuple[float, ...]
+    gains: tuple[loudness.Gain, ...]
 
     def filters(self, tl: _Timeline, start: int, end: int) -> list[str]:
         """``-af`` for a stream of samples [start, end) of the timeline."""
@@ -538,11 +538,14 @@ class _Level:
         last = max(first, bisect.bisect_left(cs, end) - 1)
         idx = range(first, min(last + 1, len(self.gains)))
         starts = [max(0, cs[i] - start) / tl.rate for i in idx]
-        gains = [self.gains[i] for i in idx]
-        return ["-af", loudness.multi_chain(self.profile, starts, gains)]
+        gains = [self.gains[i].db for i in idx]
+        limit = any(self.gains[i].limit for i in idx)
+        return ["-af", loudness.multi_chain(self.profile, starts, gains, limit)]
 
 
-def _gains(tl: _Timeline, profile: DeliveryProfile, workers: int) -> tuple[float, ...] | None:
+def _gains(
+    tl: _Timeline, profile: DeliveryProfile, workers: int
+) -> tuple[loudness.Gain, ...] | None:
     """Each chapter's gain under ``profile`` (None when it leaves the level alone)."""
     if not loudness.active(profile):
         return None

@@ -27,6 +27,7 @@ BENCHES = [
     "bench.bench_ingest_epub",
     "bench.bench_local",
     "bench.bench_stitch",
+    "bench.bench_loudness",
     "bench.bench_polly",
     "bench.bench_faults",
 ]

@@ -3,7 +3,7 @@
 The outputs are decoded by PyAV and measured with pyloudnorm (ITU-R BS.1770-4
 integrated loudness) and numpy (RMS, sample peak, true peak by 4x oversampling, noise
 floor, room tone); mutagen reads the MP3 headers. None of it is the code under test
-(which measures with ffmpeg's ebur128 and astats).
+(which measures with ffmpeg's ebur128 and volumedetect).
 
 The novel is the corpus's Sherlock Holmes: its first three adventures, each cut to its
 first 3,000 characters so that espeak-ng reads them in seconds.
@@ -286,6 +286,7 @@ def test_gain_brings_the_measured_level_to_the_target():
 
 def test_volume_expression_changes_gain_at_each_chapter():
     assert loudness.volume_expression([0.0], [3.0]) == "volume=3.00dB"
+    assert loudness.volume_expression([0.0, 5.0, 9.0], [3.0, 3.0, 3.0]) == "volume=3.00dB"
     expr = loudness.volume_expression([0.0, 10.0, 25.5], [0.0, 6.0, -6.0])
     assert expr == (
         "volume=eval=frame:volume='if(lt(t\\,10.000000)\\,1.000000\\,"
@@ -299,9 +300,10 @@ def test_levels_are_parsed_from_ffmpegs_summary():
         "  Integrated loudness:",
         "    I:         -21.0 LUFS",
         "    Threshold: -31.1 LUFS",
-        "[Parsed_astats_1 @ 0x2] Peak level dB: -1.755058",
-        "[Parsed_astats_1 @ 0x2] RMS level dB: -inf",
+        "[Parsed_volumedetect_1 @ 0x2] n_samples: 0",
+        "[Parsed_volumedetect_1 @ 0x2] mean_volume: -inf dB",
+        "[Parsed_volumedetect_1 @ 0x2] max_volume: -1.8 dB",
     ]
-    assert ffmpeg.parse_levels(lines) == ffmpeg.Level(-21.0, -math.inf, -1.755058)
+    assert ffmpeg.parse_levels(lines) == ffmpeg.Level(-21.0, -math.inf, -1.8)
     with pytest.raises(Exception, match="measured no"):
         ffmpeg.parse_levels(lines[:3])
