@@ -326,7 +326,12 @@ def _convert(
                 claim(files[0].parent, [p.with_suffix(".vtt").name for p in files])
             doing(hooks, f"waiting for the captions of {out.name}")
             captions = write_captions(
-                syn.pieces, syn.marks, [Path(p) for p in stitched.outputs], out, opts.fmt
+                syn.pieces,
+                syn.marks,
+                [Path(p) for p in stitched.outputs],
+                out,
+                opts.fmt,
+                profile.lead_in,
             )
         except BaseException as e:
             # What was paid for is in the chunk rows; the run keeps only why it stopped.

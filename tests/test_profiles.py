@@ -307,3 +307,19 @@ def test_levels_are_parsed_from_ffmpegs_summary():
     assert ffmpeg.parse_levels(lines) == ffmpeg.Level(-21.0, -math.inf, -1.8)
     with pytest.raises(Exception, match="measured no"):
         ffmpeg.parse_levels(lines[:3])
+
+
+def test_captions_follow_the_room_tone_before_each_chapter(tmp_path):
+    from audiobook.captions import write_captions
+
+    piece = _speech(tmp_path / "p.wav", "Hello there. Good day.", "en")
+    marks = tmp_path / "p.marks"
+    marks.write_text('{"time":0,"type":"sentence","start":7,"end":19,"value":"Hello there."}\n')
+    out = tmp_path / "book"
+    out.mkdir()
+    files = [out / "001 - One.mp3"]
+    (plain,) = write_captions([[piece]], [[marks]], files, out, "chapters")
+    first = plain.read_text()
+    (acx,) = write_captions([[piece]], [[marks]], files, out, "chapters", 0.75)
+    assert "00:00:00.000 -->" in first
+    assert "00:00:00.750 -->" in acx.read_text()
