@@ -413,7 +413,7 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
         audiobook inspect novel.epub --json
         audiobook inspect novel.epub --text | less
     """
-    from .inspect import inspect_book, spoken_text
+    from .inspect import inspect_book, pronunciation_notes, spoken_text
     from .progress import plural
 
     b = read_book(book, _ingest_options(kw))
@@ -424,6 +424,8 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
     info = inspect_book(b, render)
     for w in b.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
+    for note in pronunciation_notes(b):
+        click.echo(f"audiobook: note: {note}", err=True)
     if as_json:
         click.echo(json.dumps(info.as_dict(), ensure_ascii=False, indent=2))
         return

@@ -21,11 +21,36 @@ ChapterRole = Literal["front", "body", "back"]
 
 
 @dataclass(frozen=True)
+class Phoneme:
+    """The book's own pronunciation of ``text[start:end]`` of a block (EPUB 3
+    ``ssml:ph`` / ``ssml:alphabet``): ``ph`` in ``alphabet`` ("ipa", "x-sampa")."""
+
+    start: int
+    end: int
+    ph: str
+    alphabet: str = "ipa"
+
+
+@dataclass(frozen=True)
 class Block:
-    """One unit of text in reading order. ``text`` is plain text (never markup)."""
+    """One unit of text in reading order. ``text`` is plain text (never markup);
+    ``phonemes``: pronunciations of stretches of it, in order, not overlapping."""
 
     kind: BlockKind
     text: str
+    phonemes: tuple[Phoneme, ...] = ()
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """A pronunciation lexicon the book links (EPUB 3 PLS): ``content`` is the PLS
+    document as text, ``language`` its ``xml:lang``, ``source`` where it came from."""
+
+    source: str
+    content: str
+    language: str = ""
+    alphabet: str = ""
+    lexemes: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +96,7 @@ class Book:
     # Damage that was recovered from (missing resource, malformed XHTML, skipped pages):
     # reported to the user, never silent.
     warnings: tuple[str, ...] = field(default=())
+    lexicons: tuple[Lexicon, ...] = ()  # pronunciation lexicons the book links
 
     def with_chapters(self, chapters: tuple[Chapter, ...]) -> Book:
         return replace(self, chapters=chapters)

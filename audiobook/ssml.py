@@ -133,6 +133,38 @@ def _prepare(text: str) -> Markup:
     return Markup(escape_text(clean_text(text)))
 
 
+PHONEME_ALPHABETS = ("ipa", "x-sampa")  # what Polly's <phoneme> takes
+
+
+def _prepare_block(block: Block) -> Markup:
+    """A block's text, clean and escaped, with each of its phonemes (the book's own
+    pronunciation, EPUB 3 ``ssml:ph``) as ``<phoneme alphabet ph>word</phoneme>``."""
+    if not block.phonemes:
+        return _prepare(block.text)
+    text, out, pos = block.text, [], 0
+    for p in sorted(block.phonemes, key=lambda p: p.start):
+        if p.start < pos or p.end > len(text) or p.end <= p.start:
+            continue  # overlapping or out of range: the words stay as written
+        out.append(escape_text(_collapse(text[pos : p.start])))
+        word = _collapse(text[p.start : p.end])
+        ph = clean_text(p.ph)
+        if word.strip() and ph and p.alphabet in PHONEME_ALPHABETS:
+            out.append(
+                f'<phoneme alphabet="{p.alphabet}" ph="{escape_text(ph)}">'
+                f"{escape_text(word.strip())}</phoneme>"
+            )
+        else:
+            out.append(escape_text(word))
+        pos = p.end
+    out.append(escape_text(_collapse(text[pos:])))
+    return Markup("".join(out).strip())
+
+
+def _collapse(text: str) -> str:
+    """As clean_text, but keeping one space at either end (the text goes on around it)."""
+    return _WS.sub(" ", _ILLEGAL.sub("", _SPACE_LIKE.sub(" ", text)))
+
+
 def sentence_spans(text: str) -> list[str]:
     """Split plain or escaped text after each sentence end (abbreviations kept whole).
 
@@ -267,7 +299,7 @@ def _words(text: str) -> str:
 def _views(blocks: tuple[Block, ...], title: str = "") -> list[BlockView]:
     views: list[BlockView] = []
     for block in blocks:
-        text = _prepare(block.text)
+        text = _prepare_block(block)
         if text:
             repeats = (
                 not views

@@ -32,9 +32,16 @@ from .state import LeaseOwner, StateStore
 MARKS_EXT = "marks"
 
 
-def plan_chunks(book: Book, engine: Engine, render: RenderOptions) -> list[Chunk]:
-    """The book rendered once and chunked once for ``engine``: the engine first hears
-    the size of the whole job (Polly picks sync or async by it, and its limits follow)."""
+def plan_chunks(
+    book: Book, engine: Engine, render: RenderOptions, hooks: Hooks | None = None
+) -> list[Chunk]:
+    """The book rendered once and chunked once for ``engine``: the engine first takes
+    the book's own pronunciation (what it cannot honour goes to ``hooks`` as
+    warnings), then hears the size of the whole job (Polly picks sync or async by it,
+    and its limits follow)."""
+    for note in engine.pronounce(book):
+        if hooks is not None:
+            hooks.on_warning(note)
     rendered = render_book(book, render)
     engine.plan(sum(billable_chars(s) for s in rendered), sum(total_chars(s) for s in rendered))
     return chunk_rendered(rendered, engine.limits)
@@ -79,7 +86,7 @@ def synthesize(
     opts = opts or ConvertOptions()
     hooks = hooks or Hooks()
     if chunks is None:
-        chunks = plan_chunks(book, engine, opts.render)
+        chunks = plan_chunks(book, engine, opts.render, hooks)
     keys = [content_key(c, engine, opts.render.template) for c in chunks]
     if book_id is not None:
         store.set_book_chunks(book_id, [(k, c.chapter_idx) for k, c in zip(keys, chunks)])

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 from ..config import EngineLimits
-from ..model import Chunk
+from ..model import Book, Chunk
 
 TaskStatus = Literal["scheduled", "inProgress", "completed", "failed"]
 
@@ -78,6 +78,24 @@ class Capabilities:
     price_kind: str = ""
 
 
+def pronunciation_unhonoured(book: Book, engine: str, lexicons: bool = True) -> list[str]:
+    """What an engine that reads neither PLS lexicons nor ``<phoneme>`` leaves out."""
+    notes = []
+    if lexicons:
+        notes += [
+            f"pronunciation lexicon {lx.source} ({lx.lexemes} entries) is not applied by "
+            f"the {engine} engine"
+            for lx in book.lexicons
+        ]
+    words = sum(len(b.phonemes) for ch in book.chapters for b in ch.blocks)
+    if words:
+        notes.append(
+            f"{words} word(s) with their own pronunciation (ssml:ph) are read as written by "
+            f"the {engine} engine"
+        )
+    return notes
+
+
 class Engine(abc.ABC):
     name: str = "engine"
     limits: EngineLimits
@@ -106,6 +124,13 @@ class Engine(abc.ABC):
     def plan(self, billable_chars: int, total_chars: int) -> None:
         """Hear the size of the whole job before it is chunked (an engine whose
         ``limits`` depend on the path it takes settles the path here). Default: nothing."""
+
+    def pronounce(self, book: Book) -> list[str]:
+        """Take the book's own pronunciation (its PLS lexicons; ``ssml:ph`` arrives in
+        the SSML as ``<phoneme>``) before the book is planned, and say in one line each
+        what this engine cannot honour. Changes ``identity`` where the audio follows.
+        Default: neither is honoured."""
+        return pronunciation_unhonoured(book, self.name)
 
     def preflight(self) -> None:
         """Every check that can fail before money is spent (ConfigError on one line).

@@ -31,8 +31,8 @@ from .. import interrupt
 from ..config import EngineLimits
 from ..errors import ConfigError, EngineError, TaskFailed, TransientEngineError, one_line
 from ..files import temp_dir_prefix
-from ..model import Chunk
-from .base import AudioFormat, Engine, TaskRef, TaskState
+from ..model import Book, Chunk
+from .base import AudioFormat, Engine, TaskRef, TaskState, pronunciation_unhonoured
 from .options import LocalOptions
 
 log = logging.getLogger(__name__)
@@ -218,6 +218,14 @@ class LocalEngine(Engine):
             f"local:espeak-ng {_espeak_version()}:voice={self.voice}:"
             f"rate={self.rate_wpm or 'default'}:{SAMPLE_RATE}"
         )
+
+    def pronounce(self, book: Book) -> list[str]:
+        """espeak-ng takes neither PLS lexicons nor IPA (its ``<phoneme>`` is read as
+        the word inside it): both are reported."""
+        return [
+            n.replace("the local engine", "espeak-ng (the local engine)")
+            for n in pronunciation_unhonoured(book, "local")
+        ]
 
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
         task_id = f"local-{next(self._ids)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
@@ -18,7 +19,7 @@ from urllib.parse import unquote
 from ...config import POLLY_SYNC_LIMITS, POLLY_TASK_LIMITS, EngineLimits
 from ...errors import AudiobookError, ConfigError, EngineError, TransientEngineError, one_line
 from ...files import atomic_path, copy_atomic, temp_dir_prefix
-from ...model import Chunk
+from ...model import Book, Chunk
 from ..base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
 from ..options import RATE_RANGE, PollyOptions, prosody_rate
 from .aws import (
@@ -77,6 +78,10 @@ class PollyEngine(Engine):
         self.kms_key = options.kms_key or None
         self.region = options.region
         self.lexicons = tuple(options.lexicons)
+        # The book's own lexicons (``pronounce``): (name, content) under a name derived
+        # from the content and the voice, uploaded by ``preflight``.
+        self.book_lexicons: tuple[tuple[str, str, str], ...] = ()  # (name, content, source)
+        self._applied: tuple[str, ...] = ()  # book lexicon names whose language fits the voice
         self.output_format = options.output_format
         self.sample_rate = str(options.sample_rate) if options.sample_rate else None
         self.marks = tuple(options.marks)
@@ -134,8 +139,27 @@ class PollyEngine(Engine):
         speed = f":rate={prosody_rate(self.rate)}" if self.rate not in (None, 1.0) else ""
         return (
             f"polly:{self.polly_engine}:{self.voice}:{self.output_format}:{rate}:"
-            f"{','.join(self.lexicons)}{speed}"
+            f"{','.join(self.lexicons + tuple(n for n, _c, _s in self.book_lexicons))}{speed}"
         )
+
+    def pronounce(self, book: Book) -> list[str]:
+        """The book's PLS lexicons go to Polly (PutLexicon in ``preflight``) under a name
+        derived from their content and the voice, at most five lexicons a task with
+        ``--lexicon``'s; ``ssml:ph`` arrives as ``<phoneme>``, which Polly reads."""
+        notes: list[str] = []
+        room = MAX_LEXICONS - len(self.lexicons)
+        chosen: list[tuple[str, str, str]] = []
+        for lx in book.lexicons:
+            if len(chosen) >= room:
+                notes.append(
+                    f"pronunciation lexicon {lx.source} is left out: Polly takes at most "
+                    f"{MAX_LEXICONS} lexicons a task"
+                )
+                continue
+            chosen.append((book_lexicon_name(lx.content, self.voice), lx.content, lx.source))
+        self.book_lexicons = tuple(chosen)
+        self._applied = tuple(n for n, _c, _s in chosen)
+        return notes
 
     def text(self, ssml: str) -> str:
         """The SSML sent for a chunk: with a speaking rate, its content wrapped in
@@ -220,7 +244,8 @@ class PollyEngine(Engine):
         for doc in ssml:
             self.validate_ssml(doc)
         self._check_bucket()
-        self._check_voice()
+        language = self._check_voice()
+        self._upload_lexicons(language)
         for name in self.lexicons:
             try:
                 _call(f"Polly GetLexicon {name}", self.polly.get_lexicon, Name=name)
@@ -289,7 +314,49 @@ class PollyEngine(Engine):
             f"is not SSE-KMS with this key (set it: aws s3api put-bucket-encryption)"
         )
 
-    def _check_voice(self) -> None:
+    def _upload_lexicons(self, voice_language: str) -> None:
+        """Each book lexicon whose language is the voice's, in Polly under its name:
+        uploaded once (a name already there holds the same content), then waited for
+        until GetLexicon sees it (PutLexicon is eventually consistent)."""
+        applied = []
+        for name, content, source in self.book_lexicons:
+            fitted = fit_language(content, voice_language)
+            if fitted is None:
+                log.warning(
+                    "pronunciation lexicon %s is not for the voice %s (%s); left out",
+                    source,
+                    self.voice,
+                    voice_language,
+                )
+                continue
+            if not self._lexicon_exists(name):
+                _call(f"Polly PutLexicon {name}", self.polly.put_lexicon, Name=name, Content=fitted)
+                self._wait_for_lexicon(name)
+            applied.append(name)
+        self._applied = tuple(applied)
+
+    def _lexicon_exists(self, name: str) -> bool:
+        try:
+            _call(f"Polly GetLexicon {name}", self.polly.get_lexicon, Name=name)
+        except AudiobookError as e:
+            if _error_code(e) == "LexiconNotFoundException":
+                return False
+            raise
+        return True
+
+    def _wait_for_lexicon(self, name: str) -> None:
+        delay, waited = 0.1, 0.0
+        while not self._lexicon_exists(name):
+            if waited >= LEXICON_WAIT_S:
+                raise TransientEngineError(
+                    f"Polly lexicon {name} not visible {LEXICON_WAIT_S:.0f} s after PutLexicon"
+                )
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 2.0)
+
+    def _check_voice(self) -> str:
+        """Check the voice exists and takes the engine; its language code."""
         voices = list_voices(self.polly)
         by_id = {v.get("Id"): v for v in voices}
         v = by_id.get(self.voice)
@@ -307,6 +374,7 @@ class PollyEngine(Engine):
                 f"--voice {self.voice!r} does not support the {self.polly_engine} engine "
                 f"(it supports: {', '.join(engines)})"
             )
+        return str(v.get("LanguageCode") or "")
 
     def validate_ssml(self, ssml: str) -> None:
         """Reject, locally, SSML the chosen engine would refuse (ConfigError naming the
@@ -331,8 +399,8 @@ class PollyEngine(Engine):
             p["SpeechMarkTypes"] = list(self.marks)
         elif self.sample_rate:
             p["SampleRate"] = self.sample_rate
-        if self.lexicons:
-            p["LexiconNames"] = list(self.lexicons)
+        if self.lexicons or self._applied:
+            p["LexiconNames"] = list(self.lexicons + self._applied)
         return p
 
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
@@ -642,6 +710,33 @@ class PollyEngine(Engine):
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
+
+
+MAX_LEXICONS = 5  # lexicons a task may name
+LEXICON_WAIT_S = 30.0  # how long PutLexicon may take to show
+
+
+def book_lexicon_name(content: str, voice: str) -> str:
+    """A lexicon's name in Polly ([0-9A-Za-z]{1,20}): from its content and the voice
+    (whose language it is uploaded in), so a change of either is a new name."""
+    digest = hashlib.sha256(f"{voice}\0{content}".encode()).hexdigest()
+    return "ab" + digest[:18]
+
+
+_XML_LANG = re.compile(r"""(<(?:\w+:)?lexicon\b[^>]*?\bxml:lang\s*=\s*)(["'])([^"']*)\2""")
+
+
+def fit_language(content: str, language: str) -> str | None:
+    """The PLS ``content`` with its ``xml:lang`` set to the voice's ``language`` when
+    both name the same language ("en" fits "en-US"); None when they do not."""
+    m = _XML_LANG.search(content)
+    if m is None or not language:
+        return None
+    have = m.group(3).strip().lower().replace("_", "-")
+    want = language.lower()
+    if have.split("-")[0] != want.split("-")[0] or ("-" in have and have != want):
+        return None
+    return content[: m.start(3)] + language + content[m.end(3) :]
 
 
 _SPEAK_OPEN = re.compile(r"<speak(?:\s[^>]*)?>")
