@@ -203,11 +203,22 @@ sound_options = _compose(
         help="Speaking rate, 1.0 = the voice's own (espeak-ng: words per minute; Polly: "
         "<prosody rate>).",
     ),
+    click.option(
+        "--lexicon-file",
+        type=click.Path(path_type=Path),
+        default=None,
+        metavar="FILE",
+        help="Your pronunciations, for both engines: a PLS file, or one 'word<TAB>alias' "
+        "or 'word<TAB>/IPA/' a line (IPA only Polly reads).",
+    ),
 )
 
 
 def _render_options(kw: dict[str, Any]) -> RenderOptions:
-    return RenderOptions(template=kw["template"])
+    from .lexicon import read_lexicon
+
+    path = kw.get("lexicon_file")
+    return RenderOptions(template=kw["template"], lexicon=read_lexicon(path) if path else ())
 
 
 def _ingest_options(kw: dict[str, Any]) -> IngestOptions:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .lexicon import Entry
+
 # Output formats: an M4B with chapters, an MP3 with ID3 chapters, a folder of chapters.
 FORMATS = ("m4b", "mp3", "chapters")
 
@@ -83,6 +85,8 @@ class RenderOptions:
     chapter_pause_ms: int = 1500
     speak_chapter_titles: bool = True
     extra: dict[str, str] = field(default_factory=dict)
+    # the user's pronunciation lexicon (--lexicon-file): each word as <sub> or <phoneme>
+    lexicon: tuple[Entry, ...] = ()
 
 
 @dataclass(frozen=True)

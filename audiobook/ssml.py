@@ -36,6 +36,8 @@ from markupsafe import Markup
 
 from .config import RenderOptions
 from .errors import ConfigError
+from .lexicon import Entry
+from .lexicon import find as find_words
 from .model import Block, Book
 
 __all__ = [
@@ -136,26 +138,34 @@ def _prepare(text: str) -> Markup:
 PHONEME_ALPHABETS = ("ipa", "x-sampa")  # what Polly's <phoneme> takes
 
 
-def _prepare_block(block: Block) -> Markup:
+def _prepare_block(block: Block, lexicon: tuple[Entry, ...] = ()) -> Markup:
     """A block's text, clean and escaped, with each of its phonemes (the book's own
-    pronunciation, EPUB 3 ``ssml:ph``) as ``<phoneme alphabet ph>word</phoneme>``."""
-    if not block.phonemes:
+    pronunciation, EPUB 3 ``ssml:ph``) as ``<phoneme alphabet ph>word</phoneme>`` and
+    each word of the user's lexicon as ``<sub alias>`` or ``<phoneme>``."""
+    if not block.phonemes and not lexicon:
         return _prepare(block.text)
-    text, out, pos = block.text, [], 0
-    for p in sorted(block.phonemes, key=lambda p: p.start):
-        if p.start < pos or p.end > len(text) or p.end <= p.start:
-            continue  # overlapping or out of range: the words stay as written
-        out.append(escape_text(_collapse(text[pos : p.start])))
-        word = _collapse(text[p.start : p.end])
+    text = block.text
+    spans: list[tuple[int, int, str, str]] = []
+    for p in block.phonemes:
         ph = clean_text(p.ph)
-        if word.strip() and ph and p.alphabet in PHONEME_ALPHABETS:
-            out.append(
-                f'<phoneme alphabet="{p.alphabet}" ph="{escape_text(ph)}">'
-                f"{escape_text(word.strip())}</phoneme>"
-            )
+        if 0 <= p.start < p.end <= len(text) and ph and p.alphabet in PHONEME_ALPHABETS:
+            tag = f'<phoneme alphabet="{p.alphabet}" ph="{escape_text(ph)}">'
+            spans.append((p.start, p.end, tag, "</phoneme>"))
+    for start, end, entry in find_words(text, lexicon) if lexicon else ():
+        if entry.alias:
+            tag, close = f'<sub alias="{escape_text(clean_text(entry.alias))}">', "</sub>"
         else:
-            out.append(escape_text(word))
-        pos = p.end
+            ph = escape_text(clean_text(entry.ph))
+            tag, close = f'<phoneme alphabet="{entry.alphabet}" ph="{ph}">', "</phoneme>"
+        spans.append((start, end, tag, close))
+    out, pos = [], 0
+    for start, end, tag, close in sorted(spans, key=lambda s: s[0]):
+        if start < pos:
+            continue  # overlaps one before it (the book's own comes first): as written
+        out.append(escape_text(_collapse(text[pos:start])))
+        word = _collapse(text[start:end]).strip()
+        out.append(f"{tag}{escape_text(word)}{close}" if word else "")
+        pos = end
     out.append(escape_text(_collapse(text[pos:])))
     return Markup("".join(out).strip())
 
@@ -296,10 +306,12 @@ def _words(text: str) -> str:
     return _NOT_WORD.sub(" ", text).strip().casefold()
 
 
-def _views(blocks: tuple[Block, ...], title: str = "") -> list[BlockView]:
+def _views(
+    blocks: tuple[Block, ...], title: str = "", lexicon: tuple[Entry, ...] = ()
+) -> list[BlockView]:
     views: list[BlockView] = []
     for block in blocks:
-        text = _prepare_block(block)
+        text = _prepare_block(block, lexicon)
         if text:
             repeats = (
                 not views
@@ -317,14 +329,15 @@ def _ms(value: int) -> str:
 
 def _context(book: Book, index: int, options: RenderOptions) -> dict[str, Any]:
     chapter = book.chapters[index]
-    blocks = _views(chapter.blocks, chapter.title)
+    lexicon = options.lexicon
+    blocks = _views(chapter.blocks, chapter.title, lexicon)
     # The ingestor kept the notes only if they are to be read (IngestOptions.footnotes).
-    notes = _views(chapter.footnotes)
+    notes = _views(chapter.footnotes, "", lexicon)
     lang = (book.language or "en").split("-")[0].split("_")[0].lower()
     intro = options.extra.get("notes_intro") or NOTES_INTRO.get(lang, "Notes.")
     para = options.paragraph_pause_ms
     return {
-        "title": _prepare(chapter.title),
+        "title": _prepare_block(Block("heading", chapter.title), lexicon),
         "speak_title": options.speak_chapter_titles,
         "level": chapter.level,
         "index": index,
