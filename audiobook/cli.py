@@ -211,6 +211,20 @@ sound_options = _compose(
         help="Your pronunciations, for both engines: a PLS file, or one 'word<TAB>alias' "
         "or 'word<TAB>/IPA/' a line (IPA only Polly reads).",
     ),
+    click.option(
+        "--voice-map",
+        type=click.Path(path_type=Path),
+        default=None,
+        metavar="FILE",
+        help="A voice per chapter: one 'chapter<TAB>voice' a line, the chapter by number "
+        "(from 1) or title.",
+    ),
+    click.option(
+        "--dialogue-voice",
+        default=None,
+        metavar="V",
+        help="Read quoted speech (“…”, «…», „…“, 「…」, dialogue dashes) with this voice.",
+    ),
 )
 
 
@@ -287,8 +301,13 @@ def _convert_options(
     kw: dict[str, Any], *, workers: int = 0, profile: str = "default"
 ) -> ConvertOptions:
     _refuse_foreign_options(kw["engine"], {"polly": _POLLY_ONLY, "local": _LOCAL_ONLY})
+    from .casting import read_voice_map
+
+    voice_map = kw.get("voice_map")
     return ConvertOptions(
         profile=kw.get("profile") or profile,
+        voice_map=read_voice_map(voice_map) if voice_map else (),
+        dialogue_voice=kw.get("dialogue_voice") or None,
         fmt=kw["fmt"],
         engine=kw["engine"],
         engine_options=_engine_options(kw),

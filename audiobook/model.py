@@ -107,14 +107,18 @@ class Chunk:
     """One piece of rendered SSML sent to an engine as a single request or task.
 
     ``sha256`` is the hash of the SSML alone; the state store keys audio by
-    ``content_key`` (SSML plus everything else that changes the audio).
+    ``content_key`` (SSML plus everything else that changes the audio). ``voice``: the
+    voice that reads this piece ("" = the engine's own; ``--voice-map``,
+    ``--dialogue-voice``).
     """
 
     chapter_idx: int
     seq: int
     ssml: str
     sha256: str
+    voice: str = ""
 
     @classmethod
-    def make(cls, chapter_idx: int, seq: int, ssml: str) -> Chunk:
-        return cls(chapter_idx, seq, ssml, hashlib.sha256(ssml.encode("utf-8")).hexdigest())
+    def make(cls, chapter_idx: int, seq: int, ssml: str, voice: str = "") -> Chunk:
+        digest = hashlib.sha256(ssml.encode("utf-8")).hexdigest()
+        return cls(chapter_idx, seq, ssml, digest, voice)

@@ -15,11 +15,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .casting import Casting, resolve_voice_map
 from .config import PROFILES, DeliveryProfile, PipelineConfig, RenderOptions
 from .engines.options import EngineOptions
 from .errors import ConfigError
 from .ingest.base import IngestOptions
 from .keys import template_identity
+from .model import Book
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,17 @@ class ConvertOptions:
     ingest: IngestOptions = field(default_factory=IngestOptions)
     config: PipelineConfig = field(default_factory=PipelineConfig)
     profile: str = "default"
+    voice_map: tuple[tuple[str, str], ...] = ()
+    dialogue_voice: str | None = None
     force: bool = False
     synchronous: bool = False
+
+    def casting(self, book: Book) -> Casting | None:
+        """Who reads what in ``book``: the voice map resolved against its chapters
+        (ConfigError for a chapter it does not have) and the dialogue voice."""
+        if not self.voice_map and not self.dialogue_voice:
+            return None
+        return Casting(resolve_voice_map(self.voice_map, book), self.dialogue_voice, book.language)
 
     def delivery(self) -> DeliveryProfile:
         """The delivery profile, checked against the format (ConfigError on one line)."""
@@ -69,6 +80,8 @@ class ConvertOptions:
         d = {
             "fmt": self.fmt,
             "profile": self.profile,
+            "voice_map": [list(p) for p in self.voice_map],
+            "dialogue_voice": self.dialogue_voice,
             "engine": self.engine,
             "engine_options": _engine_options_identity(self.engine_options),
             "voice": self.voice,

@@ -270,7 +270,7 @@ def _convert(
     claims = ExitStack()
     try:
         options_hash = opts.fingerprint()
-        chunks = plan_chunks(book, engine, opts.render, hooks)
+        chunks = plan_chunks(book, engine, opts.render, hooks, opts.casting(book))
         if source_hash is None:  # a Book from memory: its content is its chunk keys
             keys = [content_key(c, engine, opts.render.template) for c in chunks]
             source_hash = hashlib.sha256("\n".join(keys).encode()).hexdigest()

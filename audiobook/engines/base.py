@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 from ..config import EngineLimits
+from ..errors import ConfigError
 from ..model import Book, Chunk
 
 TaskStatus = Literal["scheduled", "inProgress", "completed", "failed"]
@@ -131,6 +132,13 @@ class Engine(abc.ABC):
         what this engine cannot honour. Changes ``identity`` where the audio follows.
         Default: neither is honoured."""
         return pronunciation_unhonoured(book, self.name)
+
+    def use_voices(self, voices: Sequence[str]) -> None:
+        """Hear the voices, beyond its own, that pieces of this book ask for
+        (``Chunk.voice``); ConfigError on one line for one it cannot read with.
+        Default: an engine with one voice."""
+        if voices:
+            raise ConfigError(f"the {self.name} engine reads with one voice, not {voices[0]!r}")
 
     def preflight(self) -> None:
         """Every check that can fail before money is spent (ConfigError on one line).

@@ -82,6 +82,8 @@ class PollyEngine(Engine):
         # from the content and the voice, uploaded by ``preflight``.
         self.book_lexicons: tuple[tuple[str, str, str], ...] = ()  # (name, content, source)
         self._applied: tuple[str, ...] = ()  # book lexicon names whose language fits the voice
+        self.other_voices: tuple[str, ...] = ()  # voices pieces ask for (use_voices)
+        self._languages: dict[str, str] = {}  # voice -> language code (preflight)
         self.output_format = options.output_format
         self.sample_rate = str(options.sample_rate) if options.sample_rate else None
         self.marks = tuple(options.marks)
@@ -245,6 +247,9 @@ class PollyEngine(Engine):
             self.validate_ssml(doc)
         self._check_bucket()
         language = self._check_voice()
+        for voice in self.other_voices:
+            self._languages[voice] = self._check_voice(voice)
+        self._languages[self.voice] = language
         self._upload_lexicons(language)
         for name in self.lexicons:
             try:
@@ -355,23 +360,28 @@ class PollyEngine(Engine):
             waited += delay
             delay = min(delay * 2, 2.0)
 
-    def _check_voice(self) -> str:
+    def use_voices(self, voices: Sequence[str]) -> None:
+        """Voices pieces ask for besides ``voice``: checked by ``preflight``."""
+        self.other_voices = tuple(v for v in voices if v != self.voice)
+
+    def _check_voice(self, voice: str | None = None) -> str:
         """Check the voice exists and takes the engine; its language code."""
+        voice = voice or self.voice
         voices = list_voices(self.polly)
         by_id = {v.get("Id"): v for v in voices}
-        v = by_id.get(self.voice)
+        v = by_id.get(voice)
         if v is None:
             lower = {str(k).lower(): k for k in by_id}
             hint = (
-                f" (did you mean {lower[self.voice.lower()]}?)"
-                if self.voice.lower() in lower
+                f" (did you mean {lower[voice.lower()]}?)"
+                if voice.lower() in lower
                 else " (see `audiobook voices`)"
             )
-            raise ConfigError(f"--voice {self.voice!r}: Polly has no such voice{hint}")
+            raise ConfigError(f"--voice {voice!r}: Polly has no such voice{hint}")
         engines = v.get("SupportedEngines") or []
         if engines and self.polly_engine not in engines:
             raise ConfigError(
-                f"--voice {self.voice!r} does not support the {self.polly_engine} engine "
+                f"--voice {voice!r} does not support the {self.polly_engine} engine "
                 f"(it supports: {', '.join(engines)})"
             )
         return str(v.get("LanguageCode") or "")
@@ -390,7 +400,7 @@ class PollyEngine(Engine):
     def _task_params(self, chunk: Chunk, key: str, marks: bool) -> dict[str, Any]:
         p: dict[str, Any] = {
             "Engine": self.polly_engine,
-            "VoiceId": self.voice,
+            "VoiceId": chunk.voice or self.voice,
             "Text": self.text(chunk.ssml),
             "TextType": "ssml",
             "OutputFormat": "json" if marks else self.output_format,
@@ -399,8 +409,13 @@ class PollyEngine(Engine):
             p["SpeechMarkTypes"] = list(self.marks)
         elif self.sample_rate:
             p["SampleRate"] = self.sample_rate
-        if self.lexicons or self._applied:
-            p["LexiconNames"] = list(self.lexicons + self._applied)
+        # the book's lexicons are in the book voice's language: for a voice of another
+        # language they are left out
+        own = self._languages.get(chunk.voice or self.voice, "")
+        same = not chunk.voice or own == self._languages.get(self.voice, "")
+        names = self.lexicons + (self._applied if same else ())
+        if names:
+            p["LexiconNames"] = list(names)
         return p
 
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
@@ -413,7 +428,7 @@ class PollyEngine(Engine):
             task = self._half_started.pop(key, None)
         if task is None:
             task = self._start(chunk, key, marks=False, since=since)
-        extra = {"mode": "async", "key": key}
+        extra = {"mode": "async", "key": key, "voice": chunk.voice or self.voice}
         uri = task.get("OutputUri") or ""
         if uri:
             extra["bucket"], extra["s3_key"] = parse_s3_uri(uri, self.bucket)
