@@ -304,6 +304,10 @@ def _convert_options(
     from .casting import read_voice_map
 
     voice_map = kw.get("voice_map")
+    fixed = PROFILES[kw["profile"]].fmt if kw.get("profile") else ""
+    ctx = click.get_current_context()
+    if fixed and ctx.get_parameter_source("fmt") == ParameterSource.DEFAULT:
+        kw["fmt"] = fixed  # a profile that fixes the format (acx) sets it unless given
     return ConvertOptions(
         profile=kw.get("profile") or profile,
         voice_map=read_voice_map(voice_map) if voice_map else (),

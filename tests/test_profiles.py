@@ -323,3 +323,49 @@ def test_captions_follow_the_room_tone_before_each_chapter(tmp_path):
     (acx,) = write_captions([[piece]], [[marks]], files, out, "chapters", 0.75)
     assert "00:00:00.000 -->" in first
     assert "00:00:00.750 -->" in acx.read_text()
+
+
+@pytest.mark.ffmpeg
+def test_cli_acx_profile_writes_mp3_chapters_without_format(tmp_path):
+    from click.testing import CliRunner
+
+    from audiobook.cli import cli
+
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "tale.md").write_text(
+        "# One\n\nThe fox ran far away.\n\n# Two\n\nThe hare slept all day.\n", encoding="utf-8"
+    )
+    state = str(tmp_path / "state")
+    r = CliRunner().invoke(
+        cli,
+        [
+            "batch",
+            str(books),
+            "-o",
+            str(tmp_path / "out"),
+            "--profile",
+            "acx",
+            "--state-dir",
+            state,
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    folder = tmp_path / "out" / "tale"
+    files = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    assert files and all(name.endswith(".mp3") for name in files), files
+    r = CliRunner().invoke(
+        cli,
+        [
+            "convert",
+            str(books / "tale.md"),
+            "--profile",
+            "acx",
+            "--format",
+            "m4b",
+            "--state-dir",
+            state,
+        ],
+    )
+    assert r.exit_code == 2
+    assert "--profile acx writes --format chapters, not m4b" in r.output
