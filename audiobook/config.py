@@ -105,7 +105,8 @@ class DeliveryProfile:
     fmt:      the output format the profile requires ("" = any).
     chapter_ext / sample_rate / bitrate / cbr: the audio of each chapter file when the
               profile fixes it (ACX: MP3 at 44.1 kHz, 192 kbps, constant bitrate).
-    lead_in / tail: seconds of room tone before and after each chapter.
+    lead_in / tail: seconds of room tone before each chapter (counting the silence its
+              first piece starts with) and after it (added to the chapter's own pause).
     max_chapter_seconds: longest chapter file the profile accepts (0 = no limit).
     """
 

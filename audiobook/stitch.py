@@ -221,18 +221,22 @@ def _timeline(
     pos = 0
     lead_frames, tail_frames = round(lead_in * rate), round(tail * rate)
     for ch in chapters:
-        if lead_frames:  # room tone before the chapter (a delivery profile's)
-            segments.append(_Segment(None, lead_frames))
-            pos += lead_frames
+        own: list[_Segment] = []
         for p in map(Path, ch.pieces):
             info = infos[p]
             if p in counted:
-                seg = _Segment(p, counted[p])
+                own.append(_Segment(p, counted[p]))
             else:
                 assert info is not None
-                seg = _Segment(p, info.frames, info.data_offset)
-            segments.append(seg)
-            pos += seg.frames
+                own.append(_Segment(p, info.frames, info.data_offset))
+        if lead_frames:  # room tone before the chapter (a delivery profile's), counting
+            # the silence its first piece already starts with
+            quiet = _leading_silence(own[0], rate, lead_frames) if own else 0
+            if lead_frames - quiet > 0:
+                segments.append(_Segment(None, lead_frames - quiet))
+                pos += lead_frames - quiet
+        segments += own
+        pos += sum(seg.frames for seg in own)
         if pos == chapter_starts[-1]:  # no audio: a short silence keeps marks increasing
             segments.append(_Segment(None, round(EMPTY_CHAPTER_SECONDS * rate)))
             pos += segments[-1].frames
@@ -245,6 +249,22 @@ def _timeline(
         starts.append(acc)
         acc += s.frames
     return _Timeline(rate, tuple(segments), tuple(starts), tuple(chapter_starts))
+
+
+QUIET_SAMPLE = 100  # |sample| at or under this (about -50 dBFS) is silence
+
+
+def _leading_silence(seg: _Segment, rate: int, limit: int) -> int:
+    """Samples of silence ``seg`` starts with, counted up to ``limit``."""
+    count = min(seg.frames, limit)
+    samples = array.array("h")
+    samples.frombytes(b"".join(_segment_pcm(seg, 0, count, rate)))
+    if sys.byteorder != "little":
+        samples.byteswap()
+    for i, x in enumerate(samples):
+        if x > QUIET_SAMPLE or x < -QUIET_SAMPLE:
+            return i
+    return len(samples)
 
 
 class _Cancelled(Exception):
