@@ -304,6 +304,14 @@ def _convert_options(
     from .casting import read_voice_map
 
     voice_map = kw.get("voice_map")
+    render = _render_options(kw)
+    ipa = sum(1 for e in render.lexicon if e.ph)
+    if ipa and kw["engine"] == "local":
+        click.echo(
+            f"audiobook: note: {kw['lexicon_file']}: {ipa} IPA entr{'y' if ipa == 1 else 'ies'} "
+            "read as written by espeak-ng (the local engine takes aliases, not IPA)",
+            err=True,
+        )
     fixed = PROFILES[kw["profile"]].fmt if kw.get("profile") else ""
     ctx = click.get_current_context()
     if fixed and ctx.get_parameter_source("fmt") == ParameterSource.DEFAULT:
@@ -316,7 +324,7 @@ def _convert_options(
         engine=kw["engine"],
         engine_options=_engine_options(kw),
         voice=kw["voice"],
-        render=_render_options(kw),
+        render=render,
         ingest=_ingest_options(kw),
         config=PipelineConfig(workers=workers),
         force=kw.get("force", False),

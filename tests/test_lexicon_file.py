@@ -122,3 +122,23 @@ def test_espeak_reads_the_alias_and_a_changed_file_redoes_only_its_pieces(tmp_pa
     short_two = short.chapter_times[1][2] - short.chapter_times[1][1]
     long_two = long.chapter_times[1][2] - long.chapter_times[1][1]
     assert long_two > short_two + 3
+
+
+def test_the_local_engine_says_it_reads_ipa_entries_as_written(tmp_path):
+    lexicon = tmp_path / "lx.txt"
+    lexicon.write_text("Tbilisi\t/tʰbilisi/\nW3C\tweb consortium\n", encoding="utf-8")
+    book = tmp_path / "b.txt"
+    book.write_text("Tbilisi and the W3C.\n", encoding="utf-8")
+    r = CliRunner().invoke(
+        cli,
+        [
+            "convert",
+            str(book),
+            "--lexicon-file",
+            str(lexicon),
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "1 IPA entry read as written by espeak-ng" in r.output
