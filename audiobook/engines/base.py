@@ -10,8 +10,8 @@ yt-dlp's downloaders): ``capabilities`` says whether its tasks live at a remote 
 outlive the process, can be asked about many at once, are announced by notifications,
 come with speech marks, and how they are priced. The pipeline reads the declaration;
 every optional method has a default here (``plan``, ``preflight``, ``poll_many``,
-``fetch_marks``, ``recover``), so a new engine implements ``submit``/``poll``/``fetch``
-and declares the rest.
+``fetch_marks``, ``recover``, ``pronounce``, ``use_voices``), so a new engine implements
+``submit``/``poll``/``fetch`` and declares the rest.
 """
 
 from __future__ import annotations
