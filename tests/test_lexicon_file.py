@@ -102,7 +102,9 @@ def test_espeak_reads_the_alias_and_a_changed_file_redoes_only_its_pieces(tmp_pa
     store = StateStore(tmp_path / "state")
 
     def run(lexicon: tuple[Entry, ...], out: str):
-        opts = ConvertOptions(render=RenderOptions(lexicon=lexicon), profile="none")
+        opts = ConvertOptions(
+            engine="espeak", render=RenderOptions(lexicon=lexicon), profile="none"
+        )
         return convert_book(book, tmp_path / out, opts, store=store)
 
     try:
@@ -134,6 +136,8 @@ def test_the_local_engine_says_it_reads_ipa_entries_as_written(tmp_path):
         [
             "convert",
             str(book),
+            "--engine",
+            "espeak",
             "--lexicon-file",
             str(lexicon),
             "--state-dir",

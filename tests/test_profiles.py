@@ -125,7 +125,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _convert(book: Book, out: Path, state: Path, **kw: object) -> list[Path]:
-    result = convert_book(book, out, ConvertOptions(**kw), state_dir=state)  # type: ignore[arg-type]
+    result = convert_book(book, out, ConvertOptions(engine="espeak", **kw), state_dir=state)  # type: ignore[arg-type]
     return [Path(p) for p in result.outputs if Path(p).suffix != ".vtt"]
 
 

@@ -90,7 +90,7 @@ def test_georgia_reads_its_lexicon_and_its_ssml_ph(corpus):
 @pytest.mark.corpus
 def test_espeak_says_what_it_cannot_honour(corpus, tmp_path):
     book = read_book(corpus(*GEORGIA))
-    with make_engine("local", LocalOptions()) as engine:
+    with make_engine("espeak", LocalOptions()) as engine:
         notes = engine.pronounce(book)
     assert notes == [
         (

@@ -44,7 +44,7 @@ def _seconds(path: Path) -> float:
 
 def _local(rate: float | None, tmp_path: Path) -> float:
     opts = LocalOptions(rate_wpm=local_rate_wpm(rate) if rate is not None else None, workers=1)
-    with make_engine("local", opts) as engine:
+    with make_engine("espeak", opts) as engine:
         ref = engine.submit(Chunk.make(0, 0, SSML), "k")
         while engine.poll(ref).status not in ("completed", "failed"):
             pass
@@ -63,8 +63,8 @@ def test_local_rate_changes_the_speed_within_espeaks_range(tmp_path):
 
 
 def test_rate_is_part_of_each_engines_identity():
-    a = make_engine("local", LocalOptions(rate_wpm=local_rate_wpm(1.5)))
-    b = make_engine("local", LocalOptions())
+    a = make_engine("espeak", LocalOptions(rate_wpm=local_rate_wpm(1.5)))
+    b = make_engine("espeak", LocalOptions())
     try:
         assert a.identity() != b.identity()
     finally:

@@ -181,7 +181,7 @@ def test_local_pieces_are_read_by_their_voice(tmp_path):
     opts = ConvertOptions(dialogue_voice="en-gb", voice_map=(("1", "en-us"),))
     store = StateStore(tmp_path / "state")
     try:
-        with make_engine("local", LocalOptions(workers=1), language="en") as engine:
+        with make_engine("espeak", LocalOptions(workers=1), language="en") as engine:
             chunks = plan_chunks(book, engine, opts.render, casting=opts.casting(book))
             syn = synthesize(book, opts, store=store, engine=engine, chunks=chunks)
     finally:
@@ -233,7 +233,7 @@ def test_a_voice_the_local_engine_lacks_is_one_line(tmp_path):
     book = _book("en", ["“Hi.”"])
     opts = ConvertOptions(dialogue_voice="no-such-voice")
     with (
-        make_engine("local", LocalOptions(), language="en") as engine,
+        make_engine("espeak", LocalOptions(), language="en") as engine,
         pytest.raises(ConfigError, match="espeak-ng has no voice 'no-such-voice'"),
     ):
         plan_chunks(book, engine, opts.render, casting=opts.casting(book))

@@ -79,8 +79,11 @@ class Capabilities:
     price_kind: str = ""
 
 
-def pronunciation_unhonoured(book: Book, engine: str, lexicons: bool = True) -> list[str]:
-    """What an engine that reads neither PLS lexicons nor ``<phoneme>`` leaves out."""
+def pronunciation_unhonoured(
+    book: Book, engine: str, lexicons: bool = True, phonemes: bool = True
+) -> list[str]:
+    """What an engine that reads neither PLS lexicons nor ``<phoneme>`` leaves out
+    (``lexicons``/``phonemes`` False: the ones it does read)."""
     notes = []
     if lexicons:
         notes += [
@@ -89,7 +92,7 @@ def pronunciation_unhonoured(book: Book, engine: str, lexicons: bool = True) -> 
             for lx in book.lexicons
         ]
     words = sum(len(b.phonemes) for ch in book.chapters for b in ch.blocks)
-    if words:
+    if words and phonemes:
         notes.append(
             f"{words} word(s) with their own pronunciation (ssml:ph) are read as written by "
             f"the {engine} engine"
