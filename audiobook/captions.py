@@ -178,10 +178,12 @@ def write_captions(
     outputs: list[Path],
     out: Path,
     fmt: str,
+    lead_in: float = 0.0,
 ) -> list[Path]:
     """WebVTT captions per chapter from the speech marks of each chapter's pieces,
     beside the audio: ``<out stem>.<NN>.vtt`` (or each chapter file's name with
-    ``.vtt``). Nothing without marks."""
+    ``.vtt``). Nothing without marks. ``lead_in``: seconds of room tone before each
+    chapter's first piece (a delivery profile's)."""
     if marks is None:
         return []
     written = []
@@ -192,7 +194,7 @@ def write_captions(
             dest = outputs[i].with_suffix(".vtt")
         else:
             dest = out.with_name(f"{out.stem}.{i + 1:0{width}d}.vtt")
-        offsets, t = [], 0.0
+        offsets, t = [], lead_in
         for p in chapter_pieces:
             offsets.append(t)
             t += piece_duration(p)

@@ -471,6 +471,20 @@ def chunk_rendered(rendered: Sequence[str], limits: EngineLimits) -> list[Chunk]
     return chunks
 
 
+def chunk_cast(rendered: Sequence[Sequence[tuple[str, str]]], limits: EngineLimits) -> list[Chunk]:
+    """As ``chunk_rendered`` for chapters already cut into (voice, SSML) segments
+    (``casting.Casting.voices``): each segment split under ``limits``, its pieces
+    carrying its voice, ``seq`` counting the pieces of each chapter from 0."""
+    chunks: list[Chunk] = []
+    for index, segments in enumerate(rendered):
+        seq = 0
+        for voice, ssml in segments:
+            for piece in split_ssml(ssml, limits):
+                chunks.append(Chunk.make(index, seq, piece, voice))
+                seq += 1
+    return chunks
+
+
 def chunk_book(
     book: Book, limits: EngineLimits, options: RenderOptions = DEFAULT_OPTIONS
 ) -> list[Chunk]:

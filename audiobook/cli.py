@@ -23,9 +23,16 @@ from click.core import ParameterSource
 from rich.console import Console
 
 from . import interrupt
-from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
+from .config import FORMATS, POLLY_PRICES_PER_MILLION, PROFILES, PipelineConfig, RenderOptions
 from .engines import ENGINES, download_voice, list_tasks, list_voices, sweep_polly_queues
-from .engines.options import PiperOptions, PollyOptions
+from .engines.options import (
+    RATE_RANGE,
+    EngineOptions,
+    LocalOptions,
+    PiperOptions,
+    PollyOptions,
+    local_rate_wpm,
+)
 from .errors import AudiobookError, ConfigError, Terminated, one_line
 from .fetch import DEFAULT_FETCH, UNUSED_DAYS, FetchConfig
 from .ingest import IngestOptions
@@ -207,8 +214,53 @@ engine_options = _compose(
 )
 
 
+sound_options = _compose(
+    click.option(
+        "--profile",
+        type=click.Choice(list(PROFILES)),
+        default=None,
+        help="Delivery profile: default (one loudness, -20 LUFS), podcast (-16 LUFS, "
+        "true peak -1 dBTP), acx (ACX's rules: one 44.1 kHz 192 kbps MP3 per chapter), "
+        "none (the engine's level) [default: default; podcast for `audiobook podcast`].",
+    ),
+    click.option(
+        "--rate",
+        type=click.FloatRange(RATE_RANGE[0], RATE_RANGE[1]),
+        default=None,
+        metavar="0.5-2.0",
+        help="Speaking rate, 1.0 = the voice's own (espeak-ng: words per minute; Polly: "
+        "<prosody rate>).",
+    ),
+    click.option(
+        "--lexicon-file",
+        type=click.Path(path_type=Path),
+        default=None,
+        metavar="FILE",
+        help="Your pronunciations, for both engines: a PLS file, or one 'word<TAB>alias' "
+        "or 'word<TAB>/IPA/' a line (IPA only Polly reads).",
+    ),
+    click.option(
+        "--voice-map",
+        type=click.Path(path_type=Path),
+        default=None,
+        metavar="FILE",
+        help="A voice per chapter: one 'chapter<TAB>voice' a line, the chapter by number "
+        "(from 1) or title.",
+    ),
+    click.option(
+        "--dialogue-voice",
+        default=None,
+        metavar="V",
+        help="Read quoted speech (“…”, «…», „…“, 「…」, dialogue dashes) with this voice.",
+    ),
+)
+
+
 def _render_options(kw: dict[str, Any]) -> RenderOptions:
-    return RenderOptions(template=kw["template"])
+    from .lexicon import read_lexicon
+
+    path = kw.get("lexicon_file")
+    return RenderOptions(template=kw["template"], lexicon=read_lexicon(path) if path else ())
 
 
 def _ingest_options(kw: dict[str, Any]) -> IngestOptions:
@@ -257,12 +309,15 @@ def _refuse_foreign_options(engine: str, only: dict[str, tuple[str, ...]]) -> No
             )
 
 
-def _engine_options(kw: dict[str, Any]) -> PollyOptions | PiperOptions | None:
+def _engine_options(kw: dict[str, Any]) -> EngineOptions | None:
+    rate = kw.get("rate")
     marks = tuple(m.strip() for m in kw["marks"].split(",") if m.strip())
-    if kw["engine"] == "piper":
-        return PiperOptions(marks=marks) if marks else None
-    if kw["engine"] != "polly":
-        return None
+    if kw["engine"] == "piper":  # Piper's speed is the rate itself (0.5-2.0)
+        if not marks and rate is None:
+            return None
+        return PiperOptions(marks=marks, speed=rate if rate is not None else 1.0)
+    if kw["engine"] != "polly":  # espeak-ng's words per minute (Piper's speed for local)
+        return LocalOptions(rate_wpm=local_rate_wpm(rate)) if rate is not None else None
     if not kw["bucket"]:
         raise ConfigError("--engine polly needs --bucket BUCKET (where Polly writes the audio)")
     return PollyOptions(
@@ -277,17 +332,38 @@ def _engine_options(kw: dict[str, Any]) -> PollyOptions | PiperOptions | None:
         sample_rate=kw["sample_rate"],
         marks=marks,
         keep_outputs=kw["keep_outputs"],
+        rate=rate,
     )
 
 
-def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
+def _convert_options(
+    kw: dict[str, Any], *, workers: int = 0, profile: str = "default"
+) -> ConvertOptions:
     _refuse_foreign_options(kw["engine"], _ENGINE_ONLY)
+    from .casting import read_voice_map
+
+    voice_map = kw.get("voice_map")
+    render = _render_options(kw)
+    ipa = sum(1 for e in render.lexicon if e.ph)
+    if ipa and kw["engine"] == "espeak":
+        click.echo(
+            f"audiobook: note: {kw['lexicon_file']}: {ipa} IPA entr{'y' if ipa == 1 else 'ies'} "
+            "read as written by espeak-ng (it takes aliases, not IPA)",
+            err=True,
+        )
+    fixed = PROFILES[kw["profile"]].fmt if kw.get("profile") else ""
+    ctx = click.get_current_context()
+    if fixed and ctx.get_parameter_source("fmt") == ParameterSource.DEFAULT:
+        kw["fmt"] = fixed  # a profile that fixes the format (acx) sets it unless given
     return ConvertOptions(
+        profile=kw.get("profile") or profile,
+        voice_map=read_voice_map(voice_map) if voice_map else (),
+        dialogue_voice=kw.get("dialogue_voice") or None,
         fmt=kw["fmt"],
         engine=kw["engine"],
         engine_options=_engine_options(kw),
         voice=kw["voice"],
-        render=_render_options(kw),
+        render=render,
         ingest=_ingest_options(kw),
         config=PipelineConfig(workers=workers, max_cost_usd=kw.get("max_cost")),
         force=kw.get("force", False),
@@ -352,6 +428,7 @@ def cli(verbose: int) -> None:
     "[default: as -o's extension says (.mp3, .m4b), else m4b].",
 )
 @engine_options
+@sound_options
 @ingest_options
 @state_options
 @click.option(
@@ -385,8 +462,9 @@ def convert_cmd(book: str, out: Path | None, workers: int, dry_run: bool, **kw: 
     from .outputs import format_of
     from .progress import RichHooks, summary_line
 
+    fixed = PROFILES[kw["profile"]].fmt if kw["profile"] else ""
     if kw["fmt"] is None:  # the output's name decides; a name and a --format that
-        kw["fmt"] = (format_of(out) if out else None) or "m4b"  # disagree are refused
+        kw["fmt"] = fixed or (format_of(out) if out else None) or "m4b"  # disagree are refused
     opts = _convert_options(kw, workers=workers)
     if dry_run:
         with _open_state(kw["state_dir"], kw["reset_state"]) as store:
@@ -450,7 +528,7 @@ def inspect_cmd(book: str, as_json: bool, as_text: bool, as_lint: bool, **kw: An
         audiobook inspect https://example.org/a-post --text
         audiobook inspect novel.epub --lint
     """
-    from .inspect import inspect_book, lint_book, lint_summary, spoken_text
+    from .inspect import inspect_book, lint_book, lint_summary, pronunciation_notes, spoken_text
     from .progress import plural
     from .readinglist import read_document
 
@@ -468,6 +546,8 @@ def inspect_cmd(book: str, as_json: bool, as_text: bool, as_lint: bool, **kw: An
     info = inspect_book(b, render)
     for w in b.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
+    for note in pronunciation_notes(b):
+        click.echo(f"audiobook: note: {note}", err=True)
     if as_json:
         click.echo(json.dumps(info.as_dict(), ensure_ascii=False, indent=2))
         return
@@ -821,6 +901,7 @@ def gc_cmd(
     help="Output format of every book.",
 )
 @engine_options
+@sound_options
 @ingest_options
 @state_options
 @click.option(
@@ -1123,6 +1204,7 @@ def main(argv: list[str] | None = None) -> None:
     help="URLs: the largest download taken.",
 )
 @engine_options
+@sound_options
 @ingest_options
 @state_options
 @click.option(
@@ -1185,7 +1267,7 @@ def podcast_cmd(
         return
     if not articles or feed_dir is None:
         raise click.UsageError("give ARTICLES and --feed DIR (or --check FEED)")
-    opts = _convert_options(kw, workers=workers)
+    opts = _convert_options(kw, workers=workers, profile="podcast")
     if no_captions:
         opts = dataclasses.replace(opts, ingest=dataclasses.replace(opts.ingest, captions=False))
     channel = PodcastOptions(

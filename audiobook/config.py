@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .lexicon import Entry
+
 # Output formats: an M4B with chapters, an MP3 with ID3 chapters, a folder of chapters.
 FORMATS = ("m4b", "mp3", "chapters")
 
@@ -101,3 +103,71 @@ class RenderOptions:
     chapter_pause_ms: int = 1500
     speak_chapter_titles: bool = True
     extra: dict[str, str] = field(default_factory=dict)
+    # the user's pronunciation lexicon (--lexicon-file): each word as <sub> or <phoneme>
+    lexicon: tuple[Entry, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeliveryProfile:
+    """How loud the output is, and what a store's submission rules add to it.
+
+    Loudness is measured on each chapter before it is encoded (ffmpeg's ``ebur128`` and
+    ``volumedetect``) and set with one gain per chapter, then a peak limiter at ``ceiling``;
+    where the limiter takes off more than ``LIMITER_SLACK_DB`` the chapter is measured
+    again through gain and limiter, and the gain corrected (``loudness.py``).
+
+    measure:  "lufs" (integrated loudness, EBU R 128) or "rms" (RMS of the whole file,
+              silence included, as ACX measures it); "" = leave the level alone.
+    target:   the level aimed at, in LUFS or dBFS RMS.
+    ceiling:  sample peak limit in dBFS (the limiter's threshold).
+    fmt:      the output format the profile requires ("" = any).
+    chapter_ext / sample_rate / bitrate / cbr: the audio of each chapter file when the
+              profile fixes it (ACX: MP3 at 44.1 kHz, 192 kbps, constant bitrate).
+    lead_in / tail: seconds of room tone before each chapter (counting the silence its
+              first piece starts with) and after it (added to the chapter's own pause).
+    max_chapter_seconds: longest chapter file the profile accepts (0 = no limit).
+    """
+
+    name: str
+    measure: str = ""
+    target: float = 0.0
+    ceiling: float = 0.0
+    fmt: str = ""
+    chapter_ext: str = "m4b"
+    sample_rate: int = 0
+    bitrate: str = ""
+    cbr: bool = False
+    lead_in: float = 0.0
+    tail: float = 0.0
+    max_chapter_seconds: float = 0.0
+
+
+LIMITER_SLACK_DB = 1.0  # limiting up to this much costs under 0.3 LU: no second pass
+
+PROFILES: dict[str, DeliveryProfile] = {
+    # An audiobook at one loudness across chapters, engines and voices (-20 LUFS sits
+    # inside the range audiobook stores recommend, and leaves espeak-ng's peaks alone).
+    "default": DeliveryProfile("default", measure="lufs", target=-20.0, ceiling=-1.5),
+    # Podcasts: -16 LUFS integrated, true peak at most -1 dBTP (the lossy encoders add
+    # up to about 1.5 dB to the sample peak, hence the lower limiter threshold).
+    "podcast": DeliveryProfile("podcast", measure="lufs", target=-16.0, ceiling=-3.0),
+    # ACX (Audible): each chapter file RMS -23..-18 dB, peak <= -3 dBFS, noise floor
+    # <= -60 dB, 0.5-1 s of room tone at the start and 1-5 s at the end, MP3 at
+    # 44.1 kHz 192 kbps CBR, one file per chapter, none longer than 120 minutes.
+    "acx": DeliveryProfile(
+        "acx",
+        measure="rms",
+        target=-20.5,
+        ceiling=-4.0,
+        fmt="chapters",
+        chapter_ext="mp3",
+        sample_rate=44100,
+        bitrate="192k",
+        cbr=True,
+        lead_in=0.75,
+        tail=2.0,
+        max_chapter_seconds=120 * 60.0,
+    ),
+    # The audio as the engine made it.
+    "none": DeliveryProfile("none"),
+}

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import re
 import shlex
 import subprocess
 import threading
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import IO
 
@@ -348,3 +350,101 @@ def encode_pcm(pcm: bytes, sample_rate: int, fmt: str, dest_sample_rate: int) ->
         "pipe:1",
     ]
     return pipe(argv, pcm)
+
+
+# --- measuring loudness -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Level:
+    """What ffmpeg measured of a stream: integrated loudness (LUFS, EBU R 128), RMS and
+    sample peak (dBFS) of the whole stream. Silence measures as -inf."""
+
+    integrated: float
+    rms: float
+    peak: float
+
+
+_LEVEL_LINES = {
+    "integrated": re.compile(r"^\s*I:\s*(-?[\d.]+|-?inf|nan)\s*LUFS", re.IGNORECASE),
+    "rms": re.compile(r"mean_volume:\s*(-?[\d.]+|-?inf|nan)\s*dB", re.IGNORECASE),
+    "peak": re.compile(r"max_volume:\s*(-?[\d.]+|-?inf|nan)\s*dB", re.IGNORECASE),
+}
+
+
+def parse_levels(lines: Iterable[str]) -> Level:
+    """The summary lines of the ``ebur128`` and ``volumedetect`` filters as a ``Level``;
+    the last value of each wins (the summary follows any running log)."""
+    found: dict[str, float] = {}
+    for line in lines:
+        for key, pattern in _LEVEL_LINES.items():
+            m = pattern.search(line)
+            if m:
+                value = float(m.group(1))
+                found[key] = -math.inf if math.isnan(value) else value
+    missing = [k for k in _LEVEL_LINES if k not in found]
+    if missing:
+        raise FFmpegError(f"ffmpeg measured no {', '.join(missing)} level")
+    return Level(found["integrated"], found["rms"], found["peak"])
+
+
+def measure(stdin: Iterable[bytes], sample_rate: int, filters: str = "") -> Level:
+    """Loudness, RMS and peak of PCM s16le mono at ``sample_rate`` streamed from
+    ``stdin`` (flat memory), after the filter chain ``filters`` (e.g. the gain and
+    limiter a chapter will be encoded with). One ffmpeg, no output written."""
+    # volumedetect: RMS (mean_volume) and sample peak (max_volume) from a histogram,
+    # a third of what astats costs.
+    chain = (filters + "," if filters else "") + "ebur128=framelog=quiet,volumedetect"
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "info",
+        "-f",
+        "s16le",
+        "-ar",
+        str(sample_rate),
+        "-ac",
+        "1",
+        "-i",
+        "pipe:0",
+        "-af",
+        chain,
+        "-f",
+        "null",
+        "-",
+    ]
+    log.debug("ffmpeg: %s", shlex.join(cmd))
+    tail: collections.deque[bytes] = collections.deque(maxlen=400)
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+    except OSError as e:
+        raise FFmpegError(f"cannot start ffmpeg: {e}") from e
+    feed_error: list[BaseException] = []
+    threads = [
+        threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True),
+        threading.Thread(target=_feed, args=(proc, stdin, feed_error), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        rc = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for t in threads:
+            t.join()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    if feed_error:
+        raise feed_error[0]
+    lines = [b.decode("utf-8", "replace") for b in tail]
+    if rc != 0:
+        raise FFmpegError(f"ffmpeg failed: {_last_line(lines) or f'exit status {rc}'}")
+    return parse_levels(lines)

@@ -101,6 +101,18 @@ def inspect_book(book: Book, render: RenderOptions = DEFAULT_OPTIONS) -> BookInf
     )
 
 
+def pronunciation_notes(book: Book) -> list[str]:
+    """What the book's own pronunciation (PLS lexicons, ``ssml:ph``) becomes: Polly
+    applies both; espeak-ng, the local engine, reads the words as written."""
+    from .engines.base import pronunciation_unhonoured
+
+    notes = pronunciation_unhonoured(book, "local")
+    return [
+        n.replace("the local engine", "espeak-ng (the local engine; Polly applies it)")
+        for n in notes
+    ]
+
+
 def spoken_text(book: Book, render: RenderOptions = DEFAULT_OPTIONS) -> str:
     """The text that will be spoken, chapter by chapter, each opened by ``# Title``
     (``##`` indented by two spaces for level 2, and so on)."""

@@ -30,13 +30,15 @@ def content_key(chunk: Chunk, engine: Engine, template: str) -> str:
     """The chunk's cache key: SSML + engine identity (voice, kind, rate) + template +
     the engine's audio format. Equal keys mean interchangeable audio."""
     fmt = engine.audio_format
-    parts = (
+    parts: tuple[str, ...] = (
         "v1",
         chunk.sha256,
         engine.identity(),
         template_identity(template),
         f"{fmt.ext}/{fmt.sample_rate}/{fmt.channels}",
     )
+    if chunk.voice:  # a piece read by another voice than the engine's own
+        parts += (f"voice={chunk.voice}",)
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

@@ -21,13 +21,38 @@ ChapterRole = Literal["front", "body", "back"]
 
 
 @dataclass(frozen=True)
+class Phoneme:
+    """The book's own pronunciation of ``text[start:end]`` of a block (EPUB 3
+    ``ssml:ph`` / ``ssml:alphabet``): ``ph`` in ``alphabet`` ("ipa", "x-sampa")."""
+
+    start: int
+    end: int
+    ph: str
+    alphabet: str = "ipa"
+
+
+@dataclass(frozen=True)
 class Block:
     """One unit of text in reading order. ``text`` is plain text (never markup);
-    ``lang`` the BCP 47 tag its element declares (xml:lang, lang), when it does."""
+    ``lang`` the BCP 47 tag its element declares (xml:lang, lang), when it does;
+    ``phonemes``: pronunciations of stretches of it, in order, not overlapping."""
 
     kind: BlockKind
     text: str
     lang: str | None = None
+    phonemes: tuple[Phoneme, ...] = ()
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """A pronunciation lexicon the book links (EPUB 3 PLS): ``content`` is the PLS
+    document as text, ``language`` its ``xml:lang``, ``source`` where it came from."""
+
+    source: str
+    content: str
+    language: str = ""
+    alphabet: str = ""
+    lexemes: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +103,7 @@ class Book:
     left_out: tuple[str, ...] = field(default=())
     # True when the document declares no language and ``language`` was found from its text
     language_detected: bool = False
+    lexicons: tuple[Lexicon, ...] = ()  # pronunciation lexicons the book links
 
     def with_chapters(self, chapters: tuple[Chapter, ...]) -> Book:
         return replace(self, chapters=chapters)
@@ -88,14 +114,18 @@ class Chunk:
     """One piece of rendered SSML sent to an engine as a single request or task.
 
     ``sha256`` is the hash of the SSML alone; the state store keys audio by
-    ``content_key`` (SSML plus everything else that changes the audio).
+    ``content_key`` (SSML plus everything else that changes the audio). ``voice``: the
+    voice that reads this piece ("" = the engine's own; ``--voice-map``,
+    ``--dialogue-voice``).
     """
 
     chapter_idx: int
     seq: int
     ssml: str
     sha256: str
+    voice: str = ""
 
     @classmethod
-    def make(cls, chapter_idx: int, seq: int, ssml: str) -> Chunk:
-        return cls(chapter_idx, seq, ssml, hashlib.sha256(ssml.encode("utf-8")).hexdigest())
+    def make(cls, chapter_idx: int, seq: int, ssml: str, voice: str = "") -> Chunk:
+        digest = hashlib.sha256(ssml.encode("utf-8")).hexdigest()
+        return cls(chapter_idx, seq, ssml, digest, voice)

@@ -15,10 +15,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import PipelineConfig, RenderOptions
+from .casting import Casting, resolve_voice_map
+from .config import PROFILES, DeliveryProfile, PipelineConfig, RenderOptions
 from .engines.options import EngineOptions
+from .errors import ConfigError
 from .ingest.base import IngestOptions
 from .keys import template_identity
+from .model import Book
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class ConvertOptions:
     render:         SSML rendering (template, pauses, footnotes)
     ingest:         reading (password, split_by, skip_matter, footnotes)
     config:         limits (in-flight tasks, rates, attempts, backoff)
+    profile:        delivery profile (``config.PROFILES``): "default" (one loudness for
+                    the whole book), "podcast" (-16 LUFS), "acx" (ACX's rules: MP3
+                    chapter files), "none" (the engine's own level)
     force:          convert even when the output is up to date
     synchronous:    run submits and fetches inline, one at a time (deterministic tests)
     """
@@ -46,13 +52,38 @@ class ConvertOptions:
     render: RenderOptions = field(default_factory=RenderOptions)
     ingest: IngestOptions = field(default_factory=IngestOptions)
     config: PipelineConfig = field(default_factory=PipelineConfig)
+    profile: str = "default"
+    voice_map: tuple[tuple[str, str], ...] = ()
+    dialogue_voice: str | None = None
     force: bool = False
     synchronous: bool = False
+
+    def casting(self, book: Book) -> Casting | None:
+        """Who reads what in ``book``: the voice map resolved against its chapters
+        (ConfigError for a chapter it does not have) and the dialogue voice."""
+        if not self.voice_map and not self.dialogue_voice:
+            return None
+        return Casting(resolve_voice_map(self.voice_map, book), self.dialogue_voice, book.language)
+
+    def delivery(self) -> DeliveryProfile:
+        """The delivery profile, checked against the format (ConfigError on one line)."""
+        profile = PROFILES.get(self.profile)
+        if profile is None:
+            names = ", ".join(PROFILES)
+            raise ConfigError(f"--profile {self.profile!r}: no such profile (choose {names})")
+        if profile.fmt and self.fmt != profile.fmt:
+            raise ConfigError(
+                f"--profile {profile.name} writes --format {profile.fmt}, not {self.fmt}"
+            )
+        return profile
 
     def fingerprint(self) -> str:
         """Hash of every option that changes the output (not where state lives)."""
         d = {
             "fmt": self.fmt,
+            "profile": self.profile,
+            "voice_map": [list(p) for p in self.voice_map],
+            "dialogue_voice": self.dialogue_voice,
             "engine": self.engine,
             "engine_options": _engine_options_identity(self.engine_options),
             "voice": self.voice,

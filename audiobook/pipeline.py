@@ -155,6 +155,7 @@ def convert(
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
         raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
+    opts.delivery()  # a profile the format cannot take fails before anything is read
     if is_url(path):
         return _convert_url(
             os.fspath(path),
@@ -290,6 +291,7 @@ def convert_book(
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
         raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
+    opts.delivery()
     check_output(out, opts.fmt, [book.source] if book.source else [])
     with _store(store, state_dir) as db, watching(hooks) as hooks:
         _sweep(Path(out), db)
@@ -345,7 +347,7 @@ def _convert(
     claims = ExitStack()
     try:
         options_hash = opts.fingerprint()
-        chunks = plan_chunks(book, engine, opts.render)
+        chunks = plan_chunks(book, engine, opts.render, hooks, opts.casting(book))
         if source_hash is None:  # a Book from memory: its content is its chunk keys
             keys = [content_key(c, engine, opts.render.template) for c in chunks]
             source_hash = hashlib.sha256("\n".join(keys).encode()).hexdigest()
@@ -354,7 +356,8 @@ def _convert(
                 if outputs is not None:
                     return _skipped(source, outputs, book, len(keys), hooks, t0)
         # Everything about the output that needs no synthesis, before the first paid call.
-        names = chapter_filenames([ch.title for ch in book.chapters])
+        profile = opts.delivery()
+        names = chapter_filenames([ch.title for ch in book.chapters], profile.chapter_ext)
         if engine.capabilities.marks:
             names += [str(Path(n).with_suffix(".vtt")) for n in names]
         chars = sum(billable_chars(c.ssml) for c in chunks)
@@ -392,13 +395,20 @@ def _convert(
                 ChapterAudio(ch.title, tuple(ps)) for ch, ps in zip(book.chapters, syn.pieces)
             ]
             doing(hooks, lambda: f"waiting for the stitch of {out.name} ({_stitched(hooks)})")
-            stitched = stitch(book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch)
+            stitched = stitch(
+                book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch, profile=profile
+            )
             if opts.fmt == "chapters" and syn.marks is not None:  # captions: ours too
                 files = [Path(p) for p in stitched.outputs]
                 claim(files[0].parent, [p.with_suffix(".vtt").name for p in files])
             doing(hooks, f"waiting for the captions of {out.name}")
             captions = write_captions(
-                syn.pieces, syn.marks, [Path(p) for p in stitched.outputs], out, opts.fmt
+                syn.pieces,
+                syn.marks,
+                [Path(p) for p in stitched.outputs],
+                out,
+                opts.fmt,
+                profile.lead_in,
             )
         except BaseException as e:
             # What was paid for is in the chunk rows; the run keeps only why it stopped.

@@ -36,6 +36,8 @@ from markupsafe import Markup
 
 from .config import RenderOptions
 from .errors import ConfigError
+from .lexicon import Entry
+from .lexicon import find as find_words
 from .model import Block, Book
 
 __all__ = [
@@ -131,6 +133,46 @@ def escape_text(text: str) -> str:
 
 def _prepare(text: str) -> Markup:
     return Markup(escape_text(clean_text(text)))
+
+
+PHONEME_ALPHABETS = ("ipa", "x-sampa")  # what Polly's <phoneme> takes
+
+
+def _prepare_block(block: Block, lexicon: tuple[Entry, ...] = ()) -> Markup:
+    """A block's text, clean and escaped, with each of its phonemes (the book's own
+    pronunciation, EPUB 3 ``ssml:ph``) as ``<phoneme alphabet ph>word</phoneme>`` and
+    each word of the user's lexicon as ``<sub alias>`` or ``<phoneme>``."""
+    if not block.phonemes and not lexicon:
+        return _prepare(block.text)
+    text = block.text
+    spans: list[tuple[int, int, str, str]] = []
+    for p in block.phonemes:
+        ph = clean_text(p.ph)
+        if 0 <= p.start < p.end <= len(text) and ph and p.alphabet in PHONEME_ALPHABETS:
+            tag = f'<phoneme alphabet="{p.alphabet}" ph="{escape_text(ph)}">'
+            spans.append((p.start, p.end, tag, "</phoneme>"))
+    for start, end, entry in find_words(text, lexicon) if lexicon else ():
+        if entry.alias:
+            tag, close = f'<sub alias="{escape_text(clean_text(entry.alias))}">', "</sub>"
+        else:
+            ph = escape_text(clean_text(entry.ph))
+            tag, close = f'<phoneme alphabet="{entry.alphabet}" ph="{ph}">', "</phoneme>"
+        spans.append((start, end, tag, close))
+    out, pos = [], 0
+    for start, end, tag, close in sorted(spans, key=lambda s: s[0]):
+        if start < pos:
+            continue  # overlaps one before it (the book's own comes first): as written
+        out.append(escape_text(_collapse(text[pos:start])))
+        word = _collapse(text[start:end]).strip()
+        out.append(f"{tag}{escape_text(word)}{close}" if word else "")
+        pos = end
+    out.append(escape_text(_collapse(text[pos:])))
+    return Markup("".join(out).strip())
+
+
+def _collapse(text: str) -> str:
+    """As clean_text, but keeping one space at either end (the text goes on around it)."""
+    return _WS.sub(" ", _ILLEGAL.sub("", _SPACE_LIKE.sub(" ", text)))
 
 
 def sentence_spans(text: str) -> list[str]:
@@ -310,11 +352,14 @@ def passage_lang(tag: str | None, book_lang: str | None) -> str:
 
 
 def _views(
-    blocks: tuple[Block, ...], title: str = "", book_lang: str | None = None
+    blocks: tuple[Block, ...],
+    title: str = "",
+    book_lang: str | None = None,
+    lexicon: tuple[Entry, ...] = (),
 ) -> list[BlockView]:
     views: list[BlockView] = []
     for block in blocks:
-        text = _prepare(block.text)
+        text = _prepare_block(block, lexicon)
         if text:
             repeats = (
                 not views
@@ -332,14 +377,15 @@ def _ms(value: int) -> str:
 
 def _context(book: Book, index: int, options: RenderOptions) -> dict[str, Any]:
     chapter = book.chapters[index]
-    blocks = _views(chapter.blocks, chapter.title, book.language)
+    lexicon = options.lexicon
+    blocks = _views(chapter.blocks, chapter.title, book.language, lexicon)
     # The ingestor kept the notes only if they are to be read (IngestOptions.footnotes).
-    notes = _views(chapter.footnotes, book_lang=book.language)
+    notes = _views(chapter.footnotes, "", book.language, lexicon)
     lang = (book.language or "en").split("-")[0].split("_")[0].lower()
     intro = options.extra.get("notes_intro") or NOTES_INTRO.get(lang, "Notes.")
     para = options.paragraph_pause_ms
     return {
-        "title": _prepare(chapter.title),
+        "title": _prepare_block(Block("heading", chapter.title), lexicon),
         "speak_title": options.speak_chapter_titles,
         "level": chapter.level,
         "index": index,

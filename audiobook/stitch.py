@@ -48,9 +48,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import ffmpeg
+from . import ffmpeg, loudness
 from .audio import read_wav_info
-from .config import FORMATS
+from .config import FORMATS, DeliveryProfile
 from .errors import AudiobookError, ConfigError, FFmpegError, InputError
 from .files import temp_prefix
 from .model import Book
@@ -198,7 +198,9 @@ def _count_frames(path: Path, rate: int) -> int:
     return nbytes // 2
 
 
-def _timeline(chapters: Sequence[ChapterAudio], workers: int) -> _Timeline:
+def _timeline(
+    chapters: Sequence[ChapterAudio], workers: int, lead_in: float = 0.0, tail: float = 0.0
+) -> _Timeline:
     paths = [Path(p) for ch in chapters for p in ch.pieces]
     for p in paths:
         if not p.is_file():
@@ -217,25 +219,52 @@ def _timeline(chapters: Sequence[ChapterAudio], workers: int) -> _Timeline:
     segments: list[_Segment] = []
     chapter_starts = [0]
     pos = 0
+    lead_frames, tail_frames = round(lead_in * rate), round(tail * rate)
     for ch in chapters:
+        own: list[_Segment] = []
         for p in map(Path, ch.pieces):
             info = infos[p]
             if p in counted:
-                seg = _Segment(p, counted[p])
+                own.append(_Segment(p, counted[p]))
             else:
                 assert info is not None
-                seg = _Segment(p, info.frames, info.data_offset)
-            segments.append(seg)
-            pos += seg.frames
+                own.append(_Segment(p, info.frames, info.data_offset))
+        if lead_frames:  # room tone before the chapter (a delivery profile's), counting
+            # the silence its first piece already starts with
+            quiet = _leading_silence(own[0], rate, lead_frames) if own else 0
+            if lead_frames - quiet > 0:
+                segments.append(_Segment(None, lead_frames - quiet))
+                pos += lead_frames - quiet
+        segments += own
+        pos += sum(seg.frames for seg in own)
         if pos == chapter_starts[-1]:  # no audio: a short silence keeps marks increasing
             segments.append(_Segment(None, round(EMPTY_CHAPTER_SECONDS * rate)))
             pos += segments[-1].frames
+        if tail_frames:
+            segments.append(_Segment(None, tail_frames))
+            pos += tail_frames
         chapter_starts.append(pos)
     starts, acc = [], 0
     for s in segments:
         starts.append(acc)
         acc += s.frames
     return _Timeline(rate, tuple(segments), tuple(starts), tuple(chapter_starts))
+
+
+QUIET_SAMPLE = 100  # |sample| at or under this (about -50 dBFS) is silence
+
+
+def _leading_silence(seg: _Segment, rate: int, limit: int) -> int:
+    """Samples of silence ``seg`` starts with, counted up to ``limit``."""
+    count = min(seg.frames, limit)
+    samples = array.array("h")
+    samples.frombytes(b"".join(_segment_pcm(seg, 0, count, rate)))
+    if sys.byteorder != "little":
+        samples.byteswap()
+    for i, x in enumerate(samples):
+        if x > QUIET_SAMPLE or x < -QUIET_SAMPLE:
+            return i
+    return len(samples)
 
 
 class _Cancelled(Exception):
@@ -381,10 +410,10 @@ def chapter_filename(index: int, total: int, title: str, ext: str = "m4b") -> st
     return f"{name} - {clean}.{ext}" if clean else f"{name}.{ext}"
 
 
-def chapter_filenames(titles: Sequence[str]) -> list[str]:
+def chapter_filenames(titles: Sequence[str], ext: str = "m4b") -> list[str]:
     """The file names of the chapters format, in order, made unique."""
     n = len(titles)
-    return _unique([chapter_filename(i + 1, n, t) for i, t in enumerate(titles)])
+    return _unique([chapter_filename(i + 1, n, t, ext) for i, t in enumerate(titles)])
 
 
 def _write_cover(book: Book, tmp: Path) -> Path | None:
@@ -450,13 +479,19 @@ def stitch(
     on_progress: Callable[[float], None] | None = None,
     workers: int = 0,
     vbr: bool = True,
+    profile: DeliveryProfile | None = None,
 ) -> StitchResult:
     """Join ``chapters`` (pieces in order) into ``out`` as ``fmt`` (m4b, mp3 or
     chapters: a folder, ``out`` itself or ``out`` without its suffix). ``workers``:
     encoders run at once (0 = one per core). ``on_progress(fraction)`` gets 0..1.
-    AAC is variable bitrate aiming at ``bitrate`` unless ``vbr=False``; MP3 is CBR."""
+    AAC is variable bitrate aiming at ``bitrate`` unless ``vbr=False``; MP3 is CBR.
+    ``profile``: the delivery profile (``config.PROFILES``): each chapter brought to
+    its loudness (``loudness.py``), its room tone, its chapter files' format; None
+    leaves the audio as the engine made it."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown output format {fmt!r} (choose {', '.join(FORMATS)})")
+    if profile is not None and profile.fmt and fmt != profile.fmt:
+        raise ConfigError(f"the {profile.name} profile writes --format {profile.fmt}, not {fmt}")
     if not chapters:
         raise ConfigError(f"{book.source or book.title}: no chapters to stitch")
     if not re.fullmatch(r"\d{1,4}k", bitrate):
@@ -472,31 +507,88 @@ def stitch(
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{out}: exists and is not a folder")
         # A folder of someone else's files, or one of theirs in the way: refused.
-        check_folder(out, chapter_filenames([c.title for c in chapters]))
+        ext = profile.chapter_ext if profile is not None else "m4b"
+        check_folder(out, chapter_filenames([c.title for c in chapters], ext))
     elif out.is_dir():
         raise ConfigError(f"{out}: is a folder; give a file name for --format {fmt}")
 
-    tl = _timeline(chapters, workers)
+    lead_in, tail = (profile.lead_in, profile.tail) if profile is not None else (0.0, 0.0)
+    tl = _timeline(chapters, workers, lead_in, tail)
     titles = [c.title for c in chapters]
+    if profile is not None and profile.max_chapter_seconds:
+        _check_lengths(tl, titles, profile)
     progress = _Progress(tl.total, on_progress)
+    gains = _gains(tl, profile, workers) if profile is not None else None
     try:
         tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=target_parent))
     except OSError as e:
         raise ConfigError(f"{out}: cannot write here ({e.strerror or e})") from e
     outputs: tuple[Path, ...]
     try:
+        level = _Level(profile, gains) if profile is not None and gains is not None else None
         if fmt == "m4b":
-            outputs = (_stitch_m4b(book, tl, titles, out, tmp, bitrate, vbr, workers, progress),)
+            outputs = (
+                _stitch_m4b(book, tl, titles, out, tmp, bitrate, vbr, workers, progress, level),
+            )
         elif fmt == "mp3":
-            outputs = (_stitch_mp3(book, tl, titles, out, tmp, bitrate, progress),)
+            outputs = (_stitch_mp3(book, tl, titles, out, tmp, bitrate, progress, level),)
         else:
-            outputs = _stitch_chapters(book, tl, titles, out, tmp, bitrate, vbr, workers, progress)
+            outputs = _stitch_chapters(
+                book, tl, titles, out, tmp, bitrate, vbr, workers, progress, level
+            )
     except OSError as e:
         raise AudiobookError(f"{out}: cannot write ({e.strerror or e})") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     progress.finish()
     return StitchResult(outputs, tl.chapter_times(titles), tl.total / tl.rate)
+
+
+@dataclass(frozen=True)
+class _Level:
+    """A delivery profile and the gain (dB) it gives each chapter."""
+
+    profile: DeliveryProfile
+    gains: tuple[loudness.Gain, ...]
+
+    def filters(self, tl: _Timeline, start: int, end: int) -> list[str]:
+        """``-af`` for a stream of samples [start, end) of the timeline."""
+        cs = tl.chapter_starts
+        first = max(0, bisect.bisect_right(cs, start) - 1)
+        last = max(first, bisect.bisect_left(cs, end) - 1)
+        idx = range(first, min(last + 1, len(self.gains)))
+        starts = [max(0, cs[i] - start) / tl.rate for i in idx]
+        gains = [self.gains[i].db for i in idx]
+        limit = any(self.gains[i].limit for i in idx)
+        return ["-af", loudness.multi_chain(self.profile, starts, gains, limit)]
+
+
+def _gains(
+    tl: _Timeline, profile: DeliveryProfile, workers: int
+) -> tuple[loudness.Gain, ...] | None:
+    """Each chapter's gain under ``profile`` (None when it leaves the level alone)."""
+    if not loudness.active(profile):
+        return None
+    cs = tl.chapter_starts
+
+    def pcm(i: int) -> Iterator[bytes]:
+        return _pcm(tl, cs[i], cs[i + 1], lambda _n: None, threading.Event())
+
+    t0 = time.perf_counter()
+    gains = loudness.chapter_gains(profile, len(cs) - 1, pcm, tl.rate, workers=workers)
+    log.debug("%s profile: chapters measured in %.2f s", profile.name, time.perf_counter() - t0)
+    return tuple(gains)
+
+
+def _check_lengths(tl: _Timeline, titles: Sequence[str], profile: DeliveryProfile) -> None:
+    cs = tl.chapter_starts
+    for i, title in enumerate(titles):
+        seconds = (cs[i + 1] - cs[i]) / tl.rate
+        if seconds > profile.max_chapter_seconds:
+            raise ConfigError(
+                f"chapter {i + 1} ({title}) is {seconds / 60:.0f} minutes long; the "
+                f"{profile.name} profile takes at most {profile.max_chapter_seconds / 60:.0f}"
+            )
 
 
 def aac_args(bitrate: str, vbr: bool = True) -> list[str]:
@@ -619,6 +711,7 @@ def _stitch_m4b(
     vbr: bool,
     workers: int,
     progress: _Progress,
+    level: _Level | None = None,
 ) -> Path:
     t0 = time.perf_counter()
     cuts = _refine_cuts(tl, _plan_parts(tl.total, tl.rate, workers))
@@ -645,6 +738,7 @@ def _stitch_m4b(
                     "1",
                     "-i",
                     "pipe:0",
+                    *(level.filters(tl, start, end) if level is not None else []),
                     *aac_args(bitrate, vbr),
                     "-f",
                     "adts",
@@ -717,6 +811,7 @@ def _stitch_mp3(
     tmp: Path,
     bitrate: str,
     progress: _Progress,
+    level: _Level | None = None,
 ) -> Path:
     meta = tmp / "metadata.txt"
     tags = book_tags(book)
@@ -739,6 +834,7 @@ def _stitch_mp3(
     ]
     if cover is not None:
         argv += ["-i", ffmpeg.path_arg(cover)]
+    argv += level.filters(tl, 0, tl.total) if level is not None else []
     argv += [
         "-map",
         "0:a:0",
@@ -769,6 +865,7 @@ def _stitch_chapters(
     vbr: bool,
     workers: int,
     progress: _Progress,
+    level: _Level | None = None,
 ) -> tuple[Path, ...]:
     folder = tmp / "out"
     folder.mkdir()
@@ -776,21 +873,37 @@ def _stitch_chapters(
     base = book_tags(book)
     base.pop("description", None)
     n = len(titles)
-    names = chapter_filenames(titles)
+    profile = level.profile if level is not None else None
+    mp3 = profile is not None and profile.chapter_ext == "mp3"
+    names = chapter_filenames(titles, "mp3" if mp3 else "m4b")
     cancel = threading.Event()
 
     def encode(i: int) -> None:
         tags = dict(base, title=titles[i] or f"Chapter {i + 1}", track=f"{i + 1}/{n}")
-        tags["media_type"] = "2"
         argv = ["-f", "s16le", "-ar", str(tl.rate), "-ac", "1", "-i", "pipe:0"]
         if cover is not None:
             argv += ["-i", ffmpeg.path_arg(cover)]
-        argv += ["-map", "0:a:0", *aac_args(bitrate, vbr)]
+        argv += ["-map", "0:a:0"]
+        if level is not None:
+            argv += level.filters(tl, tl.chapter_starts[i], tl.chapter_starts[i + 1])
+        if profile is not None and profile.sample_rate:
+            argv += ["-ar", str(profile.sample_rate)]
+        if mp3:
+            assert profile is not None
+            argv += ["-c:a", "libmp3lame", "-b:a", profile.bitrate or bitrate]
+        else:
+            tags["media_type"] = "2"
+            argv += aac_args(profile.bitrate if profile and profile.bitrate else bitrate, vbr)
         argv += _cover_args(cover, 1)
+        if mp3 and cover is not None:
+            argv += ["-metadata:s:v:0", "comment=Cover (front)"]
         for key, value in tags.items():
             argv += ["-metadata", f"{key}={value}"]
         argv += _meta_args(tags, stream_language=True)
-        argv += ["-movflags", "+faststart", "-f", "ipod", ffmpeg.path_arg(folder / names[i])]
+        if mp3:
+            argv += ["-id3v2_version", "3", "-f", "mp3", ffmpeg.path_arg(folder / names[i])]
+        else:
+            argv += ["-movflags", "+faststart", "-f", "ipod", ffmpeg.path_arg(folder / names[i])]
         try:
             ffmpeg.run(
                 argv,

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .chunk import chunk_rendered
+from .casting import Casting
+from .chunk import chunk_cast, chunk_rendered
 from .config import RenderOptions
 from .engines.base import Engine
 from .errors import ConfigError, EngineError, UnsupportedSsml
@@ -32,12 +33,29 @@ from .state import LeaseOwner, StateStore
 MARKS_EXT = "marks"
 
 
-def plan_chunks(book: Book, engine: Engine, render: RenderOptions) -> list[Chunk]:
-    """The book rendered once and chunked once for ``engine``: the engine first hears
-    the size of the whole job (Polly picks sync or async by it, and its limits follow)."""
+def plan_chunks(
+    book: Book,
+    engine: Engine,
+    render: RenderOptions,
+    hooks: Hooks | None = None,
+    casting: Casting | None = None,
+) -> list[Chunk]:
+    """The book rendered once and chunked once for ``engine``: the engine first takes
+    the book's own pronunciation (what it cannot honour goes to ``hooks`` as
+    warnings), then hears the size of the whole job (Polly picks sync or async by it,
+    and its limits follow). With ``casting``, each chapter is cut into the pieces of
+    its voices first (``--voice-map``, ``--dialogue-voice``) and the engine checks
+    those voices."""
+    for note in engine.pronounce(book):
+        if hooks is not None:
+            hooks.on_warning(note)
     rendered = render_book(book, render)
     engine.plan(sum(billable_chars(s) for s in rendered), sum(total_chars(s) for s in rendered))
-    return chunk_rendered(rendered, engine.limits)
+    if casting is None or (not casting.chapter_voices and not casting.dialogue_voice):
+        return chunk_rendered(rendered, engine.limits)
+    chunks = chunk_cast([casting.voices(i, s) for i, s in enumerate(rendered)], engine.limits)
+    engine.use_voices(sorted({c.voice for c in chunks if c.voice}))
+    return chunks
 
 
 @dataclass(frozen=True)
@@ -142,7 +160,7 @@ def synthesize(
     opts = opts or ConvertOptions()
     hooks = hooks or Hooks()
     if chunks is None:
-        chunks = plan_chunks(book, engine, opts.render)
+        chunks = plan_chunks(book, engine, opts.render, hooks, opts.casting(book))
     keys = [content_key(c, engine, opts.render.template) for c in chunks]
     if book_id is not None:
         store.set_book_chunks(book_id, [(k, c.chapter_idx) for k, c in zip(keys, chunks)])

@@ -29,6 +29,7 @@ BENCHES = [
     "bench.bench_local",
     "bench.bench_piper",
     "bench.bench_stitch",
+    "bench.bench_loudness",
     "bench.bench_polly",
     "bench.bench_faults",
 ]

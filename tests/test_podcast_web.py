@@ -66,8 +66,9 @@ def rss(items: list[tuple[str, str, str]]) -> str:
 
 
 def options() -> ConvertOptions:
-    # the engine the CLI uses in the suite (AUDIOBOOK_ENGINE), so that its runs keep ours
-    return ConvertOptions(fmt="m4b", engine="espeak", synchronous=True)
+    # the engine the CLI uses in the suite (AUDIOBOOK_ENGINE) and the delivery profile of
+    # `audiobook podcast`, so that its runs keep ours
+    return ConvertOptions(fmt="m4b", engine="espeak", profile="podcast", synchronous=True)
 
 
 def build(inputs, tmp_path, engine=None, **kw):

@@ -170,6 +170,7 @@ class TaskInfo:
     creation_time: float
     injected_failure: str | None
     notified: bool | None
+    lexicon_names: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -243,6 +244,7 @@ class Emulator:
         self._lock = threading.RLock()
         self._tasks: dict[str, Task] = {}
         self._lexicons: dict[str, Lexicon] = {}
+        self.lexicon_uploads: list[str] = []  # the name of each PutLexicon, in order
         self._workdir = tempfile.TemporaryDirectory(prefix="polly-emulator-")
         self._pool = ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="polly-task")
         self._heap: list[tuple[float, int, str]] = []
@@ -310,6 +312,7 @@ class Emulator:
                     t.CreationTime,
                     t.injected_failure,
                     t.notified,
+                    tuple(t.LexiconNames or ()),
                 )
                 for t in sorted(self._tasks.values(), key=lambda t: t.CreationTime)
             ]
@@ -715,6 +718,7 @@ class Emulator:
             self._lexicons[name] = Lexicon(
                 name, content, alphabet, lang, len(lexemes), self.options.clock()
             )
+            self.lexicon_uploads.append(name)
         return {}
 
     def _lexicon_attrs(self, lx: Lexicon) -> dict[str, Any]:

@@ -171,6 +171,12 @@ class EmulatorServer:
         return self.emulator.task_infos()
 
     @property
+    def lexicon_uploads(self) -> list[str]:
+        """The name of each PutLexicon call, in order."""
+        with self.emulator._lock:
+            return list(self.emulator.lexicon_uploads)
+
+    @property
     def stats(self) -> dict[str, Any]:
         return self.emulator.stats()
 

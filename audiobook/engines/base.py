@@ -10,8 +10,8 @@ yt-dlp's downloaders): ``capabilities`` says whether its tasks live at a remote 
 outlive the process, can be asked about many at once, are announced by notifications,
 come with speech marks, and how they are priced. The pipeline reads the declaration;
 every optional method has a default here (``plan``, ``preflight``, ``poll_many``,
-``fetch_marks``, ``recover``), so a new engine implements ``submit``/``poll``/``fetch``
-and declares the rest.
+``fetch_marks``, ``recover``, ``pronounce``, ``use_voices``), so a new engine implements
+``submit``/``poll``/``fetch`` and declares the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Literal, Self
 
 from ..config import EngineLimits
-from ..model import Chunk
+from ..errors import ConfigError
+from ..model import Book, Chunk
 
 TaskStatus = Literal["scheduled", "inProgress", "completed", "failed"]
 
@@ -78,6 +79,27 @@ class Capabilities:
     price_kind: str = ""
 
 
+def pronunciation_unhonoured(
+    book: Book, engine: str, lexicons: bool = True, phonemes: bool = True
+) -> list[str]:
+    """What an engine that reads neither PLS lexicons nor ``<phoneme>`` leaves out
+    (``lexicons``/``phonemes`` False: the ones it does read)."""
+    notes = []
+    if lexicons:
+        notes += [
+            f"pronunciation lexicon {lx.source} ({lx.lexemes} entries) is not applied by "
+            f"the {engine} engine"
+            for lx in book.lexicons
+        ]
+    words = sum(len(b.phonemes) for ch in book.chapters for b in ch.blocks)
+    if words and phonemes:
+        notes.append(
+            f"{words} word(s) with their own pronunciation (ssml:ph) are read as written by "
+            f"the {engine} engine"
+        )
+    return notes
+
+
 class Engine(abc.ABC):
     name: str = "engine"
     limits: EngineLimits
@@ -106,6 +128,20 @@ class Engine(abc.ABC):
     def plan(self, billable_chars: int, total_chars: int) -> None:
         """Hear the size of the whole job before it is chunked (an engine whose
         ``limits`` depend on the path it takes settles the path here). Default: nothing."""
+
+    def pronounce(self, book: Book) -> list[str]:
+        """Take the book's own pronunciation (its PLS lexicons; ``ssml:ph`` arrives in
+        the SSML as ``<phoneme>``) before the book is planned, and say in one line each
+        what this engine cannot honour. Changes ``identity`` where the audio follows.
+        Default: neither is honoured."""
+        return pronunciation_unhonoured(book, self.name)
+
+    def use_voices(self, voices: Sequence[str]) -> None:
+        """Hear the voices, beyond its own, that pieces of this book ask for
+        (``Chunk.voice``); ConfigError on one line for one it cannot read with.
+        Default: an engine with one voice."""
+        if voices:
+            raise ConfigError(f"the {self.name} engine reads with one voice, not {voices[0]!r}")
 
     def preflight(self, ssml: Iterable[str] = ()) -> None:
         """Every check that can fail before money is spent (ConfigError on one line;

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import threading
 import weakref
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import cache
@@ -31,8 +32,8 @@ from .. import interrupt
 from ..config import EngineLimits
 from ..errors import ConfigError, EngineError, TaskFailed, TransientEngineError, one_line
 from ..files import temp_dir_prefix
-from ..model import Chunk
-from .base import AudioFormat, Engine, TaskRef, TaskState
+from ..model import Book, Chunk
+from .base import AudioFormat, Engine, TaskRef, TaskState, pronunciation_unhonoured
 from .options import LocalOptions
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,24 @@ class LocalEngine(Engine):
             f"rate={self.rate_wpm or 'default'}:{SAMPLE_RATE}"
         )
 
+    def pronounce(self, book: Book) -> list[str]:
+        """espeak-ng takes neither PLS lexicons nor IPA (its ``<phoneme>`` is read as
+        the word inside it): both are reported."""
+        return [
+            n.replace("the local engine", "espeak-ng (the local engine)")
+            for n in pronunciation_unhonoured(book, "local")
+        ]
+
+    def use_voices(self, voices: Sequence[str]) -> None:
+        for voice in voices:
+            if not _voice_exists(voice):
+                raise ConfigError(
+                    f"espeak-ng has no voice {voice!r} (see `audiobook voices --engine local`)"
+                )
+            problem = _voice_problem(voice)
+            if problem is not None:
+                raise ConfigError(f"{problem} (see `audiobook voices --engine local`)")
+
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
         task_id = f"local-{next(self._ids)}"
         dest = os.path.join(self._dir, f"{task_id}.wav")
@@ -232,7 +251,8 @@ class LocalEngine(Engine):
                 except BrokenProcessPool:
                     raise TransientEngineError("espeak-ng worker processes keep dying") from None
             self._tasks[task_id] = fut
-        return TaskRef(task_id=task_id, engine=self.name, output_uri=dest)
+        extra = {"voice": chunk.voice or self.voice}
+        return TaskRef(task_id=task_id, engine=self.name, output_uri=dest, extra=extra)
 
     def poll(self, ref: TaskRef) -> TaskState:
         fut = self._future(ref)
@@ -287,7 +307,8 @@ class LocalEngine(Engine):
         # from its imports. (Blocked only now: making the pool may start multiprocessing's
         # resource tracker, which unblocks both signals in this thread when it is up.)
         with interrupt.blocked_signals():
-            return pool.submit(_synthesize_file, chunk.ssml, self.voice, self.rate_wpm, dest)
+            voice = chunk.voice or self.voice
+            return pool.submit(_synthesize_file, chunk.ssml, voice, self.rate_wpm, dest)
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:

@@ -14,6 +14,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# --rate: 0.5-2.0 times the voice's own speed. espeak-ng takes 80-450 words per minute
+# (175 its default, so 87-350 here); Polly's <prosody rate> takes 20%-200% (50%-200%).
+RATE_RANGE = (0.5, 2.0)
+ESPEAK_DEFAULT_WPM = 175
+
+
+def local_rate_wpm(rate: float) -> int:
+    """espeak-ng's words per minute for a speaking rate (1.0 = its default)."""
+    return round(ESPEAK_DEFAULT_WPM * rate)
+
+
+def prosody_rate(rate: float) -> str:
+    """Polly's ``<prosody rate>`` for a speaking rate: 1.25 -> "125%"."""
+    return f"{round(rate * 100)}%"
+
 
 @dataclass(frozen=True)
 class LocalOptions:
@@ -75,6 +90,8 @@ class PollyOptions:
                      asked about directly.
     keep_outputs:    leave the task outputs in the bucket; by default each is deleted
                      once its audio is in the cache.
+    rate:            speaking rate, 0.5-2.0 (``<prosody rate>`` around each piece);
+                     None = the voice's own.
     """
 
     bucket: str = ""
@@ -92,6 +109,7 @@ class PollyOptions:
     marks: tuple[str, ...] = ()
     notification_grace: float = 60.0
     keep_outputs: bool = False
+    rate: float | None = None
 
 
 EngineOptions = LocalOptions | PiperOptions | PollyOptions

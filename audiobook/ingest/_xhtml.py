@@ -26,10 +26,15 @@ from dataclasses import dataclass, field
 from lxml import etree
 from lxml import html as lxml_html
 
-from ..model import Block, BlockKind
+from ..model import Block, BlockKind, Phoneme
 
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 OPS_NS = "http://www.idpf.org/2007/ops"
+SSML_NS = "http://www.w3.org/2001/10/synthesis"  # EPUB 3 ssml:ph, ssml:alphabet
+_PH, _ALPHABET = f"{{{SSML_NS}}}ph", f"{{{SSML_NS}}}alphabet"
+# Where a word with its own pronunciation (ssml:ph) starts and ends in the text being
+# gathered; private-use characters, taken out of the document's own text first.
+_OPEN, _CLOSE = "\ue000", "\ue001"
 
 # C0 and C1 control characters except tab/newline/carriage return, DEL, and the
 # invisible characters that only disturb speech (soft hyphen, BOM, object replacement).
@@ -311,6 +316,9 @@ class _Walk:
     skip_matter: bool = False
     left_out: list[str] = field(default_factory=list)
     lang: str | None = None  # declared by the innermost block element that says
+    alphabet: str = "ipa"  # ssml:alphabet in force (inherited)
+    phs: list[tuple[str, str]] = field(default_factory=list)  # (ph, alphabet) per _OPEN
+    in_ph: bool = False
 
     def flush(self) -> None:
         if not self.buf:
@@ -319,12 +327,18 @@ class _Walk:
         if "[" in text or "(" in text:
             text = clean_text(_EMPTY_BRACKETS.sub("", text))
         self.buf = []
+        phonemes: tuple[Phoneme, ...] = ()
+        if self.phs:
+            text, phonemes = _take_phonemes(text, self.phs)
+            self.phs = []
         if text:
             kind: BlockKind = "note" if self.note and self.kind != "heading" else self.kind
-            self.events.append(Item(Block(kind, text, self.lang), self.note, self.hlevel))
+            self.events.append(Item(Block(kind, text, self.lang, phonemes), self.note, self.hlevel))
 
     def text(self, s: str | None) -> None:
         if s:
+            if _OPEN in s or _CLOSE in s:
+                s = s.replace(_OPEN, "").replace(_CLOSE, "")
             self.buf.append(s)
 
     def visit(self, el: etree._Element, depth: int) -> None:
@@ -372,6 +386,26 @@ class _Walk:
             self.text(" ".join(el.itertext()))
             self.text(el.tail)
             return
+        saved_alphabet = self.alphabet
+        self.alphabet = el.get(_ALPHABET) or self.alphabet
+        ph = (el.get(_PH) or "").strip()
+        if ph and not self.in_ph and name not in _BLOCK:
+            self.in_ph = True
+            self.phs.append((ph, self.alphabet))
+            self.buf.append(_OPEN)
+            self.text(el.text)
+            for child in el:
+                self.visit(child, depth + 1)
+            self.buf.append(_CLOSE)
+            self.in_ph = False
+            self.alphabet = saved_alphabet
+            self.text(el.tail)
+            return
+        self._contents(el, name, types, depth)
+        self.alphabet = saved_alphabet
+        self.text(el.tail)
+
+    def _contents(self, el: etree._Element, name: str, types: frozenset[str], depth: int) -> None:
         if name in _BLOCK:
             saved = (self.kind, self.note, self.hlevel, self.lang)
             self.flush()
@@ -405,7 +439,6 @@ class _Walk:
                 self.text(el.text)
                 for child in el:
                     self.visit(child, depth + 1)
-        self.text(el.tail)
 
     def _skipped(self, el: etree._Element, name: str, types: frozenset[str]) -> bool:
         if name in _SKIP_TAGS or el.get("hidden") is not None:
@@ -462,6 +495,46 @@ def matter_kind(el: etree._Element, name: str) -> str | None:
     return None
 
 
+def _take_phonemes(text: str, phs: list[tuple[str, str]]) -> tuple[str, tuple[Phoneme, ...]]:
+    """``text`` without its _OPEN/_CLOSE marks (whitespace collapsed again where a mark
+    stood between two spaces), and a Phoneme for each marked, non-empty stretch.
+    ``phs`` holds (ph, alphabet) for each _OPEN in order; a mark whose partner was
+    lost (flushed apart) is dropped."""
+    out: list[str] = []
+    found: list[Phoneme] = []
+    n = 0  # index into phs of the next _OPEN
+    start: int | None = None
+    size = 0
+    for ch in text:
+        if ch == _OPEN:
+            start, n = size, n + 1
+            continue
+        if ch == _CLOSE:
+            if start is not None and n <= len(phs):
+                a, b = start, size
+                while a < b and _out_char(out, a) == " ":
+                    a += 1
+                while b > a and _out_char(out, b - 1) == " ":
+                    b -= 1
+                if b > a:
+                    ph, alphabet = phs[n - 1]
+                    found.append(Phoneme(a, b, ph, alphabet))
+            start = None
+            continue
+        if ch == " " and (size == 0 or out[-1] == " "):
+            continue
+        out.append(ch)
+        size += 1
+    while out and out[-1] == " ":
+        out.pop()
+    joined = "".join(out)
+    return joined, tuple(p for p in found if p.end <= len(joined))
+
+
+def _out_char(out: list[str], i: int) -> str:
+    return out[i] if 0 <= i < len(out) else ""
+
+
 def body_of(root: etree._Element) -> etree._Element:
     for el in root.iter():
         if localname(el) == "body":
@@ -490,7 +563,11 @@ def extract(
     ``left_out`` list, front and back matter inside the document (``matter_kind``) is
     left out and said there."""
     walk = _Walk(targets, captions=captions, skip_matter=left_out is not None)
-    walk.visit(body_of(root), 0)
+    body = body_of(root)
+    walk.alphabet = next(
+        (a for a in (e.get(_ALPHABET) for e in body.iterancestors()) if a), walk.alphabet
+    )
+    walk.visit(body, 0)
     walk.flush()
     if left_out is not None:
         left_out.extend(walk.left_out)

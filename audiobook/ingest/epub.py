@@ -43,7 +43,7 @@ from urllib.parse import unquote, urlsplit
 from lxml import etree
 
 from ..errors import CorruptDocument, EncryptedDocument, InputError, NoTextError
-from ..model import Block, Book, Chapter, ChapterRole, Cover
+from ..model import Block, Book, Chapter, ChapterRole, Cover, Lexicon
 from ._safezip import DEFAULT_LIMITS, SafeZip, UnsafeName, ZipLimitExceeded, ZipLimits
 from ._xhtml import (
     Event,
@@ -504,11 +504,14 @@ class _Reader:
         if not pkg.spine:
             raise CorruptDocument(self.path, "not an EPUB (the package has no reading order)")
         self._check_encryption(pkg)
+        lexicons: list[Lexicon] = []
         for item in pkg.manifest.values():
             if self.member(item.path) is None:
                 self.warn(f"missing resource: {item.path}")
             elif item.media_type == "application/pls+xml":
-                self.warn(f"pronunciation lexicon {item.path} is not applied")
+                lexicon = self._lexicon(item.path)
+                if lexicon is not None:
+                    lexicons.append(lexicon)
 
         entries, landmarks = self._toc(pkg)
         guide_roles: dict[str, ChapterRole] = {}
@@ -546,6 +549,31 @@ class _Reader:
             direction=pkg.direction,  # type: ignore[arg-type]
             warnings=tuple(self.warnings),
             left_out=tuple(self.left_out),
+            lexicons=tuple(lexicons),
+        )
+
+    def _lexicon(self, path: str) -> Lexicon | None:
+        """A PLS lexicon of the manifest (EPUB 3 pronunciation), or None (with a
+        warning) when it cannot be read."""
+        data = self.read_member(path)
+        if data is None:
+            return None
+        try:
+            root = parse_xml(data)
+            content = data.decode("utf-8")
+        except (etree.XMLSyntaxError, ValueError) as exc:
+            self.warn(f"pronunciation lexicon {path} is not valid PLS ({_first_line(exc)})")
+            return None
+        if etree.QName(root).localname != "lexicon":
+            self.warn(f"pronunciation lexicon {path} is not a PLS lexicon")
+            return None
+        lexemes = sum(1 for el in root.iter(etree.Element) if etree.QName(el).localname == "lexeme")
+        return Lexicon(
+            source=path,
+            content=content,
+            language=root.get("{http://www.w3.org/XML/1998/namespace}lang") or "",
+            alphabet=root.get("alphabet") or "",
+            lexemes=lexemes,
         )
 
     def _check_encryption(self, pkg: _Package) -> None:

@@ -36,8 +36,15 @@ from ... import interrupt
 from ...config import EngineLimits
 from ...errors import ConfigError, EngineError, TaskFailed, TransientEngineError, one_line
 from ...files import write_text_atomic
-from ...model import Chunk
-from ..base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
+from ...model import Book, Chunk
+from ..base import (
+    AudioFormat,
+    Capabilities,
+    Engine,
+    TaskRef,
+    TaskState,
+    pronunciation_unhonoured,
+)
 from ..local import _move_into_place
 from ..options import PiperOptions
 from . import worker
@@ -140,6 +147,11 @@ class PiperEngine(Engine):
             raise EngineError(
                 f"Piper voice {self.voice.model} failed to load in a worker process"
             ) from e
+
+    def pronounce(self, book: Book) -> list[str]:
+        """Piper reads ``<phoneme>`` (the book's ssml:ph) where its voice knows the
+        phonemes (``ssml.py`` reports the others); PLS lexicons it does not read."""
+        return pronunciation_unhonoured(book, "piper", phonemes=False)
 
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
         plan = plan_ssml(chunk.ssml, self._phonemes)

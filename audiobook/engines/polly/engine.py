@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -27,9 +28,9 @@ from ...errors import (
     one_line,
 )
 from ...files import atomic_path, copy_atomic, temp_dir_prefix
-from ...model import Chunk
+from ...model import Book, Chunk
 from ..base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
-from ..options import PollyOptions
+from ..options import RATE_RANGE, PollyOptions, prosody_rate
 from .aws import (
     _call,
     _error_code,
@@ -90,10 +91,21 @@ class PollyEngine(Engine):
         self.kms_key = options.kms_key or None
         self.region = options.region
         self.lexicons = tuple(options.lexicons)
+        # The book's own lexicons (``pronounce``): (name, content) under a name derived
+        # from the content and the voice, uploaded by ``preflight``.
+        self.book_lexicons: tuple[tuple[str, str, str], ...] = ()  # (name, content, source)
+        self._applied: tuple[str, ...] = ()  # book lexicon names whose language fits the voice
+        self.other_voices: tuple[str, ...] = ()  # voices pieces ask for (use_voices)
+        self._languages: dict[str, str] = {}  # voice -> language code (preflight)
         self.output_format = options.output_format
         self.sample_rate = str(options.sample_rate) if options.sample_rate else None
         self.marks = tuple(options.marks)
         self.notification_grace = options.notification_grace
+        self.rate = options.rate
+        if self.rate is not None and not RATE_RANGE[0] <= self.rate <= RATE_RANGE[1]:
+            raise ConfigError(
+                f"--rate {self.rate:g} is out of range {RATE_RANGE[0]:g}-{RATE_RANGE[1]:g}"
+            )
         self._session: Any = None
         self._polly, self._s3, self._sqs, self._sns = polly, s3, sqs, sns
         self._lock = threading.RLock()
@@ -141,7 +153,9 @@ class PollyEngine(Engine):
 
     @property
     def limits(self) -> EngineLimits:  # type: ignore[override]
-        return POLLY_SYNC_LIMITS if self.mode == "sync" else POLLY_TASK_LIMITS
+        limits = POLLY_SYNC_LIMITS if self.mode == "sync" else POLLY_TASK_LIMITS
+        extra = len(self.text("<speak></speak>")) - len("<speak></speak>")  # the rate's tag
+        return EngineLimits(limits.max_billable, limits.max_total - extra) if extra else limits
 
     def plan(self, billable_chars: int, total_chars: int) -> None:
         """Settle ``mode="auto"`` for a job of this size (see ``pick_mode``); call it
@@ -153,10 +167,15 @@ class PollyEngine(Engine):
         SHA-256, from GetLexicon): an edited lexicon makes new keys, so what it is
         applied to is synthesized again."""
         rate = self.sample_rate or default_sample_rate(self.output_format, self.polly_engine)
+        speed = f":rate={prosody_rate(self.rate)}" if self.rate not in (None, 1.0) else ""
         lang = self.language_code() if self.options.language else None
+        book = ",".join(n for n, _c, _s in self.book_lexicons)
         return (
             f"polly:{self.polly_engine}:{self.voice}:{self.output_format}:{rate}:"
-            f"{self._lexicon_identity()}" + (f":lang={lang}" if lang else "")
+            f"{self._lexicon_identity()}"
+            + (f":book-lexicons={book}" if book else "")
+            + (f":lang={lang}" if lang else "")
+            + speed
         )
 
     def language_code(self) -> str | None:
@@ -209,6 +228,32 @@ class PollyEngine(Engine):
                     parts.append(f"{name}={hashlib.sha256(content.encode()).hexdigest()}")
                 self._lexicon_ids = ",".join(parts)
             return self._lexicon_ids
+
+    def pronounce(self, book: Book) -> list[str]:
+        """The book's PLS lexicons go to Polly (PutLexicon in ``preflight``) under a name
+        derived from their content and the voice, at most five lexicons a task with
+        ``--lexicon``'s; ``ssml:ph`` arrives as ``<phoneme>``, which Polly reads."""
+        notes: list[str] = []
+        room = MAX_LEXICONS - len(self.lexicons)
+        chosen: list[tuple[str, str, str]] = []
+        for lx in book.lexicons:
+            if len(chosen) >= room:
+                notes.append(
+                    f"pronunciation lexicon {lx.source} is left out: Polly takes at most "
+                    f"{MAX_LEXICONS} lexicons a task"
+                )
+                continue
+            chosen.append((book_lexicon_name(lx.content, self.voice), lx.content, lx.source))
+        self.book_lexicons = tuple(chosen)
+        self._applied = tuple(n for n, _c, _s in chosen)
+        return notes
+
+    def text(self, ssml: str) -> str:
+        """The SSML sent for a chunk: with a speaking rate, its content wrapped in
+        ``<prosody rate="N%">`` (Polly's speech marks then count from that text)."""
+        if self.rate in (None, 1.0):
+            return ssml
+        return with_rate(ssml, prosody_rate(self.rate or 1.0))
 
     def _boto_session(self) -> Any:
         if self._session is None:
@@ -287,7 +332,11 @@ class PollyEngine(Engine):
         for doc in ssml:
             self.validate_ssml(doc)
         self._check_bucket()
-        self._check_voice()
+        language = self._check_voice()
+        for voice in self.other_voices:
+            self._languages[voice] = self._check_voice(voice)
+        self._languages[self.voice] = language
+        self._upload_lexicons(language)
         self._lexicon_identity()  # each lexicon exists (and its content is known)
         if self.sns_topic:
             try:
@@ -399,24 +448,72 @@ class PollyEngine(Engine):
             f"is not SSE-KMS with this key (set it: aws s3api put-bucket-encryption)"
         )
 
-    def _check_voice(self) -> None:
+    def _upload_lexicons(self, voice_language: str) -> None:
+        """Each book lexicon whose language is the voice's, in Polly under its name:
+        uploaded once (a name already there holds the same content), then waited for
+        until GetLexicon sees it (PutLexicon is eventually consistent)."""
+        applied = []
+        for name, content, source in self.book_lexicons:
+            fitted = fit_language(content, voice_language)
+            if fitted is None:
+                log.warning(
+                    "pronunciation lexicon %s is not for the voice %s (%s); left out",
+                    source,
+                    self.voice,
+                    voice_language,
+                )
+                continue
+            if not self._lexicon_exists(name):
+                _call(f"Polly PutLexicon {name}", self.polly.put_lexicon, Name=name, Content=fitted)
+                self._wait_for_lexicon(name)
+            applied.append(name)
+        self._applied = tuple(applied)
+
+    def _lexicon_exists(self, name: str) -> bool:
+        try:
+            _call(f"Polly GetLexicon {name}", self.polly.get_lexicon, Name=name)
+        except AudiobookError as e:
+            if _error_code(e) == "LexiconNotFoundException":
+                return False
+            raise
+        return True
+
+    def _wait_for_lexicon(self, name: str) -> None:
+        delay, waited = 0.1, 0.0
+        while not self._lexicon_exists(name):
+            if waited >= LEXICON_WAIT_S:
+                raise TransientEngineError(
+                    f"Polly lexicon {name} not visible {LEXICON_WAIT_S:.0f} s after PutLexicon"
+                )
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 2.0)
+
+    def use_voices(self, voices: Sequence[str]) -> None:
+        """Voices pieces ask for besides ``voice``: checked by ``preflight``."""
+        self.other_voices = tuple(v for v in voices if v != self.voice)
+
+    def _check_voice(self, voice: str | None = None) -> str:
+        """Check the voice exists and takes the engine; its language code."""
+        voice = voice or self.voice
         voices = self._voices()
         by_id = {v.get("Id"): v for v in voices}
-        v = by_id.get(self.voice)
+        v = by_id.get(voice)
         if v is None:
             lower = {str(k).lower(): k for k in by_id}
             hint = (
-                f" (did you mean {lower[self.voice.lower()]}?)"
-                if self.voice.lower() in lower
+                f" (did you mean {lower[voice.lower()]}?)"
+                if voice.lower() in lower
                 else " (see `audiobook voices`)"
             )
-            raise ConfigError(f"--voice {self.voice!r}: Polly has no such voice{hint}")
+            raise ConfigError(f"--voice {voice!r}: Polly has no such voice{hint}")
         engines = v.get("SupportedEngines") or []
         if engines and self.polly_engine not in engines:
             raise ConfigError(
-                f"--voice {self.voice!r} does not support the {self.polly_engine} engine "
+                f"--voice {voice!r} does not support the {self.polly_engine} engine "
                 f"(it supports: {', '.join(engines)})"
             )
+        return str(v.get("LanguageCode") or "")
 
     def validate_ssml(self, ssml: str) -> None:
         """Reject, locally, SSML the chosen engine (and voice) would refuse
@@ -436,8 +533,8 @@ class PollyEngine(Engine):
     def _task_params(self, chunk: Chunk, key: str, marks: bool) -> dict[str, Any]:
         p: dict[str, Any] = {
             "Engine": self.polly_engine,
-            "VoiceId": self.voice,
-            "Text": chunk.ssml,
+            "VoiceId": chunk.voice or self.voice,
+            "Text": self.text(chunk.ssml),
             "TextType": "ssml",
             "OutputFormat": "json" if marks else self.output_format,
         }
@@ -445,15 +542,20 @@ class PollyEngine(Engine):
             p["SpeechMarkTypes"] = list(self.marks)
         elif self.sample_rate:
             p["SampleRate"] = self.sample_rate
-        if self.lexicons:
-            p["LexiconNames"] = list(self.lexicons)
-        lang = self.language_code() if self.options.language else None
+        # the book's lexicons are in the book voice's language: for a voice of another
+        # language they are left out
+        own = self._languages.get(chunk.voice or self.voice, "")
+        same = not chunk.voice or own == self._languages.get(self.voice, "")
+        names = self.lexicons + (self._applied if same else ())
+        if names:
+            p["LexiconNames"] = list(names)
+        lang = self.language_code() if self.options.language and same else None
         if lang:
             p["LanguageCode"] = lang
         return p
 
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
-        self.validate_ssml(chunk.ssml)
+        self.validate_ssml(self.text(chunk.ssml))
         if self.mode == "sync":
             return self._submit_sync(chunk, key)
         since = time.time()
@@ -462,7 +564,7 @@ class PollyEngine(Engine):
             task = self._half_started.pop(key, None)
         if task is None:
             task = self._start(chunk, key, marks=False, since=since)
-        extra = {"mode": "async", "key": key}
+        extra = {"mode": "async", "key": key, "voice": chunk.voice or self.voice}
         uri = task.get("OutputUri") or ""
         if uri:
             extra["bucket"], extra["s3_key"] = parse_s3_uri(uri, self.bucket)
@@ -841,6 +943,45 @@ def _answered(asks: Sequence[Callable[[], TaskState]], *, listed: bool = False) 
             log.debug("status call failed (%s); asking the rest next round", e)
             break
     return states + [TaskState("inProgress")] * (len(asks) - len(states))
+
+
+MAX_LEXICONS = 5  # lexicons a task may name
+LEXICON_WAIT_S = 30.0  # how long PutLexicon may take to show
+
+
+def book_lexicon_name(content: str, voice: str) -> str:
+    """A lexicon's name in Polly ([0-9A-Za-z]{1,20}): from its content and the voice
+    (whose language it is uploaded in), so a change of either is a new name."""
+    digest = hashlib.sha256(f"{voice}\0{content}".encode()).hexdigest()
+    return "ab" + digest[:18]
+
+
+_XML_LANG = re.compile(r"""(<(?:\w+:)?lexicon\b[^>]*?\bxml:lang\s*=\s*)(["'])([^"']*)\2""")
+
+
+def fit_language(content: str, language: str) -> str | None:
+    """The PLS ``content`` with its ``xml:lang`` set to the voice's ``language`` when
+    both name the same language ("en" fits "en-US"); None when they do not."""
+    m = _XML_LANG.search(content)
+    if m is None or not language:
+        return None
+    have = m.group(3).strip().lower().replace("_", "-")
+    want = language.lower()
+    if have.split("-")[0] != want.split("-")[0] or ("-" in have and have != want):
+        return None
+    return content[: m.start(3)] + language + content[m.end(3) :]
+
+
+_SPEAK_OPEN = re.compile(r"<speak(?:\s[^>]*)?>")
+
+
+def with_rate(ssml: str, rate: str) -> str:
+    """``ssml`` with everything inside ``<speak>`` wrapped in ``<prosody rate=...>``."""
+    m = _SPEAK_OPEN.search(ssml)
+    end = ssml.rfind("</speak>")
+    if m is None or end < m.end():
+        return ssml
+    return f'{ssml[: m.end()]}<prosody rate="{rate}">{ssml[m.end() : end]}</prosody>{ssml[end:]}'
 
 
 def _is_sync(ref: TaskRef) -> bool:
