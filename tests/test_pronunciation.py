@@ -51,14 +51,14 @@ def test_ssml_ph_and_alphabet_become_phonemes_of_the_block():
 
 
 def test_phonemes_render_as_phoneme_tags_escaped():
-    block = Block("paragraph", 'Say "A&B" twice.', (Phoneme(5, 8, 'eɪ "and" bi', "ipa"),))
+    block = Block("paragraph", 'Say "A&B" twice.', phonemes=(Phoneme(5, 8, 'eɪ "and" bi', "ipa"),))
     book = Book(title="T", chapters=(Chapter("One", blocks=(block,)),))
     ssml = render_chapter(book, 0)
     assert (
         'Say &quot;<phoneme alphabet="ipa" ph="eɪ &quot;and&quot; bi">A&amp;B</phoneme>'
         "&quot; twice." in ssml
     )
-    odd = Block("paragraph", "Say it.", (Phoneme(4, 6, "ɪt", "klingon"),))
+    odd = Block("paragraph", "Say it.", phonemes=(Phoneme(4, 6, "ɪt", "klingon"),))
     assert "<phoneme" not in render_chapter(book.with_chapters((Chapter("x", blocks=(odd,)),)), 0)
 
 
