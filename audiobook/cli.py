@@ -23,7 +23,7 @@ from click.core import ParameterSource
 from rich.console import Console
 
 from . import interrupt
-from .config import FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
+from .config import CAPTIONS, FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
 from .engines import list_tasks, list_voices
 from .engines.options import PollyOptions
 from .errors import AudiobookError, ConfigError, Terminated, one_line
@@ -175,7 +175,8 @@ engine_options = _compose(
         "--marks",
         default="",
         metavar="sentence,word",
-        help="Polly speech marks: write WebVTT captions per chapter beside the audio.",
+        help="Speech marks: Polly's are paid for (and give WebVTT captions per chapter); "
+        "with word, the read-along EPUB highlights each word.",
     ),
 )
 
@@ -204,7 +205,6 @@ _POLLY_ONLY = (
     "region",
     "lexicons",
     "mode",
-    "marks",
 )
 _LOCAL_ONLY = ("workers",)
 
@@ -255,6 +255,8 @@ def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
         ingest=_ingest_options(kw),
         config=PipelineConfig(workers=workers),
         force=kw.get("force", False),
+        captions=kw.get("captions") or "",
+        words="word" in (m.strip() for m in kw["marks"].split(",")),
     )
 
 
@@ -312,8 +314,15 @@ def cli(verbose: int) -> None:
     "fmt",
     type=click.Choice(FORMATS),
     default=None,
-    help="M4B with chapters, MP3 with ID3 chapters, or one file per chapter "
-    "[default: as -o's extension says (.mp3, .m4b), else m4b].",
+    help="M4B with chapters, MP3 with ID3 chapters, one file per chapter, or a "
+    "read-along EPUB 3 [default: as -o's extension says (.mp3, .m4b, .epub), else m4b].",
+)
+@click.option(
+    "--captions",
+    type=click.Choice(CAPTIONS),
+    default=None,
+    help="Captions from the voice's timings: one file per chapter file (chapters, epub), "
+    "else one for the book.",
 )
 @engine_options
 @ingest_options

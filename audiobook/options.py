@@ -33,6 +33,11 @@ class ConvertOptions:
     render:         SSML rendering (template, pauses, footnotes)
     ingest:         reading (password, split_by, skip_matter, footnotes)
     config:         limits (in-flight tasks, rates, attempts, backoff)
+    captions:       "" | "vtt" | "srt": captions from the speech marks beside the audio
+                    (one file per chapter file, else one for the book); "" writes them
+                    only where marks were paid for (Polly's ``marks``), as WebVTT per
+                    chapter
+    words:          the read-along EPUB's overlay has an entry per word, not per sentence
     force:          convert even when the output is up to date
     synchronous:    run submits and fetches inline, one at a time (deterministic tests)
     """
@@ -46,6 +51,8 @@ class ConvertOptions:
     config: PipelineConfig = field(default_factory=PipelineConfig)
     force: bool = False
     synchronous: bool = False
+    captions: str = ""
+    words: bool = False
 
     def fingerprint(self) -> str:
         """Hash of every option that changes the output (not where state lives)."""
@@ -58,6 +65,10 @@ class ConvertOptions:
             "ingest": _jsonable(dataclasses.asdict(self.ingest)),
             "template": template_identity(self.render.template),  # edits to a user's file
         }
+        if self.captions:
+            d["captions"] = self.captions
+        if self.words:
+            d["words"] = True
         d["ingest"].pop("password", None)  # never store a secret, even hashed
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 

@@ -52,7 +52,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from . import engines
-from .captions import write_captions
+from .captions import caption_kind, write_run_captions
 from .config import FORMATS
 from .engines.base import Engine
 from .errors import ConfigError, InputError, StateError
@@ -71,7 +71,10 @@ from .synthesis import plan_chunks, synthesize
 
 
 def default_output(path: Path, fmt: str) -> Path:
-    """Beside the input: book.epub -> book.m4b / book.mp3 / book/ (chapters)."""
+    """Beside the input: book.epub -> book.m4b / book.mp3 / book/ (chapters) /
+    book.read-along.epub."""
+    if fmt == "epub":
+        return path.with_name(f"{path.stem}.read-along.epub")
     return path.with_suffix("" if fmt == "chapters" else f".{fmt}")
 
 
@@ -148,7 +151,7 @@ def convert(
     opts = opts or ConvertOptions()
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
-        raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
+        raise ConfigError(f"unknown format {opts.fmt!r} (choose {', '.join(FORMATS)})")
     src = Path(path)
     if not src.exists():
         raise InputError(src, "no such file")
@@ -212,7 +215,7 @@ def convert_book(
     opts = opts or ConvertOptions()
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
-        raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
+        raise ConfigError(f"unknown format {opts.fmt!r} (choose {', '.join(FORMATS)})")
     check_output(out, opts.fmt, [book.source] if book.source else [])
     with _store(store, state_dir) as db, watching(hooks) as hooks:
         _sweep(Path(out), db)
@@ -278,8 +281,15 @@ def _convert(
                     return _skipped(source, outputs, book, len(keys), hooks, t0)
         # Everything about the output that needs no synthesis, before the first paid call.
         names = chapter_filenames([ch.title for ch in book.chapters])
-        if engine.capabilities.marks:
-            names += [str(Path(n).with_suffix(".vtt")) for n in names]
+        caps = engine.capabilities
+        if opts.fmt == "epub" and not caps.marks:
+            raise ConfigError(
+                f"--format epub needs the {engine.name} engine's timings: "
+                "ask for speech marks (--marks sentence, or sentence,word)"
+            )
+        kind = caption_kind(opts.captions, caps.marks, caps.marks_included)
+        if kind:
+            names += [str(Path(n).with_suffix(f".{kind}")) for n in names]
         chars = sum(billable_chars(c.ssml) for c in chunks)
         check_destination(out, opts.fmt, names if opts.fmt == "chapters" else (), chars)
         owner = claims.enter_context(LeaseOwner(store))
@@ -315,13 +325,28 @@ def _convert(
                 ChapterAudio(ch.title, tuple(ps)) for ch, ps in zip(book.chapters, syn.pieces)
             ]
             doing(hooks, lambda: f"waiting for the stitch of {out.name} ({_stitched(hooks)})")
-            stitched = stitch(book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch)
-            if opts.fmt == "chapters" and syn.marks is not None:  # captions: ours too
+            stitched = stitch(
+                book,
+                chapters,
+                out,
+                fmt=opts.fmt,
+                on_progress=hooks.on_stitch,
+                marks=syn.marks,
+                words=opts.words,
+            )
+            if opts.fmt == "chapters" and kind and syn.marks is not None:  # captions: ours
                 files = [Path(p) for p in stitched.outputs]
-                claim(files[0].parent, [p.with_suffix(".vtt").name for p in files])
+                claim(files[0].parent, [p.with_suffix(f".{kind}").name for p in files])
             doing(hooks, f"waiting for the captions of {out.name}")
-            captions = write_captions(
-                syn.pieces, syn.marks, [Path(p) for p in stitched.outputs], out, opts.fmt
+            files = [Path(p) for p in stitched.outputs]
+            captions = write_run_captions(
+                syn.pieces,
+                syn.marks if kind else None,
+                files,
+                out,
+                opts.fmt,
+                opts.captions,
+                stitched.chapters,
             )
         except BaseException as e:
             # What was paid for is in the chunk rows; the run keeps only why it stopped.

@@ -65,7 +65,12 @@ class Capabilities:
                   restart, and ``recover`` finds a task whose id was never recorded.
     batch_status: ``poll_many`` answers for many tasks in one status call.
     notified:     completions are pushed (notifications): a poll spends no status quota.
-    marks:        ``fetch_marks`` writes speech marks beside each piece of audio.
+    marks:        ``fetch_marks`` writes speech marks beside each piece of audio (JSON
+                  lines, ``timings.py``): sentence and word starts in the piece.
+    marks_included: the marks come with every piece at no cost (the engine's own
+                  timings): they are always cached, and captions are written only when
+                  asked for. Without it, marks are paid for (Polly's speech-mark tasks),
+                  asked for by the user, and captions follow them.
     price_kind:   the key of the engine's list price (``config.POLLY_PRICES_PER_MILLION``);
                   "" for an engine that costs nothing.
     """
@@ -75,6 +80,7 @@ class Capabilities:
     batch_status: bool = False
     notified: bool = False
     marks: bool = False
+    marks_included: bool = False
     price_kind: str = ""
 
 
