@@ -105,6 +105,12 @@ def synthesize(
         if reusable:
             cached += 1
             continue
+        # Paid-for marks of audio cached without them: only the marks are bought.
+        marks_only = (
+            with_marks
+            and not engine.capabilities.marks_included
+            and store.reusable(k, (ext,), rows.get(k), found)[0]
+        )
         jobs.append(
             Job(
                 i,
@@ -113,6 +119,7 @@ def synthesize(
                 chars[i],
                 store.cache_path(k, ext),
                 store.cache_path(k, MARKS_EXT) if with_marks else None,
+                marks_only=marks_only,
             )
         )
     store.record_digests(found, engine.name)

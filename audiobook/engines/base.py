@@ -127,6 +127,14 @@ class Engine(abc.ABC):
         the start of the piece). Only for engines with ``capabilities.marks``."""
         raise NotImplementedError(f"the {self.name} engine writes no speech marks")
 
+    def submit_marks(self, chunk: Chunk, key: str) -> TaskRef:
+        """Start only the speech marks of ``chunk``, whose audio is cached already (an
+        earlier run without marks): engines whose marks are paid for apart from the
+        audio (``marks`` without ``marks_included``) implement it, so that the audio is
+        not paid for twice. ``poll`` and ``fetch_marks`` work on the reference as on
+        ``submit``'s; ``fetch`` is never called on it."""
+        raise NotImplementedError(f"the {self.name} engine makes no speech marks alone")
+
     def recover(self, key: str, since: float) -> TaskRef | None:
         """Find a task for ``key`` started at or after ``since`` (epoch seconds, our
         clock: the engine allows for the service's clock being off) that the
