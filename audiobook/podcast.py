@@ -24,6 +24,9 @@ stitched audio (``ConvertResult.chapter_times``); inside a chapter, its title an
 block (paragraph, list item, quote...) at least one cue (long blocks are cut into cues
 of whole sentences, about 200 characters each), with times proportional to their number
 of characters: the chapter marks are exact, the cues inside a chapter are estimates.
+With an engine that reports its timings (espeak-ng, Polly with speech marks), the
+transcript is the pipeline's captions instead: a cue per sentence, from the time the
+voice starts it (``--captions vtt`` of the episode's audio).
 
 Every file is written to a temporary name and moved into place (``os.replace``), the
 feed last, so a podcast app never reads a half-written feed or an enclosure whose length
@@ -488,6 +491,8 @@ def build_episodes(
             _install_image(podcast.image, folder) if podcast.image else index.channel.get("image")
         )
         fingerprint = opts.fingerprint()
+        # The transcript from the voice's timings, where the engine has them.
+        episode_opts = dataclasses.replace(opts, captions="vtt")
         episodes = dict(index.episodes)
         added: list[str] = []
         updated: list[str] = []
@@ -520,7 +525,7 @@ def build_episodes(
                 result = convert_book(
                     book,
                     audio,
-                    opts,
+                    episode_opts,
                     episode_hooks,
                     store=store,
                     state_dir=state_dir,
@@ -546,10 +551,10 @@ def build_episodes(
                     "utf-8"
                 ),
             )
-            atomic_write(
-                folder / f"{stem}.vtt",
-                transcript_vtt(book, chapter_times, duration).encode("utf-8"),
-            )
+            transcript = folder / f"{stem}.vtt"
+            timed = {Path(p).resolve() for p in result.outputs}
+            if transcript.resolve() not in timed:  # no timings: estimated from the text
+                atomic_write(transcript, transcript_vtt(book, chapter_times, duration).encode())
             first_seen = old.first_seen if old else now().isoformat(timespec="seconds")
             published = parse_date(book.date) or dt.datetime.fromisoformat(first_seen)
             episode = Episode(

@@ -225,3 +225,46 @@ def test_captions_m4b_chapters_and_overlays_agree(aesop, tmp_path):
     ref = first["pars"][1][0]
     span = re.search(rf'<span id="{ref}">(.*?)</span>', first["xhtml"]).group(1)
     assert span.split()[:3] == next(t for s, t in cues if s >= starts[1] + 0.5).split()[:3]
+
+
+def test_podcast_transcript_comes_from_the_voices_timings(tmp_path):
+    """With espeak-ng, an episode's transcript has a cue per spoken sentence, starting
+    where the voice starts it (the same as the book's captions), not estimates."""
+    from audiobook.podcast import build_episodes
+
+    article = tmp_path / "note.md"
+    article.write_text(
+        "# A short note\n\nThe first sentence is here. The second one follows it.\n\n"
+        "## Later\n\nA last paragraph ends the note.\n",
+        encoding="utf-8",
+    )
+    feed = tmp_path / "feed"
+    result = build_episodes([article], feed, ConvertOptions(), state_dir=tmp_path / "s")
+    ep = result.episodes[0]
+    cues = _vtt_cues((feed / ep.transcript).read_text(encoding="utf-8"))
+    assert [t for _s, t in cues] == [
+        "A short note",
+        "The first sentence is here.",
+        "The second one follows it.",
+        "Later",
+        "A last paragraph ends the note.",
+    ]
+    starts = [s for s, _t in cues]
+    assert starts == sorted(starts) and 0 < starts[0] < 1.0
+    assert starts[-1] < ep.duration
+
+
+def test_an_engine_without_timings_is_refused_before_anything_is_paid(tmp_path):
+    from audiobook.engines.fake import FakeEngine
+    from audiobook.errors import ConfigError
+
+    engine = FakeEngine()
+    with pytest.raises(ConfigError, match="--marks sentence"):
+        convert(
+            SAMPLE,
+            tmp_path / "b.epub",
+            ConvertOptions(fmt="epub"),
+            engine=engine,
+            state_dir=tmp_path / "s",
+        )
+    assert engine.submitted == [] and not (tmp_path / "b.epub").exists()
