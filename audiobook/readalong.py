@@ -200,11 +200,13 @@ def chapter_document(
     starts = sorted((t, r, note) for t, r, note in starts if r in valid)
     heading_id = f"c{n}"
     clips: list[Clip] = []
+    # In whole milliseconds, as written: a clip must end after it begins.
+    end_ms = round(duration * 1000)
     for i, (t, ref, note) in enumerate(starts):
-        end = starts[i + 1][0] if i + 1 < len(starts) else duration
-        begin = min(t, duration)
+        nxt = round(starts[i + 1][0] * 1000) if i + 1 < len(starts) else end_ms
+        begin, end = min(round(t * 1000), end_ms), min(nxt, end_ms)
         if end > begin:  # one with no time of its own leaves it to the one before
-            clips.append(Clip(ref, begin, end, note))
+            clips.append(Clip(ref, begin / 1000, end / 1000, note))
     if not clips:
         clips = [Clip(heading_id, 0.0, duration)]
     else:

@@ -21,7 +21,7 @@ from lxml import etree
 
 from audiobook.ingest import read_book
 from audiobook.options import ConvertOptions
-from audiobook.pipeline import convert
+from audiobook.pipeline import convert, convert_book
 
 pytestmark = pytest.mark.ffmpeg
 
@@ -268,3 +268,34 @@ def test_an_engine_without_timings_is_refused_before_anything_is_paid(tmp_path):
             state_dir=tmp_path / "s",
         )
     assert engine.submitted == [] and not (tmp_path / "b.epub").exists()
+
+
+def test_footnotes_are_a_footnote_seq_that_players_may_skip(tmp_path):
+    """A chapter's footnotes (spoken at its end) are an aside epub:type="footnote" in
+    the text and a seq epub:type="footnote" in the overlay; the book passes EPUBCheck."""
+    from audiobook.model import Block, Book, Chapter
+
+    book = Book(
+        title="Notes",
+        authors=("Ann Author",),
+        language="en",
+        chapters=(
+            Chapter(
+                "One",
+                blocks=(Block("paragraph", "It rained all day. Nobody went out."),),
+                footnotes=(Block("note", "Records say it was the wettest day of the year."),),
+            ),
+            Chapter("Two", blocks=(Block("paragraph", "The sun came back."),)),
+        ),
+    )
+    out = tmp_path / "notes.epub"
+    convert_book(book, out, ConvertOptions(fmt="epub"), state_dir=tmp_path / "s")
+    assert problems(epubcheck(out, tmp_path)) == []
+    facts = overlays(out, tmp_path / "x")
+    check_overlays(facts)
+    one = facts["chapters"][0]
+    assert '<aside epub:type="footnote"' in one["xhtml"]
+    smil = (tmp_path / "x" / "OEBPS" / "c001.smil").read_text(encoding="utf-8")
+    notes = smil[smil.index('epub:type="footnote"') :]
+    note_ref = re.search(r'#(c1s\d+)"', notes).group(1)
+    assert re.search(rf'<span id="{note_ref}">Records say', one["xhtml"])
