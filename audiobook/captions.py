@@ -236,13 +236,20 @@ def render_cues(cues: Sequence[Cue], kind: str) -> str:
     return "\n".join(lines)
 
 
-def chapter_sentences(pieces: Sequence[Path], marks: Sequence[Path]) -> list[Sentence]:
+def chapter_sentences(
+    pieces: Sequence[Path], marks: Sequence[Path], starts: Sequence[float] | None = None
+) -> list[Sentence]:
     """A chapter's spoken sentences, on the chapter's timeline, from its pieces and their
-    marks (each piece starts where the one before ends)."""
-    offsets, t = [], 0.0
-    for p in pieces:
-        offsets.append(t)
-        t += piece_duration(p)
+    marks: each piece starts at ``starts`` (the stitch's), else where the one before
+    ends."""
+    offsets: list[float] = []
+    if starts is not None and len(starts) == len(pieces):
+        offsets = list(starts)
+    else:
+        t = 0.0
+        for p in pieces:
+            offsets.append(t)
+            t += piece_duration(p)
     texts = [Path(m).read_text(encoding="utf-8") for m in marks]
     return chapter_timings(list(zip(offsets, texts)))
 
@@ -255,11 +262,12 @@ def write_timed_captions(
     fmt: str,
     kind: str,
     chapter_times: Sequence[tuple[str, float, float]],
+    piece_starts: Sequence[Sequence[float]] = (),
 ) -> list[Path]:
     """``--captions vtt|srt``: a caption file per chapter file (``chapters``: beside
     each; ``epub``: ``<stem>.<NN>.<kind>`` for each chapter's audio), else one for the
     book, ``<stem>.<kind>``, on the book's timeline (chapter starts as in its chapter
-    marks)."""
+    marks, pieces where the stitch put them: ``piece_starts``)."""
     per_chapter = fmt in ("chapters", "epub")
     n = len(pieces)
     width = max(2, len(str(n)))
@@ -267,7 +275,8 @@ def write_timed_captions(
     book_cues: list[Cue] = []
     for i, (chapter_pieces, chapter_marks) in enumerate(zip(pieces, marks)):
         _title, start, end = chapter_times[i]
-        sentences = chapter_sentences(chapter_pieces, chapter_marks)
+        starts = piece_starts[i] if i < len(piece_starts) else None
+        sentences = chapter_sentences(chapter_pieces, chapter_marks, starts)
         if not per_chapter:
             book_cues += sentence_cues(sentences, start, end)
             continue
@@ -298,11 +307,14 @@ def write_run_captions(
     fmt: str,
     requested: str,
     chapter_times: Sequence[tuple[str, float, float]],
+    piece_starts: Sequence[Sequence[float]] = (),
 ) -> list[Path]:
     """A run's captions: ``requested`` ("vtt"/"srt") from any engine's timings, else
     the paid-for marks' WebVTT per chapter (``write_captions``)."""
     if marks is None:
         return []
     if requested:
-        return write_timed_captions(pieces, marks, outputs, out, fmt, requested, chapter_times)
+        return write_timed_captions(
+            pieces, marks, outputs, out, fmt, requested, chapter_times, piece_starts
+        )
     return write_captions(pieces, marks, outputs, out, fmt)

@@ -347,6 +347,7 @@ def _convert(
                 opts.fmt,
                 opts.captions,
                 stitched.chapters,
+                stitched.piece_starts,
             )
         except BaseException as e:
             # What was paid for is in the chunk rows; the run keeps only why it stopped.

@@ -142,6 +142,8 @@ class StitchResult:
     outputs: tuple[Path, ...]
     chapters: tuple[tuple[str, float, float], ...]
     duration: float
+    # per chapter, where each of its pieces starts in it (s): what timings are shifted by
+    piece_starts: tuple[tuple[float, ...], ...] = ()
 
 
 # --- the timeline -------------------------------------------------------------------------
@@ -508,7 +510,8 @@ def stitch(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     progress.finish()
-    return StitchResult(outputs, tl.chapter_times(titles), tl.total / tl.rate)
+    starts = tuple(tuple(piece_offsets(tl, i)) for i in range(len(titles)))
+    return StitchResult(outputs, tl.chapter_times(titles), tl.total / tl.rate, starts)
 
 
 def aac_args(bitrate: str, vbr: bool = True) -> list[str]:
