@@ -3,8 +3,8 @@ per chapter, and a SMIL 3.0 media overlay per content document that says when ea
 sentence (or word) is spoken, so a reading system highlights the text in step with
 the voice (EPUB 3 Media Overlays).
 
-    docs = [chapter_document(book, i, sentences[i], words=False) for i ...]   (pure)
-    write_epub(book, docs, audio, dest)                                        (atomic)
+    doc = chapter_document(book, i, sentences, duration, words=False)   (pure)
+    write_epub(book, docs, [(audio_path, duration), ...], dest)       (the caller renames)
 
 The text comes from the book's model (the chapters and their blocks as read from the
 EPUB, PDF, HTML or Markdown source), the timings from the engine's speech marks

@@ -109,3 +109,40 @@ def test_cues_in_webvtt_and_subrip():
     assert render_cues(cues, "vtt").startswith(
         "WEBVTT\n\n1\n00:00:10.250 --> 00:01:11.500\nOne &lt;b&gt;.\n"
     )
+
+
+def test_sentences_are_found_in_the_chapter_text_and_given_ids():
+    """Each spoken sentence is found in order by its letters and digits (whatever the
+    quotes, entities or spaces); one that is not in the text (a spoken title the book
+    does not print) leaves its time to the clip before; the last clip ends with the
+    audio."""
+    from audiobook.model import Block, Book, Chapter
+    from audiobook.readalong import Clip, chapter_document
+
+    book = Book(
+        title="T",
+        chapters=(
+            Chapter(
+                "Rain",
+                blocks=(Block("paragraph", "\u201cWet,\u201d she said. It  rained & rained."),),
+            ),
+        ),
+    )
+    spoken = [
+        Sentence(0.2, "Rain"),
+        Sentence(1.0, "Chapter the first"),  # not in the text
+        Sentence(2.0, '"Wet," she said.'),
+        Sentence(3.5, "It rained & rained."),
+    ]
+    doc = chapter_document(book, 0, spoken, 5.0, words=False)
+    assert doc.body == (
+        '<section epub:type="bodymatter chapter" id="c1">\n'
+        '<h1><span id="c1s1">Rain</span></h1>\n'
+        '<p><span id="c1s3">\u201cWet,\u201d she said. </span>'
+        '<span id="c1s4">It  rained &amp; rained.</span></p>\n</section>'
+    )
+    assert doc.clips == (
+        Clip("c1s1", 0.2, 2.0),
+        Clip("c1s3", 2.0, 3.5),
+        Clip("c1s4", 3.5, 5.0),
+    )
