@@ -108,7 +108,7 @@ def synthesize(
         # Paid-for marks of audio cached without them: only the marks are bought.
         marks_only = (
             with_marks
-            and not engine.capabilities.marks_included
+            and engine.capabilities.marks_alone
             and store.reusable(k, (ext,), rows.get(k), found)[0]
         )
         jobs.append(

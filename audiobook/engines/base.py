@@ -71,6 +71,8 @@ class Capabilities:
                   timings): they are always cached, and captions are written only when
                   asked for. Without it, marks are paid for (Polly's speech-mark tasks),
                   asked for by the user, and captions follow them.
+    marks_alone:  ``submit_marks`` buys the marks of a piece whose audio is cached,
+                  without its audio (Polly's speech-mark task alone).
     price_kind:   the key of the engine's list price (``config.POLLY_PRICES_PER_MILLION``);
                   "" for an engine that costs nothing.
     """
@@ -81,6 +83,7 @@ class Capabilities:
     notified: bool = False
     marks: bool = False
     marks_included: bool = False
+    marks_alone: bool = False
     price_kind: str = ""
 
 
@@ -129,9 +132,8 @@ class Engine(abc.ABC):
 
     def submit_marks(self, chunk: Chunk, key: str) -> TaskRef:
         """Start only the speech marks of ``chunk``, whose audio is cached already (an
-        earlier run without marks): engines whose marks are paid for apart from the
-        audio (``marks`` without ``marks_included``) implement it, so that the audio is
-        not paid for twice. ``poll`` and ``fetch_marks`` work on the reference as on
+        earlier run without marks): engines that declare ``marks_alone`` implement it,
+        so that the audio is not paid for twice. ``poll`` and ``fetch_marks`` work on the reference as on
         ``submit``'s; ``fetch`` is never called on it."""
         raise NotImplementedError(f"the {self.name} engine makes no speech marks alone")
 

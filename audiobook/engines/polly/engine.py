@@ -109,6 +109,7 @@ class PollyEngine(Engine):
             batch_status=True,
             notified=self.sns_topic is not None,
             marks=bool(self.marks),
+            marks_alone=bool(self.marks),
             price_kind=self.polly_engine,
         )
 
