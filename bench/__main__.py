@@ -26,6 +26,7 @@ BENCHES = [
     "bench.bench_ingest_html",
     "bench.bench_ingest_epub",
     "bench.bench_local",
+    "bench.bench_piper",
     "bench.bench_stitch",
     "bench.bench_polly",
     "bench.bench_faults",

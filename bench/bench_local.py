@@ -60,6 +60,8 @@ def _cli(src: Path, out: Path, state: Path) -> tuple[float, subprocess.Completed
             str(out),
             "--state-dir",
             str(state),
+            "--engine",
+            "espeak",
         ],
         capture_output=True,
         text=True,

@@ -8,10 +8,17 @@ from pathlib import Path
 
 import pytest
 
+# The suite speaks with espeak-ng unless a test asks for another engine: its tests are
+# about the pipeline, and espeak-ng is a few hundred times faster than Piper here.
+# tests/test_piper.py picks Piper (and `local`) explicitly.
+os.environ.setdefault("AUDIOBOOK_ENGINE", "espeak")
+# onnxruntime's telemetry off in tests that load it directly (the engine sets it too)
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.webserver"]
 
 
 def corpus_path(*parts: str) -> Path:

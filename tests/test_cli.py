@@ -28,6 +28,10 @@ def tiny_epub(tmp_path: Path) -> Path:
     )
 
 
+# Conversions here test the CLI, not the voice: the fast engine.
+ESPEAK = ("--engine", "espeak")
+
+
 def invoke(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
@@ -120,7 +124,7 @@ def test_convert_local_to_m4b_with_chapters(tiny_epub, tmp_path):
     out = tmp_path / "out" / "tiny.m4b"
     out.parent.mkdir()
     state = tmp_path / "state"
-    r = invoke("convert", str(tiny_epub), "-o", str(out), "--state-dir", str(state))
+    r = invoke("convert", str(tiny_epub), "-o", str(out), "--state-dir", str(state), *ESPEAK)
     assert r.exit_code == 0, r.output
     assert "3 chapters" in r.stdout and "3 synthesized" in r.stdout
     audio = MP4(out)
@@ -132,7 +136,7 @@ def test_convert_local_to_m4b_with_chapters(tiny_epub, tmp_path):
     assert audio.tags["\xa9nam"] == ["A Tiny Day"]
     # The second run does nothing and says so; status shows the book.
     size = out.stat().st_size
-    r = invoke("convert", str(tiny_epub), "-o", str(out), "--state-dir", str(state))
+    r = invoke("convert", str(tiny_epub), "-o", str(out), "--state-dir", str(state), *ESPEAK)
     assert r.exit_code == 0 and "up to date" in r.stdout and out.stat().st_size == size
     r = invoke("status", "--state-dir", str(state))
     assert "A Tiny Day" in r.stdout and "3 done" in r.stdout
@@ -151,10 +155,10 @@ def test_changed_chapter_resynthesizes_only_that_chapter(tmp_path):
     state = str(tmp_path / "state")
     out = str(tmp_path / "day.m4b")
     make("It was hot at noon.")
-    r = invoke("convert", str(tmp_path / "day.epub"), "-o", out, "--state-dir", state)
+    r = invoke("convert", str(tmp_path / "day.epub"), "-o", out, "--state-dir", state, *ESPEAK)
     assert "0 cached, 3 synthesized" in r.stdout, r.output
     make("It was cold at noon, for once.")
-    r = invoke("convert", str(tmp_path / "day.epub"), "-o", out, "--state-dir", state)
+    r = invoke("convert", str(tmp_path / "day.epub"), "-o", out, "--state-dir", state, *ESPEAK)
     assert r.exit_code == 0 and "2 cached, 1 synthesized" in r.stdout, r.output
     # The old version of the changed chapter is what gc removes.
     r = invoke("gc", "--state-dir", state)

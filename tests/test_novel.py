@@ -89,7 +89,7 @@ def test_longest_novel_converts_with_exact_chapters_duration_and_flat_memory(cor
     expected = [c["title"] for c in json.loads(inspect.stdout)["chapters"]]
 
     done, peak_mb = _run_sampling(
-        [*cli, "convert", str(src), "-o", str(out), "--state-dir", str(state)]
+        [*cli, "convert", str(src), "-o", str(out), "--state-dir", str(state), "--engine", "espeak"]
     )
     assert done.returncode == 0, done.stderr
     print(f"\nnovel: {len(expected)} chapters, peak tree RSS {peak_mb:.0f} MB")

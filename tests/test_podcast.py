@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import io
 import itertools
 import json
 import re
@@ -16,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from lxml import etree
 from mutagen import File as MutagenFile
+from PIL import Image
 
 from audiobook.captions import vtt_time
 from audiobook.cli import cli
@@ -365,6 +367,8 @@ def test_cli_podcast_with_the_local_engine(corpus, tmp_path):
         BASE,
         "--state-dir",
         str(tmp_path / "st"),
+        "--engine",
+        "espeak",
     ]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
@@ -395,7 +399,7 @@ def test_an_unreadable_article_fails_alone(corpus, tmp_path):
             "--feed",
             str(tmp_path / "feed"),
             "--engine",
-            "local",
+            "espeak",
             "--state-dir",
             str(tmp_path / "st"),
         ],
@@ -427,7 +431,9 @@ def test_lead_image_becomes_channel_artwork_when_none_is_given(tmp_path):
     )
     doc = etree.parse(str(tmp_path / "feed" / "feed.xml"))
     assert doc.find("channel/itunes:image", NS).get("href") == BASE + "cover.png"
-    assert (tmp_path / "feed" / "cover.png").read_bytes() == PNG
+    with Image.open(tmp_path / "feed" / "cover.png") as cover:
+        assert (cover.size, cover.mode) == ((1400, 1400), "RGB")
+        assert cover.getpixel((700, 700)) == (200, 120, 40)
 
 
 # --- pure pieces ---------------------------------------------------------------------------
@@ -447,6 +453,66 @@ def test_vtt_timestamps_and_escaping():
     }
 
 
+def test_a_title_is_captioned_once_as_it_is_spoken_once():
+    """An article whose first heading repeats its title (the usual <h1>): the voice
+    says the title once (the SSML drops the heading), and so does the transcript."""
+    from audiobook.config import RenderOptions
+    from audiobook.model import Block, Book, Chapter
+    from audiobook.ssml import render_chapter, spoken_text
+
+    book = Book(
+        "Tides",
+        (
+            Chapter(
+                "Tides",
+                1,
+                (
+                    Block("heading", "Tides"),
+                    Block("paragraph", "The sea rises and falls twice a day."),
+                    Block("heading", "The moon"),
+                    Block("paragraph", "Its pull heaps the water up."),
+                ),
+            ),
+        ),
+    )
+    texts = [c[2] for c in _cues(transcript_vtt(book, [("Tides", 0.0, 4.0)], 4.0))]
+    assert texts == [
+        "Tides",
+        "The sea rises and falls twice a day.",
+        "The moon",
+        "Its pull heaps the water up.",
+    ]
+    assert spoken_text(render_chapter(book, 0)).split("\n\n") == texts  # what is said
+    # A rendering that speaks no titles captions none: the heading is said, once.
+    quiet = RenderOptions(speak_chapter_titles=False)
+    texts = [c[2] for c in _cues(transcript_vtt(book, [], 4.0, quiet))]
+    assert texts.count("Tides") == 1 and texts[0] == "Tides" and len(texts) == 4
+
+
+@pytest.mark.ffmpeg
+def test_an_episode_transcript_and_page_say_the_title_once(tmp_path):
+    """An EPUB chapter opens with an <h1> that says its title from the table of
+    contents: one caption of it in the transcript, one line of it on the feed page."""
+    from tests.epubkit import Doc, build_epub
+
+    body = "<h1>The Tides</h1>" + "<p>The sea rises and falls twice a day.</p>" * 3
+    build_epub(
+        tmp_path / "tides.epub", [Doc("c1.xhtml", body)], toc=[("The Tides", "c1.xhtml", [])]
+    )
+    result = build_episodes(
+        [tmp_path / "tides.epub"],
+        tmp_path / "feed",
+        options(),
+        engine=FakeEngine(),
+        state_dir=tmp_path / "st",
+    )
+    (ep,) = result.episodes
+    texts = [c[2] for c in _cues((tmp_path / "feed" / ep.transcript).read_text("utf-8"))]
+    assert texts[0] == "The Tides" and texts.count("The Tides") == 1 and len(texts) == 4
+    page = (tmp_path / "feed" / "index.html").read_text("utf-8")
+    assert page.count("The Tides") == 1  # the transcript's line (the episode is "Test Book")
+
+
 def test_long_blocks_are_cut_into_sentence_cues():
     sentence = "A sentence of some length, with a few words in it. "
     cues = cue_texts((sentence * 10).strip(), limit=120)
@@ -455,7 +521,10 @@ def test_long_blocks_are_cut_into_sentence_cues():
     assert cue_texts("short") == ["short"]
 
 
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4"
-    "890000000d49444154789c63f8cfc0f01f0005000201a5f0dbb40000000049454e44ae426082"
-)
+def _png(size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGBA", size, (200, 120, 40, 255)).save(out, "PNG")
+    return out.getvalue()
+
+
+PNG = _png((1, 1))  # far from the 1400 px square the directories take: resized

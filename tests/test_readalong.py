@@ -147,12 +147,20 @@ def aesop(tmp_path_factory):
     chapter captions and word overlays, from one state store."""
     tmp = tmp_path_factory.mktemp("aesop")
     state = tmp / "state"
-    m4b = convert(SAMPLE, tmp / "aesop.m4b", ConvertOptions(captions="vtt"), state_dir=state)
+    m4b = convert(
+        SAMPLE, tmp / "aesop.m4b", ConvertOptions(engine="espeak", captions="vtt"), state_dir=state
+    )
     epub = convert(
-        SAMPLE, tmp / "aesop.epub", ConvertOptions(fmt="epub", captions="srt"), state_dir=state
+        SAMPLE,
+        tmp / "aesop.epub",
+        ConvertOptions(engine="espeak", fmt="epub", captions="srt"),
+        state_dir=state,
     )
     words = convert(
-        SAMPLE, tmp / "words.epub", ConvertOptions(fmt="epub", words=True), state_dir=state
+        SAMPLE,
+        tmp / "words.epub",
+        ConvertOptions(engine="espeak", fmt="epub", words=True),
+        state_dir=state,
     )
     return tmp, m4b, epub, words
 
@@ -241,7 +249,9 @@ def test_podcast_transcript_comes_from_the_voices_timings(tmp_path):
         encoding="utf-8",
     )
     feed = tmp_path / "feed"
-    result = build_episodes([article], feed, ConvertOptions(), state_dir=tmp_path / "s")
+    result = build_episodes(
+        [article], feed, ConvertOptions(engine="espeak"), state_dir=tmp_path / "s"
+    )
     ep = result.episodes[0]
     cues = _vtt_cues((feed / ep.transcript).read_text(encoding="utf-8"))
     assert [t for _s, t in cues] == [
@@ -265,7 +275,7 @@ def test_an_engine_without_timings_is_refused_before_anything_is_paid(tmp_path):
         convert(
             SAMPLE,
             tmp_path / "b.epub",
-            ConvertOptions(fmt="epub"),
+            ConvertOptions(engine="espeak", fmt="epub"),
             engine=engine,
             state_dir=tmp_path / "s",
         )
@@ -291,7 +301,7 @@ def test_footnotes_are_a_footnote_seq_that_players_may_skip(tmp_path):
         ),
     )
     out = tmp_path / "notes.epub"
-    convert_book(book, out, ConvertOptions(fmt="epub"), state_dir=tmp_path / "s")
+    convert_book(book, out, ConvertOptions(engine="espeak", fmt="epub"), state_dir=tmp_path / "s")
     assert problems(epubcheck(out, tmp_path)) == []
     facts = overlays(out, tmp_path / "x")
     check_overlays(facts)
@@ -301,3 +311,25 @@ def test_footnotes_are_a_footnote_seq_that_players_may_skip(tmp_path):
     notes = smil[smil.index('epub:type="footnote"') :]
     note_ref = re.search(r'#(c1s\d+)"', notes).group(1)
     assert re.search(rf'<span id="{note_ref}">Records say', one["xhtml"])
+
+
+def test_piper_sentence_marks_make_a_readalong_epub_too(tmp_path):
+    """Another engine plugs in by writing speech marks: Piper's sentence marks (with the
+    bundled English voice) give sentence overlays that EPUBCheck passes."""
+    from audiobook.model import Block, Book, Chapter
+
+    book = Book(
+        title="Weather",
+        authors=("Ann Author",),
+        language="en",
+        chapters=(
+            Chapter("Rain", blocks=(Block("paragraph", "It rained all day. Nobody went out."),)),
+            Chapter("Sun", blocks=(Block("paragraph", "The sun came back. We went out."),)),
+        ),
+    )
+    out = tmp_path / "weather.epub"
+    convert_book(book, out, ConvertOptions(engine="piper", fmt="epub"), state_dir=tmp_path / "s")
+    assert problems(epubcheck(out, tmp_path)) == []
+    facts = overlays(out, tmp_path / "x")
+    check_overlays(facts)
+    assert [len(c["pars"]) for c in facts["chapters"]] == [3, 3]

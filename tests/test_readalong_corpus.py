@@ -58,7 +58,13 @@ def _tone_engine() -> FakeEngine:
 def test_readalong_of_every_corpus_epub_passes_epubcheck(name, tmp_path):
     src = corpus_path("epub", name)
     out = tmp_path / "book.epub"
-    convert(src, out, ConvertOptions(fmt="epub"), state_dir=tmp_path / "s", engine=_tone_engine())
+    convert(
+        src,
+        out,
+        ConvertOptions(engine="espeak", fmt="epub"),
+        state_dir=tmp_path / "s",
+        engine=_tone_engine(),
+    )
     assert problems(epubcheck(out, tmp_path)) == []
     check_overlays(overlays(out, tmp_path / "x"))
 
@@ -71,7 +77,7 @@ def test_readalong_of_a_pdf_and_an_html_page_passes_epubcheck(kind, name, tmp_pa
     """Spoken by espeak-ng, with word overlays."""
     src = corpus_path(kind, name)
     out = tmp_path / "book.epub"
-    opts = ConvertOptions(fmt="epub", words=True)
+    opts = ConvertOptions(engine="espeak", fmt="epub", words=True)
     convert(src, out, opts, state_dir=tmp_path / "s")
     assert problems(epubcheck(out, tmp_path)) == []
     check_overlays(overlays(out, tmp_path / "x"))
@@ -125,7 +131,7 @@ def test_sentence_starts_fall_on_pauses_found_in_the_audio(tmp_path):
     convert_book(
         book.with_chapters(tuple(chapters)),
         out,
-        ConvertOptions(fmt="epub"),
+        ConvertOptions(engine="espeak", fmt="epub"),
         state_dir=tmp_path / "s",
     )
     facts = overlays(out, tmp_path / "x")

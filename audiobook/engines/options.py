@@ -3,6 +3,7 @@
 Pure; importing it loads no engine.
 
     LocalOptions(voice="en-gb-x-rp", rate_wpm=170)
+    PiperOptions(voice="en_US-joe-medium", speed=1.1)
     PollyOptions(bucket="my-bucket", polly_engine="long-form", voice="Danielle")
 
 ``voice=None`` lets the engine choose by the book's language (``language``, filled in
@@ -16,19 +17,44 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LocalOptions:
-    """espeak-ng, offline.
+    """The offline engines: espeak-ng (``espeak``), and ``local``, which is Piper where
+    an installed Piper voice speaks the book's language, else espeak-ng.
 
-    voice:    an espeak-ng voice (``audiobook voices --engine local``); None follows
-              ``language``.
+    voice:    an espeak-ng voice (``audiobook voices --engine espeak``), or for ``local``
+              a Piper voice's name or ``.onnx`` path; None follows ``language``.
     language: the book's BCP 47 tag, for the default voice.
     workers:  synthesis processes; 0 = one per core.
     rate_wpm: speaking rate in words per minute (80-450); None = espeak-ng's default.
+              (Piper, for ``local``: its speed is ``rate_wpm / 175``.)
     """
 
     voice: str | None = None
     language: str | None = None
     workers: int = 0
     rate_wpm: int | None = None
+
+
+@dataclass(frozen=True)
+class PiperOptions:
+    """Piper, offline: a neural voice on onnxruntime.
+
+    voice:    an installed voice's name ("en_US-joe-medium", see ``audiobook voices
+              --engine piper``) or the path of a ``.onnx`` model with its ``.onnx.json``
+              beside it; None follows ``language``.
+    language: the book's BCP 47 tag, for the default voice.
+    workers:  synthesis processes; 0 = one per core.
+    threads:  onnxruntime threads per process (1 measured fastest with one process per
+              core; see bench/bench_piper.py).
+    speed:    speaking speed, 1.0 = the voice's own (0.5-2.0); divides its length scale.
+    marks:    speech marks to keep beside each piece: ("sentence",) writes WebVTT captions.
+    """
+
+    voice: str | None = None
+    language: str | None = None
+    workers: int = 0
+    threads: int = 1
+    speed: float = 1.0
+    marks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,4 +91,4 @@ class PollyOptions:
     notification_grace: float = 60.0
 
 
-EngineOptions = LocalOptions | PollyOptions
+EngineOptions = LocalOptions | PiperOptions | PollyOptions
