@@ -64,7 +64,7 @@ _EXPORTS = {
     # pipeline
     "convert": "pipeline",
     "convert_book": "pipeline",
-    "preview": "pipeline",
+    "preview": "synthesis",
     "RunPlan": "synthesis",
     "synthesize": "synthesis",
     "batch": "batch",

@@ -6,6 +6,8 @@ transcripts).
     write_webvtt(dest, [(offset_s, marks_path), ...]) -> Path    (atomic)
     write_captions(pieces, marks, outputs, out, fmt)  -> [Path]  (a book's chapters)
     vtt_time(3725.5) == "01:02:05.500"
+    write_timed_captions(...)  -> [Path]   (``--captions vtt|srt``: any engine's timings)
+    render_cues(cues, "srt")   -> str      (pure)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from .errors import EngineError
 from .files import write_text_atomic
+from .timings import Sentence, chapter_timings
 
 
 def vtt_time(seconds: float) -> str:
@@ -200,3 +203,122 @@ def write_captions(
             t += piece_duration(p)
         written.append(write_webvtt(dest, list(zip(offsets, chapter_marks))))
     return written
+
+
+def srt_time(seconds: float) -> str:
+    """A SubRip timestamp, ``HH:MM:SS,mmm``."""
+    return vtt_time(seconds).replace(".", ",")
+
+
+Cue = tuple[float, float, str]
+
+
+def sentence_cues(sentences: Sequence[Sentence], offset: float, end: float) -> list[Cue]:
+    """One cue per spoken sentence, from its start to the next one's (the last to
+    ``end``), shifted by ``offset`` (where the chapter starts in the file)."""
+    cues: list[Cue] = []
+    for i, s in enumerate(sentences):
+        stop = sentences[i + 1].start if i + 1 < len(sentences) else max(end - offset, s.start)
+        if stop > s.start:
+            cues.append((offset + s.start, offset + stop, s.text))
+    return cues
+
+
+def render_cues(cues: Sequence[Cue], kind: str) -> str:
+    """WebVTT (``kind="vtt"``) or SubRip (``"srt"``) text of ``cues``."""
+    if kind == "srt":
+        blocks = [
+            f"{n}\n{srt_time(a)} --> {srt_time(b)}\n{' '.join(t.split())}\n"
+            for n, (a, b, t) in enumerate(cues, 1)
+        ]
+        return "\n".join(blocks)
+    lines = ["WEBVTT", ""]
+    for n, (a, b, t) in enumerate(cues, 1):
+        lines += [str(n), f"{vtt_time(a)} --> {vtt_time(b)}", vtt_escape(" ".join(t.split())), ""]
+    return "\n".join(lines)
+
+
+def chapter_sentences(
+    pieces: Sequence[Path], marks: Sequence[Path], starts: Sequence[float] | None = None
+) -> list[Sentence]:
+    """A chapter's spoken sentences, on the chapter's timeline, from its pieces and their
+    marks: each piece starts at ``starts`` (the stitch's), else where the one before
+    ends."""
+    offsets: list[float] = []
+    if starts is not None and len(starts) == len(pieces):
+        offsets = list(starts)
+    else:
+        t = 0.0
+        for p in pieces:
+            offsets.append(t)
+            t += piece_duration(p)
+    texts = [Path(m).read_text(encoding="utf-8") for m in marks]
+    return chapter_timings(list(zip(offsets, texts)))
+
+
+def write_timed_captions(
+    pieces: Sequence[Sequence[Path]],
+    marks: Sequence[Sequence[Path]],
+    outputs: list[Path],
+    out: Path,
+    fmt: str,
+    kind: str,
+    chapter_times: Sequence[tuple[str, float, float]],
+    piece_starts: Sequence[Sequence[float]] = (),
+) -> list[Path]:
+    """``--captions vtt|srt``: a caption file per chapter file (``chapters``: beside
+    each; ``epub``: ``<stem>.<NN>.<kind>`` for each chapter's audio), else one for the
+    book, ``<stem>.<kind>``, on the book's timeline (chapter starts as in its chapter
+    marks, pieces where the stitch put them: ``piece_starts``)."""
+    per_chapter = fmt in ("chapters", "epub")
+    n = len(pieces)
+    width = max(2, len(str(n)))
+    written: list[Path] = []
+    book_cues: list[Cue] = []
+    for i, (chapter_pieces, chapter_marks) in enumerate(zip(pieces, marks)):
+        _title, start, end = chapter_times[i]
+        starts = piece_starts[i] if i < len(piece_starts) else None
+        sentences = chapter_sentences(chapter_pieces, chapter_marks, starts)
+        if not per_chapter:
+            book_cues += sentence_cues(sentences, start, end)
+            continue
+        if fmt == "chapters" and len(outputs) == n:
+            dest = outputs[i].with_suffix(f".{kind}")
+        else:
+            dest = out.with_name(f"{out.stem}.{i + 1:0{width}d}.{kind}")
+        write_text_atomic(dest, render_cues(sentence_cues(sentences, 0.0, end - start), kind))
+        written.append(dest)
+    if not per_chapter:
+        dest = out.with_suffix(f".{kind}")
+        write_text_atomic(dest, render_cues(book_cues, kind))
+        written.append(dest)
+    return written
+
+
+def caption_kind(requested: str, marks: bool, included: bool) -> str:
+    """What captions a run writes: the one asked for, else WebVTT where the engine's
+    marks were paid for (asked for), else none."""
+    return requested or ("vtt" if marks and not included else "")
+
+
+def write_run_captions(
+    pieces: Sequence[Sequence[Path]],
+    marks: Sequence[Sequence[Path]] | None,
+    outputs: list[Path],
+    out: Path,
+    fmt: str,
+    requested: str,
+    chapter_times: Sequence[tuple[str, float, float]],
+    piece_starts: Sequence[Sequence[float]] = (),
+    lead_in: float = 0.0,
+) -> list[Path]:
+    """A run's captions: ``requested`` ("vtt"/"srt") from any engine's timings, else
+    the paid-for marks' WebVTT per chapter (``write_captions``; ``lead_in``: seconds of
+    room tone before each chapter, which ``piece_starts`` already count)."""
+    if marks is None:
+        return []
+    if requested:
+        return write_timed_captions(
+            pieces, marks, outputs, out, fmt, requested, chapter_times, piece_starts
+        )
+    return write_captions(pieces, marks, outputs, out, fmt, lead_in)

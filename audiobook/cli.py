@@ -23,7 +23,14 @@ from click.core import ParameterSource
 from rich.console import Console
 
 from . import interrupt
-from .config import FORMATS, POLLY_PRICES_PER_MILLION, PROFILES, PipelineConfig, RenderOptions
+from .config import (
+    CAPTIONS,
+    FORMATS,
+    POLLY_PRICES_PER_MILLION,
+    PROFILES,
+    PipelineConfig,
+    RenderOptions,
+)
 from .engines import ENGINES, download_voice, list_tasks, list_voices, sweep_polly_queues
 from .engines.options import (
     RATE_RANGE,
@@ -37,7 +44,8 @@ from .errors import AudiobookError, ConfigError, Terminated, one_line
 from .fetch import DEFAULT_FETCH, UNUSED_DAYS, FetchConfig
 from .ingest import IngestOptions
 from .options import ConvertOptions
-from .pipeline import convert, preview
+from .pipeline import convert
+from .synthesis import preview
 
 if TYPE_CHECKING:
     from .state import StateStore
@@ -196,8 +204,9 @@ engine_options = _compose(
         "--marks",
         default="",
         metavar="sentence,word",
-        help="Speech marks (Polly; Piper: sentence): write WebVTT captions per chapter "
-        "beside the audio.",
+        help="Speech marks: Polly's are paid for and give WebVTT captions per chapter "
+        "(Piper: sentence, the same); with word, the read-along EPUB highlights each "
+        "word.",
     ),
     click.option(
         "--keep-outputs",
@@ -367,6 +376,8 @@ def _convert_options(
         ingest=_ingest_options(kw),
         config=PipelineConfig(workers=workers, max_cost_usd=kw.get("max_cost")),
         force=kw.get("force", False),
+        captions=kw.get("captions") or "",
+        words="word" in (m.strip() for m in kw["marks"].split(",")),
     )
 
 
@@ -424,8 +435,15 @@ def cli(verbose: int) -> None:
     "fmt",
     type=click.Choice(FORMATS),
     default=None,
-    help="M4B with chapters, MP3 with ID3 chapters, or one file per chapter "
-    "[default: as -o's extension says (.mp3, .m4b), else m4b].",
+    help="M4B with chapters, MP3 with ID3 chapters, one file per chapter, or a "
+    "read-along EPUB 3 [default: as -o's extension says (.mp3, .m4b, .epub), else m4b].",
+)
+@click.option(
+    "--captions",
+    type=click.Choice(CAPTIONS),
+    default=None,
+    help="Captions from the voice's timings: one file per chapter file (chapters, epub), "
+    "else one for the book.",
 )
 @engine_options
 @sound_options

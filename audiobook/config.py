@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 
 from .lexicon import Entry
 
-# Output formats: an M4B with chapters, an MP3 with ID3 chapters, a folder of chapters.
-FORMATS = ("m4b", "mp3", "chapters")
+# Output formats: an M4B with chapters, an MP3 with ID3 chapters, a folder of chapters,
+# a read-along EPUB 3 (the text, an audio file per chapter, media overlays).
+FORMATS = ("m4b", "mp3", "chapters", "epub")
+# Caption formats written beside the audio (``--captions``).
+CAPTIONS = ("vtt", "srt")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,11 @@ class ConvertOptions:
     profile:        delivery profile (``config.PROFILES``): "default" (one loudness for
                     the whole book), "podcast" (-16 LUFS), "acx" (ACX's rules: MP3
                     chapter files), "none" (the engine's own level)
+    captions:       "" | "vtt" | "srt": captions from the speech marks beside the audio
+                    (one file per chapter file, else one for the book); "" writes them
+                    only where marks were paid for (Polly's ``marks``), as WebVTT per
+                    chapter
+    words:          the read-along EPUB's overlay has an entry per word, not per sentence
     force:          convert even when the output is up to date
     synchronous:    run submits and fetches inline, one at a time (deterministic tests)
     """
@@ -57,6 +62,8 @@ class ConvertOptions:
     dialogue_voice: str | None = None
     force: bool = False
     synchronous: bool = False
+    captions: str = ""
+    words: bool = False
 
     def casting(self, book: Book) -> Casting | None:
         """Who reads what in ``book``: the voice map resolved against its chapters
@@ -91,6 +98,10 @@ class ConvertOptions:
             "ingest": _jsonable(dataclasses.asdict(self.ingest)),
             "template": template_identity(self.render.template),  # edits to a user's file
         }
+        if self.captions:
+            d["captions"] = self.captions
+        if self.words:
+            d["words"] = True
         if self.engine == "local":
             # What "local" chooses from: a voice installed for the book's language
             # makes its next conversion use it.

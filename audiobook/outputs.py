@@ -41,12 +41,13 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     "m4b": (".m4b", ".m4a", ".mp4"),
     "mp3": (".mp3",),
     "chapters": ("",),
+    "epub": (".epub",),
 }
 # Names that say "some other kind of file": audio we do not write, and documents.
 OTHER_EXTENSIONS = frozenset(
     {
         *(".aac", ".flac", ".ogg", ".oga", ".opus", ".wav", ".wma", ".aiff", ".webm", ".mka"),
-        *(".epub", ".pdf", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt"),
+        *(".pdf", ".html", ".htm", ".xhtml", ".md", ".markdown", ".txt"),
         *(".json", ".vtt"),
     }
 )

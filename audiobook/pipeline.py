@@ -55,7 +55,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from . import engines
-from .captions import write_captions
+from .captions import caption_kind, write_run_captions
 from .config import FORMATS
 from .engines.base import Engine
 from .errors import ConfigError, InputError, StateError
@@ -70,11 +70,14 @@ from .scheduler import Limiters
 from .ssml import billable_chars
 from .state import LeaseHolder, LeaseOwner, StateStore, open_state
 from .stitch import ChapterAudio, chapter_filenames, stitch
-from .synthesis import RunPlan, plan_chunks, plan_run, synthesize
+from .synthesis import plan_chunks, synthesize
 
 
 def default_output(path: Path, fmt: str) -> Path:
-    """Beside the input: book.epub -> book.m4b / book.mp3 / book/ (chapters)."""
+    """Beside the input: book.epub -> book.m4b / book.mp3 / book/ (chapters) /
+    book.read-along.epub."""
+    if fmt == "epub":
+        return path.with_name(f"{path.stem}.read-along.epub")
     return path.with_suffix("" if fmt == "chapters" else f".{fmt}")
 
 
@@ -154,7 +157,7 @@ def convert(
     opts = opts or ConvertOptions()
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
-        raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
+        raise ConfigError(f"unknown format {opts.fmt!r} (choose {', '.join(FORMATS)})")
     opts.delivery()  # a profile the format cannot take fails before anything is read
     if is_url(path):
         return _convert_url(
@@ -259,21 +262,6 @@ def _convert_url(
         )
 
 
-def preview(path: str | os.PathLike[str], opts: ConvertOptions, *, store: StateStore) -> RunPlan:
-    """What ``convert`` would submit for the document at ``path`` (pieces, characters,
-    cost at list prices), submitting nothing and writing no output."""
-    book = read_book(path, opts.ingest)
-    engine = engines.make_engine(
-        opts.engine,
-        opts.engine_options,
-        voice=opts.voice,
-        language=book.language,
-        workers=opts.config.workers,
-    )
-    with engine:
-        return plan_run(book, opts, store=store, engine=engine)
-
-
 def convert_book(
     book: Book,
     out: str | os.PathLike[str],
@@ -290,7 +278,7 @@ def convert_book(
     opts = opts or ConvertOptions()
     hooks = hooks or Hooks()
     if opts.fmt not in FORMATS:
-        raise ConfigError(f"unknown format {opts.fmt!r} (choose m4b, mp3 or chapters)")
+        raise ConfigError(f"unknown format {opts.fmt!r} (choose {', '.join(FORMATS)})")
     opts.delivery()
     check_output(out, opts.fmt, [book.source] if book.source else [])
     with _store(store, state_dir) as db, watching(hooks) as hooks:
@@ -358,8 +346,15 @@ def _convert(
         # Everything about the output that needs no synthesis, before the first paid call.
         profile = opts.delivery()
         names = chapter_filenames([ch.title for ch in book.chapters], profile.chapter_ext)
-        if engine.capabilities.marks:
-            names += [str(Path(n).with_suffix(".vtt")) for n in names]
+        caps = engine.capabilities
+        if opts.fmt == "epub" and not caps.marks:
+            raise ConfigError(
+                f"--format epub needs the {engine.name} engine's timings: "
+                "ask for speech marks (--marks sentence, or sentence,word)"
+            )
+        kind = caption_kind(opts.captions, caps.marks, caps.marks_included)
+        if kind:
+            names += [str(Path(n).with_suffix(f".{kind}")) for n in names]
         chars = sum(billable_chars(c.ssml) for c in chunks)
         check_destination(out, opts.fmt, names if opts.fmt == "chapters" else (), chars)
         owner = claims.enter_context(LeaseOwner(store))
@@ -396,18 +391,29 @@ def _convert(
             ]
             doing(hooks, lambda: f"waiting for the stitch of {out.name} ({_stitched(hooks)})")
             stitched = stitch(
-                book, chapters, out, fmt=opts.fmt, on_progress=hooks.on_stitch, profile=profile
+                book,
+                chapters,
+                out,
+                fmt=opts.fmt,
+                on_progress=hooks.on_stitch,
+                marks=syn.marks,
+                words=opts.words,
+                profile=profile,
             )
-            if opts.fmt == "chapters" and syn.marks is not None:  # captions: ours too
+            if opts.fmt == "chapters" and kind and syn.marks is not None:  # captions: ours
                 files = [Path(p) for p in stitched.outputs]
-                claim(files[0].parent, [p.with_suffix(".vtt").name for p in files])
+                claim(files[0].parent, [p.with_suffix(f".{kind}").name for p in files])
             doing(hooks, f"waiting for the captions of {out.name}")
-            captions = write_captions(
+            files = [Path(p) for p in stitched.outputs]
+            captions = write_run_captions(
                 syn.pieces,
-                syn.marks,
-                [Path(p) for p in stitched.outputs],
+                syn.marks if kind else None,
+                files,
                 out,
                 opts.fmt,
+                opts.captions,
+                stitched.chapters,
+                stitched.piece_starts,
                 profile.lead_in,
             )
         except BaseException as e:

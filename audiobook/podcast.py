@@ -26,6 +26,9 @@ what is spoken (the chapter's SSML: its title once, then its blocks) at least on
 (long ones are cut into cues of whole sentences, about 200 characters each), with times
 proportional to their number of characters: the chapter marks are exact, the cues
 inside a chapter are estimates.
+With an engine that reports its timings (espeak-ng, Polly with speech marks), the
+transcript is the pipeline's captions instead: a cue per sentence, from the time the
+voice starts it (``--captions vtt`` of the episode's audio).
 
 Every file is written to a temporary name and moved into place (``os.replace``), the
 feed last, so a podcast app never reads a half-written feed or an enclosure whose length
@@ -528,6 +531,8 @@ def build_episodes(
             else index.channel.get("image")
         )
         fingerprint = opts.fingerprint()
+        # The transcript from the voice's timings, where the engine has them.
+        episode_opts = dataclasses.replace(opts, captions="vtt")
         episodes = dict(index.episodes)
         added: list[str] = []
         updated: list[str] = []
@@ -569,7 +574,7 @@ def build_episodes(
                 result = convert_book(
                     book,
                     audio,
-                    opts,
+                    episode_opts,
                     episode_hooks,
                     store=store,
                     state_dir=state_dir,
@@ -595,10 +600,13 @@ def build_episodes(
                     "utf-8"
                 ),
             )
-            atomic_write(
-                folder / f"{stem}.vtt",
-                transcript_vtt(book, chapter_times, duration, opts.render).encode("utf-8"),
-            )
+            transcript = folder / f"{stem}.vtt"
+            timed = {Path(p).resolve() for p in result.outputs}
+            if transcript.resolve() not in timed:  # no timings: estimated from the text
+                atomic_write(
+                    transcript,
+                    transcript_vtt(book, chapter_times, duration, opts.render).encode("utf-8"),
+                )
             episode_image = None
             if book.cover is not None and book.cover.media_type in _IMAGE_EXT:
                 episode_image = f"{stem}{_IMAGE_EXT[book.cover.media_type]}"

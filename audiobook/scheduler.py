@@ -142,6 +142,7 @@ class Job:
     chars: int
     dest: Path
     marks_dest: Path | None = None  # speech marks beside the audio, when asked for
+    marks_only: bool = False  # the audio is cached: start and fetch only the marks
     attempts: int = 0  # start calls for this chunk in this run
     errors: int = 0  # retryable poll/fetch errors in a row
     ref: TaskRef | None = None
@@ -285,7 +286,10 @@ class Scheduler:
         except PieceBusy:
             return None
         try:
-            ref = self.engine.submit(job.chunk, job.key)
+            if job.marks_only:
+                ref = self.engine.submit_marks(job.chunk, job.key)
+            else:
+                ref = self.engine.submit(job.chunk, job.key)
         except AudiobookError as e:
             self.store.mark_not_started(job.key, str(e))
             raise
@@ -336,6 +340,8 @@ class Scheduler:
                     os.replace(mtmp, job.marks_dest)
                 finally:
                     mtmp.unlink(missing_ok=True)
+            if job.marks_only:  # the cached audio stays as it is
+                return file_digest(job.dest), marks_digest
             self.engine.fetch(job.ref, tmp)
             digest = file_digest(tmp)
             os.replace(tmp, job.dest)

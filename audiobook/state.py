@@ -1300,10 +1300,9 @@ class StateStore:
         )
 
     def gc(self, *, dry_run: bool = False) -> tuple[int, int]:
-        """Remove cached audio that no book's latest chunk list needs (and the rows of
-        those chunks). Returns (files removed, bytes freed)."""
+        """Remove cached audio that no book's latest chunk list needs, with its speech
+        marks (and the rows of those chunks). Returns (pieces removed, bytes freed)."""
         keep = {r[0] for r in self._query("SELECT DISTINCT key FROM book_chunks")}
-        removed = 0
         freed = 0
         stale: list[str] = []
         if self.cache_dir.is_dir():
@@ -1315,16 +1314,16 @@ class StateStore:
                 if ".tmp" in p.name:
                     continue
                 stale.append(key)
-                removed += 1
                 freed += p.stat().st_size
                 if not dry_run:
                     p.unlink(missing_ok=True)
         if not dry_run and stale:
             with self.transaction() as db:
                 db.executemany(
-                    "DELETE FROM chunks WHERE key = ? AND status = 'done'", [(k,) for k in stale]
+                    "DELETE FROM chunks WHERE key = ? AND status = 'done'",
+                    [(k,) for k in dict.fromkeys(stale)],
                 )
-        return removed, freed
+        return len(set(stale)), freed
 
 
 def integrity_problem(

@@ -142,6 +142,8 @@ class StitchResult:
     outputs: tuple[Path, ...]
     chapters: tuple[tuple[str, float, float], ...]
     duration: float
+    # per chapter, where each of its pieces starts in it (s): what timings are shifted by
+    piece_starts: tuple[tuple[float, ...], ...] = ()
 
 
 # --- the timeline -------------------------------------------------------------------------
@@ -480,6 +482,8 @@ def stitch(
     workers: int = 0,
     vbr: bool = True,
     profile: DeliveryProfile | None = None,
+    marks: Sequence[Sequence[Path]] | None = None,
+    words: bool = False,
 ) -> StitchResult:
     """Join ``chapters`` (pieces in order) into ``out`` as ``fmt`` (m4b, mp3 or
     chapters: a folder, ``out`` itself or ``out`` without its suffix). ``workers``:
@@ -487,7 +491,10 @@ def stitch(
     AAC is variable bitrate aiming at ``bitrate`` unless ``vbr=False``; MP3 is CBR.
     ``profile``: the delivery profile (``config.PROFILES``): each chapter brought to
     its loudness (``loudness.py``), its room tone, its chapter files' format; None
-    leaves the audio as the engine made it."""
+    leaves the audio as the engine made it.
+    ``epub``: a read-along EPUB 3 (``readalong.py``) from the speech marks of each
+    chapter's pieces (``marks``, in the order of the pieces); ``words``: an overlay
+    entry per word rather than per sentence."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown output format {fmt!r} (choose {', '.join(FORMATS)})")
     if profile is not None and profile.fmt and fmt != profile.fmt:
@@ -532,6 +539,15 @@ def stitch(
             )
         elif fmt == "mp3":
             outputs = (_stitch_mp3(book, tl, titles, out, tmp, bitrate, progress, level),)
+        elif fmt == "epub":
+            if marks is None:
+                raise ConfigError(f"{out}: a read-along EPUB needs the speech marks of its audio")
+            job = _EpubJob(marks, words)
+            outputs = (
+                _stitch_epub(
+                    book, tl, titles, out, tmp, bitrate, vbr, workers, progress, job, level
+                ),
+            )
         else:
             outputs = _stitch_chapters(
                 book, tl, titles, out, tmp, bitrate, vbr, workers, progress, level
@@ -541,7 +557,8 @@ def stitch(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     progress.finish()
-    return StitchResult(outputs, tl.chapter_times(titles), tl.total / tl.rate)
+    starts = tuple(tuple(piece_offsets(tl, i)) for i in range(len(titles)))
+    return StitchResult(outputs, tl.chapter_times(titles), tl.total / tl.rate, starts)
 
 
 @dataclass(frozen=True)
@@ -880,44 +897,131 @@ def _stitch_chapters(
 
     def encode(i: int) -> None:
         tags = dict(base, title=titles[i] or f"Chapter {i + 1}", track=f"{i + 1}/{n}")
-        argv = ["-f", "s16le", "-ar", str(tl.rate), "-ac", "1", "-i", "pipe:0"]
-        if cover is not None:
-            argv += ["-i", ffmpeg.path_arg(cover)]
-        argv += ["-map", "0:a:0"]
-        if level is not None:
-            argv += level.filters(tl, tl.chapter_starts[i], tl.chapter_starts[i + 1])
-        if profile is not None and profile.sample_rate:
-            argv += ["-ar", str(profile.sample_rate)]
-        if mp3:
-            assert profile is not None
-            argv += ["-c:a", "libmp3lame", "-b:a", profile.bitrate or bitrate]
-        else:
-            tags["media_type"] = "2"
-            argv += aac_args(profile.bitrate if profile and profile.bitrate else bitrate, vbr)
-        argv += _cover_args(cover, 1)
-        if mp3 and cover is not None:
-            argv += ["-metadata:s:v:0", "comment=Cover (front)"]
-        for key, value in tags.items():
-            argv += ["-metadata", f"{key}={value}"]
-        argv += _meta_args(tags, stream_language=True)
-        if mp3:
-            argv += ["-id3v2_version", "3", "-f", "mp3", ffmpeg.path_arg(folder / names[i])]
-        else:
-            argv += ["-movflags", "+faststart", "-f", "ipod", ffmpeg.path_arg(folder / names[i])]
-        try:
-            ffmpeg.run(
-                argv,
-                stdin=_pcm(
-                    tl, tl.chapter_starts[i], tl.chapter_starts[i + 1], progress.fed, cancel
-                ),
-            )
-        except BaseException:
-            cancel.set()
-            raise
+        _encode_chapter(
+            tl, i, folder / names[i], tags, cover, bitrate, vbr, progress, cancel, level
+        )
 
     _run_all(encode, n, workers, cancel)
     install_chapters(out, folder, names)
     return tuple(out / name for name in names)
+
+
+def _encode_chapter(
+    tl: _Timeline,
+    i: int,
+    dest: Path,
+    tags: dict[str, str],
+    cover: Path | None,
+    bitrate: str,
+    vbr: bool,
+    progress: _Progress,
+    cancel: threading.Event,
+    level: _Level | None = None,
+) -> None:
+    """Chapter ``i`` of the timeline at ``dest``: AAC in MP4, or MP3 where the delivery
+    profile's chapter files are (``level``: the profile and each chapter's gain)."""
+    profile = level.profile if level is not None else None
+    mp3 = profile is not None and profile.chapter_ext == "mp3"
+    argv = ["-f", "s16le", "-ar", str(tl.rate), "-ac", "1", "-i", "pipe:0"]
+    if cover is not None:
+        argv += ["-i", ffmpeg.path_arg(cover)]
+    argv += ["-map", "0:a:0"]
+    if level is not None:
+        argv += level.filters(tl, tl.chapter_starts[i], tl.chapter_starts[i + 1])
+    if profile is not None and profile.sample_rate:
+        argv += ["-ar", str(profile.sample_rate)]
+    if mp3:
+        assert profile is not None
+        argv += ["-c:a", "libmp3lame", "-b:a", profile.bitrate or bitrate]
+    else:
+        tags = dict(tags, media_type="2")
+        argv += aac_args(profile.bitrate if profile and profile.bitrate else bitrate, vbr)
+    argv += _cover_args(cover, 1)
+    if mp3 and cover is not None:
+        argv += ["-metadata:s:v:0", "comment=Cover (front)"]
+    for key, value in tags.items():
+        argv += ["-metadata", f"{key}={value}"]
+    argv += _meta_args(tags, stream_language=True)
+    if mp3:
+        argv += ["-id3v2_version", "3", "-f", "mp3", ffmpeg.path_arg(dest)]
+    else:
+        argv += ["-movflags", "+faststart", "-f", "ipod", ffmpeg.path_arg(dest)]
+    try:
+        ffmpeg.run(
+            argv,
+            stdin=_pcm(tl, tl.chapter_starts[i], tl.chapter_starts[i + 1], progress.fed, cancel),
+        )
+    except BaseException:
+        cancel.set()
+        raise
+
+
+@dataclass(frozen=True)
+class _EpubJob:
+    marks: Sequence[Sequence[Path]]  # per chapter, each piece's speech marks
+    words: bool
+
+
+def piece_offsets(tl: _Timeline, chapter: int) -> list[float]:
+    """Where each piece of ``chapter`` starts in the chapter's audio, in seconds."""
+    c0, c1 = tl.chapter_starts[chapter], tl.chapter_starts[chapter + 1]
+    return [
+        (start - c0) / tl.rate
+        for seg, start in zip(tl.segments, tl.starts)
+        if seg.path is not None and c0 <= start < c1
+    ]
+
+
+def _stitch_epub(
+    book: Book,
+    tl: _Timeline,
+    titles: list[str],
+    out: Path,
+    tmp: Path,
+    bitrate: str,
+    vbr: bool,
+    workers: int,
+    progress: _Progress,
+    job: _EpubJob,
+    level: _Level | None = None,
+) -> Path:
+    """One AAC file per chapter (at the delivery profile's loudness), then the
+    read-along EPUB around them."""
+    from .readalong import chapter_document, write_epub
+    from .timings import chapter_timings
+
+    n = len(titles)
+    files = [tmp / f"c{i + 1:03d}.m4a" for i in range(n)]
+    cancel = threading.Event()
+    lang = _iso639_2(book.language)
+
+    def encode(i: int) -> None:
+        tags = {"title": titles[i] or f"Chapter {i + 1}", **({"language": lang} if lang else {})}
+        _encode_chapter(tl, i, files[i], tags, None, bitrate, vbr, progress, cancel, level)
+
+    _run_all(encode, n, workers, cancel)
+    durations = [audio_duration(f) for f in files]
+    docs = []
+    for i in range(n):
+        offsets = piece_offsets(tl, i)
+        texts = [Path(m).read_text(encoding="utf-8") for m in job.marks[i]]
+        sentences = chapter_timings(list(zip(offsets, texts)))
+        docs.append(chapter_document(book, i, sentences, durations[i], words=job.words))
+    staged = tmp / "book.epub"
+    write_epub(book, docs, list(zip(files, durations)), staged)
+    os.replace(staged, out)
+    return out
+
+
+def audio_duration(path: Path) -> float:
+    """Seconds of an encoded file as its container says (what players and readers use)."""
+    import mutagen
+
+    f = mutagen.File(path)
+    length = getattr(getattr(f, "info", None), "length", None) if f is not None else None
+    if not length:
+        raise AudiobookError(f"{path}: cannot tell the length of this audio")
+    return float(length)
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -11,18 +11,21 @@ but never recorded, or submits it; each finished piece is fetched into the cache
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import engines
 from .casting import Casting
 from .chunk import chunk_cast, chunk_rendered
 from .config import RenderOptions
 from .engines.base import Engine
 from .errors import ConfigError, EngineError, UnsupportedSsml
 from .hooks import Hooks, doing
+from .ingest import read_book
 from .keys import content_key
 from .model import Book, Chunk
 from .options import ConvertOptions
@@ -186,6 +189,12 @@ def synthesize(
         if reusable:
             cached += 1
             continue
+        # Paid-for marks of audio cached without them: only the marks are bought.
+        marks_only = (
+            with_marks
+            and engine.capabilities.marks_alone
+            and store.reusable(k, (ext,), rows.get(k), found)[0]
+        )
         jobs.append(
             Job(
                 i,
@@ -194,6 +203,7 @@ def synthesize(
                 chars[i],
                 store.cache_path(k, ext),
                 store.cache_path(k, MARKS_EXT) if with_marks else None,
+                marks_only=marks_only,
             )
         )
     store.record_digests(found, engine.name)
@@ -258,3 +268,18 @@ def _cached_or_fail(store: StateStore, key: str, ext: str) -> Path:
     if p is None:  # removed by another process's gc between synthesis and now
         raise EngineError(f"{store.cache_path(key, ext)}: cached audio vanished; run again")
     return p
+
+
+def preview(path: str | os.PathLike[str], opts: ConvertOptions, *, store: StateStore) -> RunPlan:
+    """What ``convert`` would submit for the document at ``path`` (pieces, characters,
+    cost at list prices), submitting nothing and writing no output."""
+    book = read_book(path, opts.ingest)
+    engine = engines.make_engine(
+        opts.engine,
+        opts.engine_options,
+        voice=opts.voice,
+        language=book.language,
+        workers=opts.config.workers,
+    )
+    with engine:
+        return plan_run(book, opts, store=store, engine=engine)

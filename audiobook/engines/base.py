@@ -66,7 +66,14 @@ class Capabilities:
                   restart, and ``recover`` finds a task whose id was never recorded.
     batch_status: ``poll_many`` answers for many tasks in one status call.
     notified:     completions are pushed (notifications): a poll spends no status quota.
-    marks:        ``fetch_marks`` writes speech marks beside each piece of audio.
+    marks:        ``fetch_marks`` writes speech marks beside each piece of audio (JSON
+                  lines, ``timings.py``): sentence and word starts in the piece.
+    marks_included: the marks come with every piece at no cost (the engine's own
+                  timings): they are always cached, and captions are written only when
+                  asked for. Without it, marks are paid for (Polly's speech-mark tasks),
+                  asked for by the user, and captions follow them.
+    marks_alone:  ``submit_marks`` buys the marks of a piece whose audio is cached,
+                  without its audio (Polly's speech-mark task alone).
     price_kind:   the key of the engine's list price (``config.POLLY_PRICES_PER_MILLION``);
                   "" for an engine that costs nothing.
     """
@@ -76,6 +83,8 @@ class Capabilities:
     batch_status: bool = False
     notified: bool = False
     marks: bool = False
+    marks_included: bool = False
+    marks_alone: bool = False
     price_kind: str = ""
 
 
@@ -162,6 +171,13 @@ class Engine(abc.ABC):
         """Write the speech marks of ``ref`` to ``dest`` (JSON lines, times in ms from
         the start of the piece). Only for engines with ``capabilities.marks``."""
         raise NotImplementedError(f"the {self.name} engine writes no speech marks")
+
+    def submit_marks(self, chunk: Chunk, key: str) -> TaskRef:
+        """Start only the speech marks of ``chunk``, whose audio is cached already (an
+        earlier run without marks): engines that declare ``marks_alone`` implement it,
+        so that the audio is not paid for twice. ``poll`` and ``fetch_marks`` work on the reference as on
+        ``submit``'s; ``fetch`` is never called on it."""
+        raise NotImplementedError(f"the {self.name} engine makes no speech marks alone")
 
     def recover(self, key: str, since: float) -> TaskRef | None:
         """Find a task for ``key`` started at or after ``since`` (epoch seconds, our

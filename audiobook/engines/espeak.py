@@ -14,6 +14,7 @@ a child forked from that warm state.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import tempfile
 import threading
@@ -35,6 +36,42 @@ RATE_NORMAL = 175  # espeak-ng's default speaking rate, words per minute
 _SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    """espeak_EVENT (speak_lib.h): what happened at which sample of the output."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),  # 1-based character position in the input
+        ("length", ctypes.c_int),  # word length in characters (word events)
+        ("audio_position", ctypes.c_int),  # ms from the start of this synthesis
+        ("sample", ctypes.c_int),  # sample from the start of this synthesis
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+_EVENT_END_OF_LIST = 0
+EVENT_WORD = 1
+EVENT_SENTENCE = 2
+
+
+@dataclass(frozen=True)
+class Event:
+    """A word or sentence start: ``kind`` EVENT_WORD or EVENT_SENTENCE, ``position`` the
+    0-based character index in the synthesized text, ``length`` the word's characters
+    (0 for a sentence), ``sample`` where it starts in the audio of that text."""
+
+    kind: int
+    position: int
+    length: int
+    sample: int
 
 
 class _Voice(ctypes.Structure):
@@ -88,6 +125,7 @@ class _Espeak:
         self._buf = bytearray()
         self._sink: Callable[[bytes], object] | None = None
         self._samples = 0
+        self._events: list[Event] | None = None
         self._cb = _SynthCallback(self._on_audio)  # keep a reference: C holds the pointer
         self.lib.espeak_SetSynthCallback(self._cb)
         self.voice: str | None = None
@@ -95,6 +133,16 @@ class _Espeak:
         self._table: tuple[VoiceEntry, ...] | None = None
 
     def _on_audio(self, wav: ctypes._Pointer[ctypes.c_short], n: int, events: int | None) -> int:
+        if self._events is not None and events:
+            ev = ctypes.cast(events, ctypes.POINTER(_Event))
+            i = 0
+            while ev[i].type != _EVENT_END_OF_LIST:
+                e = ev[i]
+                if e.type in (EVENT_WORD, EVENT_SENTENCE):
+                    self._events.append(
+                        Event(e.type, e.text_position - 1, e.length, max(0, e.sample))
+                    )
+                i += 1
         if n > 0:
             self._samples += n
             if self._sink is not None:
@@ -124,9 +172,11 @@ class _Espeak:
         ssml: bool,
         rate_wpm: int | None,
         sink: Callable[[bytes], object] | None = None,
+        events: list[Event] | None = None,
     ) -> bytes:
         """Synthesize ``text``; with ``sink`` the audio goes to it block by block (as
-        espeak-ng makes it, so memory stays flat) and b"" is returned."""
+        espeak-ng makes it, so memory stays flat) and b"" is returned. ``events`` gets
+        every word and sentence start, with its sample in this text's audio."""
         with self.lock:
             self.set_voice(voice)
             # Always set the rate: it persists between calls otherwise.
@@ -134,12 +184,14 @@ class _Espeak:
             self._buf = bytearray()
             self._sink = sink
             self._samples = 0
+            self._events = events
             data = text.encode("utf-8")
             flags = _espeakCHARS_UTF8 | (_espeakSSML if ssml else 0)
             try:
                 err = self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, flags, None, None)
             finally:
                 self._sink = None
+                self._events = None
             if err != _EE_OK:
                 raise EngineError(f"espeak-ng synthesis failed (error {err})", expected=False)
             out, self._buf = bytes(self._buf), bytearray()
@@ -333,6 +385,7 @@ def _write_pieces(
     rate_wpm: int | None,
     as_wav: bool,
     owner: int,
+    events: list[Event] | None = None,
 ) -> int:
     samples = 0
 
@@ -349,14 +402,34 @@ def _write_pieces(
             w.setsampwidth(2)
             w.setframerate(eng.sample_rate)
             for text, ssml in pieces:
-                eng.synth(text, voice, ssml, rate_wpm, sink(w.writeframesraw))
+                found: list[Event] | None = [] if events is not None else None
+                eng.synth(text, voice, ssml, rate_wpm, sink(w.writeframesraw), found)
+                _shifted(events, found, samples)
                 samples += eng._samples
     else:
         with open(dest, "wb") as f:
             for text, ssml in pieces:
-                eng.synth(text, voice, ssml, rate_wpm, sink(f.write))
+                found = [] if events is not None else None
+                eng.synth(text, voice, ssml, rate_wpm, sink(f.write), found)
+                _shifted(events, found, samples)
                 samples += eng._samples
     return samples
+
+
+def _shifted(into: list[Event] | None, found: list[Event] | None, by: int) -> None:
+    if into is not None and found is not None:
+        into += [Event(e.kind, e.position, e.length, e.sample + by) for e in found]
+
+
+def write_events(dest: str, events: Sequence[Event]) -> None:
+    """Events as JSON lines (kind, position, length, sample), for ``read_events``."""
+    with open(dest, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps([e.kind, e.position, e.length, e.sample]) + "\n" for e in events)
+
+
+def read_events(path: str) -> list[Event]:
+    with open(path, encoding="utf-8") as f:
+        return [Event(*json.loads(line)) for line in f if line.strip()]
 
 
 def _leave_if_orphaned(owner: int) -> None:
@@ -373,9 +446,12 @@ def synthesize_isolated(
     *,
     rate_wpm: int | None = None,
     wav: bool = True,
+    events_dest: str | None = None,
 ) -> int:
     """Synthesize ``pieces`` ((text, is_ssml), in order) into ``dest`` (a WAV file, or
     raw PCM s16le mono with ``wav=False``) and return the number of samples.
+    ``events_dest``: where to write the word and sentence events (``read_events``), with
+    samples counted from the start of ``dest`` and positions in each piece's text.
 
     Deterministic: the work runs in a child forked from a warmed-up library, so the same
     pieces give the same samples whatever this process synthesized before. The calling
@@ -392,7 +468,10 @@ def synthesize_isolated(
             try:
                 os.close(r)
                 _leave_if_orphaned(owner)
-                n = _write_pieces(eng, pieces, voice, dest, rate_wpm, wav, owner)
+                events: list[Event] | None = [] if events_dest is not None else None
+                n = _write_pieces(eng, pieces, voice, dest, rate_wpm, wav, owner, events)
+                if events_dest is not None and events is not None:
+                    write_events(events_dest, events)
                 os.write(w, f"ok {n}".encode())
                 code = 0
             except BaseException as e:  # noqa: BLE001 - reported to the parent

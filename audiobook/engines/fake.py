@@ -8,6 +8,8 @@
         return tone_wav(chunk)
     engine = FakeEngine(handler, polls_until_done=2)
 
+    engine = FakeEngine(marks=tone_marks)        # with speech marks that fit the tone
+
 The handler runs when a chunk is submitted. What it returns is what ``fetch`` writes.
 An exception it raises is raised by ``submit`` when it is ``Throttled`` (a refused start
 call, as a real service does), and otherwise reported by ``poll`` as a failed task
@@ -18,6 +20,7 @@ Everything is deterministic: no threads, no clocks, no randomness.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -28,7 +31,7 @@ from ..audio import tone_pcm, wav_bytes, write_atomic
 from ..config import EngineLimits
 from ..errors import RETRYABLE, TaskFailed, Throttled
 from ..model import Chunk
-from .base import AudioFormat, Engine, TaskRef, TaskState
+from .base import AudioFormat, Capabilities, Engine, TaskRef, TaskState
 
 Handler = Callable[[Chunk], bytes]
 
@@ -59,6 +62,38 @@ class _Task:
     polls_left: int
 
 
+_TEXT = re.compile(r"[^<]+")
+_SENTENCE = re.compile(r"\S[^.!?]*(?:[.!?]+\S*|$)")
+_WORD = re.compile(r"\w[\w'\u2019-]*")
+
+
+def tone_marks(chunk: Chunk, *, seconds_per_char: float = 0.002) -> str:
+    """Speech marks (``timings.py``) that agree with ``tone_wav``: each sentence and
+    word of the text between tags starts at its character count times
+    ``seconds_per_char``. For ``FakeEngine(marks=tone_marks)``."""
+    lines: list[str] = []
+    spoken = 0
+    ssml = chunk.ssml
+    for m in _TEXT.finditer(ssml):
+        text = m.group()
+        for s in _SENTENCE.finditer(text):
+            at = m.start() + s.start()
+            b0 = len(ssml[:at].encode("utf-8"))
+            t = round((spoken + s.start()) * seconds_per_char * 1000)
+            value = s.group()
+            mark = {"time": t, "type": "sentence", "start": b0}
+            mark |= {"end": b0 + len(value.encode("utf-8")), "value": value}
+            lines.append(json.dumps(mark))
+            for w in _WORD.finditer(value):
+                w0 = b0 + len(value[: w.start()].encode("utf-8"))
+                wt = round((spoken + s.start() + w.start()) * seconds_per_char * 1000)
+                word = {"time": wt, "type": "word", "start": w0}
+                word |= {"end": w0 + len(w.group().encode("utf-8")), "value": w.group()}
+                lines.append(json.dumps(word))
+        spoken += len(text)
+    return "".join(line + "\n" for line in lines)
+
+
 FAKE_LIMITS = EngineLimits(max_billable=3_000, max_total=6_000)
 FAKE_FORMAT = AudioFormat("wav", FAKE_SAMPLE_RATE)
 
@@ -74,8 +109,10 @@ class FakeEngine(Engine):
         audio_format: AudioFormat = FAKE_FORMAT,
         polls_until_done: int = 0,
         identity: str = "fake",
+        marks: Callable[[Chunk], str] | None = None,
     ) -> None:
         self.handler: Handler = handler or tone_wav
+        self.marks = marks
         self.limits = limits
         self.audio_format = audio_format
         self.polls_until_done = polls_until_done
@@ -85,8 +122,19 @@ class FakeEngine(Engine):
         self.fetched: list[str] = []  # task ids fetched, in order
         self.closed = False
 
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        """With ``marks`` (e.g. ``tone_marks``): timings with every piece, for nothing."""
+        return Capabilities(marks=self.marks is not None, marks_included=self.marks is not None)
+
     def identity(self) -> str:
         return self._identity
+
+    def fetch_marks(self, ref: TaskRef, dest: Path) -> None:
+        if self.marks is None:
+            super().fetch_marks(ref, dest)
+            return
+        write_atomic(Path(os.fspath(dest)), self.marks(self._task(ref).chunk).encode("utf-8"))
 
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
         self.submitted.append(chunk)

@@ -33,12 +33,13 @@ from ..config import EngineLimits
 from ..errors import ConfigError, EngineError, TaskFailed, TransientEngineError, one_line
 from ..files import temp_dir_prefix
 from ..model import Book, Chunk
-from .base import AudioFormat, Engine, TaskRef, TaskState, pronunciation_unhonoured
+from .base import AudioFormat, Capabilities, Engine, TaskRef, TaskState, pronunciation_unhonoured
 from .options import LocalOptions
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 22050
+MARKS_EXT = "marks"  # the speech marks beside a piece: dest + ".marks"
 # Bigger chunks mean fewer round trips to the workers; 20,000 characters is about
 # 20 minutes of speech, small enough to spread a chapter over both cores.
 LOCAL_LIMITS = EngineLimits(max_billable=20_000, max_total=40_000)
@@ -127,25 +128,44 @@ def prepare_ssml(ssml: str) -> str:
     return _STRUCTURAL_TAG.sub("\n", ssml)
 
 
+def inserted_positions(ssml: str) -> list[int]:
+    """Where ``prepare_ssml`` inserts its newlines, as positions in ``ssml``."""
+    return [m.start() for m in _STRUCTURAL_TAG.finditer(ssml)]
+
+
 def _synthesize_file(ssml: str, voice: str, rate_wpm: int | None, dest: str) -> int:
-    """Worker process: synthesize ``ssml`` into a WAV file at ``dest``; return samples.
+    """Worker process: synthesize ``ssml`` into a WAV file at ``dest`` and its speech
+    marks (``timings.espeak_marks``) into ``dest + ".marks"``; return samples.
 
     Through ``espeak.synthesize_isolated``: the same chunk gives the same samples in any
     worker and any run, so a resumed book is identical to an uninterrupted one."""
+    from ..timings import espeak_marks
     from . import espeak
 
-    tmp = dest + ".part"
+    tmp, events_tmp, marks = dest + ".part", dest + ".events", dest + "." + MARKS_EXT
     try:
         samples = espeak.synthesize_isolated(
-            [(prepare_ssml(ssml), True)], voice, tmp, rate_wpm=rate_wpm
+            [(prepare_ssml(ssml), True)], voice, tmp, rate_wpm=rate_wpm, events_dest=events_tmp
         )
+        jsonl = espeak_marks(
+            ssml, inserted_positions(ssml), espeak.read_events(events_tmp), SAMPLE_RATE
+        )
+        with open(marks + ".part", "w", encoding="utf-8") as f:
+            f.write(jsonl)
+        os.replace(marks + ".part", marks)
         os.replace(tmp, dest)
     except BaseException:
+        for leftover in (tmp, marks + ".part", marks):
+            try:
+                os.unlink(leftover)
+            except OSError:
+                pass
+        raise
+    finally:
         try:
-            os.unlink(tmp)
+            os.unlink(events_tmp)
         except OSError:
             pass
-        raise
     return samples
 
 
@@ -184,6 +204,8 @@ class LocalEngine(Engine):
     name = "local"
     limits = LOCAL_LIMITS
     audio_format = AudioFormat("wav", SAMPLE_RATE)
+    # espeak-ng's word and sentence events come with every piece, for nothing.
+    capabilities = Capabilities(marks=True, marks_included=True)
 
     def __init__(self, options: LocalOptions | None = None) -> None:
         options = options or LocalOptions()
@@ -282,6 +304,20 @@ class LocalEngine(Engine):
             raise EngineError(f"{dest}: cannot write audio: {e.strerror or e}") from e
         with self._lock:
             self._tasks.pop(ref.task_id, None)
+
+    def fetch_marks(self, ref: TaskRef, dest: Path) -> None:
+        """The piece's speech marks, from espeak-ng's events (written beside the audio
+        by the worker); called before ``fetch``."""
+        fut = self._future(ref)
+        try:
+            fut.result()
+        except Exception as e:
+            raise TaskFailed(f"espeak-ng failed: {one_line(e)}", reason=one_line(e)) from e
+        src = (ref.output_uri or os.path.join(self._dir, f"{ref.task_id}.wav")) + "." + MARKS_EXT
+        try:
+            _move_into_place(Path(src), Path(dest))
+        except OSError as e:
+            raise EngineError(f"{dest}: cannot write speech marks: {e.strerror or e}") from e
 
     def close(self) -> None:
         with self._lock:

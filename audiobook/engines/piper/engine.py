@@ -122,7 +122,10 @@ class PiperEngine(Engine):
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
-        return Capabilities(marks=bool(self.options.marks))
+        # Its sentence marks come with every piece for nothing, so they are always kept
+        # (the read-along EPUB, --captions); asked for with --marks, they also give
+        # WebVTT per chapter, as paid-for marks do.
+        return Capabilities(marks=True, marks_included=not self.options.marks)
 
     # --- Engine -------------------------------------------------------------------------
 

@@ -139,6 +139,7 @@ class PollyEngine(Engine):
             batch_status=True,
             notified=self.sns_topic is not None,
             marks=bool(self.marks),
+            marks_alone=bool(self.marks),
             price_kind=self.polly_engine,
         )
 
@@ -589,6 +590,31 @@ class PollyEngine(Engine):
             engine=self.name,
             output_uri=uri or None,
             billed_chars=int(task.get("RequestCharacters") or 0),
+            extra=extra,
+        )
+
+    def submit_marks(self, chunk: Chunk, key: str) -> TaskRef:
+        """Only the speech-mark task (the audio is cached): billed for the marks alone."""
+        self.validate_ssml(chunk.ssml)
+        if self.mode == "sync":
+            mpath = self._workdir_path() / f"sync-{uuid.uuid4().hex}.marks"
+            chars = self._synthesize(chunk, key, marks=True, dest=mpath)
+            task_id = f"{mpath.stem}-marks"
+            extra = {"mode": "sync", "key": key, "path": str(mpath), "marks_only": "1"}
+            extra |= {"marks_task_id": task_id, "marks_path": str(mpath)}
+            return TaskRef(task_id=task_id, engine=self.name, billed_chars=chars, extra=extra)
+        mtask = self._start(chunk, key, marks=True, since=time.time())
+        extra = {"mode": "async", "key": key, "marks_only": "1"}
+        extra["marks_task_id"] = mtask["TaskId"]
+        if mtask.get("OutputUri"):
+            extra["marks_bucket"], extra["marks_s3_key"] = parse_s3_uri(
+                mtask["OutputUri"], self.bucket
+            )
+        self._track(mtask["TaskId"])
+        return TaskRef(
+            task_id=mtask["TaskId"],
+            engine=self.name,
+            billed_chars=int(mtask.get("RequestCharacters") or 0),
             extra=extra,
         )
 
