@@ -7,6 +7,7 @@ it serves until SIGINT or SIGTERM.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -78,7 +79,12 @@ def run(
         stop.wait()
     finally:
         server.shutdown()
-    return 0
+    # Tasks still in flight are abandoned, as a stopped service's are. Leave now: the
+    # interpreter's exit would wait for the threads that run them (a task's synthesis
+    # and upload take as long as they take; on a busy machine, minutes).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
