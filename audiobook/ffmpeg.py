@@ -93,13 +93,30 @@ def run(
     if report:
         cmd += ["-progress", "pipe:1", "-nostats"]
     cmd += list(argv)
+    _run(cmd, stdin=stdin, progress=progress if report else None, duration=duration)
+    if report:
+        assert progress is not None
+        progress(1.0)
+
+
+def _run(
+    cmd: list[str],
+    *,
+    stdin: Iterable[bytes] | None = None,
+    progress: Callable[[float], None] | None = None,
+    duration: float | None = None,
+    keep: int = 20,
+) -> list[str]:
+    """Run the whole command line ``cmd``: ``stdin`` fed from a thread, ``-progress``
+    reports on stdout turned into ``progress(fraction)`` when ``progress`` is given;
+    return the last ``keep`` lines of stderr. Raises FFmpegError(last stderr line)."""
     log.debug("ffmpeg: %s", shlex.join(cmd))
-    tail: collections.deque[bytes] = collections.deque(maxlen=20)
+    tail: collections.deque[bytes] = collections.deque(maxlen=keep)
     try:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE if report else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if progress is not None else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
     except OSError as e:
@@ -111,8 +128,8 @@ def run(
     for t in threads:
         t.start()
     try:
-        if report:
-            assert proc.stdout is not None and progress is not None and duration is not None
+        if progress is not None:
+            assert proc.stdout is not None and duration is not None
             for raw in proc.stdout:
                 key, _, value = raw.decode("ascii", "replace").strip().partition("=")
                 if key == "out_time_us" and value.lstrip("-").isdigit():
@@ -130,12 +147,10 @@ def run(
                 stream.close()
     if feed_error:
         raise feed_error[0]
+    lines = [b.decode("utf-8", "replace") for b in tail]
     if rc != 0:
-        lines = (b.decode("utf-8", "replace") for b in tail)
         raise FFmpegError(f"ffmpeg failed: {_last_line(lines) or f'exit status {rc}'}")
-    if report:
-        assert progress is not None
-        progress(1.0)
+    return lines
 
 
 def _drain(stream: IO[bytes] | None, tail: collections.deque[bytes]) -> None:
@@ -416,35 +431,4 @@ def measure(stdin: Iterable[bytes], sample_rate: int, filters: str = "") -> Leve
         "null",
         "-",
     ]
-    log.debug("ffmpeg: %s", shlex.join(cmd))
-    tail: collections.deque[bytes] = collections.deque(maxlen=400)
-    try:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-    except OSError as e:
-        raise FFmpegError(f"cannot start ffmpeg: {e}") from e
-    feed_error: list[BaseException] = []
-    threads = [
-        threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True),
-        threading.Thread(target=_feed, args=(proc, stdin, feed_error), daemon=True),
-    ]
-    for t in threads:
-        t.start()
-    try:
-        rc = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        for t in threads:
-            t.join()
-        if proc.stderr is not None:
-            proc.stderr.close()
-    if feed_error:
-        raise feed_error[0]
-    lines = [b.decode("utf-8", "replace") for b in tail]
-    if rc != 0:
-        raise FFmpegError(f"ffmpeg failed: {_last_line(lines) or f'exit status {rc}'}")
-    return parse_levels(lines)
+    return parse_levels(_run(cmd, stdin=stdin, keep=400))
