@@ -18,6 +18,7 @@ from audiobook.ingest.pdf import PdfIngestor
 from audiobook.model import Book
 from tests.conftest import corpus_path
 from tests.pdfgen import build_pdf, lines_at, simple_pdf, stream, text
+from tests.test_pdf_corpus import READABLE
 
 BODY = [
     "The river ran slowly under the old stone bridge, and the town slept beside it.",
@@ -136,19 +137,7 @@ def test_note_reference_numbers_are_not_spoken(tmp_path: Path) -> None:
 
 # --- the corpus: what is left at the edges of the pages --------------------------------
 
-CORPUS_TEXT_PDFS = {
-    "pypdf-r2-rc4-40-empty-user-password.pdf": "",
-    "pypdf-r4-aes128-user-password-asdfzxcv.pdf": "asdfzxcv",
-    "pypdf-siege-of-vicksburg-ocr-scan.pdf": None,
-    "qpdf-11-pages-with-labels.pdf": None,
-    "qpdf-damaged-stream.pdf": None,
-    "sf-geotopo-komprimiert.pdf": None,
-    "sf-habibi-arabic.pdf": None,
-    "sf-latex-multicolumn.pdf": None,
-    "sf-libreoffice-writer-password.pdf": "openpassword",
-    "sf-mistitled-outlines-example.pdf": None,
-    "sf-pdflatex-outline.pdf": None,
-}
+CORPUS_TEXT_PDFS = READABLE  # every text PDF of the corpus, with its password
 
 
 def _normalized(s: str) -> str:
