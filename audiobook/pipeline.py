@@ -386,6 +386,8 @@ def _convert(
                 chunks=chunks,
                 owner=owner,
             )
+            if own_engine:  # its workers' memory is the stitch's now
+                engine.close()
             chapters = [
                 ChapterAudio(ch.title, tuple(ps)) for ch, ps in zip(book.chapters, syn.pieces)
             ]
