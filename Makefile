@@ -38,13 +38,15 @@ demo: $(STAMP)
 	$(AUDIOBOOK) convert samples/aesop-fables.epub -o samples/aesop-fables.m4b --state-dir samples/.state --engine piper
 
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
+# TEST_JOBS: pytest-xdist workers (auto: one per core; 0: in this process).
+TEST_JOBS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest; rc=$$?; \
+	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
 	exit $$rc
 
 offlinetest: $(STAMP)
-	$(PY) -m pytest -m "not aws"
+	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal -m "not aws"
 
 bench: $(STAMP)
 	$(PY) -m bench

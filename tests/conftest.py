@@ -32,6 +32,12 @@ def corpus_path(*parts: str) -> Path:
     return path
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long end-to-end runs (marked ``slow``) first: with ``make test``'s workers
+    (pytest-xdist) they start at once, and the short tests fill the other cores."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def corpus():
     """Call ``corpus("epub", "name.epub")`` to get a corpus file (see corpus_path)."""

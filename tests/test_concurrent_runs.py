@@ -277,6 +277,7 @@ def test_a_run_that_dies_is_taken_over_without_paying_twice(
 # --- the local engine -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("outputs", list(OUTPUTS), ids=list(OUTPUTS))
 def test_two_local_runs_at_once_synthesize_each_piece_once(outputs, tmp_path):
     src = book(tmp_path / "seasons.epub", repeat=3)

@@ -67,6 +67,7 @@ def chapters(path: Path) -> list[tuple[str, float]]:
     return [(c.title, round(c.start, 3)) for c in MP4(path).chapters]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(tmp_path, aws_env, make_polly_emulator, s3_bucket):
     # The killed runs' tasks take a while (queue wait + characters per second), so kills
     # land while tasks are in flight; the reference run gets a fast emulator.

@@ -366,6 +366,7 @@ def polly_args(bucket: str) -> list[str]:
     return ["--engine", "polly", "--bucket", bucket, "--voice", "Joanna", "--mode", "async"]
 
 
+@pytest.mark.slow
 @pytest.mark.aws
 def test_a_resume_says_what_it_waits_for(tmp_path, aws_env, make_polly_emulator, s3_bucket):
     """Interrupted at many points of a Polly run (SIGINT and SIGTERM in turn), each
@@ -476,6 +477,7 @@ def check_interrupted_runs(
     assert audio_digest(setup.out) == digest
 
 
+@pytest.mark.slow
 @pytest.mark.aws
 @seed(19)
 @property_settings
@@ -504,6 +506,7 @@ def test_any_signals_then_one_clean_run_on_polly(
     assert len(per_text) == 6 and max(per_text.values()) == 1, per_text
 
 
+@pytest.mark.slow
 @seed(19)
 @property_settings
 @example(plan=[("TERM", False, 0.05), ("INT", True, 0.1), ("TERM", True, 0.2)])
