@@ -23,7 +23,8 @@ from .hooks import ConvertResult, Hooks
 from .options import ConvertOptions
 from .pipeline import convert
 from .scheduler import make_limiters
-from .state import StateStore, open_state
+from .state import open_state
+from .statebase import StateBackend
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def batch(
     jobs: int = 2,
     on_book: Callable[[BatchItem], None] | None = None,
     on_warning: Callable[[Path, str], None] | None = None,
-    store: StateStore | None = None,
+    store: StateBackend | None = None,
     state_dir: str | os.PathLike[str] | None = None,
 ) -> list[BatchItem]:
     """Convert every document of ``in_dir`` into ``out_dir``, ``jobs`` books at a time,

@@ -48,7 +48,7 @@ from .pipeline import convert
 from .synthesis import preview
 
 if TYPE_CHECKING:
-    from .state import StateStore
+    from .statebase import StateBackend
 
 log = logging.getLogger("audiobook")
 
@@ -385,7 +385,7 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def _open_state(state_dir: Path | None, reset: bool, *, create: bool = True) -> StateStore:
+def _open_state(state_dir: Path | None, reset: bool, *, create: bool = True) -> StateBackend:
     """The state store, saying in one line what ``--reset-state`` did (moved a damaged
     store aside, or kept a healthy one). ``create=False``: the read-only commands, which
     never create a store (a missing one is a one-line error, exit 9)."""

@@ -65,10 +65,10 @@ from .state import (
     LeaseHolder,
     LeaseOwner,
     PieceBusy,
-    StateStore,
     file_digest,
     storage_error,
 )
+from .statebase import StateBackend
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class Scheduler:
         self,
         *,
         engine: Engine,
-        store: StateStore,
+        store: StateBackend,
         jobs: list[Job],
         opts: ConvertOptions,
         limiters: Limiters,

@@ -53,13 +53,16 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from .errors import StateError
+
+if TYPE_CHECKING:
+    from .statebase import StateBackend
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,30 @@ def default_state_dir() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
     return base / "audiobook"
+
+
+# --- the SQL a store's methods speak ---------------------------------------------------
+
+
+class Rows(Protocol):
+    """What a statement returns (a DB-API cursor)."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    @property
+    def lastrowid(self) -> int | None: ...
+
+
+class Sql(Protocol):
+    """A connection inside one write transaction, as the store's methods use it: ``?``
+    placeholders, standard SQL with ``INSERT ... ON CONFLICT``. ``sqlite3.Connection`` is
+    one; another backend adapts its driver to it (``pgstate``)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Rows: ...
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> object: ...
 
 
 # --- migrations -----------------------------------------------------------------------
@@ -546,7 +573,7 @@ class LeaseOwner:
     the run works, and gives them all up at the end (finished, failed or interrupted:
     another run may then take over, resuming what this one left)."""
 
-    def __init__(self, store: StateStore, *, ttl: float = LEASE_TTL) -> None:
+    def __init__(self, store: StateBackend, *, ttl: float = LEASE_TTL) -> None:
         self.store = store
         self.ttl = ttl
         self.id = uuid.uuid4().hex
@@ -672,7 +699,7 @@ class StateStore:
     # -- plumbing ----------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Sql]:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT); rolled back on error. A
         database error inside it (a full disk, a read-only file) becomes ``StateError``.
         SQLite may have rolled back already (it does on SQLITE_FULL and some I/O
@@ -719,7 +746,8 @@ class StateStore:
         for name, fn in MIGRATIONS:
             if name in done:
                 continue
-            with self.transaction() as db:
+            with self.transaction():
+                db = self.db  # a migration speaks SQLite's own dialect
                 # Another process may have applied it while we waited for the lock.
                 if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
                     continue
@@ -858,7 +886,7 @@ class StateStore:
                 out[r[0]] = ChunkRow(*r)
         return out
 
-    def _ensure_chunk(self, db: sqlite3.Connection, key: str, engine: str, chars: int) -> None:
+    def _ensure_chunk(self, db: Sql, key: str, engine: str, chars: int) -> None:
         now = self.clock()
         db.execute(
             "INSERT INTO chunks (key, engine, chars, created_at, updated_at) "
@@ -1004,14 +1032,12 @@ class StateStore:
             return holder.owner in _OWNERS
         return pid_alive(holder.pid)
 
-    def _piece_holder(self, db: sqlite3.Connection, key: str) -> LeaseHolder | None:
+    def _piece_holder(self, db: Sql, key: str) -> LeaseHolder | None:
         return _holder(
             db.execute(f"SELECT {_LEASE_COLS} FROM piece_leases WHERE key = ?", (key,)).fetchone()
         )
 
-    def _put_piece_lease(
-        self, db: sqlite3.Connection, key: str, owner: LeaseOwner, now: float
-    ) -> None:
+    def _put_piece_lease(self, db: Sql, key: str, owner: LeaseOwner, now: float) -> None:
         db.execute(
             "INSERT INTO piece_leases (key, owner, host, pid, acquired_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
@@ -1278,7 +1304,7 @@ class StateStore:
         }
         counted = self._query(
             "SELECT COUNT(*), COALESCE(SUM(request_chars), 0), COALESCE(SUM(chars), 0), "
-            "COALESCE(SUM(request_chars != chars), 0) FROM chunks "
+            "COALESCE(SUM(CASE WHEN request_chars != chars THEN 1 ELSE 0 END), 0) FROM chunks "
             "WHERE request_chars IS NOT NULL"
         )[0]
         files = 0
@@ -1381,6 +1407,11 @@ def reset_state(state_dir: str | os.PathLike[str]) -> Path | None:
                     f"{src}: cannot move it aside ({e.strerror or e})"
                 ) from e
     return dest
+
+
+if TYPE_CHECKING:
+    # The SQLite store is a ``StateBackend`` (checked by mypy, structurally).
+    _SQLITE_IS_A_BACKEND: type[StateBackend] = StateStore
 
 
 def open_state(
