@@ -1420,5 +1420,28 @@ def open_state(
     reset: bool = False,
     busy_timeout: float = 30.0,
     create: bool = True,
+    url: str | None = None,
 ) -> StateStore:
-    return StateStore(state_dir, reset=reset, busy_timeout=busy_timeout, create=create)
+    """The state store: SQLite in ``state_dir`` (the default), or the PostgreSQL database
+    of ``url`` (else ``$AUDIOBOOK_STATE_URL``), ``postgresql://...``, with its audio
+    cache in ``state_dir``."""
+    url = url or os.environ.get("AUDIOBOOK_STATE_URL") or None
+    if url is None:
+        return StateStore(state_dir, reset=reset, busy_timeout=busy_timeout, create=create)
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise StateError(
+            f"{url.split('@')[-1]}: not a state store URL (postgresql://USER@HOST/DATABASE)"
+        )
+    try:
+        from .pgstate import PgStateStore
+    except ImportError as e:
+        raise StateError(
+            f"{url.split('@')[-1]}: a PostgreSQL state store needs psycopg "
+            "(pip install 'audiobook[postgres]')"
+        ) from e
+    store = PgStateStore(url, state_dir)
+    if reset:
+        store.reset_note = (
+            "--reset-state moves only a damaged SQLite store aside; the PostgreSQL store is kept"
+        )
+    return store

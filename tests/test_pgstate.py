@@ -1,0 +1,214 @@
+"""The PostgreSQL state store against a real server (the pgserver wheel's PostgreSQL,
+started in a temp folder): the store's contract as the SQLite store keeps it, named
+migrations, the intent before a paid call, leases (held, expired, taken over, raced)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from audiobook.errors import StateError
+from audiobook.state import MIGRATIONS, LeaseOwner, PieceBusy, open_state
+
+psycopg = pytest.importorskip("psycopg", reason="psycopg (the PostgreSQL driver) is missing")
+pgstate = pytest.importorskip("audiobook.pgstate")
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    """The URL of a PostgreSQL server started for this module (a short temp path: the
+    server's Unix socket lives in it, and socket paths are limited to ~100 bytes)."""
+    pgserver = pytest.importorskip("pgserver", reason="the pgserver wheel is not installed")
+    folder = tempfile.mkdtemp(prefix="ab-pg-")
+    try:
+        try:
+            server = pgserver.get_server(Path(folder) / "data", cleanup_mode="stop")
+        except Exception as e:  # noqa: BLE001 - whatever stops a server from starting here
+            pytest.skip(f"pgserver could not start a PostgreSQL server here: {e}")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def url(server_url: str) -> str:
+    """A fresh database on the server, for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def test_migrations_have_the_same_names_and_run_once(url, tmp_path):
+    with open_state(tmp_path, url=url) as s:
+        assert isinstance(s, pgstate.PgStateStore)
+        names = s.applied_migrations()
+    assert names == [name for name, _ in MIGRATIONS]
+    with open_state(tmp_path, url=url) as s:  # reopening applies nothing twice
+        assert s.applied_migrations() == names
+        cols = {
+            r[0]
+            for r in s._query(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'chunks'"
+            )
+        }
+    assert {"key", "status", "task_id", "billed_chars", "started_at", "request_chars"} <= cols
+
+
+def test_workers_opening_a_new_store_at_once_migrate_it_once(url, tmp_path):
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            open_state(tmp_path, url=url).close()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with open_state(tmp_path, url=url) as s:
+        assert s.applied_migrations() == [name for name, _ in MIGRATIONS]
+
+
+def test_the_url_comes_from_the_environment(url, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIOBOOK_STATE_URL", url)
+    with open_state(tmp_path) as s:
+        assert isinstance(s, pgstate.PgStateStore)
+
+
+def test_an_unknown_url_or_an_unreachable_server_is_one_line(tmp_path):
+    with pytest.raises(StateError, match="not a state store URL"):
+        open_state(tmp_path, url="mysql://u@h/db")
+    bad = f"postgresql://nobody:secret@/db?host={tmp_path}"  # no server listens there
+    with pytest.raises(StateError) as err:
+        open_state(tmp_path, url=bad)
+    assert "cannot connect" in str(err.value) and "secret" not in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_chunk_lifecycle_intent_before_the_paid_call(url, tmp_path):
+    with open_state(tmp_path, url=url) as s:
+        since = s.mark_starting("k1", "polly", chars=50, price_kind="neural")
+        row = s.chunk("k1")
+        assert row.status == "pending" and row.started_at == since and row.task_id is None
+        s.mark_submitted("k1", "task-1", "s3://b/k1.mp3", billed_chars=50, extra={"a": "b"})
+        row = s.chunk("k1")
+        assert (row.status, row.task_id, row.billed_chars, row.extra) == (
+            "submitted",
+            "task-1",
+            50,
+            {"a": "b"},
+        )
+        s.mark_done("k1", s.cache_path("k1", "mp3"), digest=(10, "ab" * 32))
+        row = s.chunk("k1")
+        assert (row.status, row.cache_size, row.attempts) == ("done", 10, 1)
+        s.mark_starting("k2", "polly", chars=7)
+        s.mark_not_started("k2", "refused")
+        assert s.chunk("k2").started_at is None and s.chunk("k2").last_error == "refused"
+        s.mark_failed("k2", "gone")
+        assert set(s.chunks(["k1", "k2", "k3"])) == {"k1", "k2"}
+        summary = s.summary()
+        assert summary.chunks["done"] == 1 and summary.chunks["failed"] == 1
+        assert summary.billed_chars == 50 and summary.billed_by_kind == {"neural": 50}
+        assert summary.counted.pieces == 1 and summary.counted.differing == 0
+
+
+def test_books_runs_and_outputs(url, tmp_path):
+    with open_state(tmp_path, url=url) as s:
+        book = s.upsert_book("/b.epub", source_hash="h", options_hash="o", title="B", status="new")
+        assert (
+            s.upsert_book("/b.epub", source_hash="h2", options_hash="o", title="B", status="x")
+            == book
+        )
+        s.set_book_chunks(book, [("k1", 0), ("k2", 1)])
+        assert s.book_chunk_keys(book) == ["k1", "k2"]
+        s.finish_book(book, status="done", out_path="/o.m4b", outputs=["/o.m4b", "/o.vtt"])
+        row = s.book("/b.epub")
+        assert (row.status, row.source_hash, row.outputs) == ("done", "h2", ("/o.m4b", "/o.vtt"))
+        first = s.start_run(book)
+        second = s.start_run(book)
+        assert second > first
+        s.finish_run(second, status="failed", error="disk full")
+        assert s.last_run_errors() == {book: "disk full"}
+        assert [b.source_path for b in s.books()] == ["/b.epub"]
+
+
+def test_a_held_piece_is_busy_until_its_lease_expires(url, tmp_path):
+    now = [1000.0]
+    with open_state(tmp_path, url=url) as a_store, open_state(tmp_path, url=url) as b_store:
+        a_store.clock = b_store.clock = lambda: now[0]
+        a, b = LeaseOwner(a_store, ttl=60), LeaseOwner(b_store, ttl=60)
+        a_store.mark_starting("k", "polly", owner=a)
+        with pytest.raises(PieceBusy) as busy:
+            b_store.mark_starting("k", "polly", owner=b)
+        assert busy.value.holder is not None and busy.value.holder.owner == a.id
+        assert b_store.claim_piece("k", b) is not None  # still a's
+        assert b_store.piece_holders(["k"], b)["k"].owner == a.id
+        now[0] += 61  # a stopped renewing: a dead worker
+        # The row shows a's unrecorded start: b does not start it again blindly...
+        with pytest.raises(PieceBusy) as busy:
+            b_store.mark_starting("k", "polly", owner=b)
+        assert busy.value.holder is None
+        # ...it takes the claim over, then resumes (recovers a's task) as usual.
+        assert b_store.claim_piece("k", b) is None
+        assert a_store.piece_holders(["k"], a)["k"].owner == b.id
+        b_store.release_leases(b)
+        assert a_store.piece_holders(["k"], a) == {}
+
+
+def test_racing_workers_start_a_piece_once(url, tmp_path):
+    """Eight workers, each on its own connection, want the same new piece at once:
+    exactly one writes the intent (the one that will pay); the others see it busy."""
+    stores = [open_state(tmp_path, url=url) for _ in range(8)]
+    owners = [LeaseOwner(s) for s in stores]
+    started: list[int] = []
+    busy: list[int] = []
+    go = threading.Barrier(len(stores))
+
+    def worker(i: int) -> None:
+        go.wait()
+        try:
+            stores[i].mark_starting("piece", "polly", chars=10, owner=owners[i])
+            started.append(i)
+        except PieceBusy:
+            busy.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert len(started) == 1 and len(busy) == 7
+        assert stores[0].chunk("piece").attempts == 1
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_output_claims(url, tmp_path):
+    with open_state(tmp_path, url=url) as s:
+        a, b = LeaseOwner(s), LeaseOwner(s)
+        assert s.claim_output("/o.m4b", "/b.epub", a) is None
+        held = s.claim_output("/o.m4b", "/b.epub", b)
+        assert held is not None and held.owner == a.id
+        assert s.claim_output("/o2.m4b", "/b.epub", b) is None
+        assert [h.owner for h in s.book_holders("/b.epub", b)] == [a.id]
+        s.renew_leases(a)
+        s.release_leases(a)
+        assert s.claim_output("/o.m4b", "/b.epub", b) is None
