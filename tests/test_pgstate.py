@@ -212,3 +212,54 @@ def test_output_claims(url, tmp_path):
         s.renew_leases(a)
         s.release_leases(a)
         assert s.claim_output("/o.m4b", "/b.epub", b) is None
+
+
+def _packets(path: Path) -> str:
+    """Hash of the encoded audio packets, read with PyAV."""
+    import hashlib
+
+    import av
+
+    h = hashlib.sha256()
+    with av.open(str(path)) as f:
+        for packet in f.demux(audio=0):
+            h.update(bytes(packet))
+    return h.hexdigest()
+
+
+@pytest.mark.ffmpeg
+def test_a_conversion_with_state_in_postgresql_equals_one_in_sqlite(url, tmp_path):
+    """The pipeline on the PostgreSQL store: the same audio packets and chapter times
+    as on SQLite, the book and its pieces recorded, and a second run does nothing."""
+    from mutagen.mp4 import MP4
+
+    from audiobook.engines.fake import FakeEngine
+    from audiobook.options import ConvertOptions
+    from audiobook.pipeline import convert
+
+    src = tmp_path / "book.md"
+    src.write_text(
+        "# One\n\nThe first chapter, read aloud.\n\n# Two\n\nThe second one, longer than "
+        "the first, with a sentence more.\n",
+        encoding="utf-8",
+    )
+    opts = ConvertOptions(synchronous=True)
+    local = convert(
+        src, tmp_path / "local.m4b", opts, state_dir=tmp_path / "s1", engine=FakeEngine()
+    )
+    engine = FakeEngine()
+    with open_state(tmp_path / "s2", url=url) as store:
+        shared = convert(src, tmp_path / "shared.m4b", opts, store=store, engine=engine)
+        assert shared.chunks_submitted == local.chunks_submitted == len(engine.submitted) > 0
+        assert _packets(tmp_path / "shared.m4b") == _packets(tmp_path / "local.m4b")
+        assert [(c.title, c.start) for c in MP4(tmp_path / "shared.m4b").chapters] == [
+            (c.title, c.start) for c in MP4(tmp_path / "local.m4b").chapters
+        ]
+        assert shared.chapter_times == local.chapter_times
+        row = store.book(src)
+        assert row is not None and row.status == "done"
+        keys = store.book_chunk_keys(row.id)
+        assert len(keys) == shared.chunks_total
+        assert {r.status for r in store.chunks(keys).values()} == {"done"}
+        again = convert(src, tmp_path / "shared.m4b", opts, store=store, engine=engine)
+        assert again.skipped and len(engine.submitted) == shared.chunks_submitted
