@@ -806,7 +806,7 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
     with _open_state(state_dir, reset_state, create=False) as store:
         s = store.summary()
         errors = store.last_run_errors()
-    click.echo(f"state: {s.path}")
+    click.echo(f"state: {s.where or s.path}")
     for b in s.books:
         out = ", ".join(b.outputs[:1])
         click.echo(

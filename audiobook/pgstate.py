@@ -211,7 +211,7 @@ class PgStateStore(StateStore):
         self.url = url
         self.where = redact(url)
         self.dir = Path(state_dir) if state_dir is not None else default_state_dir()
-        self.path = self.dir  # what ``status`` names as the store's place
+        self.path = self.dir
         self.cache_dir = self.dir / "cache"
         self.clock = clock
         self.moved_aside = None

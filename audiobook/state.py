@@ -309,6 +309,7 @@ class StatusSummary:
     cache_files: int
     cache_bytes: int
     counted: CountCheck = CountCheck()
+    where: str = ""  # where the rows are, for people (a file, or a database URL)
 
 
 _CHUNK_COLS = (
@@ -647,6 +648,7 @@ class StateStore:
     ) -> None:
         self.dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.path = self.dir / DB_NAME
+        self.where = str(self.path)
         self.cache_dir = self.dir / "cache"
         self.clock = clock
         self.moved_aside: Path | None = None
@@ -1316,6 +1318,7 @@ class StateStore:
                     size += p.stat().st_size
         return StatusSummary(
             path=self.path,
+            where=self.where,
             books=tuple(self.books()),
             chunks=counts,
             billed_chars=sum(by_kind.values()),

@@ -263,3 +263,41 @@ def test_a_conversion_with_state_in_postgresql_equals_one_in_sqlite(url, tmp_pat
         assert {r.status for r in store.chunks(keys).values()} == {"done"}
         again = convert(src, tmp_path / "shared.m4b", opts, store=store, engine=engine)
         assert again.skipped and len(engine.submitted) == shared.chunks_submitted
+
+
+@pytest.mark.ffmpeg
+def test_the_cli_keeps_its_state_in_the_database_named_by_the_environment(url, tmp_path):
+    """$AUDIOBOOK_STATE_URL: convert, convert again (up to date) and status go to the
+    database; the state folder holds only the audio cache; the password is never shown."""
+    import os
+    import subprocess
+    import sys
+
+    parts = urlsplit(url)
+    secret = urlunsplit(parts._replace(netloc=f"postgres:s3cret@{parts.hostname or ''}"))
+    src = tmp_path / "b.md"
+    src.write_text("# One\n\nThe first chapter.\n\n# Two\n\nThe second one.\n", "utf-8")
+    state = tmp_path / "state"
+    env = {**os.environ, "AUDIOBOOK_STATE_URL": secret, "AUDIOBOOK_STATE_DIR": str(state)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "audiobook", *args],
+            check=False,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    first = cli("convert", str(src), "-o", str(tmp_path / "b.m4b"))
+    assert first.returncode == 0, first.stderr
+    again = cli("convert", str(src), "-o", str(tmp_path / "b.m4b"))
+    assert again.returncode == 0 and "up to date" in again.stdout
+    status = cli("status")
+    assert status.returncode == 0, status.stderr
+    assert "state: postgresql://postgres:***@" in status.stdout
+    assert "pieces: 1 done" in status.stdout and str(src) in status.stdout
+    assert "s3cret" not in status.stdout + status.stderr + first.stderr
+    assert sorted(p.name for p in state.iterdir()) == ["cache"]  # no state.sqlite
