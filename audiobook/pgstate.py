@@ -210,6 +210,7 @@ class PgStateStore(StateStore):
     ) -> None:
         self.url = url
         self.where = redact(url)
+        self.connect_timeout = max(1, int(connect_timeout))
         self.dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.path = self.dir
         self.cache_dir = self.dir / "cache"
@@ -221,17 +222,27 @@ class PgStateStore(StateStore):
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StateError(f"{self.dir}: cannot create the state folder ({e.strerror})") from e
-        try:
-            self.conn: psycopg.Connection[Any] = psycopg.connect(
-                url, autocommit=True, connect_timeout=max(1, int(connect_timeout))
-            )
-        except psycopg.Error as e:
-            raise self._error(e, "cannot connect to the state store") from e
+        self.conn: psycopg.Connection[Any] = self._connect()
         try:
             self._migrate()
         except StateError:
             self.conn.close()
             raise
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
+        except psycopg.Error as e:
+            raise self._error(e, "cannot connect to the state store") from e
+
+    def _live(self) -> psycopg.Connection[Any]:
+        """The connection, opened again when the last one was lost (the server
+        restarted, the network dropped it): the call that lost it failed with a
+        ``StateError`` (and wrote nothing it could not roll back), the next one goes on."""
+        if self.conn.closed or self.conn.broken:
+            self.conn.close()
+            self.conn = self._connect()
+        return self.conn
 
     def _error(self, e: BaseException, what: str = "state store error") -> StateError:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -242,17 +253,19 @@ class PgStateStore(StateStore):
         """One write transaction, the advisory write lock taken first; rolled back on
         error (a database error becomes ``StateError``)."""
         with self._lock:
+            conn = self._live()
             try:
-                with self.conn.transaction():
-                    self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                    yield _PgSql(self.conn)
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    yield _PgSql(conn)
             except psycopg.Error as e:
                 raise self._error(e) from e
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
-                return self.conn.execute(_placeholders(sql), list(params) or None).fetchall()
+                conn = self._live()
+                return conn.execute(_placeholders(sql), list(params) or None).fetchall()
             except psycopg.Error as e:
                 raise self._error(e) from e
 

@@ -301,3 +301,16 @@ def test_the_cli_keeps_its_state_in_the_database_named_by_the_environment(url, t
     assert "pieces: 1 done" in status.stdout and str(src) in status.stdout
     assert "s3cret" not in status.stdout + status.stderr + first.stderr
     assert sorted(p.name for p in state.iterdir()) == ["cache"]  # no state.sqlite
+
+
+def test_a_lost_connection_fails_one_call_and_the_next_reconnects(url, tmp_path):
+    with open_state(tmp_path, url=url) as s:
+        s.mark_starting("k1", "polly")
+        with psycopg.connect(url, autocommit=True) as admin:  # the server drops us
+            admin.execute("SELECT pg_terminate_backend(%s)", (s.conn.info.backend_pid,))
+        with pytest.raises(StateError) as err:
+            s.mark_starting("k2", "polly")
+        assert "\n" not in str(err.value)
+        assert s.chunk("k2") is None  # nothing half-written
+        s.mark_starting("k2", "polly")  # a new connection
+        assert {k for k in s.chunks(["k1", "k2"])} == {"k1", "k2"}
