@@ -267,7 +267,7 @@ def test_a_conversion_with_state_in_postgresql_equals_one_in_sqlite(url, tmp_pat
 
 @pytest.mark.ffmpeg
 def test_the_cli_keeps_its_state_in_the_database_named_by_the_environment(url, tmp_path):
-    """$AUDIOBOOK_STATE_URL: convert, convert again (up to date) and status go to the
+    """$AUDIOBOOK_STATE_URL (as --state): convert, convert again (up to date) and status go to the
     database; the state folder holds only the audio cache; the password is never shown."""
     import os
     import subprocess
@@ -314,3 +314,16 @@ def test_a_lost_connection_fails_one_call_and_the_next_reconnects(url, tmp_path)
         assert s.chunk("k2") is None  # nothing half-written
         s.mark_starting("k2", "polly")  # a new connection
         assert {k for k in s.chunks(["k1", "k2"])} == {"k1", "k2"}
+
+
+def test_the_state_option_names_the_database(url, tmp_path):
+    """--state URL on a read-only command: status of an empty shared store."""
+    from click.testing import CliRunner
+
+    from audiobook.cli import cli
+
+    r = CliRunner().invoke(cli, ["status", "--state", url, "--state-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "state: postgresql://" in r.output and "pieces: 0 done" in r.output
+    r = CliRunner().invoke(cli, ["status", "--state", "mysql://u@h/db"])
+    assert r.exit_code != 0 and "not a state store URL" in r.output
