@@ -113,8 +113,17 @@ state_options = _compose(
         envvar="AUDIOBOOK_STATE_URL",
         show_envvar=True,
         help="A state store shared by many machines, postgresql://USER@HOST/DATABASE "
-        "(needs the 'postgres' extra); the audio cache stays in --state-dir "
-        "[default: the SQLite store of --state-dir].",
+        "(needs the 'postgres' extra) [default: the SQLite store of --state-dir].",
+    ),
+    click.option(
+        "--cache",
+        "cache_url",
+        metavar="URL",
+        envvar="AUDIOBOOK_CACHE_URL",
+        show_envvar=True,
+        help="An audio cache shared by many machines, s3://BUCKET/PREFIX; this "
+        "machine's copies of its pieces stay in --state-dir "
+        "[default: the cache folder of --state-dir].",
     ),
     click.option(
         "--reset-state",
@@ -396,14 +405,19 @@ def _stderr() -> Console:
 
 
 def _open_state(
-    state_dir: Path | None, reset: bool, url: str | None = None, *, create: bool = True
+    state_dir: Path | None,
+    reset: bool,
+    url: str | None = None,
+    cache: str | None = None,
+    *,
+    create: bool = True,
 ) -> StateBackend:
     """The state store, saying in one line what ``--reset-state`` did (moved a damaged
     store aside, or kept a healthy one). ``create=False``: the read-only commands, which
     never create a store (a missing one is a one-line error, exit 9)."""
     from .state import open_state
 
-    store = open_state(state_dir, reset=reset, create=create, url=url)
+    store = open_state(state_dir, reset=reset, create=create, url=url, cache=cache)
     if store.reset_note:
         click.echo(f"audiobook: note: {store.reset_note}", err=True)
     return store
@@ -497,7 +511,9 @@ def convert_cmd(book: str, out: Path | None, workers: int, dry_run: bool, **kw: 
         kw["fmt"] = fixed or (format_of(out) if out else None) or "m4b"  # disagree are refused
     opts = _convert_options(kw, workers=workers)
     if dry_run:
-        with _open_state(kw["state_dir"], kw["reset_state"], kw["state_url"]) as store:
+        with _open_state(
+            kw["state_dir"], kw["reset_state"], kw["state_url"], kw["cache_url"]
+        ) as store:
             plan = preview(book, opts, store=store)
         kind = f" ({plan.price_kind})" if plan.price_kind else ""
         click.echo(
@@ -509,7 +525,9 @@ def convert_cmd(book: str, out: Path | None, workers: int, dry_run: bool, **kw: 
     console = _stderr()
     hooks = RichHooks(console)
     try:
-        with _open_state(kw["state_dir"], kw["reset_state"], kw["state_url"]) as store:
+        with _open_state(
+            kw["state_dir"], kw["reset_state"], kw["state_url"], kw["cache_url"]
+        ) as store:
             # a URL is fetched into the state folder's conditional cache
             result = convert(book, out, opts, hooks, store=store)
     finally:
@@ -802,7 +820,9 @@ def tasks_cmd(status: str | None, max_items: int | None, region: str | None) -> 
 
 @cli.command(name="status")
 @state_options
-def status_cmd(state_dir: Path | None, state_url: str | None, reset_state: bool) -> None:
+def status_cmd(
+    state_dir: Path | None, state_url: str | None, cache_url: str | None, reset_state: bool
+) -> None:
     """Show the state store: books, pieces done/pending/failed, characters billed, cost.
 
     Never creates a store: a state folder with none is a one-line error (exit 9).
@@ -815,7 +835,7 @@ def status_cmd(state_dir: Path | None, state_url: str | None, reset_state: bool)
     from .estimate import billed_summary
     from .progress import plural
 
-    with _open_state(state_dir, reset_state, state_url, create=False) as store:
+    with _open_state(state_dir, reset_state, state_url, cache_url, create=False) as store:
         s = store.summary()
         errors = store.last_run_errors()
     click.echo(f"state: {s.where or s.path}")
@@ -874,6 +894,7 @@ def gc_cmd(
     region: str | None,
     state_dir: Path | None,
     state_url: str | None,
+    cache_url: str | None,
     reset_state: bool,
 ) -> None:
     """Remove cached audio that no book's latest version still needs, and downloads
@@ -893,7 +914,7 @@ def gc_cmd(
     from .fetch import CACHE_FOLDER, prune_cache
     from .progress import plural
 
-    with _open_state(state_dir, reset_state, state_url, create=False) as store:
+    with _open_state(state_dir, reset_state, state_url, cache_url, create=False) as store:
         files, freed = store.gc(dry_run=dry_run)
         pages, page_bytes = prune_cache(
             store.dir / CACHE_FOLDER, max_age_days=web_days, dry_run=dry_run
@@ -976,7 +997,7 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
                 f"{item.source.name}: {summary_line(item.result)}"
             )
 
-    with _open_state(kw["state_dir"], kw["reset_state"], kw["state_url"]) as store:
+    with _open_state(kw["state_dir"], kw["reset_state"], kw["state_url"], kw["cache_url"]) as store:
         items = batch(
             in_dir,
             out_dir,
@@ -1306,7 +1327,7 @@ def podcast_cmd(
     )
     console = _stderr()
     fetch = FetchConfig(timeout=timeout, max_bytes=int(max_size * 1e6))
-    with _open_state(kw["state_dir"], kw["reset_state"], kw["state_url"]) as store:
+    with _open_state(kw["state_dir"], kw["reset_state"], kw["state_url"], kw["cache_url"]) as store:
         result = build_episodes(
             [str(a) for a in articles],
             feed_dir,

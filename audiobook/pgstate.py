@@ -16,8 +16,8 @@ another connection:
 - **Claims are leases** as in SQLite; a worker on another host is known dead only by its
   claim's expiry (``state.LEASE_TTL``, renewed every quarter).
 
-Finished audio stays in the local cache folder of ``state_dir`` (a shared cache is the
-cache interface's job). Errors of the database or the connection become ``StateError``
+Finished audio is in the cache (``cache.py``): the local folder of ``state_dir``, or
+one shared by the workers in S3 (``open_state(cache="s3://...")``). Errors of the database or the connection become ``StateError``
 with one line naming the store (its URL without a password).
 """
 
@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from .cache import LocalCache, PieceCache
 from .errors import StateError
 from .state import MIGRATIONS, Rows, StateStore, default_state_dir
 
@@ -214,6 +215,7 @@ class PgStateStore(StateStore):
         self.dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.path = self.dir
         self.cache_dir = self.dir / "cache"
+        self.cache: PieceCache = LocalCache(self.cache_dir)
         self.clock = clock
         self.moved_aside = None
         self.reset_note = None

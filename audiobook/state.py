@@ -36,13 +36,15 @@ Runs at once on one store (two terminals, ``make -j``, a batch) share the work t
 leases: a run claims a piece before its paid call, in the very transaction that records
 the intent, and renews its claims while it works (``LeaseOwner``). Another run that finds
 a piece claimed by a live run does not start it: it follows that run's task or waits
-for the audio in the cache. A claim whose run died (its process is gone from this host,
+for the audio in the cache. A claim whose run died (its process is gone from this host
+(``machine_identity``: the hostname, boot id and process-id namespace),
 or it was not renewed for ``LEASE_TTL`` seconds) can be taken over, and then the usual
 resume applies (a recorded task is polled, an unrecorded one recovered).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -59,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
+from .cache import LocalCache, PieceCache, open_cache
 from .errors import StateError
 
 if TYPE_CHECKING:
@@ -72,6 +75,30 @@ STATUSES = ("pending", "submitted", "done", "failed")
 # host, where its process cannot be looked for); a working run renews every quarter.
 LEASE_TTL = 60.0
 HOST = socket.gethostname()
+
+
+def machine_identity(hostname: str = HOST, proc: str | os.PathLike[str] = "/proc") -> str:
+    """Who "this host" is for claims: the hostname, then the boot id of the running
+    kernel (``/proc/sys/kernel/random/boot_id``) and the process-id namespace
+    (``/proc/self/ns/pid``), where the system has them.
+
+    A claim of the same identity is judged by its process id (is it still running?),
+    any other by its expiry alone. The hostname alone is not enough once workers run
+    in containers: two machines' containers may share a hostname, and a process id on
+    one machine says nothing of the other (the boot id differs); two containers on
+    one machine share the boot id but not the process-id namespace, in which a pid is
+    looked up. Without /proc (macOS, Windows) the hostname is the identity."""
+    root = Path(proc)
+    parts = [hostname]
+    with contextlib.suppress(OSError):
+        parts.append((root / "sys" / "kernel" / "random" / "boot_id").read_text().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink(root / "self" / "ns" / "pid"))
+    return " ".join(p for p in parts if p)
+
+
+# This process's identity in the claims it writes (``machine_identity``).
+MACHINE = machine_identity()
 
 
 def default_state_dir() -> Path:
@@ -529,8 +556,14 @@ class LeaseHolder:
     expires_at: float
 
     def where(self) -> str:
-        """ "pid 1234", or "pid 1234 on otherhost"."""
-        return f"pid {self.pid}" + ("" if self.host == HOST else f" on {self.host}")
+        """ "pid 1234", or "pid 1234 on otherhost" (a claim of another machine, or of
+        another container of this one)."""
+        return f"pid {self.pid}" + ("" if self.host == MACHINE else f" on {self.hostname}")
+
+    @property
+    def hostname(self) -> str:
+        """The host's name, without the boot id and namespace of its identity."""
+        return self.host.split(" ", 1)[0]
 
 
 class PieceBusy(Exception):
@@ -569,7 +602,8 @@ _OWNERS: set[str] = set()  # the owner ids of this process's runs
 
 
 class LeaseOwner:
-    """One run's identity for its claims (a fresh id, this host, this process). As a
+    """One run's identity for its claims (a fresh id, this machine and container as
+    ``machine_identity`` names them, this process). As a
     context manager it renews them in the background every quarter of ``ttl`` while
     the run works, and gives them all up at the end (finished, failed or interrupted:
     another run may then take over, resuming what this one left)."""
@@ -578,7 +612,7 @@ class LeaseOwner:
         self.store = store
         self.ttl = ttl
         self.id = uuid.uuid4().hex
-        self.host = HOST
+        self.host = MACHINE
         self.pid = os.getpid()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -650,6 +684,7 @@ class StateStore:
         self.path = self.dir / DB_NAME
         self.where = str(self.path)
         self.cache_dir = self.dir / "cache"
+        self.cache: PieceCache = LocalCache(self.cache_dir)
         self.clock = clock
         self.moved_aside: Path | None = None
         self.reset_note: str | None = None
@@ -772,12 +807,13 @@ class StateStore:
     # -- cache -------------------------------------------------------------------------
 
     def cache_path(self, key: str, ext: str) -> Path:
-        """Where the audio of ``key`` lives: ``cache/<first two hex>/<key>.<ext>``."""
-        return self.cache_dir / key[:2] / f"{key}.{ext}"
+        """Where the audio of ``key`` lives on this machine:
+        ``cache/<first two hex>/<key>.<ext>`` (a shared cache's copy)."""
+        return self.cache.local_path(key, ext)
 
     def cached(self, key: str, ext: str) -> Path | None:
-        p = self.cache_path(key, ext)
-        return p if p.is_file() else None
+        """The local file of ``key``'s audio (from a shared cache: downloaded first)."""
+        return self.cache.fetch(key, ext)
 
     def check_cached(self, key: str, ext: str, row: ChunkRow | None) -> CacheCheck:
         """Whether the cached file of ``key`` can be reused: it is there and is what was
@@ -791,8 +827,8 @@ class StateStore:
         A file with no recorded digest (cached before digests were recorded, or after
         --reset-state) must look like its format (``_plausible``); its digest is
         returned to be recorded, so the next run checks it fully."""
-        p = self.cache_path(key, ext)
-        if not p.is_file():
+        p = self.cache.fetch(key, ext)
+        if p is None:
             return CacheCheck(None)
         size: int | None = None
         sha: str | None = None
@@ -834,6 +870,8 @@ class StateStore:
             check = self.check_cached(key, ext, row)
             if check.path is not None:
                 if check.digest is not None:
+                    # Whole but never recorded: shared before its digest is recorded.
+                    self.cache.publish(check.path)
                     found.append((key, ext, *check.digest))
                 continue
             ok = False
@@ -1023,12 +1061,13 @@ class StateStore:
 
     @staticmethod
     def _alive(holder: LeaseHolder, now: float) -> bool:
-        """A claim counts while it is renewed and its run, if on this host, exists: its
-        process, or (in this very process, whose id a dead run of an earlier container
-        or boot may have had) one of this process's owners."""
+        """A claim counts while it is renewed and its run, if on this machine (and in
+        this container: ``machine_identity``), exists: its process, or (in this very
+        process, whose id a dead run of an earlier container may have had) one of this
+        process's owners."""
         if holder.expires_at <= now:
             return False
-        if holder.host != HOST:
+        if holder.host != MACHINE:
             return True
         if holder.pid == os.getpid():
             return holder.owner in _OWNERS
@@ -1311,11 +1350,9 @@ class StateStore:
         )[0]
         files = 0
         size = 0
-        if self.cache_dir.is_dir():
-            for p in self.cache_dir.glob("*/*"):
-                if p.is_file():
-                    files += 1
-                    size += p.stat().st_size
+        for _, n in self.cache.entries():
+            files += 1
+            size += n
         return StatusSummary(
             path=self.path,
             where=self.where,
@@ -1334,18 +1371,15 @@ class StateStore:
         keep = {r[0] for r in self._query("SELECT DISTINCT key FROM book_chunks")}
         freed = 0
         stale: list[str] = []
-        if self.cache_dir.is_dir():
-            for p in sorted(self.cache_dir.glob("*/*")):
-                key = p.name.split(".", 1)[0]
-                if key in keep or not p.is_file():
-                    continue
-                # Temp files of a fetch in progress in another process are left alone.
-                if ".tmp" in p.name:
-                    continue
-                stale.append(key)
-                freed += p.stat().st_size
-                if not dry_run:
-                    p.unlink(missing_ok=True)
+        for name, size in self.cache.entries():
+            key = name.split(".", 1)[0]
+            # Temp files of a fetch in progress in another process are left alone.
+            if key in keep or ".tmp" in name:
+                continue
+            stale.append(key)
+            freed += size
+            if not dry_run:
+                self.cache.remove(name)
         if not dry_run and stale:
             with self.transaction() as db:
                 db.executemany(
@@ -1424,10 +1458,29 @@ def open_state(
     busy_timeout: float = 30.0,
     create: bool = True,
     url: str | None = None,
+    cache: str | None = None,
 ) -> StateStore:
     """The state store: SQLite in ``state_dir`` (the default), or the PostgreSQL database
-    of ``url`` (else ``$AUDIOBOOK_STATE_URL``), ``postgresql://...``, with its audio
-    cache in ``state_dir``."""
+    of ``url`` (else ``$AUDIOBOOK_STATE_URL``), ``postgresql://...``. Its audio cache is
+    the folder ``cache/`` of ``state_dir``, or the S3 cache of ``cache`` (else
+    ``$AUDIOBOOK_CACHE_URL``), ``s3://BUCKET/PREFIX``, with this machine's copies there."""
+    store = _open_store(state_dir, reset=reset, busy_timeout=busy_timeout, create=create, url=url)
+    try:
+        store.cache = open_cache(cache, store.cache_dir)
+    except StateError:
+        store.close()
+        raise
+    return store
+
+
+def _open_store(
+    state_dir: str | os.PathLike[str] | None,
+    *,
+    reset: bool,
+    busy_timeout: float,
+    create: bool,
+    url: str | None,
+) -> StateStore:
     url = url or os.environ.get("AUDIOBOOK_STATE_URL") or None
     if url is None:
         return StateStore(state_dir, reset=reset, busy_timeout=busy_timeout, create=create)

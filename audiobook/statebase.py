@@ -1,8 +1,8 @@
 """What the pipeline asks of a state store: the interface every backend implements.
 
-The SQLite store (``state.StateStore``, one file per state folder) is the default and,
-for now, the only one. A store shared by many machines (PostgreSQL) implements the same
-interface with the same rules, so that nothing above this seam changes with it:
+The SQLite store (``state.StateStore``, one file per state folder) is the default. A
+store shared by many machines (PostgreSQL, ``pgstate.PgStateStore``) implements the
+same interface with the same rules, so that nothing above this seam changes with it:
 
 - **Named migrations.** The schema is built by migrations named ``m001_...``, ``m002_...``,
   applied in order, each in one transaction together with the row in ``_migrations`` that
@@ -24,8 +24,9 @@ interface with the same rules, so that nothing above this seam changes with it:
   damaged) raises ``StateError`` with one line saying what to do, and leaves the store as
   it was.
 
-Finished audio lives in the content-addressed cache beside the store (``cache_path``);
-its size and sha256 are recorded when written and checked before reuse (``reusable``).
+Finished audio lives in the content-addressed cache (``cache``: the store's local folder,
+or shared in S3, ``cache.py``); its size and sha256 are recorded once the piece is in it
+and checked before reuse (``reusable``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
+    from .cache import PieceCache
     from .state import BookRow, CacheCheck, ChunkRow, LeaseHolder, LeaseOwner, StatusSummary
 
 
@@ -53,6 +55,11 @@ class StateBackend(Protocol):
     @property
     def cache_dir(self) -> Path:
         """The folder of the content-addressed audio cache."""
+        ...
+
+    @property
+    def cache(self) -> PieceCache:
+        """Where the finished pieces are (``cache.py``): the local folder, or S3."""
         ...
 
     @property
