@@ -964,7 +964,14 @@ def gc_cmd(
     help="Books converted at once (sharing one Polly quota).",
 )
 @click.option("--force", is_flag=True, help="Convert even the books that are up to date.")
-def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Run the books as tasks on a Dask cluster: its scheduler's address "
+    "(tcp://HOST:8786, with a shared --state and --cache), or local:N for N worker "
+    "processes on this machine (needs the 'cluster' extra) [default: --jobs threads here].",
+)
+def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, cluster: str | None, **kw: Any) -> None:
     """Convert every EPUB, PDF, HTML, Markdown and text file of IN_DIR into OUT_DIR.
 
     Books run in parallel within one shared Polly quota; finished books are skipped,
@@ -975,12 +982,14 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
 
     \b
         audiobook batch books/ -o out/ --jobs 4
+        audiobook batch books/ -o out/ --cluster tcp://scheduler:8786 \\
+            --state postgresql://audiobook@db/audiobook --cache s3://bucket/pieces
         # crontab: every night at 2:00
         0 2 * * * cd ~/audiobooks && .venv/bin/audiobook batch books -o out
     """
     from rich.table import Table
 
-    from .batch import batch
+    from .batch import Shared, batch
     from .progress import plural
 
     opts = _convert_options(kw)
@@ -1004,6 +1013,13 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
             opts,
             jobs=jobs,
             store=store,
+            cluster=cluster,
+            shared=Shared(
+                kw["state_url"],
+                kw["cache_url"],
+                None if kw["state_dir"] is None else str(kw["state_dir"].absolute()),
+            ),
+            on_note=lambda note: click.echo(f"audiobook: {note}", err=True),
             on_book=on_book,
             on_warning=lambda src, msg: click.echo(
                 f"audiobook: warning: {src.name}: {msg}", err=True
