@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -866,7 +867,24 @@ def status_cmd(
             f"{plural(n.pieces, 'piece')}, the estimate {n.estimated_chars:,} "
             f"(drift {drift:+,} in {plural(n.differing, 'piece')})"
         )
-    click.echo(f"cache: {plural(s.cache_files, 'file')}, {s.cache_bytes / 1e6:,.1f} MB")
+    click.echo(f"workers: {plural(len(s.workers), 'run')} holding claims")
+    now = time.time()
+    for w in s.workers:
+        h = w.holder
+        lease = (
+            f"lease {h.expires_at - now:,.0f} s left"
+            if h.expires_at > now
+            else f"lease expired {now - h.expires_at:,.0f} s ago"
+        )
+        books = ", ".join(Path(b).name for b in w.books)
+        click.echo(
+            f"  pid {h.pid} on {h.hostname} ({'alive' if w.alive else 'dead'}, {lease}): "
+            f"{plural(len(w.books), 'book')}"
+            + (f" ({books})" if books else "")
+            + f", {plural(w.pieces, 'piece')} claimed"
+        )
+    where = f"{s.cache_where}: " if s.cache_where else ""
+    click.echo(f"cache: {where}{plural(s.cache_files, 'file')}, {s.cache_bytes / 1e6:,.1f} MB")
 
 
 @cli.command(name="gc")

@@ -45,6 +45,7 @@ resume applies (a recorded task is polled, an unrecorded one recovered).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -337,6 +338,21 @@ class StatusSummary:
     cache_bytes: int
     counted: CountCheck = CountCheck()
     where: str = ""  # where the rows are, for people (a file, or a database URL)
+    workers: tuple[WorkerClaims, ...] = ()  # the runs holding claims, oldest first
+    cache_where: str = ""  # where the pieces are (a folder, or s3://...)
+
+
+@dataclass(frozen=True)
+class WorkerClaims:
+    """One run's claims, as ``status`` shows them: the books whose output it holds, the
+    pieces it is synthesizing, its lease (``holder``: the latest expiry of its claims)
+    and whether it counts as alive (``StateStore._alive``): a dead one's claims are
+    taken over by the next run that needs them."""
+
+    holder: LeaseHolder
+    books: tuple[str, ...]
+    pieces: int
+    alive: bool
 
 
 _CHUNK_COLS = (
@@ -1363,6 +1379,35 @@ class StateStore:
             cache_files=files,
             cache_bytes=size,
             counted=CountCheck(*(int(n) for n in counted)),
+            workers=self.workers(),
+            cache_where=self.cache.where,
+        )
+
+    def workers(self) -> tuple[WorkerClaims, ...]:
+        """The runs that hold claims (on books' outputs, on pieces), oldest first."""
+        now = self.clock()
+        books: dict[str, list[str]] = {}
+        pieces: dict[str, int] = {}
+        latest: dict[str, LeaseHolder] = {}
+        for kind, name, *cols in self._query(
+            f"SELECT 'book', source_path, {_LEASE_COLS} FROM book_locks UNION ALL "
+            f"SELECT 'piece', key, {_LEASE_COLS} FROM piece_leases"
+        ):
+            holder = _holder(cols)
+            assert holder is not None
+            was = latest.get(holder.owner)
+            if was is None or holder.expires_at > was.expires_at:
+                first = (
+                    holder.acquired_at if was is None else min(was.acquired_at, holder.acquired_at)
+                )
+                latest[holder.owner] = dataclasses.replace(holder, acquired_at=first)
+            if kind == "book":
+                books.setdefault(holder.owner, []).append(str(name))
+            else:
+                pieces[holder.owner] = pieces.get(holder.owner, 0) + 1
+        return tuple(
+            WorkerClaims(h, tuple(sorted(books.get(o, ()))), pieces.get(o, 0), self._alive(h, now))
+            for o, h in sorted(latest.items(), key=lambda kv: kv[1].acquired_at)
         )
 
     def gc(self, *, dry_run: bool = False) -> tuple[int, int]:

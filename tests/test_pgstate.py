@@ -4,6 +4,7 @@ migrations, the intent before a paid call, leases (held, expired, taken over, ra
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -300,3 +301,51 @@ def test_the_state_option_names_the_database(url, tmp_path):
     assert "state: postgresql://" in r.output and "pieces: 0 done" in r.output
     r = CliRunner().invoke(cli, ["status", "--state", "mysql://u@h/db"])
     assert r.exit_code != 0 and "not a state store URL" in r.output
+
+
+def test_status_shows_the_shared_store_books_pieces_workers_leases_and_billing(
+    url, tmp_path, aws_env, s3_bucket, s3_client
+):
+    from click.testing import CliRunner
+
+    from audiobook.cli import cli
+    from audiobook.state import HOST
+
+    cache = f"s3://{s3_bucket}/pieces"
+    s3_client.put_object(Bucket=s3_bucket, Key="pieces/ab/ab12.wav", Body=b"x" * 1000)
+    with open_state(tmp_path, url=url, cache=cache) as s:
+        book = s.upsert_book(
+            "/in/b.epub", source_hash="h", options_hash="o", title="B", status="new"
+        )
+        s.set_book_chunks(book, [("ab12", 0), ("cd34", 0)])
+        s.mark_starting("ab12", "polly", 40, "neural")
+        s.mark_submitted("ab12", "task-1", None, billed_chars=40)
+        s.mark_done("ab12", s.cache_path("ab12", "wav"), "polly", 40)
+        working = LeaseOwner(s)
+        assert s.claim_output("/out/b.m4b", "/in/b.epub", working) is None
+        assert s.claim_piece("cd34", working) is None
+        # A worker of another machine whose lease ran out: dead, its piece up for grabs.
+        s._query(
+            "INSERT INTO piece_leases VALUES ('ef56', 'gone', 'elsewhere b00t', 7, 1, 2) "
+            "RETURNING key"
+        )
+        shown = CliRunner().invoke(
+            cli, ["status", "--state", url, "--cache", cache, "--state-dir", str(tmp_path)]
+        )
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert "  new      B (/in/b.epub)" in lines
+    assert "pieces: 1 done, 0 pending (0 submitted), 0 failed" in lines
+    assert any(line.startswith("characters billed: 40 (neural 40)") for line in lines)
+    assert "workers: 2 runs holding claims" in lines
+    assert any(
+        line.startswith("  pid 7 on elsewhere (dead, lease expired ")
+        and line.endswith("): 0 books, 1 piece claimed")
+        for line in lines
+    ), lines
+    assert any(
+        line.startswith(f"  pid {os.getpid()} on {HOST} (alive, lease ")
+        and line.endswith("s left): 1 book (b.epub), 1 piece claimed")
+        for line in lines
+    ), lines
+    assert f"cache: {cache}: 1 file, 0.0 MB" in lines
