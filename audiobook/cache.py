@@ -134,7 +134,8 @@ class S3Cache(LocalCache):
         from botocore.exceptions import ClientError
 
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f"{p.name}.tmp{os.getpid()}-{threading.get_ident()}")
+        # The scheduler's temp name (``files.sweep_stale`` knows whose it is).
+        tmp = p.with_name(f"{key}.tmp{os.getpid()}-{threading.get_ident()}.{ext}")
         try:
             self.s3.download_file(self.bucket, self._object(piece_name(key, ext)), str(tmp))
             os.replace(tmp, p)
