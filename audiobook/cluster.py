@@ -101,9 +101,11 @@ def _distributed() -> Any:
 
 
 def local_workers(cluster: str) -> int | None:
-    """N of ``local:N`` (None for a scheduler's address); ConfigError when N is not a
-    positive number."""
+    """N of ``local:N`` (None for a scheduler's address, ``tcp://HOST:PORT``);
+    ConfigError when N is not a positive number, or the address has no protocol."""
     if not cluster.startswith(LOCAL):
+        if "://" not in cluster:
+            raise ConfigError(f"--cluster {cluster}: give a scheduler (tcp://HOST:8786) or local:N")
         return None
     text = cluster[len(LOCAL) :]
     if not text.isdigit() or int(text) < 1:
@@ -136,8 +138,6 @@ def connect(cluster: str, *, timeout: float = 30.0) -> Iterator[Any]:
         ):
             yield client
         return
-    if "://" not in cluster:
-        raise ConfigError(f"--cluster {cluster}: give a scheduler (tcp://HOST:8786) or local:N")
     try:
         client = distributed.Client(cluster, timeout=timeout)
     except (OSError, TimeoutError) as e:
@@ -208,6 +208,12 @@ def run_books(
         raise ConfigError(
             f"--cluster {cluster}: the workers of a cluster share their state through "
             "--state postgresql://... (each machine would keep its own SQLite store)"
+        )
+    if local_workers(cluster) is None and shared.cache_url is None and on_note is not None:
+        on_note(
+            f"warning: --cluster {cluster} without --cache s3://...: each worker keeps the "
+            "pieces it makes in its own --state-dir, and another worker that needs them "
+            "synthesizes them again (unless that folder is on a filesystem they share)"
         )
     with connect(cluster) as client:
         if on_note is not None:

@@ -192,3 +192,27 @@ def test_a_worker_killed_mid_batch_leaves_the_batch_complete_and_nothing_paid_tw
         s = store.summary()
         assert s.chunks["done"] == len(per_text)
         assert s.billed_chars == sum(t.request_characters for t in emu.tasks)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cluster", "local:0"], "--cluster local:0: local:N takes a number of workers, N >= 1"),
+        (["--cluster", "scheduler:8786"], "give a scheduler (tcp://HOST:8786) or local:N"),
+        (["--cluster", "tcp://127.0.0.1:9"], "share their state through --state postgresql://"),
+    ],
+)
+def test_a_cluster_the_batch_cannot_use_is_one_line_before_any_book(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from audiobook.cli import cli
+    from audiobook.errors import ConfigError
+
+    src = books(tmp_path / "in", 1)
+    r = CliRunner().invoke(
+        cli, ["batch", str(src), "-o", str(tmp_path / "out"), "--state-dir", str(tmp_path), *args]
+    )
+    assert r.exit_code == ConfigError.exit_code, r.output
+    errors = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and message in errors[0], r.stderr
+    assert not list((tmp_path / "out").glob("*.m4b"))
