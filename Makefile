@@ -31,7 +31,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev,voice-en]'
+	$(PY) -m pip install --quiet -e '.[test,dev,voice-en,cluster]'
 	@touch $@
 
 demo: $(STAMP)

@@ -77,6 +77,7 @@ _EXPORTS = {
     "PollyOptions": "engines.options",
     # state
     "StateStore": "state",
+    "StateBackend": "statebase",
     "open_state": "state",
     "default_state_dir": "state",
     # engines
@@ -125,6 +126,7 @@ __all__ = [
     "RenderOptions",
     "RetriesExceeded",
     "RunPlan",
+    "StateBackend",
     "StateError",
     "StateStore",
     "StitchResult",

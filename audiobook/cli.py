@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +49,7 @@ from .pipeline import convert
 from .synthesis import preview
 
 if TYPE_CHECKING:
-    from .state import StateStore
+    from .statebase import StateBackend
 
 log = logging.getLogger("audiobook")
 
@@ -105,6 +106,25 @@ state_options = _compose(
         show_envvar=True,
         help="Folder of the state store and audio cache "
         "[default: $XDG_DATA_HOME/audiobook or ~/.local/share/audiobook].",
+    ),
+    click.option(
+        "--state",
+        "state_url",
+        metavar="URL",
+        envvar="AUDIOBOOK_STATE_URL",
+        show_envvar=True,
+        help="A state store shared by many machines, postgresql://USER@HOST/DATABASE "
+        "(needs the 'postgres' extra) [default: the SQLite store of --state-dir].",
+    ),
+    click.option(
+        "--cache",
+        "cache_url",
+        metavar="URL",
+        envvar="AUDIOBOOK_CACHE_URL",
+        show_envvar=True,
+        help="An audio cache shared by many machines, s3://BUCKET/PREFIX; this "
+        "machine's copies of its pieces stay in --state-dir "
+        "[default: the cache folder of --state-dir].",
     ),
     click.option(
         "--reset-state",
@@ -385,13 +405,20 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def _open_state(state_dir: Path | None, reset: bool, *, create: bool = True) -> StateStore:
+def _open_state(
+    state_dir: Path | None,
+    reset: bool,
+    url: str | None = None,
+    cache: str | None = None,
+    *,
+    create: bool = True,
+) -> StateBackend:
     """The state store, saying in one line what ``--reset-state`` did (moved a damaged
     store aside, or kept a healthy one). ``create=False``: the read-only commands, which
     never create a store (a missing one is a one-line error, exit 9)."""
     from .state import open_state
 
-    store = open_state(state_dir, reset=reset, create=create)
+    store = open_state(state_dir, reset=reset, create=create, url=url, cache=cache)
     if store.reset_note:
         click.echo(f"audiobook: note: {store.reset_note}", err=True)
     return store
@@ -485,7 +512,9 @@ def convert_cmd(book: str, out: Path | None, workers: int, dry_run: bool, **kw: 
         kw["fmt"] = fixed or (format_of(out) if out else None) or "m4b"  # disagree are refused
     opts = _convert_options(kw, workers=workers)
     if dry_run:
-        with _open_state(kw["state_dir"], kw["reset_state"]) as store:
+        with _open_state(
+            kw["state_dir"], kw["reset_state"], kw["state_url"], kw["cache_url"]
+        ) as store:
             plan = preview(book, opts, store=store)
         kind = f" ({plan.price_kind})" if plan.price_kind else ""
         click.echo(
@@ -497,7 +526,9 @@ def convert_cmd(book: str, out: Path | None, workers: int, dry_run: bool, **kw: 
     console = _stderr()
     hooks = RichHooks(console)
     try:
-        with _open_state(kw["state_dir"], kw["reset_state"]) as store:
+        with _open_state(
+            kw["state_dir"], kw["reset_state"], kw["state_url"], kw["cache_url"]
+        ) as store:
             # a URL is fetched into the state folder's conditional cache
             result = convert(book, out, opts, hooks, store=store)
     finally:
@@ -790,7 +821,9 @@ def tasks_cmd(status: str | None, max_items: int | None, region: str | None) -> 
 
 @cli.command(name="status")
 @state_options
-def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
+def status_cmd(
+    state_dir: Path | None, state_url: str | None, cache_url: str | None, reset_state: bool
+) -> None:
     """Show the state store: books, pieces done/pending/failed, characters billed, cost.
 
     Never creates a store: a state folder with none is a one-line error (exit 9).
@@ -803,10 +836,10 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
     from .estimate import billed_summary
     from .progress import plural
 
-    with _open_state(state_dir, reset_state, create=False) as store:
+    with _open_state(state_dir, reset_state, state_url, cache_url, create=False) as store:
         s = store.summary()
         errors = store.last_run_errors()
-    click.echo(f"state: {s.path}")
+    click.echo(f"state: {s.where or s.path}")
     for b in s.books:
         out = ", ".join(b.outputs[:1])
         click.echo(
@@ -834,7 +867,24 @@ def status_cmd(state_dir: Path | None, reset_state: bool) -> None:
             f"{plural(n.pieces, 'piece')}, the estimate {n.estimated_chars:,} "
             f"(drift {drift:+,} in {plural(n.differing, 'piece')})"
         )
-    click.echo(f"cache: {plural(s.cache_files, 'file')}, {s.cache_bytes / 1e6:,.1f} MB")
+    click.echo(f"workers: {plural(len(s.workers), 'run')} holding claims")
+    now = time.time()
+    for w in s.workers:
+        h = w.holder
+        lease = (
+            f"lease {h.expires_at - now:,.0f} s left"
+            if h.expires_at > now
+            else f"lease expired {now - h.expires_at:,.0f} s ago"
+        )
+        books = ", ".join(Path(b).name for b in w.books)
+        click.echo(
+            f"  pid {h.pid} on {h.hostname} ({'alive' if w.alive else 'dead'}, {lease}): "
+            f"{plural(len(w.books), 'book')}"
+            + (f" ({books})" if books else "")
+            + f", {plural(w.pieces, 'piece')} claimed"
+        )
+    where = f"{s.cache_where}: " if s.cache_where else ""
+    click.echo(f"cache: {where}{plural(s.cache_files, 'file')}, {s.cache_bytes / 1e6:,.1f} MB")
 
 
 @cli.command(name="gc")
@@ -861,6 +911,8 @@ def gc_cmd(
     queues: bool,
     region: str | None,
     state_dir: Path | None,
+    state_url: str | None,
+    cache_url: str | None,
     reset_state: bool,
 ) -> None:
     """Remove cached audio that no book's latest version still needs, and downloads
@@ -880,7 +932,7 @@ def gc_cmd(
     from .fetch import CACHE_FOLDER, prune_cache
     from .progress import plural
 
-    with _open_state(state_dir, reset_state, create=False) as store:
+    with _open_state(state_dir, reset_state, state_url, cache_url, create=False) as store:
         files, freed = store.gc(dry_run=dry_run)
         pages, page_bytes = prune_cache(
             store.dir / CACHE_FOLDER, max_age_days=web_days, dry_run=dry_run
@@ -930,7 +982,14 @@ def gc_cmd(
     help="Books converted at once (sharing one Polly quota).",
 )
 @click.option("--force", is_flag=True, help="Convert even the books that are up to date.")
-def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Run the books as tasks on a Dask cluster: its scheduler's address "
+    "(tcp://HOST:8786, with a shared --state and --cache), or local:N for N worker "
+    "processes on this machine (needs the 'cluster' extra) [default: --jobs threads here].",
+)
+def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, cluster: str | None, **kw: Any) -> None:
     """Convert every EPUB, PDF, HTML, Markdown and text file of IN_DIR into OUT_DIR.
 
     Books run in parallel within one shared Polly quota; finished books are skipped,
@@ -941,12 +1000,14 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
 
     \b
         audiobook batch books/ -o out/ --jobs 4
+        audiobook batch books/ -o out/ --cluster tcp://scheduler:8786 \\
+            --state postgresql://audiobook@db/audiobook --cache s3://bucket/pieces
         # crontab: every night at 2:00
         0 2 * * * cd ~/audiobooks && .venv/bin/audiobook batch books -o out
     """
     from rich.table import Table
 
-    from .batch import batch
+    from .batch import Shared, batch
     from .progress import plural
 
     opts = _convert_options(kw)
@@ -963,13 +1024,20 @@ def batch_cmd(in_dir: Path, out_dir: Path, jobs: int, **kw: Any) -> None:
                 f"{item.source.name}: {summary_line(item.result)}"
             )
 
-    with _open_state(kw["state_dir"], kw["reset_state"]) as store:
+    with _open_state(kw["state_dir"], kw["reset_state"], kw["state_url"], kw["cache_url"]) as store:
         items = batch(
             in_dir,
             out_dir,
             opts,
             jobs=jobs,
             store=store,
+            cluster=cluster,
+            shared=Shared(
+                kw["state_url"],
+                kw["cache_url"],
+                None if kw["state_dir"] is None else str(kw["state_dir"].absolute()),
+            ),
+            on_note=lambda note: click.echo(f"audiobook: {note}", err=True),
             on_book=on_book,
             on_warning=lambda src, msg: click.echo(
                 f"audiobook: warning: {src.name}: {msg}", err=True
@@ -1293,7 +1361,7 @@ def podcast_cmd(
     )
     console = _stderr()
     fetch = FetchConfig(timeout=timeout, max_bytes=int(max_size * 1e6))
-    with _open_state(kw["state_dir"], kw["reset_state"]) as store:
+    with _open_state(kw["state_dir"], kw["reset_state"], kw["state_url"], kw["cache_url"]) as store:
         result = build_episodes(
             [str(a) for a in articles],
             feed_dir,

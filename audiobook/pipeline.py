@@ -35,7 +35,7 @@ Library entry points:
         result.duration       # seconds
         result.chapter_times  # ((title, start_s, end_s), ...)
 
-Both accept keyword-only ``store=`` (a shared ``StateStore``; else one is opened in
+Both accept keyword-only ``store=`` (a shared state store, ``StateBackend``; else one is opened in
 ``state_dir``, default the user's), ``limiters=`` (shared ``Limiters``, so books
 converted in parallel stay inside one Polly quota) and ``engine=`` (an Engine instance,
 e.g. ``FakeEngine`` in tests; not closed by us).
@@ -68,7 +68,8 @@ from .options import ConvertOptions
 from .outputs import check_destination, check_output, claim
 from .scheduler import Limiters
 from .ssml import billable_chars
-from .state import LeaseHolder, LeaseOwner, StateStore, open_state
+from .state import LeaseHolder, LeaseOwner, open_state
+from .statebase import StateBackend
 from .stitch import ChapterAudio, chapter_filenames, stitch
 from .synthesis import plan_chunks, synthesize
 
@@ -90,7 +91,7 @@ def _outputs_fingerprint(outputs: list[Path]) -> tuple[int, float] | None:
 
 
 def _up_to_date(
-    store: StateStore, source_id: str, source_hash: str, options_hash: str, out: Path
+    store: StateBackend, source_id: str, source_hash: str, options_hash: str, out: Path
 ) -> list[Path] | None:
     """The outputs of the book's last run, if that run was of this source with these
     options into ``out`` and its outputs are still as it left them; else None."""
@@ -111,7 +112,7 @@ def _up_to_date(
     return outputs
 
 
-def _sweep(out: Path, store: StateStore) -> None:
+def _sweep(out: Path, store: StateBackend) -> None:
     """Remove what runs that were killed left behind: temp files and folders beside
     the output, in the audio cache and in the temp folder (of processes now gone)."""
     for folder, depth in (
@@ -125,8 +126,8 @@ def _sweep(out: Path, store: StateStore) -> None:
 
 @contextmanager
 def _store(
-    store: StateStore | None, state_dir: str | os.PathLike[str] | None
-) -> Iterator[StateStore]:
+    store: StateBackend | None, state_dir: str | os.PathLike[str] | None
+) -> Iterator[StateBackend]:
     """The caller's store, or one opened in ``state_dir`` for the call and closed after."""
     if store is not None:
         yield store
@@ -144,7 +145,7 @@ def convert(
     opts: ConvertOptions | None = None,
     hooks: Hooks | None = None,
     *,
-    store: StateStore | None = None,
+    store: StateBackend | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     limiters: Limiters | None = None,
     engine: Engine | None = None,
@@ -223,7 +224,7 @@ def _convert_url(
     opts: ConvertOptions,
     hooks: Hooks,
     *,
-    store: StateStore | None,
+    store: StateBackend | None,
     state_dir: str | os.PathLike[str] | None,
     limiters: Limiters | None,
     engine: Engine | None,
@@ -268,7 +269,7 @@ def convert_book(
     opts: ConvertOptions | None = None,
     hooks: Hooks | None = None,
     *,
-    store: StateStore | None = None,
+    store: StateBackend | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     limiters: Limiters | None = None,
     engine: Engine | None = None,
@@ -312,7 +313,7 @@ def _convert(
     opts: ConvertOptions,
     hooks: Hooks,
     *,
-    store: StateStore,
+    store: StateBackend,
     limiters: Limiters | None,
     engine: Engine | None,
     source_id: str,

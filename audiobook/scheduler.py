@@ -65,10 +65,10 @@ from .state import (
     LeaseHolder,
     LeaseOwner,
     PieceBusy,
-    StateStore,
     file_digest,
     storage_error,
 )
+from .statebase import StateBackend
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class Scheduler:
         self,
         *,
         engine: Engine,
-        store: StateStore,
+        store: StateBackend,
         jobs: list[Job],
         opts: ConvertOptions,
         limiters: Limiters,
@@ -309,6 +309,10 @@ class Scheduler:
             if storage is not None:
                 raise storage from e
             raise
+        # A shared cache gets the piece whole before the row says it is done.
+        for path in (job.marks_dest, None if job.marks_only else job.dest):
+            if path is not None:
+                self.store.cache.publish(path)
         self.store.mark_done(
             job.key,
             job.dest,

@@ -36,13 +36,16 @@ Runs at once on one store (two terminals, ``make -j``, a batch) share the work t
 leases: a run claims a piece before its paid call, in the very transaction that records
 the intent, and renews its claims while it works (``LeaseOwner``). Another run that finds
 a piece claimed by a live run does not start it: it follows that run's task or waits
-for the audio in the cache. A claim whose run died (its process is gone from this host,
+for the audio in the cache. A claim whose run died (its process is gone from this host
+(``machine_identity``: the hostname, boot id and process-id namespace),
 or it was not renewed for ``LEASE_TTL`` seconds) can be taken over, and then the usual
 resume applies (a recorded task is polled, an unrecorded one recovered).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -53,13 +56,17 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
+from .cache import LocalCache, PieceCache, open_cache
 from .errors import StateError
+
+if TYPE_CHECKING:
+    from .statebase import StateBackend
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,30 @@ LEASE_TTL = 60.0
 HOST = socket.gethostname()
 
 
+def machine_identity(hostname: str = HOST, proc: str | os.PathLike[str] = "/proc") -> str:
+    """Who "this host" is for claims: the hostname, then the boot id of the running
+    kernel (``/proc/sys/kernel/random/boot_id``) and the process-id namespace
+    (``/proc/self/ns/pid``), where the system has them.
+
+    A claim of the same identity is judged by its process id (is it still running?),
+    any other by its expiry alone. The hostname alone is not enough once workers run
+    in containers: two machines' containers may share a hostname, and a process id on
+    one machine says nothing of the other (the boot id differs); two containers on
+    one machine share the boot id but not the process-id namespace, in which a pid is
+    looked up. Without /proc (macOS, Windows) the hostname is the identity."""
+    root = Path(proc)
+    parts = [hostname]
+    with contextlib.suppress(OSError):
+        parts.append((root / "sys" / "kernel" / "random" / "boot_id").read_text().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink(root / "self" / "ns" / "pid"))
+    return " ".join(p for p in parts if p)
+
+
+# This process's identity in the claims it writes (``machine_identity``).
+MACHINE = machine_identity()
+
+
 def default_state_dir() -> Path:
     """``$AUDIOBOOK_STATE_DIR``, else ``$XDG_DATA_HOME/audiobook``, else
     ``~/.local/share/audiobook``."""
@@ -80,6 +111,30 @@ def default_state_dir() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
     return base / "audiobook"
+
+
+# --- the SQL a store's methods speak ---------------------------------------------------
+
+
+class Rows(Protocol):
+    """What a statement returns (a DB-API cursor)."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    @property
+    def lastrowid(self) -> int | None: ...
+
+
+class Sql(Protocol):
+    """A connection inside one write transaction, as the store's methods use it: ``?``
+    placeholders, standard SQL with ``INSERT ... ON CONFLICT``. ``sqlite3.Connection`` is
+    one; another backend adapts its driver to it (``pgstate``)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Rows: ...
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> object: ...
 
 
 # --- migrations -----------------------------------------------------------------------
@@ -282,6 +337,22 @@ class StatusSummary:
     cache_files: int
     cache_bytes: int
     counted: CountCheck = CountCheck()
+    where: str = ""  # where the rows are, for people (a file, or a database URL)
+    workers: tuple[WorkerClaims, ...] = ()  # the runs holding claims, oldest first
+    cache_where: str = ""  # where the pieces are (a folder, or s3://...)
+
+
+@dataclass(frozen=True)
+class WorkerClaims:
+    """One run's claims, as ``status`` shows them: the books whose output it holds, the
+    pieces it is synthesizing, its lease (``holder``: the latest expiry of its claims)
+    and whether it counts as alive (``StateStore._alive``): a dead one's claims are
+    taken over by the next run that needs them."""
+
+    holder: LeaseHolder
+    books: tuple[str, ...]
+    pieces: int
+    alive: bool
 
 
 _CHUNK_COLS = (
@@ -501,8 +572,14 @@ class LeaseHolder:
     expires_at: float
 
     def where(self) -> str:
-        """ "pid 1234", or "pid 1234 on otherhost"."""
-        return f"pid {self.pid}" + ("" if self.host == HOST else f" on {self.host}")
+        """ "pid 1234", or "pid 1234 on otherhost" (a claim of another machine, or of
+        another container of this one)."""
+        return f"pid {self.pid}" + ("" if self.host == MACHINE else f" on {self.hostname}")
+
+    @property
+    def hostname(self) -> str:
+        """The host's name, without the boot id and namespace of its identity."""
+        return self.host.split(" ", 1)[0]
 
 
 class PieceBusy(Exception):
@@ -541,16 +618,17 @@ _OWNERS: set[str] = set()  # the owner ids of this process's runs
 
 
 class LeaseOwner:
-    """One run's identity for its claims (a fresh id, this host, this process). As a
+    """One run's identity for its claims (a fresh id, this machine and container as
+    ``machine_identity`` names them, this process). As a
     context manager it renews them in the background every quarter of ``ttl`` while
     the run works, and gives them all up at the end (finished, failed or interrupted:
     another run may then take over, resuming what this one left)."""
 
-    def __init__(self, store: StateStore, *, ttl: float = LEASE_TTL) -> None:
+    def __init__(self, store: StateBackend, *, ttl: float = LEASE_TTL) -> None:
         self.store = store
         self.ttl = ttl
         self.id = uuid.uuid4().hex
-        self.host = HOST
+        self.host = MACHINE
         self.pid = os.getpid()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -620,7 +698,9 @@ class StateStore:
     ) -> None:
         self.dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.path = self.dir / DB_NAME
+        self.where = str(self.path)
         self.cache_dir = self.dir / "cache"
+        self.cache: PieceCache = LocalCache(self.cache_dir)
         self.clock = clock
         self.moved_aside: Path | None = None
         self.reset_note: str | None = None
@@ -672,7 +752,7 @@ class StateStore:
     # -- plumbing ----------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Sql]:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT); rolled back on error. A
         database error inside it (a full disk, a read-only file) becomes ``StateError``.
         SQLite may have rolled back already (it does on SQLITE_FULL and some I/O
@@ -719,7 +799,8 @@ class StateStore:
         for name, fn in MIGRATIONS:
             if name in done:
                 continue
-            with self.transaction() as db:
+            with self.transaction():
+                db = self.db  # a migration speaks SQLite's own dialect
                 # Another process may have applied it while we waited for the lock.
                 if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
                     continue
@@ -742,12 +823,13 @@ class StateStore:
     # -- cache -------------------------------------------------------------------------
 
     def cache_path(self, key: str, ext: str) -> Path:
-        """Where the audio of ``key`` lives: ``cache/<first two hex>/<key>.<ext>``."""
-        return self.cache_dir / key[:2] / f"{key}.{ext}"
+        """Where the audio of ``key`` lives on this machine:
+        ``cache/<first two hex>/<key>.<ext>`` (a shared cache's copy)."""
+        return self.cache.local_path(key, ext)
 
     def cached(self, key: str, ext: str) -> Path | None:
-        p = self.cache_path(key, ext)
-        return p if p.is_file() else None
+        """The local file of ``key``'s audio (from a shared cache: downloaded first)."""
+        return self.cache.fetch(key, ext)
 
     def check_cached(self, key: str, ext: str, row: ChunkRow | None) -> CacheCheck:
         """Whether the cached file of ``key`` can be reused: it is there and is what was
@@ -761,8 +843,8 @@ class StateStore:
         A file with no recorded digest (cached before digests were recorded, or after
         --reset-state) must look like its format (``_plausible``); its digest is
         returned to be recorded, so the next run checks it fully."""
-        p = self.cache_path(key, ext)
-        if not p.is_file():
+        p = self.cache.fetch(key, ext)
+        if p is None:
             return CacheCheck(None)
         size: int | None = None
         sha: str | None = None
@@ -804,6 +886,8 @@ class StateStore:
             check = self.check_cached(key, ext, row)
             if check.path is not None:
                 if check.digest is not None:
+                    # Whole but never recorded: shared before its digest is recorded.
+                    self.cache.publish(check.path)
                     found.append((key, ext, *check.digest))
                 continue
             ok = False
@@ -858,7 +942,7 @@ class StateStore:
                 out[r[0]] = ChunkRow(*r)
         return out
 
-    def _ensure_chunk(self, db: sqlite3.Connection, key: str, engine: str, chars: int) -> None:
+    def _ensure_chunk(self, db: Sql, key: str, engine: str, chars: int) -> None:
         now = self.clock()
         db.execute(
             "INSERT INTO chunks (key, engine, chars, created_at, updated_at) "
@@ -993,25 +1077,24 @@ class StateStore:
 
     @staticmethod
     def _alive(holder: LeaseHolder, now: float) -> bool:
-        """A claim counts while it is renewed and its run, if on this host, exists: its
-        process, or (in this very process, whose id a dead run of an earlier container
-        or boot may have had) one of this process's owners."""
+        """A claim counts while it is renewed and its run, if on this machine (and in
+        this container: ``machine_identity``), exists: its process, or (in this very
+        process, whose id a dead run of an earlier container may have had) one of this
+        process's owners."""
         if holder.expires_at <= now:
             return False
-        if holder.host != HOST:
+        if holder.host != MACHINE:
             return True
         if holder.pid == os.getpid():
             return holder.owner in _OWNERS
         return pid_alive(holder.pid)
 
-    def _piece_holder(self, db: sqlite3.Connection, key: str) -> LeaseHolder | None:
+    def _piece_holder(self, db: Sql, key: str) -> LeaseHolder | None:
         return _holder(
             db.execute(f"SELECT {_LEASE_COLS} FROM piece_leases WHERE key = ?", (key,)).fetchone()
         )
 
-    def _put_piece_lease(
-        self, db: sqlite3.Connection, key: str, owner: LeaseOwner, now: float
-    ) -> None:
+    def _put_piece_lease(self, db: Sql, key: str, owner: LeaseOwner, now: float) -> None:
         db.execute(
             "INSERT INTO piece_leases (key, owner, host, pid, acquired_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
@@ -1278,18 +1361,17 @@ class StateStore:
         }
         counted = self._query(
             "SELECT COUNT(*), COALESCE(SUM(request_chars), 0), COALESCE(SUM(chars), 0), "
-            "COALESCE(SUM(request_chars != chars), 0) FROM chunks "
+            "COALESCE(SUM(CASE WHEN request_chars != chars THEN 1 ELSE 0 END), 0) FROM chunks "
             "WHERE request_chars IS NOT NULL"
         )[0]
         files = 0
         size = 0
-        if self.cache_dir.is_dir():
-            for p in self.cache_dir.glob("*/*"):
-                if p.is_file():
-                    files += 1
-                    size += p.stat().st_size
+        for _, n in self.cache.entries():
+            files += 1
+            size += n
         return StatusSummary(
             path=self.path,
+            where=self.where,
             books=tuple(self.books()),
             chunks=counts,
             billed_chars=sum(by_kind.values()),
@@ -1297,6 +1379,35 @@ class StateStore:
             cache_files=files,
             cache_bytes=size,
             counted=CountCheck(*(int(n) for n in counted)),
+            workers=self.workers(),
+            cache_where=self.cache.where,
+        )
+
+    def workers(self) -> tuple[WorkerClaims, ...]:
+        """The runs that hold claims (on books' outputs, on pieces), oldest first."""
+        now = self.clock()
+        books: dict[str, list[str]] = {}
+        pieces: dict[str, int] = {}
+        latest: dict[str, LeaseHolder] = {}
+        for kind, name, *cols in self._query(
+            f"SELECT 'book', source_path, {_LEASE_COLS} FROM book_locks UNION ALL "
+            f"SELECT 'piece', key, {_LEASE_COLS} FROM piece_leases"
+        ):
+            holder = _holder(cols)
+            assert holder is not None
+            was = latest.get(holder.owner)
+            if was is None or holder.expires_at > was.expires_at:
+                first = (
+                    holder.acquired_at if was is None else min(was.acquired_at, holder.acquired_at)
+                )
+                latest[holder.owner] = dataclasses.replace(holder, acquired_at=first)
+            if kind == "book":
+                books.setdefault(holder.owner, []).append(str(name))
+            else:
+                pieces[holder.owner] = pieces.get(holder.owner, 0) + 1
+        return tuple(
+            WorkerClaims(h, tuple(sorted(books.get(o, ()))), pieces.get(o, 0), self._alive(h, now))
+            for o, h in sorted(latest.items(), key=lambda kv: kv[1].acquired_at)
         )
 
     def gc(self, *, dry_run: bool = False) -> tuple[int, int]:
@@ -1305,18 +1416,15 @@ class StateStore:
         keep = {r[0] for r in self._query("SELECT DISTINCT key FROM book_chunks")}
         freed = 0
         stale: list[str] = []
-        if self.cache_dir.is_dir():
-            for p in sorted(self.cache_dir.glob("*/*")):
-                key = p.name.split(".", 1)[0]
-                if key in keep or not p.is_file():
-                    continue
-                # Temp files of a fetch in progress in another process are left alone.
-                if ".tmp" in p.name:
-                    continue
-                stale.append(key)
-                freed += p.stat().st_size
-                if not dry_run:
-                    p.unlink(missing_ok=True)
+        for name, size in self.cache.entries():
+            key = name.split(".", 1)[0]
+            # Temp files of a fetch in progress in another process are left alone.
+            if key in keep or ".tmp" in name:
+                continue
+            stale.append(key)
+            freed += size
+            if not dry_run:
+                self.cache.remove(name)
         if not dry_run and stale:
             with self.transaction() as db:
                 db.executemany(
@@ -1383,11 +1491,58 @@ def reset_state(state_dir: str | os.PathLike[str]) -> Path | None:
     return dest
 
 
+if TYPE_CHECKING:
+    # The SQLite store is a ``StateBackend`` (checked by mypy, structurally).
+    _SQLITE_IS_A_BACKEND: type[StateBackend] = StateStore
+
+
 def open_state(
     state_dir: str | os.PathLike[str] | None = None,
     *,
     reset: bool = False,
     busy_timeout: float = 30.0,
     create: bool = True,
+    url: str | None = None,
+    cache: str | None = None,
 ) -> StateStore:
-    return StateStore(state_dir, reset=reset, busy_timeout=busy_timeout, create=create)
+    """The state store: SQLite in ``state_dir`` (the default), or the PostgreSQL database
+    of ``url`` (else ``$AUDIOBOOK_STATE_URL``), ``postgresql://...``. Its audio cache is
+    the folder ``cache/`` of ``state_dir``, or the S3 cache of ``cache`` (else
+    ``$AUDIOBOOK_CACHE_URL``), ``s3://BUCKET/PREFIX``, with this machine's copies there."""
+    store = _open_store(state_dir, reset=reset, busy_timeout=busy_timeout, create=create, url=url)
+    try:
+        store.cache = open_cache(cache, store.cache_dir)
+    except StateError:
+        store.close()
+        raise
+    return store
+
+
+def _open_store(
+    state_dir: str | os.PathLike[str] | None,
+    *,
+    reset: bool,
+    busy_timeout: float,
+    create: bool,
+    url: str | None,
+) -> StateStore:
+    url = url or os.environ.get("AUDIOBOOK_STATE_URL") or None
+    if url is None:
+        return StateStore(state_dir, reset=reset, busy_timeout=busy_timeout, create=create)
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise StateError(
+            f"{url.split('@')[-1]}: not a state store URL (postgresql://USER@HOST/DATABASE)"
+        )
+    try:
+        from .pgstate import PgStateStore
+    except ImportError as e:
+        raise StateError(
+            f"{url.split('@')[-1]}: a PostgreSQL state store needs psycopg "
+            "(pip install 'audiobook[postgres]')"
+        ) from e
+    store = PgStateStore(url, state_dir)
+    if reset:
+        store.reset_note = (
+            "--reset-state moves only a damaged SQLite store aside; the PostgreSQL store is kept"
+        )
+    return store

@@ -31,7 +31,8 @@ from .model import Book, Chunk
 from .options import ConvertOptions
 from .scheduler import Job, Limiters, Scheduler, make_limiters
 from .ssml import billable_chars, render_book, template_line, total_chars
-from .state import LeaseOwner, StateStore
+from .state import LeaseOwner
+from .statebase import StateBackend
 
 MARKS_EXT = "marks"
 
@@ -86,7 +87,7 @@ def _price(chars: int, engine: Engine) -> tuple[int, int, float]:
     return per, billable, billable * POLLY_PRICES_PER_MILLION.get(caps.price_kind, 0.0) / 1e6
 
 
-def plan_run(book: Book, opts: ConvertOptions, *, store: StateStore, engine: Engine) -> RunPlan:
+def plan_run(book: Book, opts: ConvertOptions, *, store: StateBackend, engine: Engine) -> RunPlan:
     """What ``synthesize`` would send for ``book``, sending nothing."""
     chunks = plan_chunks(book, engine, opts.render)
     keys = [content_key(c, engine, opts.render.template) for c in chunks]
@@ -143,7 +144,7 @@ def synthesize(
     opts: ConvertOptions | None = None,
     hooks: Hooks | None = None,
     *,
-    store: StateStore,
+    store: StateBackend,
     engine: Engine,
     limiters: Limiters | None = None,
     book_id: int | None = None,
@@ -263,14 +264,14 @@ def synthesize(
     )
 
 
-def _cached_or_fail(store: StateStore, key: str, ext: str) -> Path:
+def _cached_or_fail(store: StateBackend, key: str, ext: str) -> Path:
     p = store.cached(key, ext)
     if p is None:  # removed by another process's gc between synthesis and now
         raise EngineError(f"{store.cache_path(key, ext)}: cached audio vanished; run again")
     return p
 
 
-def preview(path: str | os.PathLike[str], opts: ConvertOptions, *, store: StateStore) -> RunPlan:
+def preview(path: str | os.PathLike[str], opts: ConvertOptions, *, store: StateBackend) -> RunPlan:
     """What ``convert`` would submit for the document at ``path`` (pieces, characters,
     cost at list prices), submitting nothing and writing no output."""
     book = read_book(path, opts.ingest)

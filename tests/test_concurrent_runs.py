@@ -367,6 +367,36 @@ def test_a_claim_is_held_while_its_run_lives_and_taken_over_when_it_died(tmp_pat
         assert store.piece_holders(["k"], first) == {}
 
 
+def test_a_machine_is_known_by_hostname_boot_id_and_pid_namespace(tmp_path):
+    from audiobook.state import HOST, MACHINE, LeaseOwner, StateStore, machine_identity
+
+    proc = tmp_path / "proc"
+    (proc / "sys" / "kernel" / "random").mkdir(parents=True)
+    (proc / "sys" / "kernel" / "random" / "boot_id").write_text("b00t\n")
+    (proc / "self" / "ns").mkdir(parents=True)
+    os.symlink("pid:[4026531836]", proc / "self" / "ns" / "pid")
+    assert machine_identity("box", proc) == "box b00t pid:[4026531836]"
+    assert machine_identity("box", tmp_path / "none") == "box"  # no /proc: the name
+    assert MACHINE.split(" ", 1)[0] == HOST
+
+    state = tmp_path / "state"
+    with StateStore(state) as store, contextlib.closing(raw(state)) as db:
+        mine = LeaseOwner(store)
+        assert mine.host == MACHINE
+        # A container elsewhere with this hostname, whose process ids are not ours to
+        # look up: our own pid, alive here, does not keep its claim alive, and a pid
+        # dead here does not end it either; only its expiry does.
+        for key, pid in (("k", os.getpid()), ("j", dead_pid())):
+            db.execute(
+                "INSERT INTO piece_leases VALUES (?, 'theirs', ?, ?, ?, ?)",
+                (key, f"{HOST} another-boot", pid, store.clock(), store.clock() + 60),
+            )
+            holder = store.claim_piece(key, mine)
+            assert holder is not None and holder.where() == f"pid {pid} on {HOST}"
+            db.execute("UPDATE piece_leases SET expires_at = 0 WHERE key = ?", (key,))
+            assert store.claim_piece(key, mine) is None
+
+
 def test_a_claim_not_renewed_expires_and_a_renewed_one_does_not(tmp_path):
     from audiobook.state import LeaseOwner, StateStore
 

@@ -338,6 +338,36 @@ def test_damaged_cached_piece_is_synthesized_again_alone(tmp_path, damage):
     assert r.returncode == 0 and "3 cached, 0 synthesized" in r.stdout, r.stdout + r.stderr
 
 
+def test_a_piece_damaged_in_the_s3_cache_is_synthesized_again_alone(
+    tmp_path, aws_env, s3_bucket, s3_client
+):
+    # The shared cache: pieces uploaded whole, their digests recorded after the upload;
+    # a machine with no local copy downloads each and checks it before reuse.
+    state = tmp_path / "state"
+    cache = f"s3://{s3_bucket}/pieces"
+    book = make_book(tmp_path / "day.epub")
+    out = tmp_path / "day.m4b"
+    r = audiobook("convert", book, "-o", out, "--state-dir", state, "--cache", cache)
+    assert r.returncode == 0 and "0 cached, 3 synthesized" in r.stdout, r.stderr
+    first = tmp_path / "first.m4b"
+    first.write_bytes(out.read_bytes())
+    db = sqlite3.connect(state / "state.sqlite")
+    keys = [row[0] for row in db.execute("SELECT key FROM book_chunks ORDER BY seq")]
+    db.close()
+    victim = f"pieces/{keys[1][:2]}/{keys[1]}.wav"
+    whole = s3_client.get_object(Bucket=s3_bucket, Key=victim)["Body"].read()
+    s3_client.put_object(Bucket=s3_bucket, Key=victim, Body=os.urandom(len(whole)))
+    shutil.rmtree(state / "cache")  # another machine: no local copies
+
+    r = audiobook("convert", book, "-o", out, "--state-dir", state, "--cache", cache, "--force")
+    assert r.returncode == 0 and "2 cached, 1 synthesized" in r.stdout, r.stdout + r.stderr
+    warnings = [ln for ln in r.stderr.splitlines() if "audiobook: warning:" in ln]
+    assert len(warnings) == 1 and keys[1] in warnings[0] and "damaged" in warnings[0], r.stderr
+    assert audio_digest(out) == audio_digest(first)
+    # The piece made again replaced the damaged one in S3.
+    assert s3_client.get_object(Bucket=s3_bucket, Key=victim)["Body"].read() == whole
+
+
 @pytest.mark.aws
 def test_damaged_cached_piece_on_polly_starts_one_task(
     tmp_path, aws_env, polly_emulator, s3_bucket
