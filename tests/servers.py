@@ -15,6 +15,9 @@ Fixtures:
     s3_bucket              (function) name of a fresh empty bucket
     sns_queue              (function) SnsQueue(topic_arn, queue_url, queue_arn): a fresh
                            topic with a fresh SQS queue subscribed (raw delivery off)
+    pg_server              (session) URL of a PostgreSQL server (the pgserver wheel's,
+                           in a temp folder); skips where it cannot start
+    pg_url                 (function) URL of a fresh database on it
 
 Tests that use any of them are marked ``aws`` automatically, and those that use the
 emulator ``ffmpeg`` as well (it encodes its audio with ffmpeg).
@@ -23,10 +26,14 @@ emulator ``ffmpeg`` as well (it encodes its audio with ffmpeg).
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import pytest
@@ -200,3 +207,32 @@ def sns_queue(sns_client: Any, sqs_client: Any) -> SnsQueue:
     )
     sns_client.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     return SnsQueue(topic, queue_url, queue_arn)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server started for the session (a short temp path: the
+    server's Unix socket lives in it, and socket paths are limited to ~100 bytes)."""
+    pgserver = pytest.importorskip("pgserver", reason="the pgserver wheel is not installed")
+    folder = tempfile.mkdtemp(prefix="ab-pg-")
+    try:
+        try:
+            server = pgserver.get_server(Path(folder) / "data", cleanup_mode="stop")
+        except Exception as e:  # noqa: BLE001 - whatever stops a server from starting here
+            pytest.skip(f"pgserver could not start a PostgreSQL server here: {e}")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A fresh database on the server, for one test."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (the PostgreSQL driver) is missing")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return urlunsplit(urlsplit(pg_server)._replace(path=f"/{name}"))

@@ -4,11 +4,7 @@ migrations, the intent before a paid call, leases (held, expired, taken over, ra
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,33 +17,10 @@ psycopg = pytest.importorskip("psycopg", reason="psycopg (the PostgreSQL driver)
 pgstate = pytest.importorskip("audiobook.pgstate")
 
 
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    """The URL of a PostgreSQL server started for this module (a short temp path: the
-    server's Unix socket lives in it, and socket paths are limited to ~100 bytes)."""
-    pgserver = pytest.importorskip("pgserver", reason="the pgserver wheel is not installed")
-    folder = tempfile.mkdtemp(prefix="ab-pg-")
-    try:
-        try:
-            server = pgserver.get_server(Path(folder) / "data", cleanup_mode="stop")
-        except Exception as e:  # noqa: BLE001 - whatever stops a server from starting here
-            pytest.skip(f"pgserver could not start a PostgreSQL server here: {e}")
-        try:
-            yield server.get_uri()
-        finally:
-            server.cleanup()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.fixture
-def url(server_url: str) -> str:
-    """A fresh database on the server, for one test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    parts = urlsplit(server_url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
+def url(pg_url: str) -> str:
+    """A fresh database on the session's PostgreSQL server (``tests/servers.py``)."""
+    return pg_url
 
 
 def test_migrations_have_the_same_names_and_run_once(url, tmp_path):
