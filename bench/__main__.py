@@ -32,6 +32,7 @@ BENCHES = [
     "bench.bench_loudness",
     "bench.bench_polly",
     "bench.bench_faults",
+    "bench.bench_cluster_quota",
 ]
 
 
