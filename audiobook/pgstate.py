@@ -30,6 +30,7 @@ with one line naming the store (its URL without a password).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -50,6 +51,8 @@ from .state import HOST, LEASE_TTL, MIGRATIONS, LeaseOwner, Rows, StateStore, de
 # The advisory lock every write transaction takes first (any fixed 64-bit number; this
 # one spells "audiobk" in ASCII).
 WRITE_LOCK = 0x617564696F626B
+
+log = logging.getLogger(__name__)
 
 # How often a blocking wait for a shared slot looks again (the scheduler never blocks:
 # it waits for one of its own tasks to end).
@@ -511,7 +514,14 @@ class SharedSlots:
             time.sleep(SLOT_RETRY)
 
     def release(self) -> None:
-        try:
-            self.store.give_slot(self.name, self.holder, self.ttl)
-        finally:
-            self.own.release()
+        """Give a slot back. Called where an error would be lost (a future's
+        done-callback): a store that fails twice (the first failure reconnects) is
+        logged, and the slot stays counted until this process ends."""
+        self.own.release()
+        for attempt in (1, 2):
+            try:
+                self.store.give_slot(self.name, self.holder, self.ttl)
+                return
+            except StateError as e:
+                if attempt == 2:
+                    log.warning("%s: a slot of %s not given back: %s", self.holder, self.name, e)
