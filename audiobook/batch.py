@@ -146,7 +146,7 @@ def batch(
         opts = dataclasses.replace(opts, config=dataclasses.replace(opts.config, workers=share))
     own_store = store is None
     store = store or open_state(state_dir)
-    limiters = make_limiters(opts)
+    limiters = make_limiters(opts, store)
     lock = threading.Lock()
 
     def one(src: Path, out: Path) -> BatchItem:

@@ -77,7 +77,10 @@ POLLY_SYNC_TPS: dict[str, tuple[float, int]] = {
 class PipelineConfig:
     """Limits for the synthesis pipeline (s3transfer's TransferConfig, for speech).
 
-    max_inflight: tasks submitted and not yet fetched, at most.
+    max_inflight: tasks submitted and not yet fetched, at most (by this process).
+    concurrency:  the account's tasks in flight at most, across every process that
+                  shares the quota (0: what Polly documents for the engine kind,
+                  ``POLLY_CONCURRENCY``).
     tps / burst:  start calls per second allowed by the rate limiter (token bucket).
     poll_tps:     status calls per second (Polly: Get + List share 10 tps).
     max_attempts: attempts per chunk for retryable errors.
@@ -87,6 +90,7 @@ class PipelineConfig:
     """
 
     max_inflight: int = 32
+    concurrency: int = 0
     tps: float = 10.0
     burst: int = 12
     poll_tps: float = 8.0

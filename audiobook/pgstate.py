@@ -15,6 +15,13 @@ another connection:
   piece), so one lock is not what limits a cluster.
 - **Claims are leases** as in SQLite; a worker on another host is known dead only by its
   claim's expiry (``state.LEASE_TTL``, renewed every quarter).
+- **One Polly quota for the cluster.** Each token bucket is one row of
+  ``quota_buckets`` (``SharedBucket``: the start calls of an engine kind, the Get/List
+  calls), each take one ``UPDATE ... RETURNING`` that refills and reserves under the
+  row's lock, on the database server's clock; the tasks in flight are counted in
+  ``quota_slots`` per process (``SharedSlots``), renewed with its leases, so that a dead
+  worker's slots expire. ``scheduler.make_limiters`` takes them whenever the state is
+  here; throttling stays a retry, not the limiter.
 
 Finished audio is in the cache (``cache.py``): the local folder of ``state_dir``, or
 one shared by the workers in S3 (``open_state(cache="s3://...")``). Errors of the database or the connection become ``StateError``
@@ -23,9 +30,12 @@ with one line naming the store (its URL without a password).
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,11 +46,18 @@ import psycopg
 
 from .cache import LocalCache, PieceCache
 from .errors import StateError
-from .state import MIGRATIONS, Rows, StateStore, default_state_dir
+from .ratelimit import Reserving, Slots, reservation_wait
+from .state import HOST, LEASE_TTL, MIGRATIONS, LeaseOwner, Rows, StateStore, default_state_dir
 
 # The advisory lock every write transaction takes first (any fixed 64-bit number; this
 # one spells "audiobk" in ASCII).
 WRITE_LOCK = 0x617564696F626B
+
+log = logging.getLogger(__name__)
+
+# How often a blocking wait for a shared slot looks again (the scheduler never blocks:
+# it waits for one of its own tasks to end).
+SLOT_RETRY = 0.05
 
 # The migrations, by the same names as SQLite's (``state.MIGRATIONS``) and in the same
 # order. No PostgreSQL store predates m004, so no row holds the JSON document that
@@ -161,6 +178,30 @@ PG_MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
             "CREATE INDEX book_locks_owner ON book_locks (owner)",
         ),
     ),
+    (
+        "m008_quota_buckets",
+        (
+            # One row per token bucket of the cluster (``SharedBucket``): its rate and
+            # burst, the tokens it held at ``stamp`` (negative: reservations queued).
+            """CREATE TABLE quota_buckets (
+                name TEXT PRIMARY KEY,
+                rate DOUBLE PRECISION NOT NULL,
+                burst DOUBLE PRECISION NOT NULL,
+                tokens DOUBLE PRECISION NOT NULL,
+                stamp DOUBLE PRECISION NOT NULL
+            )""",
+            # Slots held per process (``SharedSlots``), renewed with its leases.
+            """CREATE TABLE quota_slots (
+                name TEXT NOT NULL,
+                holder TEXT NOT NULL,
+                host TEXT NOT NULL,
+                pid INTEGER NOT NULL,
+                held INTEGER NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (name, holder)
+            )""",
+        ),
+    ),
 ]
 assert [n for n, _ in PG_MIGRATIONS] == [n for n, _ in MIGRATIONS], "migrations differ"
 
@@ -220,6 +261,7 @@ class PgStateStore(StateStore):
         self.moved_aside = None
         self.reset_note = None
         self._lock = threading.RLock()
+        self._holders: set[str] = set()  # of the slots made here (``slots``)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -306,3 +348,182 @@ class PgStateStore(StateStore):
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+
+    # -- quotas shared by the cluster ------------------------------------------------------
+
+    def rate_limiter(
+        self,
+        name: str,
+        rate: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> SharedBucket:
+        return SharedBucket(self, name, rate, burst, clock=clock, sleep=sleep)
+
+    def slots(self, name: str, limit: int, own: Slots) -> SharedSlots:
+        slots = SharedSlots(self, name, limit, own)
+        with self._lock:
+            self._holders.add(slots.holder)
+        return slots
+
+    def take_tokens(
+        self, name: str, n: float, now: float | None, *, at_most: float = math.inf
+    ) -> tuple[float, float]:
+        """Take ``n`` tokens of bucket ``name`` at time ``now`` (None: the server's
+        clock), refilled first, leaving at most ``at_most``; returns (tokens left, rate).
+        One statement: the row's lock makes concurrent takes wait their turn, and
+        nothing else waits for them."""
+        rows = self._query(
+            f"UPDATE quota_buckets SET tokens = LEAST(CAST(? AS DOUBLE PRECISION), "
+            f"LEAST(burst, tokens + GREATEST(0, t.now - stamp) * rate) - ?), "
+            f"stamp = GREATEST(stamp, t.now) "
+            f"FROM (SELECT {_NOW} AS now) AS t WHERE name = ? RETURNING tokens, rate",
+            (at_most, n, now, name),
+        )
+        if not rows:
+            raise StateError(f"{self.where}: no quota bucket {name!r}")
+        return float(rows[0][0]), float(rows[0][1])
+
+    def ensure_bucket(self, name: str, rate: float, burst: int, now: float | None) -> None:
+        """Make bucket ``name`` (full) unless it exists; set its rate and burst."""
+        self._query(
+            f"INSERT INTO quota_buckets (name, rate, burst, tokens, stamp) "
+            f"VALUES (?, ?, ?, ?, {_NOW}) ON CONFLICT (name) DO UPDATE "
+            f"SET rate = excluded.rate, burst = excluded.burst RETURNING tokens",
+            (name, rate, burst, burst, now),
+        )
+
+    def take_slot(self, name: str, holder: str, limit: int, ttl: float) -> bool:
+        """One more slot ``name`` for ``holder`` if fewer than ``limit`` are held by live
+        holders (under the write lock: the count and the take are one step)."""
+        now = self.clock()
+        with self.transaction() as db:
+            db.execute("DELETE FROM quota_slots WHERE name = ? AND expires_at < ?", (name, now))
+            row = db.execute(
+                "SELECT COALESCE(SUM(held), 0) FROM quota_slots WHERE name = ?", (name,)
+            ).fetchone()
+            if row is not None and int(row[0]) >= limit:
+                return False
+            db.execute(
+                "INSERT INTO quota_slots (name, holder, host, pid, held, expires_at) "
+                "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (name, holder) DO UPDATE "
+                "SET held = quota_slots.held + 1, expires_at = excluded.expires_at",
+                (name, holder, HOST, os.getpid(), now + ttl),
+            )
+        return True
+
+    def give_slot(self, name: str, holder: str, ttl: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE quota_slots SET held = held - 1, expires_at = ? "
+                "WHERE name = ? AND holder = ? AND held > 0",
+                (self.clock() + ttl, name, holder),
+            )
+
+    def renew_leases(self, owner: LeaseOwner) -> None:
+        """The claims of ``owner``, and the slots held through this store (slots are
+        held while a book runs, whose ``LeaseOwner`` renews)."""
+        super().renew_leases(owner)
+        with self._lock:
+            holders = sorted(self._holders)
+        if holders:
+            with self.transaction() as db:
+                db.execute(
+                    "UPDATE quota_slots SET expires_at = ? WHERE holder = ANY(?)",
+                    (self.clock() + owner.ttl, holders),
+                )
+
+
+# The time of a quota statement: the injected clock's reading, else the database
+# server's clock (one clock for every machine of the cluster).
+_NOW = (
+    "COALESCE(CAST(? AS DOUBLE PRECISION), "
+    "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION))"
+)
+
+
+class SharedBucket(Reserving):
+    """``ratelimit.TokenBucket`` for every worker on the store: ``rate`` tokens per
+    second, at most ``burst`` held, in one row of ``quota_buckets``. Each take is a
+    reservation as in ``TokenBucket`` (first come, first served; the balance may go
+    negative, a queue of reservations; the caller sleeps outside any lock), made by
+    one ``UPDATE ... RETURNING``. ``clock``: the bucket's time (None: the database
+    server's, the same for every machine; an injected one must be shared by all the
+    bucket's users)."""
+
+    def __init__(
+        self,
+        store: PgStateStore,
+        name: str,
+        rate: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.rate = float(rate)
+        self.burst = int(burst)
+        self._clock = clock
+        self._sleep = sleep
+        store.ensure_bucket(name, self.rate, self.burst, self._now())
+
+    def _now(self) -> float | None:
+        return self._clock() if self._clock is not None else None
+
+    def reserve(self, n: int = 1) -> float:
+        """Take ``n`` tokens now; the seconds to wait before using them. Never sleeps."""
+        tokens, rate = self.store.take_tokens(self.name, n, self._now())
+        return reservation_wait(tokens, rate)
+
+    def drain(self) -> None:
+        """Empty the bucket for every worker (reservations keep their place)."""
+        self.store.take_tokens(self.name, 0, self._now(), at_most=0.0)
+
+    @property
+    def available(self) -> float:
+        """Tokens free right now (negative: reservations are queued)."""
+        return self.store.take_tokens(self.name, 0, self._now())[0]
+
+
+class SharedSlots:
+    """At most ``limit`` slots ``name`` held at once by all the workers on the store,
+    each process within its ``own`` bound too (``threading.Semaphore``'s calls). A
+    process's holds are renewed with its leases and expire with them (``LEASE_TTL``)
+    when it dies, so that a dead worker's slots come back to the others."""
+
+    def __init__(
+        self, store: PgStateStore, name: str, limit: int, own: Slots, *, ttl: float = LEASE_TTL
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.limit = limit
+        self.own = own
+        self.ttl = ttl
+        self.holder = f"{HOST}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
+
+    def acquire(self, blocking: bool = True) -> bool:
+        while True:
+            if self.own.acquire(blocking=False):
+                if self.store.take_slot(self.name, self.holder, self.limit, self.ttl):
+                    return True
+                self.own.release()
+            if not blocking:
+                return False
+            time.sleep(SLOT_RETRY)
+
+    def release(self) -> None:
+        """Give a slot back. Called where an error would be lost (a future's
+        done-callback): a store that fails twice (the first failure reconnects) is
+        logged, and the slot stays counted until this process ends."""
+        self.own.release()
+        for attempt in (1, 2):
+            try:
+                self.store.give_slot(self.name, self.holder, self.ttl)
+                return
+            except StateError as e:
+                if attempt == 2:
+                    log.warning("%s: a slot of %s not given back: %s", self.holder, self.name, e)

@@ -14,6 +14,11 @@ outside the lock until its reservation falls due. Callers never spin.
 
 ``drain()`` empties the bucket: call it when the service answers "throttled" anyway
 (another process shares the account quota), so the next callers wait a full interval.
+
+What the scheduler asks of a limiter is ``RateLimiter`` (a rate) and ``Slots`` (a
+bound on calls in flight; ``threading.Semaphore`` is one). ``TokenBucket`` and a
+semaphore serve the books of one process; a state store shared by many machines
+offers the same two for the whole cluster (``pgstate``: one row per bucket).
 """
 
 from __future__ import annotations
@@ -21,9 +26,52 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 
-class TokenBucket:
+class RateLimiter(Protocol):
+    """At most so many operations per second, for every caller that shares it."""
+
+    def acquire(self, n: int = 1) -> float:
+        """Take ``n`` tokens, sleeping until they are due; returns the seconds waited."""
+        ...
+
+    def drain(self) -> None:
+        """Empty the bucket: the service throttled a call anyway."""
+        ...
+
+
+class Slots(Protocol):
+    """A bound on operations in flight (``threading.Semaphore``'s two calls)."""
+
+    def acquire(self, blocking: bool = True) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+def reservation_wait(tokens: float, rate: float) -> float:
+    """Seconds until a reservation that left ``tokens`` in the bucket falls due."""
+    return 0.0 if tokens >= 0 else -tokens / rate
+
+
+class Reserving:
+    """``acquire`` made of ``reserve``: the tokens are taken at once, then the caller
+    sleeps (outside any lock) until they fall due. Shared by every bucket kind."""
+
+    _sleep: Callable[[float], None]
+
+    def reserve(self, n: int = 1) -> float:
+        raise NotImplementedError
+
+    def acquire(self, n: int = 1) -> float:
+        """Take ``n`` tokens, sleeping until they are due. Returns the seconds waited."""
+        wait = self.reserve(n)
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+class TokenBucket(Reserving):
     """``rate`` tokens per second, at most ``burst`` held. Starts full."""
 
     def __init__(
@@ -59,7 +107,7 @@ class TokenBucket:
         with self._lock:
             self._refill(self._clock())
             self._tokens -= n
-            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+            return reservation_wait(self._tokens, self.rate)
 
     def try_acquire(self, n: int = 1) -> bool:
         """Take ``n`` tokens if they are free right now; never waits."""
@@ -71,13 +119,6 @@ class TokenBucket:
                 self._tokens -= n
                 return True
             return False
-
-    def acquire(self, n: int = 1) -> float:
-        """Take ``n`` tokens, sleeping until they are due. Returns the seconds waited."""
-        wait = self.reserve(n)
-        if wait > 0:
-            self._sleep(wait)
-        return wait
 
     def drain(self) -> None:
         """Empty the bucket (outstanding reservations keep their place)."""

@@ -3,7 +3,8 @@
 Event-driven (s3transfer's BoundedExecutor): a slot of ``PipelineConfig.max_inflight``
 is taken before each submit and given back in the done-callback of the chunk's fetch;
 start calls go through a token bucket, status calls through another (``poll_tps``),
-shared by every book of the process (``Limiters``); the oldest outstanding task is
+shared by every book of the process (``Limiters``), or by every worker of a cluster
+when the state store is shared (PostgreSQL); the oldest outstanding task is
 polled first; each finished chunk is fetched into the cache at once. Retryable errors
 (``errors.RETRYABLE``) are retried with exponential backoff and full jitter, logged as
 "Retrying (n/N)", and end in ``RetriesExceeded``.
@@ -59,7 +60,7 @@ from .errors import (
 from .hooks import Hooks
 from .model import Book, Chunk
 from .options import ConvertOptions
-from .ratelimit import TokenBucket
+from .ratelimit import RateLimiter, Slots, TokenBucket
 from .state import (
     ChunkRow,
     LeaseHolder,
@@ -79,23 +80,39 @@ LOCAL_REPOLL = 0.01
 # How often a chunk another run holds is looked at again (the cache, the claim, the
 # row), and its followed task polled at most.
 FOLLOW_INTERVAL = 0.5
+# How often a book whose next start waits for an in-flight slot tries again.
+SLOT_RETRY = 0.25
 
 
 @dataclass
 class Limiters:
-    """Rate limiters shared by every book of one process (None = unlimited)."""
+    """Rate limiters shared by every book of one process, or of every process that
+    shares a state store across machines (None = unlimited)."""
 
-    start: TokenBucket | None = None
-    poll: TokenBucket | None = None
+    start: RateLimiter | None = None
+    poll: RateLimiter | None = None
     # Tasks in flight across the books (the engine kind's concurrency); None: each
     # book bounds its own by ``max_inflight``.
-    inflight: threading.Semaphore | None = None
+    inflight: Slots | None = None
 
 
-def make_limiters(opts: ConvertOptions) -> Limiters:
+def make_limiters(
+    opts: ConvertOptions,
+    store: StateBackend | None = None,
+    *,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Limiters:
     """Start and status-call buckets for ``opts``' engine: Polly's quotas (start rate per
     engine kind, capped by ``config.tps``; ``config.poll_tps`` for Get/List) and the
-    in-flight bound of its kind, shared by every book; the local engine has none."""
+    in-flight bound of its kind, shared by every book; the local engine has none.
+
+    A ``store`` shared by many machines (PostgreSQL) holds the buckets and the bound
+    for all of them (``StateBackend.rate_limiter``, ``slots``): one quota for the
+    cluster, named as Polly's (``start:<kind>``, ``getlist``, ``inflight:<kind>``),
+    with each process still keeping at most ``max_inflight`` in flight. Otherwise
+    they live in this process. ``clock``: the buckets' clock (None: the monotonic
+    clock here, the database's for a shared store)."""
     cfg = opts.config
     if opts.engine != "polly":
         return Limiters()
@@ -105,17 +122,28 @@ def make_limiters(opts: ConvertOptions) -> Limiters:
     if cfg.tps > 0:
         rate = min(rate, cfg.tps)
         burst = max(1, min(burst, cfg.burst))
+
+    def bucket(name: str, rate: float, burst: int) -> RateLimiter:
+        shared = store.rate_limiter(name, rate, burst, clock=clock, sleep=sleep) if store else None
+        return shared or TokenBucket(rate, burst, clock=clock or time.monotonic, sleep=sleep)
+
+    own = threading.Semaphore(max(1, inflight_bound(cfg.max_inflight, kind, cfg.concurrency)))
+    account = cfg.concurrency or POLLY_CONCURRENCY.get(kind, cfg.max_inflight)
+    shared = store.slots(f"inflight:{kind}", max(1, account), own) if store else None
     return Limiters(
-        start=TokenBucket(rate, burst) if rate > 0 else None,
-        poll=TokenBucket(cfg.poll_tps, max(1, int(cfg.poll_tps))) if cfg.poll_tps > 0 else None,
-        inflight=threading.Semaphore(max(1, inflight_bound(cfg.max_inflight, kind))),
+        start=bucket(f"start:{kind}", rate, burst) if rate > 0 else None,
+        poll=bucket("getlist", cfg.poll_tps, max(1, int(cfg.poll_tps)))
+        if cfg.poll_tps > 0
+        else None,
+        inflight=shared or own,
     )
 
 
-def inflight_bound(max_inflight: int, price_kind: str) -> int:
-    """Tasks kept in flight at most: ``max_inflight``, within the concurrency Polly
-    documents for the engine kind (``config.POLLY_CONCURRENCY``)."""
-    return min(max_inflight, POLLY_CONCURRENCY.get(price_kind, max_inflight))
+def inflight_bound(max_inflight: int, price_kind: str, concurrency: int = 0) -> int:
+    """Tasks kept in flight at most: ``max_inflight``, within the account's concurrency
+    (``concurrency``, else what Polly documents for the engine kind,
+    ``config.POLLY_CONCURRENCY``)."""
+    return min(max_inflight, concurrency or POLLY_CONCURRENCY.get(price_kind, max_inflight))
 
 
 class InlineExecutor:
@@ -201,8 +229,8 @@ class Scheduler:
                 max_workers=max(2, min(self.cfg.max_inflight, 16)), thread_name_prefix="audiobook"
             )
         )
-        self.slots = limiters.inflight or threading.Semaphore(
-            max(1, inflight_bound(self.cfg.max_inflight, price_kind))
+        self.slots: Slots = limiters.inflight or threading.Semaphore(
+            max(1, inflight_bound(self.cfg.max_inflight, price_kind, self.cfg.concurrency))
         )
         self.events: queue.Queue[tuple[str, Job, cf.Future[Any]]] = queue.Queue()
         self.ready: list[tuple[float, int, Job]] = []  # heap of (due, seq, job) to submit
@@ -592,6 +620,10 @@ class Scheduler:
             times.append(min(j.next_poll for j in self.polling))
         if self.ready and not self.blocked:
             times.append(self.ready[0][0])
+        elif self.ready:
+            # Every slot taken: by this book's tasks (their ends wake us) or by other
+            # books' or other workers' (nothing here hears of those): look again.
+            times.append(self.clock() + SLOT_RETRY)
         if self.waiting:
             times.append(min(j.next_check for j in self.waiting))
         return min(times) if times else None

@@ -66,6 +66,7 @@ from .cache import LocalCache, PieceCache, open_cache
 from .errors import StateError
 
 if TYPE_CHECKING:
+    from .ratelimit import RateLimiter, Slots
     from .statebase import StateBackend
 
 log = logging.getLogger(__name__)
@@ -559,6 +560,14 @@ def m006_piece_leases(db: sqlite3.Connection) -> None:
     )
     db.execute("CREATE INDEX book_locks_source ON book_locks (source_path)")
     db.execute("CREATE INDEX book_locks_owner ON book_locks (owner)")
+
+
+@migration
+def m008_quota_buckets(db: sqlite3.Connection) -> None:
+    # The quotas workers of a cluster share (token buckets, slots in flight) live in a
+    # store shared by many machines (``pgstate``). One machine's store keeps none: each
+    # process holds its own limiters. The name keeps the two lists of migrations alike.
+    pass
 
 
 @dataclass(frozen=True)
@@ -1195,6 +1204,24 @@ class StateStore:
         with self.transaction() as db:
             for table in ("piece_leases", "book_locks"):
                 db.execute(f"DELETE FROM {table} WHERE owner = ?", (owner.id,))
+
+    # -- quotas ----------------------------------------------------------------------------
+
+    def rate_limiter(
+        self,
+        name: str,
+        rate: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> RateLimiter | None:
+        """None: one machine's store; each process keeps its own buckets."""
+        return None
+
+    def slots(self, name: str, limit: int, own: Slots) -> Slots | None:
+        """None: one machine's store; each process bounds its own tasks in flight."""
+        return None
 
     # -- books -------------------------------------------------------------------------
 

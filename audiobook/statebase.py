@@ -23,6 +23,9 @@ same interface with the same rules, so that nothing above this seam changes with
 - **Every write is one transaction**; a write the store refuses (full, read-only, locked,
   damaged) raises ``StateError`` with one line saying what to do, and leaves the store as
   it was.
+- **Quotas of a cluster.** A store shared by many machines also holds the rate limits
+  and the in-flight bound that all its workers draw on (``rate_limiter``, ``slots``);
+  one machine's store has none (None), and each process keeps its own.
 
 Finished audio lives in the content-addressed cache (``cache``: the store's local folder,
 or shared in S3, ``cache.py``); its size and sha256 are recorded once the piece is in it
@@ -32,12 +35,14 @@ and checked before reuse (``reusable``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from .cache import PieceCache
+    from .ratelimit import RateLimiter, Slots
     from .state import BookRow, CacheCheck, ChunkRow, LeaseHolder, LeaseOwner, StatusSummary
 
 
@@ -159,6 +164,28 @@ class StateBackend(Protocol):
     def renew_leases(self, owner: LeaseOwner) -> None: ...
 
     def release_leases(self, owner: LeaseOwner) -> None: ...
+
+    # -- quotas shared by the workers of a cluster -----------------------------------------
+
+    def rate_limiter(
+        self,
+        name: str,
+        rate: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> RateLimiter | None:
+        """The token bucket ``name`` (``rate`` per second, ``burst`` at most) shared by
+        every process on this store, or None when the store is one machine's (each
+        process keeps its own). ``clock``: the bucket's clock (None: the store's)."""
+        ...
+
+    def slots(self, name: str, limit: int, own: Slots) -> Slots | None:
+        """At most ``limit`` slots ``name`` held at once by every process on this store
+        (each also within its ``own``), or None when the store is one machine's. Held
+        slots are renewed with the leases; a dead process's expire with them."""
+        ...
 
     # -- books and runs ------------------------------------------------------------------
 

@@ -217,7 +217,7 @@ def synthesize(
         store=store,
         jobs=jobs,
         opts=opts,
-        limiters=limiters or make_limiters(opts),
+        limiters=limiters or make_limiters(opts, store),
         hooks=hooks,
         book=book,
         price_kind=engine.capabilities.price_kind,

@@ -33,6 +33,7 @@ BENCHES = [
     "bench.bench_polly",
     "bench.bench_faults",
     "bench.bench_cluster_speedup",
+    "bench.bench_cluster_quota",
 ]
 
 

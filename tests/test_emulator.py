@@ -322,6 +322,23 @@ def test_start_quota_throttles_over_http(make_polly_emulator, s3_bucket) -> None
     assert len(emu.tasks) == 3
 
 
+def test_with_quotas_off_the_calls_over_them_are_counted(make_polly_emulator, s3_bucket) -> None:
+    emu = make_polly_emulator(
+        quota_overrides={"start:standard": (0.01, 3)},
+        concurrency_overrides={"standard": 2},
+        quota_scale=1,
+        quotas_enabled=False,
+        queue_delay=60.0,  # every task stays open
+    )
+    polly = client(emu.url)
+    for _ in range(5):
+        start(polly, s3_bucket, "Hi.")  # none throttled
+    stats = emu.stats
+    assert stats["over_quota.start:standard"] == 2 and "throttled_quota" not in stats
+    assert stats["over_concurrency.standard"] == 3 and "throttled_concurrency" not in stats
+    assert len(emu.tasks) == 5
+
+
 def test_botocore_retries_injected_throttling(make_polly_emulator) -> None:
     emu = make_polly_emulator(throttle_rate=0.5, seed=1)  # the first draw throttles
     polly = client(emu.url, retries=9)

@@ -540,9 +540,12 @@ class Emulator:
                 if t.Engine == engine and t.TaskStatus in ("scheduled", "inProgress")
             )
             limit = {**facts.CONCURRENCY, **self.options.concurrency_overrides}[engine]
-            if self.options.quotas_enabled and open_tasks >= limit:
-                self.counts["throttled_concurrency"] += 1
-                raise PollyError("ThrottlingException", facts.THROTTLING_MESSAGE)
+            if open_tasks >= limit:
+                # Counted with the quotas off too: a start that WOULD have been refused.
+                self.counts[f"over_concurrency.{engine}"] += 1
+                if self.options.quotas_enabled:
+                    self.counts["throttled_concurrency"] += 1
+                    raise PollyError("ThrottlingException", facts.THROTTLING_MESSAGE)
             self._tasks[task_id] = task
             self.counts["tasks_created"] += 1
             self.counts[f"peak_open_tasks.{engine}"] = max(

@@ -3,6 +3,8 @@
 Each bucket holds ``burst`` tokens and refills at ``rate`` per second; a request that
 finds it empty is answered ThrottlingException (HTTP 400, which botocore's legacy retry
 mode retries). ``scale`` multiplies every rate and burst (``10`` for fast tests).
+With the quotas off (``enabled=False``) the buckets still count: the server counts a
+call that would have been throttled as ``over_quota.<bucket>``.
 """
 
 from __future__ import annotations
@@ -76,7 +78,10 @@ class Quotas:
         self.buckets = {k: TokenBucket(r, b, clock) for k, (r, b) in self.limits.items()}
 
     def allow(self, operation: str, engine: str | None) -> bool:
-        if not self.enabled:
-            return True
+        return not self.enabled or self.over(operation, engine) is None
+
+    def over(self, operation: str, engine: str | None) -> str | None:
+        """The quota this call goes over (None: within, its token taken). Kept with the
+        quotas off too, so that the calls that WOULD have been throttled are known."""
         name = bucket_for(operation, engine)
-        return name is None or self.buckets[name].take()
+        return None if name is None or self.buckets[name].take() else name

@@ -5,7 +5,9 @@ and the rate quotas, validated, and handed to ``Emulator``. SigV4 signatures are
 without being verified (any credentials). Admin endpoints, outside Polly's API:
 
 - ``GET /_emulator/stats``: counters (requests per operation, throttles, injected faults,
-  tasks by status, notifications sent/lost, objects written).
+  tasks by status, notifications sent/lost, objects written; ``over_quota.<bucket>`` and
+  ``over_concurrency.<engine>``: the calls over a quota, throttled or, with the quotas
+  off, let through).
 - ``GET /_emulator/tasks``: every task with its text's sha256, RequestCharacters, status,
   reason, bucket and key.
 """
@@ -70,9 +72,13 @@ def handle(
                     status=emu.options.faults.unknown_error_status,
                 )
         engine = params.get("Engine") if isinstance(params.get("Engine"), str) else None
-        if not emu.quotas.allow(operation, engine):
-            emu.count("throttled_quota")
-            raise PollyError("ThrottlingException", facts.THROTTLING_MESSAGE)
+        over = emu.quotas.over(operation, engine)
+        if over is not None:
+            # Counted with the quotas off too: the calls that WOULD have been throttled.
+            emu.count(f"over_quota.{over}")
+            if emu.quotas.enabled:
+                emu.count("throttled_quota")
+                raise PollyError("ThrottlingException", facts.THROTTLING_MESSAGE)
         protocol.validate(operation, params)
         if operation == "SynthesizeSpeech":
             audio, ctype, chars = emu.synthesize_speech(params)
