@@ -13,8 +13,10 @@ On the worker, ``book_task`` opens the store and the cache by URL (``batch.Share
 converts the book with ``pipeline.convert`` as on one machine, and returns its
 ``BatchItem`` (with the book's warnings) as a value; the outputs are written where the
 batch names them, so the input and output folders are the same paths on every worker
-(one machine, or a shared filesystem). Books of one worker process share one set of
-rate limiters. The scheduler's dashboard shows the tasks (``dashboard_link``).
+(one machine, or a shared filesystem). A shared store (PostgreSQL) holds one Polly
+quota for every worker; with a store of one machine, the books of one worker process
+share one set of rate limiters. The scheduler's dashboard shows the tasks
+(``dashboard_link``).
 
 Within a book the work stays on its worker: the chapter encodes of the stitch read the
 book's decoded pieces, which live on that worker's disk, and a second machine would
@@ -37,7 +39,8 @@ from .batch import BatchItem, BookWarnings, Shared, convert_item
 from .errors import AudiobookError, ConfigError, one_line
 from .options import ConvertOptions
 from .scheduler import Limiters, make_limiters
-from .state import open_state
+from .state import StateStore, open_state
+from .statebase import StateBackend
 
 LOCAL = "local:"
 # A worker must be able to start processes of its own (the local engines run on a pool
@@ -52,9 +55,13 @@ _limiters: dict[str, Limiters] = {}
 _limiters_lock = threading.Lock()
 
 
-def _process_limiters(opts: ConvertOptions) -> Limiters:
-    """The rate limiters of this worker process for ``opts``' engine and limits, shared
-    by the books it converts at once (one quota per process, as in a batch)."""
+def _book_limiters(opts: ConvertOptions, store: StateBackend) -> Limiters:
+    """The rate limiters for ``opts``' engine and limits: a store shared by the
+    cluster's machines (PostgreSQL) holds one quota for all their workers; with a store
+    of one machine (SQLite), this worker process's own, shared by the books it converts
+    at once (one quota per process, as in a batch)."""
+    if not isinstance(store, StateStore):
+        return make_limiters(opts, store)
     key = repr((opts.engine, opts.engine_options, opts.config))
     with _limiters_lock:
         if key not in _limiters:
@@ -85,7 +92,7 @@ def book_task(
         return BatchItem(source, dest, None, one_line(e), e.exit_code), ()
     with store:
         item = convert_item(
-            source, dest, opts, hooks, store=store, limiters=_process_limiters(opts)
+            source, dest, opts, hooks, store=store, limiters=_book_limiters(opts, store)
         )
     return item, tuple(warnings)
 
