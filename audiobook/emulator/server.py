@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 import urllib.parse
@@ -152,6 +153,11 @@ class _HTTPServer(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], emulator: Emulator) -> None:
         self.emulator = emulator
         super().__init__(addr, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up mid-answer (its own timeout, a fault it was sent) is
+        # one line in the log, not a traceback on the emulator's terminal.
+        log.info("request from %s failed: %r", client_address, sys.exc_info()[1])
 
 
 class EmulatorServer:
