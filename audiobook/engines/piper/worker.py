@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import os
-import threading
 import wave
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ... import interrupt
+from ..pool import leave_with_parent
 from .ssml import Pause, Say, Segment
 
 if TYPE_CHECKING:
@@ -78,19 +77,6 @@ def warm_up(voice: PiperVoice) -> None:
         pass
 
 
-def _watch_parent() -> None:
-    """Leave when the parent dies (killed, crashed) rather than wait forever as an orphan."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        parent.join()
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def init_worker(model: str, config: str, threads: int, speed: float) -> None:
     """Worker initializer: load the voice and warm it up (phonemizer and session), so
     that every worker forks its children from the same state."""
@@ -98,7 +84,7 @@ def init_worker(model: str, config: str, threads: int, speed: float) -> None:
     # Ctrl-C and SIGTERM are the parent's to handle (it stops the workers): a worker
     # ignores them and prints nothing. The children it forks inherit this.
     interrupt.ignore_signals()
-    _watch_parent()
+    leave_with_parent()
     voice = load_voice(model, config, 1)
     warm_up(voice)
     _loaded = _Loaded(voice, model, threads, voice.config.length_scale / speed)
