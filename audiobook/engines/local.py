@@ -201,13 +201,7 @@ class LocalEngine(PoolEngine[int]):
         if rate_wpm is not None and not 80 <= rate_wpm <= 450:
             raise ConfigError(f"speaking rate {rate_wpm} words per minute is out of range 80-450")
         if voice:
-            if not _voice_exists(voice):
-                raise ConfigError(
-                    f"espeak-ng has no voice {voice!r} (see `audiobook voices --engine local`)"
-                )
-            problem = _voice_problem(voice)
-            if problem is not None:
-                raise ConfigError(f"{problem} (see `audiobook voices --engine local`)")
+            _check_voice(voice)
             self.voice = voice
         else:
             self.voice = voice_for_language(language)
@@ -233,13 +227,7 @@ class LocalEngine(PoolEngine[int]):
 
     def use_voices(self, voices: Sequence[str]) -> None:
         for voice in voices:
-            if not _voice_exists(voice):
-                raise ConfigError(
-                    f"espeak-ng has no voice {voice!r} (see `audiobook voices --engine local`)"
-                )
-            problem = _voice_problem(voice)
-            if problem is not None:
-                raise ConfigError(f"{problem} (see `audiobook voices --engine local`)")
+            _check_voice(voice)
 
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
         voice = chunk.voice or self.voice
@@ -296,6 +284,17 @@ def list_voices(language: str | None = None) -> list[dict[str, str]]:
             continue
         out.append({"name": name, "language": entry.name, "gender": "", "file": entry.identifier})
     return sorted(out, key=lambda v: v["name"])
+
+
+def _check_voice(voice: str) -> None:
+    """ConfigError on one line unless espeak-ng has ``voice`` and it can speak here."""
+    if not _voice_exists(voice):
+        raise ConfigError(
+            f"espeak-ng has no voice {voice!r} (see `audiobook voices --engine local`)"
+        )
+    problem = _voice_problem(voice)
+    if problem is not None:
+        raise ConfigError(f"{problem} (see `audiobook voices --engine local`)")
 
 
 def _voice_problem(voice: str) -> str | None:
