@@ -26,6 +26,12 @@ def audiobook_argv(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "audiobook", *map(str, args)]
 
 
+def polly_args(bucket: str) -> list[str]:
+    """The options of a conversion by Polly's neural Joanna in async mode into ``bucket``."""
+    args = ["--engine", "polly", "--bucket", bucket, "--voice", "Joanna"]
+    return args + ["--polly-engine", "neural", "--mode", "async"]
+
+
 def seasons_epub(path: Path, chapters: int, paragraphs: Callable[[int], int]) -> Path:
     """An EPUB of ``chapters`` chapters ("Spring 1", "Summer 1", ...), chapter ``i`` of
     ``paragraphs(i)`` times PARAGRAPH: a piece each, each with its own text."""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runs import audio_digest, audiobook_argv, chapter_marks, seasons_epub
+from tests.runs import audio_digest, audiobook_argv, chapter_marks, polly_args, seasons_epub
 
 pytestmark = [pytest.mark.ffmpeg]
 
@@ -95,21 +95,6 @@ OUTPUTS = {
 
 
 # --- Polly, on the emulator and moto ---------------------------------------------------
-
-
-def polly_args(s3_bucket: str) -> list[str]:
-    return [
-        "--engine",
-        "polly",
-        "--bucket",
-        s3_bucket,
-        "--voice",
-        "Joanna",
-        "--polly-engine",
-        "neural",
-        "--mode",
-        "async",
-    ]
 
 
 def polly_reference(tmp_path, env, make_polly_emulator, src, s3_bucket) -> Path:

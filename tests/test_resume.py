@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runs import audio_digest, audiobook_argv, chapter_marks, seasons_epub
+from tests.runs import audio_digest, audiobook_argv, chapter_marks, polly_args, seasons_epub
 
 KILLS = int(os.environ.get("AUDIOBOOK_RESUME_KILLS", "20"))
 SEED = int(os.environ.get("AUDIOBOOK_RESUME_SEED", "5"))
@@ -39,8 +39,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, aws_env, make_polly_emu
     env = {**os.environ, **aws_env, "AWS_ENDPOINT_URL_POLLY": emu.url}
     src = seasons_epub(tmp_path / "seasons.epub", CHAPTERS, lambda i: 2 + i % 6)
 
-    polly = ["--engine", "polly", "--bucket", s3_bucket, "--voice", "Joanna"]
-    polly += ["--polly-engine", "neural", "--mode", "async"]
+    polly = polly_args(s3_bucket)
 
     def command(out: Path, state: Path) -> list[str]:
         return audiobook_argv("convert", src, "-o", out, *polly, "--state-dir", state)
