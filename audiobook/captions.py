@@ -13,7 +13,6 @@ transcripts).
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ from typing import Any
 
 from .errors import EngineError
 from .files import write_text_atomic
-from .timings import Sentence, chapter_timings
+from .timings import Sentence, chapter_timings, parse_marks
 
 
 def vtt_time(seconds: float) -> str:
@@ -47,21 +46,6 @@ def _clean_text(fragment: str) -> str:
     return vtt_escape(text)
 
 
-def _parse_marks(jsonl: str) -> list[dict[str, Any]]:
-    out = []
-    for line in jsonl.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(obj, dict) and "time" in obj and "type" in obj:
-            out.append(obj)
-    return out
-
-
 def marks_to_webvtt(chunks_marks: Sequence[tuple[float, str]]) -> str:
     """WebVTT captions for one chapter from its chunks' speech marks.
 
@@ -74,7 +58,7 @@ def marks_to_webvtt(chunks_marks: Sequence[tuple[float, str]]) -> str:
     """
     sentences: list[tuple[float, dict[str, Any], list[dict[str, Any]]]] = []
     for offset, jsonl in chunks_marks:
-        marks = _parse_marks(jsonl)
+        marks: list[dict[str, Any]] = parse_marks(jsonl)
         words = [m for m in marks if m.get("type") == "word"]
         for m in marks:
             if m.get("type") != "sentence":

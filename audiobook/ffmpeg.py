@@ -44,6 +44,11 @@ def ffmpeg_exe() -> str:
     return exe
 
 
+def pcm_input(sample_rate: int) -> list[str]:
+    """The input arguments for raw PCM s16le mono at ``sample_rate`` on stdin."""
+    return ["-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0"]
+
+
 def path_arg(path: str | os.PathLike[str]) -> str:
     """A path as an ffmpeg argument: ``file:`` stops ffmpeg from reading a leading
     ``-`` as an option or ``proto:`` as a protocol. ``-`` (stdin/stdout) is kept."""
@@ -343,14 +348,7 @@ def encode_pcm(pcm: bytes, sample_rate: int, fmt: str, dest_sample_rate: int) ->
     if fmt == "pcm" and dest_sample_rate == sample_rate:
         return bytes(pcm)
     argv = [
-        "-f",
-        "s16le",
-        "-ar",
-        str(sample_rate),
-        "-ac",
-        "1",
-        "-i",
-        "pipe:0",
+        *pcm_input(sample_rate),
         "-map_metadata",
         "-1",
         "-fflags",
@@ -417,14 +415,7 @@ def measure(stdin: Iterable[bytes], sample_rate: int, filters: str = "") -> Leve
         "-nostats",
         "-loglevel",
         "info",
-        "-f",
-        "s16le",
-        "-ar",
-        str(sample_rate),
-        "-ac",
-        "1",
-        "-i",
-        "pipe:0",
+        *pcm_input(sample_rate),
         "-af",
         chain,
         "-f",

@@ -48,14 +48,17 @@ def temp_dir_prefix(kind: str) -> str:
     return f"audiobook-{kind}-{os.getpid()}-"
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie counts as alive)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # os.kill would end the process there: trust the expiry
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # someone else's process (EPERM)
+    except OSError:  # PermissionError: it exists, it is someone else's
         return True
     return True
 
@@ -64,7 +67,7 @@ def _stale(entry: os.DirEntry[str], now: float) -> bool:
     for pattern in _OWNED:
         m = pattern.match(entry.name)
         if m:
-            return not _alive(int(m["pid"]))
+            return not pid_alive(int(m["pid"]))
     if _UNOWNED.match(entry.name):
         try:
             return now - entry.stat(follow_symlinks=False).st_mtime > UNOWNED_MAX_AGE

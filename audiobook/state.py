@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from .cache import LocalCache, PieceCache, open_cache
 from .errors import StateError
+from .files import pid_alive
 
 if TYPE_CHECKING:
     from .ratelimit import RateLimiter, Slots
@@ -601,21 +602,6 @@ class PieceBusy(Exception):
         super().__init__(key)
         self.key = key
         self.holder = holder
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (a zombie counts as alive)."""
-    if pid <= 0:
-        return False
-    if os.name == "nt":  # os.kill would end the process there: trust the expiry
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, it is someone else's
-        return True
-    return True
 
 
 def _holder(row: Sequence[Any] | None) -> LeaseHolder | None:

@@ -747,14 +747,7 @@ def _stitch_m4b(
         try:
             ffmpeg.run(
                 [
-                    "-f",
-                    "s16le",
-                    "-ar",
-                    str(tl.rate),
-                    "-ac",
-                    "1",
-                    "-i",
-                    "pipe:0",
+                    *ffmpeg.pcm_input(tl.rate),
                     *(level.filters(tl, start, end) if level is not None else []),
                     *aac_args(bitrate, vbr),
                     "-f",
@@ -836,14 +829,7 @@ def _stitch_mp3(
     cover = _write_cover(book, tmp)
     final = tmp / "out.mp3"
     argv = [
-        "-f",
-        "s16le",
-        "-ar",
-        str(tl.rate),
-        "-ac",
-        "1",
-        "-i",
-        "pipe:0",
+        *ffmpeg.pcm_input(tl.rate),
         "-f",
         "ffmetadata",
         "-i",
@@ -922,7 +908,7 @@ def _encode_chapter(
     profile's chapter files are (``level``: the profile and each chapter's gain)."""
     profile = level.profile if level is not None else None
     mp3 = profile is not None and profile.chapter_ext == "mp3"
-    argv = ["-f", "s16le", "-ar", str(tl.rate), "-ac", "1", "-i", "pipe:0"]
+    argv = ffmpeg.pcm_input(tl.rate)
     if cover is not None:
         argv += ["-i", ffmpeg.path_arg(cover)]
     argv += ["-map", "0:a:0"]

@@ -13,6 +13,7 @@ Fixtures:
                            AWS_ENDPOINT_URL_POLLY -> polly_emulator; returns the dict set
     s3_client, sns_client, sqs_client, polly_client  (session) boto3 clients on them
     s3_bucket              (function) name of a fresh empty bucket
+                           (``deny_put(s3_client, bucket)`` makes it refuse writes)
     sns_queue              (function) SnsQueue(topic_arn, queue_url, queue_arn): a fresh
                            topic with a fresh SQS queue subscribed (raw delivery off)
     pg_server              (session) URL of a PostgreSQL server (the pgserver wheel's,
@@ -169,6 +170,18 @@ def s3_bucket(s3_client: Any) -> str:
     name = f"test-{uuid.uuid4().hex[:20]}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+def deny_put(s3_client: Any, bucket: str) -> None:
+    """A bucket policy that refuses every PutObject into ``bucket``."""
+    statement = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*",
+    }
+    policy = {"Version": "2012-10-17", "Statement": [statement]}
+    s3_client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
 
 @dataclass(frozen=True)

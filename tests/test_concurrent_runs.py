@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -29,50 +28,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.epubkit import Doc, build_epub
+from tests.runs import audio_digest, audiobook_argv, chapter_marks, polly_args, seasons_epub
 
 pytestmark = [pytest.mark.ffmpeg]
 
 CHAPTERS = 10
-PARAGRAPH = (
-    "The river ran past the mill and under the old stone bridge, where the "
-    "children of the village gathered every evening to watch the boats. "
-)
 TIMEOUT = 300
 
 
 def book(path: Path, repeat: int = 2) -> Path:
     """Ten chapters of different lengths: ten pieces, each with its own text."""
-    seasons = ["Spring", "Summer", "Autumn", "Winter"]
-    titles = [f"{seasons[i % 4]} {i // 4 + 1}" for i in range(CHAPTERS)]
-    docs = [
-        Doc(f"c{i}.xhtml", f"<h1>{t}</h1>" + f"<p>{t}. {PARAGRAPH * (repeat + i % 4)}</p>")
-        for i, t in enumerate(titles)
-    ]
-    return build_epub(
-        path, docs, [(t, f"c{i}.xhtml", []) for i, t in enumerate(titles)], title="Seasons"
-    )
-
-
-def audio_digest(path: Path) -> str:
-    """Hash of the encoded audio packets, read with PyAV."""
-    import av
-
-    h = hashlib.sha256()
-    with av.open(str(path)) as f:
-        for packet in f.demux(audio=0):
-            h.update(bytes(packet))
-    return h.hexdigest()
-
-
-def chapter_marks(path: Path) -> list[tuple[str, float]]:
-    from mutagen.mp4 import MP4
-
-    return [(c.title, round(c.start, 3)) for c in MP4(path).chapters]
-
-
-def cli(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "audiobook", *map(str, args)]
+    return seasons_epub(path, CHAPTERS, lambda i: repeat + i % 4)
 
 
 class Run:
@@ -131,28 +97,15 @@ OUTPUTS = {
 # --- Polly, on the emulator and moto ---------------------------------------------------
 
 
-def polly_args(s3_bucket: str) -> list[str]:
-    return [
-        "--engine",
-        "polly",
-        "--bucket",
-        s3_bucket,
-        "--voice",
-        "Joanna",
-        "--polly-engine",
-        "neural",
-        "--mode",
-        "async",
-    ]
-
-
 def polly_reference(tmp_path, env, make_polly_emulator, src, s3_bucket) -> Path:
     """A single uninterrupted run on its own emulator and state."""
     fast = make_polly_emulator()
     ref = tmp_path / "ref" / "book.m4b"
     ref.parent.mkdir()
     r = subprocess.run(
-        cli("convert", src, "-o", ref, *polly_args(s3_bucket), "--state-dir", tmp_path / "sref"),
+        audiobook_argv(
+            "convert", src, "-o", ref, *polly_args(s3_bucket), "--state-dir", tmp_path / "sref"
+        ),
         env={**env, "AWS_ENDPOINT_URL_POLLY": fast.url},
         capture_output=True,
         text=True,
@@ -165,7 +118,7 @@ def polly_reference(tmp_path, env, make_polly_emulator, src, s3_bucket) -> Path:
 
 def estimated_billable(src: Path, env: dict[str, str]) -> int:
     r = subprocess.run(
-        cli("estimate", src, "--polly-engine", "neural", "--mode", "async", "--json"),
+        audiobook_argv("estimate", src, "--polly-engine", "neural", "--mode", "async", "--json"),
         env=env,
         capture_output=True,
         text=True,
@@ -177,7 +130,7 @@ def estimated_billable(src: Path, env: dict[str, str]) -> int:
 
 def status_billed(state: Path, env: dict[str, str]) -> int:
     r = subprocess.run(
-        cli("status", "--state-dir", state),
+        audiobook_argv("status", "--state-dir", state),
         env=env,
         capture_output=True,
         text=True,
@@ -205,7 +158,8 @@ def test_two_polly_runs_at_once_pay_for_each_piece_once(
     for o in outs:
         o.parent.mkdir(exist_ok=True)
     cmds = [
-        cli("convert", src, "-o", o, *polly_args(s3_bucket), "--state-dir", state) for o in outs
+        audiobook_argv("convert", src, "-o", o, *polly_args(s3_bucket), "--state-dir", state)
+        for o in outs
     ]
     results = both_at_once(cmds, env, tmp_path / "logs")
 
@@ -247,7 +201,7 @@ def test_a_run_that_dies_is_taken_over_without_paying_twice(
         o.parent.mkdir()
     first, second = (
         Run(
-            cli("convert", src, "-o", o, *polly_args(s3_bucket), "--state-dir", state),
+            audiobook_argv("convert", src, "-o", o, *polly_args(s3_bucket), "--state-dir", state),
             env,
             tmp_path / "logs",
         )
@@ -286,7 +240,7 @@ def test_two_local_runs_at_once_synthesize_each_piece_once(outputs, tmp_path):
     ref = tmp_path / "ref" / "book.m4b"
     ref.parent.mkdir()
     r = subprocess.run(
-        cli("convert", src, "-o", ref, *local, "--state-dir", tmp_path / "sref"),
+        audiobook_argv("convert", src, "-o", ref, *local, "--state-dir", tmp_path / "sref"),
         env=env,
         capture_output=True,
         text=True,
@@ -301,7 +255,7 @@ def test_two_local_runs_at_once_synthesize_each_piece_once(outputs, tmp_path):
     for o in outs:
         o.parent.mkdir(exist_ok=True)
     results = both_at_once(
-        [cli("convert", src, "-o", o, *local, "--state-dir", state) for o in outs],
+        [audiobook_argv("convert", src, "-o", o, *local, "--state-dir", state) for o in outs],
         env,
         tmp_path / "logs",
     )

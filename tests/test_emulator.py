@@ -28,6 +28,7 @@ from audiobook.emulator.core import output_key
 from audiobook.emulator.protocol import PollyError
 from audiobook.emulator.quotas import Quotas
 from audiobook.emulator.ssml import billable_chars, espeak_batches
+from tests.servers import deny_put
 
 TERMINAL = ("completed", "failed")
 
@@ -259,22 +260,7 @@ def test_bucket_default_encryption_is_honoured(polly_emulator, s3_bucket, s3_cli
 
 
 def test_unwritable_bucket_fails_at_start(polly_emulator, s3_bucket, s3_client) -> None:
-    s3_client.put_bucket_policy(
-        Bucket=s3_bucket,
-        Policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "s3:PutObject",
-                        "Resource": f"arn:aws:s3:::{s3_bucket}/*",
-                    }
-                ],
-            }
-        ),
-    )
+    deny_put(s3_client, s3_bucket)
     polly = client(polly_emulator.url)
     with pytest.raises(polly.exceptions.InvalidS3BucketException):
         start(polly, s3_bucket)

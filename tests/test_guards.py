@@ -16,7 +16,6 @@ The comment over each test names the one-line mutation of the orchestration it k
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -50,7 +49,7 @@ from audiobook.errors import (
 from audiobook.pipeline import synthesize
 from audiobook.scheduler import Limiters
 from audiobook.state import StateStore
-from tests.epubkit import Doc, build_epub
+from tests.runs import audio_digest, audiobook_argv, day_epub, decoded_seconds
 from tests.test_pipeline import OPTS, Crash, FakeClock, ScriptedEngine, book
 
 CHAPTERS = [
@@ -62,15 +61,9 @@ TITLES = [t for t, _ in CHAPTERS]
 POLLY = ["--engine", "polly", "--voice", "Joanna", "--polly-engine", "neural"]
 
 
-def make_epub(path: Path, chapters: list[tuple[str, str]], title: str = "A Tiny Day") -> Path:
-    docs = [Doc(f"c{i}.xhtml", f"<h1>{t}</h1>{body}") for i, (t, body) in enumerate(chapters)]
-    toc = [(t, f"c{i}.xhtml", []) for i, (t, _) in enumerate(chapters)]
-    return build_epub(path, docs, toc, title=title, authors=("Ann Author",))
-
-
 @pytest.fixture
 def tiny_epub(tmp_path: Path) -> Path:
-    return make_epub(tmp_path / "tiny.epub", CHAPTERS)
+    return day_epub(tmp_path / "tiny.epub", CHAPTERS)
 
 
 def invoke(*args: str | Path) -> Result:
@@ -80,7 +73,7 @@ def invoke(*args: str | Path) -> Result:
 def run_cli(*args: str | Path, **kw: Any) -> subprocess.CompletedProcess[str]:
     """``python -m audiobook ARGS`` in a real process: what a user's shell sees."""
     return subprocess.run(
-        [sys.executable, "-m", "audiobook", *map(str, args)],
+        audiobook_argv(*args),
         capture_output=True,
         text=True,
         check=False,
@@ -106,30 +99,6 @@ def assert_one_line_error(code: int, want: int, stderr: str, *words: str) -> str
     for w in words:
         assert w in lines[0], (w, stderr)
     return lines[0]
-
-
-def audio_digest(path: Path) -> str:
-    """Hash of the encoded audio packets (PyAV): equal audio, whatever the container says."""
-    import av
-
-    h = hashlib.sha256()
-    with av.open(str(path)) as f:
-        for packet in f.demux(audio=0):
-            h.update(bytes(packet))
-    return h.hexdigest()
-
-
-def duration(path: Path) -> float:
-    """Seconds of audio, decoded by PyAV (not the muxer's header)."""
-    import av
-
-    samples = 0
-    with av.open(str(path)) as f:
-        stream = f.streams.audio[0]
-        rate = stream.codec_context.sample_rate
-        for frame in f.decode(stream):
-            samples += frame.samples
-    return samples / rate
 
 
 def inspect_titles(book: Path) -> list[str]:
@@ -466,7 +435,7 @@ def test_auto_mode_takes_tasks_for_a_book_over_one_request(polly_cli, tmp_path):
     # Kills: pick_mode always choosing "sync" in auto mode (a book over 3,000 billable
     # characters must not go out as SynthesizeSpeech pieces).
     long = "<p>" + "The river ran past the mill and under the old stone bridge. " * 30 + "</p>"
-    book = make_epub(tmp_path / "long.epub", [("River", long), ("Bridge", long)], "Rivers")
+    book = day_epub(tmp_path / "long.epub", [("River", long), ("Bridge", long)], "Rivers")
     r = invoke("estimate", book, "--json")
     assert json.loads(r.stdout)["billable_chars"] > 3000
     emu, polly = polly_cli()
@@ -554,7 +523,7 @@ def test_exit_10_ffmpeg_fails_writing_the_output(tmp_path):
     # at most half the finished book (ulimit -f). Its pieces are cached already and the
     # state store is far smaller, so only ffmpeg's output goes over.
     para = "<p>" + "The river ran past the mill and under the old stone bridge. " * 12 + "</p>"
-    book = make_epub(tmp_path / "river.epub", [(t, para) for t in TITLES], "Rivers")
+    book = day_epub(tmp_path / "river.epub", [(t, para) for t in TITLES], "Rivers")
     state = tmp_path / "state"
     first = tmp_path / "first.mp3"
     p = run_cli("convert", book, "--format", "mp3", "-o", first, "--state-dir", state)
@@ -584,7 +553,7 @@ def test_exit_130_sigint_to_a_running_convert(aws_env, make_polly_emulator, s3_b
     # Slow tasks: the run is surely waiting on Polly when the signal comes.
     emu = make_polly_emulator(queue_delay=0.5, chars_per_second=20.0)
     env = {**os.environ, **aws_env, "AWS_ENDPOINT_URL_POLLY": emu.url}
-    book = make_epub(tmp_path / "tiny.epub", CHAPTERS)
+    book = day_epub(tmp_path / "tiny.epub", CHAPTERS)
     out = tmp_path / "day.m4b"
     cmd = [
         sys.executable,
@@ -646,7 +615,7 @@ def test_mp3_end_to_end_with_reruns(tiny_epub, tmp_path):
     starts = [c.start_time for c in chaps]
     assert starts[0] == 0 and starts == sorted(set(starts))
     assert all(a.end_time == b.start_time for a, b in itertools.pairwise(chaps))
-    seconds = duration(out)
+    seconds = decoded_seconds(out)
     assert abs(chaps[-1].end_time / 1000 - seconds) < 0.5
     assert tags["TIT2"].text == ["A Tiny Day"]
 
@@ -683,7 +652,7 @@ def test_chapters_end_to_end_with_reruns(tiny_epub, tmp_path):
         assert tags["\xa9nam"] == [title] and tags["\xa9alb"] == ["A Tiny Day"]
         assert tags["trkn"] == [(i, len(titles))]
         assert title in f.name
-        assert duration(f) > 0.5
+        assert decoded_seconds(f) > 0.5
     digests = [audio_digest(f) for f in files]
     assert len(set(digests)) == len(files)
 
@@ -922,7 +891,7 @@ def test_a_run_that_gave_up_on_refused_starts_resumes_cleanly(polly_cli, tmp_pat
         unknown_error_limit=6,  # as many as a piece's attempts: the first run gives up
         fault_operations=("StartSpeechSynthesisTask",),
     )
-    solo = make_epub(tmp_path / "solo.epub", CHAPTERS[:1], "Solo")
+    solo = day_epub(tmp_path / "solo.epub", CHAPTERS[:1], "Solo")
     cmd = ["convert", solo, "-o", tmp_path / "solo.m4b", *polly, "--mode", "async"]
     cmd += ["--state-dir", tmp_path / "state"]
     r = invoke(*cmd)

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.epubkit import Doc, build_epub
+from tests.runs import polly_args
 
 pytestmark = pytest.mark.ffmpeg
 
@@ -89,21 +90,6 @@ def container(path: Path) -> str:
 
     with av.open(str(path)) as f:
         return f.format.name
-
-
-def polly(bucket: str) -> list[str]:
-    return [
-        "--engine",
-        "polly",
-        "--bucket",
-        bucket,
-        "--voice",
-        "Joanna",
-        "--polly-engine",
-        "neural",
-        "--mode",
-        "async",
-    ]
 
 
 def nothing_paid(emu: Any) -> None:
@@ -208,7 +194,7 @@ def test_chapters_captions_are_listed_and_replaced_like_the_audio(tmp_path, emul
     env, _emu, bucket = emulated
     out = tmp_path / "out"
     src = epub(tmp_path / "day.epub", ["Morning", "Night"])
-    args = ["--format", "chapters", "-o", out, *polly(bucket), "--marks", "sentence"]
+    args = ["--format", "chapters", "-o", out, *polly_args(bucket), "--marks", "sentence"]
     r = cli("convert", src, *args, "--state-dir", tmp_path / "s", env=env)
     assert r.returncode == 0, r.stderr
     first = ["001 - Morning.m4b", "001 - Morning.vtt", "002 - Night.m4b", "002 - Night.vtt"]
@@ -273,7 +259,15 @@ def test_a_bad_output_fails_before_any_paid_call(tmp_path, emulated, case):
         out.mkdir()
         (out / "notes.txt").write_text("keep")
     r = cli(
-        "convert", src, "-o", out, *extra, *polly(bucket), "--state-dir", tmp_path / "s", env=env
+        "convert",
+        src,
+        "-o",
+        out,
+        *extra,
+        *polly_args(bucket),
+        "--state-dir",
+        tmp_path / "s",
+        env=env,
     )
     refused(r, 2, *words)
     nothing_paid(emu)
@@ -291,7 +285,7 @@ def test_batch_refuses_a_chapters_folder_it_did_not_write_before_paying(tmp_path
     (out / "novel").mkdir(parents=True)
     (out / "novel" / "cover-art.png").write_bytes(b"\x89PNG mine")
     r = cli(
-        "batch", books, "-o", out, "--format", "chapters", *polly(bucket),
+        "batch", books, "-o", out, "--format", "chapters", *polly_args(bucket),
         "--state-dir", tmp_path / "s", env=env,
     )  # fmt: skip
     assert r.returncode == 2, (r.stdout, r.stderr)
@@ -336,7 +330,7 @@ def test_a_read_only_output_folder_fails_before_any_paid_call(tmp_path, emulated
     disk = tmp_path / "disk"
     disk.mkdir()
     r = cli(
-        "convert", src, "-o", disk / "book.m4b", *polly(bucket), "--state-dir", tmp_path / "s",
+        "convert", src, "-o", disk / "book.m4b", *polly_args(bucket), "--state-dir", tmp_path / "s",
         env=env, wrap=in_tmpfs("ro,size=1m", disk),
     )  # fmt: skip
     refused(r, 2, "book.m4b", "cannot write", "Read-only")
@@ -350,7 +344,7 @@ def test_a_disk_too_small_for_the_book_fails_before_any_paid_call(tmp_path, emul
     disk = tmp_path / "disk"
     disk.mkdir()
     r = cli(
-        "convert", src, "-o", disk / "book.m4b", *polly(bucket), "--state-dir", tmp_path / "s",
+        "convert", src, "-o", disk / "book.m4b", *polly_args(bucket), "--state-dir", tmp_path / "s",
         env=env, wrap=in_tmpfs("size=256k", disk),
     )  # fmt: skip
     refused(r, 2, "book.m4b", "not enough disk space")
@@ -364,7 +358,7 @@ def test_podcast_gets_the_same_checks(tmp_path, emulated, namespaces):
     feed = tmp_path / "feed"
     feed.mkdir()
     r = cli(
-        "podcast", article, "--feed", feed, *polly(bucket), "--state-dir", tmp_path / "s",
+        "podcast", article, "--feed", feed, *polly_args(bucket), "--state-dir", tmp_path / "s",
         env=env, wrap=in_tmpfs("size=256k", feed),
     )  # fmt: skip
     refused(r, 2, "not enough disk space")

@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from audiobook.engines.piper.ssml import Pause, Say, parse_break, parse_rate, pl
 from audiobook.errors import ConfigError, EngineError
 from audiobook.model import Chunk
 from tests.epubkit import Doc, build_epub
+from tests.runs import audiobook_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 JOE = "en_US-joe-medium"
@@ -347,22 +347,9 @@ def test_a_french_book_is_read_by_espeak_with_a_one_line_note(tmp_path):
         title="Livre",
         language="fr",
     )
+    args = ["-o", tmp_path / "fr.m4b", "--state-dir", tmp_path / "st", "--workers", "1"]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "audiobook",
-            "convert",
-            str(src),
-            "-o",
-            str(tmp_path / "fr.m4b"),
-            "--state-dir",
-            str(tmp_path / "st"),
-            "--workers",
-            "1",
-            "--engine",
-            "local",
-        ],
+        audiobook_argv("convert", src, *args, "--engine", "local"),
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -475,23 +462,14 @@ def test_demo_speaks_with_piper_and_its_chapters_read_back(tmp_path):
 
     src = ROOT / "samples" / "aesop-fables.epub"
     out = tmp_path / "aesop-fables.m4b"
-    cli = [sys.executable, "-m", "audiobook"]
     inspect = subprocess.run(
-        [*cli, "inspect", str(src), "--json"], capture_output=True, text=True, check=True
+        audiobook_argv("inspect", src, "--json"), capture_output=True, text=True, check=True
     )
     expected = [c["title"] for c in json.loads(inspect.stdout)["chapters"]]
     done = subprocess.run(
-        [
-            *cli,
-            "convert",
-            str(src),
-            "-o",
-            str(out),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--engine",
-            "local",
-        ],
+        audiobook_argv(
+            "convert", src, "-o", out, "--state-dir", tmp_path / "state", "--engine", "local"
+        ),
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +21,7 @@ from click.testing import CliRunner, Result
 from audiobook.cli import cli
 from audiobook.emulator import facts
 from tests.epubkit import Doc, build_epub
+from tests.runs import audiobook_argv, day_epub
 
 CHAPTERS = [
     ("Morning", "<p>The sun rose over the quiet town. Birds sang in the trees.</p>"),
@@ -33,9 +33,7 @@ POLLY = ["--engine", "polly", "--voice", "Joanna", "--polly-engine", "neural"]
 
 
 def make_epub(path: Path, chapters: list[tuple[str, str]] = CHAPTERS) -> Path:
-    docs = [Doc(f"c{i}.xhtml", f"<h1>{t}</h1>{body}") for i, (t, body) in enumerate(chapters)]
-    toc = [(t, f"c{i}.xhtml", []) for i, (t, _) in enumerate(chapters)]
-    return build_epub(path, docs, toc, title="A Tiny Day", authors=("Ann Author",))
+    return day_epub(path, chapters)
 
 
 def invoke(*args: str | Path) -> Result:
@@ -72,7 +70,7 @@ def interrupted_run(emu: Any, env: dict[str, str], args: list[str | Path], piece
     """``audiobook ARGS`` in a real process, ended with SIGTERM once its ``pieces`` tasks
     are started (and so recorded: a stopping run lets its calls in flight finish)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "audiobook", *map(str, args)],
+        audiobook_argv(*args),
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -230,7 +228,7 @@ def test_a_throttled_listing_during_resume_is_retried(polly_cli, aws_env, tmp_pa
     args: list[str | Path] = ["convert", book, "-o", out, *polly, "--mode", "async"]
     args += ["--state-dir", state]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "audiobook", *map(str, args)],
+        audiobook_argv(*args),
         env={**os.environ, **aws_env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -502,7 +500,7 @@ def test_gc_removes_the_queues_of_killed_runs(polly_cli, aws_env, sns_client, sq
     args: list[str | Path] = ["convert", book, "-o", tmp_path / "day.m4b", *polly]
     args += ["--sns-topic", topic, "--mode", "async", "--state-dir", state]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "audiobook", *map(str, args)],
+        audiobook_argv(*args),
         env={**os.environ, **aws_env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

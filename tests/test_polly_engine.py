@@ -30,6 +30,7 @@ from audiobook.engines.polly import (
 from audiobook.errors import ConfigError, EngineError, Throttled, TransientEngineError
 from audiobook.model import Chunk
 from audiobook.ssml import billable_chars
+from tests.servers import deny_put
 
 # --------------------------------------------------------------------------- pure
 
@@ -539,25 +540,6 @@ def test_recover_finds_an_unrecorded_task_by_its_key(
 # -- preflight: one line each, before anything is billed
 
 
-def _deny_put(s3_client: Any, bucket: str) -> None:
-    s3_client.put_bucket_policy(
-        Bucket=bucket,
-        Policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "s3:PutObject",
-                        "Resource": f"arn:aws:s3:::{bucket}/*",
-                    }
-                ],
-            }
-        ),
-    )
-
-
 PREFLIGHT_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("missing bucket", {"bucket": ""}, r"^--bucket is required for --engine polly$"),
     (
@@ -591,7 +573,7 @@ def test_preflight_errors_are_one_line_and_bill_nothing(
     emu = polly_emulator
     opts = dict(opts)
     if opts.pop("deny", False):
-        _deny_put(s3_client, s3_bucket)
+        deny_put(s3_client, s3_bucket)
     opts.setdefault("bucket", s3_bucket)
     engine = engine_on(emu, **opts)
     with pytest.raises(ConfigError) as info:

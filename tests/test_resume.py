@@ -10,18 +10,16 @@ for a quick local run) and the random moments come from ``AUDIOBOOK_RESUME_SEED`
 from __future__ import annotations
 
 import collections
-import hashlib
 import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.epubkit import Doc, build_epub
+from tests.runs import audio_digest, audiobook_argv, chapter_marks, polly_args, seasons_epub
 
 KILLS = int(os.environ.get("AUDIOBOOK_RESUME_KILLS", "20"))
 SEED = int(os.environ.get("AUDIOBOOK_RESUME_SEED", "5"))
@@ -31,40 +29,6 @@ pytestmark = [pytest.mark.aws, pytest.mark.ffmpeg]
 # More kills need more work in flight: more chapters, each synthesized more slowly.
 CHAPTERS = max(8, KILLS)
 CHARS_PER_SECOND = 2400.0 / KILLS
-PARAGRAPH = (
-    "The river ran past the mill and under the old stone bridge, where the "
-    "children of the village gathered every evening to watch the boats. "
-)
-
-
-def book(path: Path) -> Path:
-    seasons = ["Spring", "Summer", "Autumn", "Winter"]
-    titles = [f"{seasons[i % 4]} {i // 4 + 1}" for i in range(CHAPTERS)]
-    docs = [
-        Doc(f"c{i}.xhtml", f"<h1>{t}</h1>" + f"<p>{t}. {PARAGRAPH * (2 + i % 6)}</p>")
-        for i, t in enumerate(titles)
-    ]
-    return build_epub(
-        path, docs, [(t, f"c{i}.xhtml", []) for i, t in enumerate(titles)], title="Seasons"
-    )
-
-
-def audio_digest(path: Path) -> str:
-    """Hash of the encoded audio packets (PyAV): equal audio, whatever the container's
-    own timestamps say."""
-    import av
-
-    h = hashlib.sha256()
-    with av.open(str(path)) as f:
-        for packet in f.demux(audio=0):
-            h.update(bytes(packet))
-    return h.hexdigest()
-
-
-def chapters(path: Path) -> list[tuple[str, float]]:
-    from mutagen.mp4 import MP4
-
-    return [(c.title, round(c.start, 3)) for c in MP4(path).chapters]
 
 
 @pytest.mark.slow
@@ -74,30 +38,12 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, aws_env, make_polly_emu
     fast = make_polly_emulator()
     emu = make_polly_emulator(queue_delay=0.3, chars_per_second=CHARS_PER_SECOND, workers=2)
     env = {**os.environ, **aws_env, "AWS_ENDPOINT_URL_POLLY": emu.url}
-    src = book(tmp_path / "seasons.epub")
+    src = seasons_epub(tmp_path / "seasons.epub", CHAPTERS, lambda i: 2 + i % 6)
+
+    polly = polly_args(s3_bucket)
 
     def command(out: Path, state: Path) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "audiobook",
-            "convert",
-            str(src),
-            "-o",
-            str(out),
-            "--engine",
-            "polly",
-            "--bucket",
-            s3_bucket,
-            "--voice",
-            "Joanna",
-            "--polly-engine",
-            "neural",
-            "--mode",
-            "async",
-            "--state-dir",
-            str(state),
-        ]
+        return audiobook_argv("convert", src, "-o", out, *polly, "--state-dir", state)
 
     # The uninterrupted run; it also tells how long a process takes to start working
     # (until its first task appears), so that kills aim at the working time.
@@ -166,11 +112,11 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, aws_env, make_polly_emu
     )
     assert rerun.returncode == 0, rerun.stderr
     assert "0 synthesized" in rerun.stdout
-    assert chapters(out) == chapters(again)
+    assert chapter_marks(out) == chapter_marks(again)
     assert audio_digest(out) == audio_digest(again)
     # And equal to the independent uninterrupted run, in audio and chapters: the
     # emulator's espeak-ng gives the same samples for the same text in any task.
-    assert chapters(out) == chapters(ref)
+    assert chapter_marks(out) == chapter_marks(ref)
     assert audio_digest(out) == audio_digest(ref)
 
     # No chunk synthesized twice: one task per distinct text in the resumed runs.

@@ -19,7 +19,6 @@ group, as Ctrl-C in a terminal does).
 from __future__ import annotations
 
 import collections
-import hashlib
 import os
 import re
 import signal
@@ -34,6 +33,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis import strategies as st
 
+from tests.runs import PARAGRAPH, audio_digest, audiobook_argv, chapter_marks
+
 pytestmark = pytest.mark.ffmpeg
 
 EXAMPLES = int(os.environ.get("AUDIOBOOK_SIGNALS_EXAMPLES", "3"))
@@ -42,10 +43,6 @@ INTERRUPTED = (
 )
 TERMINATED = "audiobook: error: terminated; progress is saved, run the same command again to resume"
 LINES = {signal.SIGINT: (130, INTERRUPTED), signal.SIGTERM: (143, TERMINATED)}
-PARAGRAPH = (
-    "The river ran past the mill and under the old stone bridge, where the "
-    "children of the village gathered every evening to watch the boats. "
-)
 
 
 def write_book(path: Path, chapters: int, paragraphs: Callable[[int], int]) -> Path:
@@ -75,18 +72,9 @@ class Setup:
         self.env = {**env, "TMPDIR": str(self.tmp)}
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "audiobook",
-            "convert",
-            str(self.src),
-            "-o",
-            str(self.out),
-            "--state-dir",
-            str(self.state),
-            *self.engine_args,
-        ]
+        return audiobook_argv(
+            "convert", self.src, "-o", self.out, "--state-dir", self.state, *self.engine_args
+        )
 
     def launch(self, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -172,22 +160,6 @@ def cli_up(proc: subprocess.Popen[str], grace: float = 1.5) -> Callable[[], bool
 def finish(proc: subprocess.Popen[str]) -> tuple[int, list[str]]:
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err.splitlines()
-
-
-def audio_digest(path: Path) -> str:
-    import av
-
-    h = hashlib.sha256()
-    with av.open(str(path)) as f:
-        for packet in f.demux(audio=0):
-            h.update(bytes(packet))
-    return h.hexdigest()
-
-
-def chapter_marks(path: Path) -> list[tuple[str, float]]:
-    from mutagen.mp4 import MP4
-
-    return [(c.title, round(c.start, 3)) for c in MP4(path).chapters]
 
 
 def local_parts(setup: Setup, proc: subprocess.Popen[str]) -> bool:

@@ -23,7 +23,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from tests.epubkit import Doc, build_epub
+from tests.runs import audio_digest, audiobook_argv, decoded_seconds
 
 pytestmark = pytest.mark.ffmpeg
 
@@ -55,7 +55,7 @@ def audiobook(
 ) -> subprocess.CompletedProcess[str]:
     """The real command in a process of its own."""
     return subprocess.run(
-        [sys.executable, "-m", "audiobook", *map(str, args)],
+        audiobook_argv(*args),
         capture_output=True,
         text=True,
         timeout=600,
@@ -83,30 +83,6 @@ def integrity(db_path: Path) -> str:
         return str(db.execute("PRAGMA integrity_check").fetchone()[0])
     finally:
         db.close()
-
-
-def audio_digest(path: Path) -> str:
-    """Hash of the encoded audio packets, read with PyAV."""
-    import av
-
-    h = hashlib.sha256()
-    with av.open(str(path)) as f:
-        for packet in f.demux(audio=0):
-            h.update(bytes(packet))
-    return h.hexdigest()
-
-
-def decoded_seconds(path: Path) -> float:
-    """Every frame decoded with PyAV (a damaged stream raises), in seconds."""
-    import av
-
-    samples = 0
-    rate = 0
-    with av.open(str(path)) as f:
-        for frame in f.decode(audio=0):
-            samples += frame.samples
-            rate = frame.sample_rate
-    return samples / rate
 
 
 # --- a real small file system ----------------------------------------------------------

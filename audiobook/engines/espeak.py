@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import espeakng_loader
 
 from ..errors import ConfigError, EngineError
+from .forked import run_forked
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _espeakCHARS_UTF8 = 1
@@ -459,39 +460,27 @@ def synthesize_isolated(
     threads (the children run at once, one per call)."""
     dest = os.fspath(dest)
     eng = _espeak()
-    r, w = os.pipe()
     owner = os.getpid()
-    with eng.lock:  # no thread of ours is inside the library while we fork
-        pid = os.fork()
-        if pid == 0:  # child: synthesize, report, leave without running the parent's exits
-            code = 1
-            try:
-                os.close(r)
-                _leave_if_orphaned(owner)
-                events: list[Event] | None = [] if events_dest is not None else None
-                n = _write_pieces(eng, pieces, voice, dest, rate_wpm, wav, owner, events)
-                if events_dest is not None and events is not None:
-                    write_events(events_dest, events)
-                os.write(w, f"ok {n}".encode())
-                code = 0
-            except BaseException as e:  # noqa: BLE001 - reported to the parent
-                kind = "config" if isinstance(e, ConfigError) else "error"
-                msg = " ".join(str(e).split())[:2000] or type(e).__name__
-                try:
-                    os.write(w, f"{kind} {msg}".encode("utf-8", "replace"))
-                except OSError:
-                    pass
-            finally:
-                os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        report = f.read().decode("utf-8", "replace")
-    _, status = os.waitpid(pid, 0)
-    kind, _, rest = report.partition(" ")
-    if kind == "ok" and status == 0:
-        return int(rest)
-    if kind == "config":
-        raise ConfigError(rest)
-    if kind == "error":
-        raise EngineError(f"espeak-ng synthesis failed: {rest}", expected=False)
-    raise EngineError(f"espeak-ng synthesis process died (wait status {status})", expected=False)
+
+    def work() -> str:
+        events: list[Event] | None = [] if events_dest is not None else None
+        n = _write_pieces(eng, pieces, voice, dest, rate_wpm, wav, owner, events)
+        if events_dest is not None and events is not None:
+            write_events(events_dest, events)
+        return str(n)
+
+    # Under the lock: no thread of ours is inside the library while we fork.
+    out = run_forked(work, lock=eng.lock, classify=_config_or_error)
+    if out.ok:
+        return int(out.text)
+    if out.kind == "config":
+        raise ConfigError(out.text)
+    if out.kind == "error":
+        raise EngineError(f"espeak-ng synthesis failed: {out.text}", expected=False)
+    raise EngineError(
+        f"espeak-ng synthesis process died (wait status {out.status})", expected=False
+    )
+
+
+def _config_or_error(e: BaseException) -> str:
+    return "config" if isinstance(e, ConfigError) else "error"

@@ -13,28 +13,21 @@ process ever holds a whole chunk in memory; ``fetch`` moves that file into place
 
 from __future__ import annotations
 
-import itertools
 import logging
-import multiprocessing
 import os
 import re
-import shutil
-import tempfile
-import threading
-import weakref
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from functools import cache
 from pathlib import Path
 
 from .. import interrupt
 from ..config import EngineLimits
-from ..errors import ConfigError, EngineError, TaskFailed, TransientEngineError, one_line
+from ..errors import ConfigError, EngineError, TaskFailed, one_line
 from ..files import temp_dir_prefix
 from ..model import Book, Chunk
-from .base import AudioFormat, Capabilities, Engine, TaskRef, TaskState, pronunciation_unhonoured
+from .base import AudioFormat, Capabilities, TaskRef, pronunciation_unhonoured
 from .options import LocalOptions
+from .pool import PoolEngine, leave_with_parent, move_into_place
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +168,7 @@ def _warm_up() -> None:
     (killed, crashed), rather than wait forever for work as an orphan; then it loads
     espeak-ng before the first chunk arrives."""
     interrupt.ignore_signals()
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-
-        def watch() -> None:
-            parent.join()  # returns once the parent's end of the sentinel pipe closes
-            os._exit(1)
-
-        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    leave_with_parent()
     from . import espeak
 
     espeak.sample_rate()
@@ -198,10 +184,12 @@ def _espeak_version() -> str:
         return "unknown"
 
 
-class LocalEngine(Engine):
+class LocalEngine(PoolEngine[int]):
     """espeak-ng, offline, on every core (``workers=0``: one process per core)."""
 
     name = "local"
+    worker_name = "espeak-ng"
+    kill_unfinished = True  # its workers ignore SIGINT and SIGTERM
     limits = LOCAL_LIMITS
     audio_format = AudioFormat("wav", SAMPLE_RATE)
     # espeak-ng's word and sentence events come with every piece, for nothing.
@@ -210,29 +198,16 @@ class LocalEngine(Engine):
     def __init__(self, options: LocalOptions | None = None) -> None:
         options = options or LocalOptions()
         voice, language, rate_wpm = options.voice, options.language, options.rate_wpm
-        workers = options.workers
         if rate_wpm is not None and not 80 <= rate_wpm <= 450:
             raise ConfigError(f"speaking rate {rate_wpm} words per minute is out of range 80-450")
         if voice:
-            if not _voice_exists(voice):
-                raise ConfigError(
-                    f"espeak-ng has no voice {voice!r} (see `audiobook voices --engine local`)"
-                )
-            problem = _voice_problem(voice)
-            if problem is not None:
-                raise ConfigError(f"{problem} (see `audiobook voices --engine local`)")
+            _check_voice(voice)
             self.voice = voice
         else:
             self.voice = voice_for_language(language)
         self.language = language
         self.rate_wpm = rate_wpm
-        self.workers = workers if workers > 0 else (os.cpu_count() or 1)
-        self._pool: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self._tasks: dict[str, Future[int]] = {}
-        self._ids = itertools.count(1)
-        self._dir = tempfile.mkdtemp(prefix=temp_dir_prefix("local"))
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
+        super().__init__(options.workers, temp_dir_prefix("local"), _warm_up)
 
     # --- Engine -------------------------------------------------------------------------
 
@@ -252,58 +227,17 @@ class LocalEngine(Engine):
 
     def use_voices(self, voices: Sequence[str]) -> None:
         for voice in voices:
-            if not _voice_exists(voice):
-                raise ConfigError(
-                    f"espeak-ng has no voice {voice!r} (see `audiobook voices --engine local`)"
-                )
-            problem = _voice_problem(voice)
-            if problem is not None:
-                raise ConfigError(f"{problem} (see `audiobook voices --engine local`)")
+            _check_voice(voice)
 
     def submit(self, chunk: Chunk, key: str) -> TaskRef:
-        task_id = f"local-{next(self._ids)}"
-        dest = os.path.join(self._dir, f"{task_id}.wav")
-        with self._lock:
-            try:
-                fut = self._submit(chunk, dest)
-            except BrokenProcessPool:
-                self._drop_pool()  # a worker died: start a fresh pool once
-                try:
-                    fut = self._submit(chunk, dest)
-                except BrokenProcessPool:
-                    raise TransientEngineError("espeak-ng worker processes keep dying") from None
-            self._tasks[task_id] = fut
-        extra = {"voice": chunk.voice or self.voice}
+        voice = chunk.voice or self.voice
+        task_id, dest = self._start(_synthesize_file, chunk.ssml, voice, self.rate_wpm)
+        extra = {"voice": voice}
         return TaskRef(task_id=task_id, engine=self.name, output_uri=dest, extra=extra)
 
-    def poll(self, ref: TaskRef) -> TaskState:
-        fut = self._future(ref)
-        if not fut.done():
-            return TaskState("inProgress" if fut.running() else "scheduled")
-        exc = fut.exception()
-        if exc is None:
-            return TaskState("completed", output_uri=ref.output_uri)
-        transient = isinstance(exc, (BrokenProcessPool, TransientEngineError, OSError))
-        return TaskState("failed", reason=one_line(exc), transient=transient)
-
     def fetch(self, ref: TaskRef, dest: Path) -> None:
-        fut = self._future(ref)
-        try:
-            fut.result()
-        except BrokenProcessPool as e:
-            raise TransientEngineError(f"espeak-ng worker died: {one_line(e)}") from e
-        except EngineError:
-            raise
-        except Exception as e:
-            raise TaskFailed(f"espeak-ng failed: {one_line(e)}", reason=one_line(e)) from e
-        src = ref.output_uri or os.path.join(self._dir, f"{ref.task_id}.wav")
-        dest = Path(dest)
-        try:
-            _move_into_place(Path(src), dest)
-        except OSError as e:
-            raise EngineError(f"{dest}: cannot write audio: {e.strerror or e}") from e
-        with self._lock:
-            self._tasks.pop(ref.task_id, None)
+        self._result(ref)
+        self._move_audio(ref, dest)
 
     def fetch_marks(self, ref: TaskRef, dest: Path) -> None:
         """The piece's speech marks, from espeak-ng's events (written beside the audio
@@ -313,19 +247,11 @@ class LocalEngine(Engine):
             fut.result()
         except Exception as e:
             raise TaskFailed(f"espeak-ng failed: {one_line(e)}", reason=one_line(e)) from e
-        src = (ref.output_uri or os.path.join(self._dir, f"{ref.task_id}.wav")) + "." + MARKS_EXT
+        src = self._audio_path(ref) + "." + MARKS_EXT
         try:
-            _move_into_place(Path(src), Path(dest))
+            move_into_place(Path(src), Path(dest))
         except OSError as e:
             raise EngineError(f"{dest}: cannot write speech marks: {e.strerror or e}") from e
-
-    def close(self) -> None:
-        with self._lock:
-            # Pieces still being synthesized (the run was stopped: Ctrl-C, SIGTERM, an
-            # error) are not wanted: their workers are stopped rather than waited for.
-            self._drop_pool(kill=any(not f.done() for f in self._tasks.values()))
-            self._tasks.clear()
-        self._finalizer()
 
     # --- extras -------------------------------------------------------------------------
 
@@ -333,50 +259,6 @@ class LocalEngine(Engine):
     def voices() -> list[str]:
         """Every language/voice name espeak-ng takes for ``--voice`` (sorted)."""
         return sorted(_ESPEAK_LANGUAGES)
-
-    # --- internals ------------------------------------------------------------------------
-
-    def _submit(self, chunk: Chunk, dest: str) -> Future[int]:
-        pool = self._ensure_pool()
-        # A worker starts in pool.submit and inherits this thread's mask: a Ctrl-C during
-        # its start-up waits until it ignores the signal, rather than end in a traceback
-        # from its imports. (Blocked only now: making the pool may start multiprocessing's
-        # resource tracker, which unblocks both signals in this thread when it is up.)
-        with interrupt.blocked_signals():
-            voice = chunk.voice or self.voice
-            return pool.submit(_synthesize_file, chunk.ssml, voice, self.rate_wpm, dest)
-
-    def _ensure_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn, not fork: the caller may run threads, and a forked copy of a
-            # process with threads can deadlock.
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_warm_up,
-            )
-        return self._pool
-
-    def _drop_pool(self, kill: bool = False) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        if kill:
-            workers = list(pool._processes.values()) if pool._processes else []
-            pool.shutdown(wait=False, cancel_futures=True)
-            for w in workers:  # they ignore SIGINT and SIGTERM
-                if w.is_alive():
-                    w.kill()
-            for w in workers:
-                w.join(timeout=10)
-        pool.shutdown(wait=True, cancel_futures=True)
-
-    def _future(self, ref: TaskRef) -> Future[int]:
-        with self._lock:
-            fut = self._tasks.get(ref.task_id)
-        if fut is None:
-            raise TaskFailed(f"unknown local task {ref.task_id}", reason="unknown task")
-        return fut
 
 
 def list_voices(language: str | None = None) -> list[dict[str, str]]:
@@ -402,6 +284,17 @@ def list_voices(language: str | None = None) -> list[dict[str, str]]:
             continue
         out.append({"name": name, "language": entry.name, "gender": "", "file": entry.identifier})
     return sorted(out, key=lambda v: v["name"])
+
+
+def _check_voice(voice: str) -> None:
+    """ConfigError on one line unless espeak-ng has ``voice`` and it can speak here."""
+    if not _voice_exists(voice):
+        raise ConfigError(
+            f"espeak-ng has no voice {voice!r} (see `audiobook voices --engine local`)"
+        )
+    problem = _voice_problem(voice)
+    if problem is not None:
+        raise ConfigError(f"{problem} (see `audiobook voices --engine local`)")
 
 
 def _voice_problem(voice: str) -> str | None:
@@ -430,20 +323,3 @@ def _voice_exists(voice: str) -> bool:
         return espeak.has_voice(voice)
     except EngineError:
         return False
-
-
-def _move_into_place(src: Path, dest: Path) -> None:
-    """Move ``src`` to ``dest`` atomically, across file systems too."""
-    try:
-        os.replace(src, dest)
-        return
-    except OSError:
-        if not src.exists():
-            raise
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    src.unlink(missing_ok=True)

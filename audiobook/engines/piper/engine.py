@@ -18,37 +18,22 @@ which ``fetch_marks`` writes beside the piece when ``marks`` asks for them.
 from __future__ import annotations
 
 import importlib.metadata
-import itertools
 import logging
-import multiprocessing
 import os
-import shutil
-import tempfile
-import threading
-import weakref
 from collections.abc import Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import cache
 from pathlib import Path
 
-from ... import interrupt
 from ...config import EngineLimits
-from ...errors import ConfigError, EngineError, TaskFailed, TransientEngineError, one_line
+from ...errors import ConfigError, EngineError
 from ...files import write_text_atomic
 from ...model import Book, Chunk
-from ..base import (
-    AudioFormat,
-    Capabilities,
-    Engine,
-    TaskRef,
-    TaskState,
-    pronunciation_unhonoured,
-)
-from ..local import _move_into_place
+from ..base import AudioFormat, Capabilities, TaskRef, pronunciation_unhonoured
 from ..options import PiperOptions
+from ..pool import PoolEngine
 from . import worker
-from .ssml import Segment, byte_offsets, plan_ssml
+from .ssml import byte_offsets, plan_ssml
 from .voices import VoiceInfo, model_md5, read_voice, resolve_voice, voice_for_language
 
 log = logging.getLogger(__name__)
@@ -90,10 +75,11 @@ def choose_voice(options: PiperOptions) -> VoiceInfo:
     return found
 
 
-class PiperEngine(Engine):
+class PiperEngine(PoolEngine[tuple[int, str]]):
     """Piper, offline, on every core (``workers=0``: one process per core)."""
 
     name = "piper"
+    worker_name = "Piper"
     limits = PIPER_LIMITS
 
     def __init__(self, options: PiperOptions | None = None, voice: VoiceInfo | None = None) -> None:
@@ -108,17 +94,17 @@ class PiperEngine(Engine):
         self.options = options
         self.voice = voice or choose_voice(options)
         self.audio_format = AudioFormat("wav", self.voice.sample_rate)
-        self.workers = options.workers if options.workers > 0 else (os.cpu_count() or 1)
         self.threads = options.threads
         self._phonemes = _phoneme_symbols(self.voice)
         self._reported: set[str] = set()
-        self._pool: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self._tasks: dict[str, Future[tuple[int, str]]] = {}
         self._marks: dict[str, str] = {}
-        self._ids = itertools.count(1)
-        self._dir = tempfile.mkdtemp(prefix="audiobook-piper-")
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
+        initargs = (
+            os.fspath(self.voice.model),
+            os.fspath(self.voice.config),
+            self.threads,
+            options.speed,
+        )
+        super().__init__(options.workers, "audiobook-piper-", worker.init_worker, initargs)
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
@@ -140,11 +126,9 @@ class PiperEngine(Engine):
     def preflight(self, ssml: Iterable[str] = ()) -> None:
         # The voice loads in a worker: start the pool now so that a broken model is one
         # line before the first piece, not a failed task.
-        with self._lock:
-            pool = self._ensure_pool()
         try:
-            with interrupt.blocked_signals():  # see submit
-                fut = pool.submit(_ping)
+            with self._lock:
+                fut = self._submit(_ping)
             fut.result()
         except BrokenProcessPool as e:
             raise EngineError(
@@ -160,54 +144,20 @@ class PiperEngine(Engine):
         plan = plan_ssml(chunk.ssml, self._phonemes)
         self._report(plan.unsupported)
         segments = byte_offsets(chunk.ssml, plan.segments)
-        task_id = f"piper-{next(self._ids)}"
-        dest = os.path.join(self._dir, f"{task_id}.wav")
-        with self._lock:
-            try:
-                fut = self._start(segments, dest)
-            except BrokenProcessPool:
-                self._drop_pool()  # a worker died: start a fresh pool once
-                try:
-                    fut = self._start(segments, dest)
-                except BrokenProcessPool:
-                    raise TransientEngineError("Piper worker processes keep dying") from None
-            self._tasks[task_id] = fut
+        task_id, dest = self._start(worker.synthesize_chunk, segments)
         return TaskRef(task_id=task_id, engine=self.name, output_uri=dest)
-
-    def poll(self, ref: TaskRef) -> TaskState:
-        fut = self._future(ref)
-        if not fut.done():
-            return TaskState("inProgress" if fut.running() else "scheduled")
-        exc = fut.exception()
-        if exc is None:
-            return TaskState("completed", output_uri=ref.output_uri)
-        transient = isinstance(exc, (BrokenProcessPool, TransientEngineError, OSError))
-        return TaskState("failed", reason=one_line(exc), transient=transient)
 
     def fetch(self, ref: TaskRef, dest: Path) -> None:
         _, marks = self._result(ref)
-        src = ref.output_uri or os.path.join(self._dir, f"{ref.task_id}.wav")
-        dest = Path(dest)
-        try:
-            _move_into_place(Path(src), dest)
-        except OSError as e:
-            raise EngineError(f"{dest}: cannot write audio: {e.strerror or e}") from e
         with self._lock:
-            self._tasks.pop(ref.task_id, None)
             self._marks[ref.task_id] = marks  # a few bytes a sentence, kept for ``sentences``
+        self._move_audio(ref, dest)
 
     def fetch_marks(self, ref: TaskRef, dest: Path) -> None:
         """The piece's sentence marks, JSON lines: Polly's fields (``time`` in ms,
         ``type``, ``start``/``end`` byte offsets in the SSML, ``value``) and the exact
         ``sample`` offset and length (``samples``) of the sentence's speech."""
         write_text_atomic(Path(dest), self.sentences(ref))
-
-    def close(self) -> None:
-        with self._lock:
-            self._drop_pool()
-            self._tasks.clear()
-            self._marks.clear()
-        self._finalizer()
 
     # --- extras -------------------------------------------------------------------------
 
@@ -229,55 +179,8 @@ class PiperEngine(Engine):
                 ", ".join(new),
             )
 
-    def _result(self, ref: TaskRef) -> tuple[int, str]:
-        fut = self._future(ref)
-        try:
-            return fut.result()
-        except BrokenProcessPool as e:
-            raise TransientEngineError(f"Piper worker died: {one_line(e)}") from e
-        except EngineError:
-            raise
-        except Exception as e:
-            raise TaskFailed(f"Piper failed: {one_line(e)}", reason=one_line(e)) from e
-
-    def _start(self, segments: tuple[Segment, ...], dest: str) -> Future[tuple[int, str]]:
-        pool = self._ensure_pool()
-        # A worker starts in pool.submit and inherits this thread's mask: a Ctrl-C during
-        # its start-up (loading the voice takes a second) waits until the worker ignores
-        # the signal, rather than end in a traceback from its imports. Blocked only now:
-        # making the pool may start multiprocessing's resource tracker, which unblocks
-        # both signals in this thread when it is up.
-        with interrupt.blocked_signals():
-            return pool.submit(worker.synthesize_chunk, segments, dest)
-
-    def _ensure_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn, not fork: the caller may run threads, and a forked copy of a
-            # process with threads can deadlock.
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=worker.init_worker,
-                initargs=(
-                    os.fspath(self.voice.model),
-                    os.fspath(self.voice.config),
-                    self.threads,
-                    self.options.speed,
-                ),
-            )
-        return self._pool
-
-    def _drop_pool(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _future(self, ref: TaskRef) -> Future[tuple[int, str]]:
-        with self._lock:
-            fut = self._tasks.get(ref.task_id)
-        if fut is None:
-            raise TaskFailed(f"unknown Piper task {ref.task_id}", reason="unknown task")
-        return fut
+    def _closed(self) -> None:
+        self._marks.clear()
 
 
 def _ping() -> bool:

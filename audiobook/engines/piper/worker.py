@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import os
-import threading
 import wave
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ... import interrupt
+from ..forked import run_forked
+from ..pool import leave_with_parent
 from .ssml import Pause, Say, Segment
 
 if TYPE_CHECKING:
@@ -78,19 +78,6 @@ def warm_up(voice: PiperVoice) -> None:
         pass
 
 
-def _watch_parent() -> None:
-    """Leave when the parent dies (killed, crashed) rather than wait forever as an orphan."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        parent.join()
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def init_worker(model: str, config: str, threads: int, speed: float) -> None:
     """Worker initializer: load the voice and warm it up (phonemizer and session), so
     that every worker forks its children from the same state."""
@@ -98,7 +85,7 @@ def init_worker(model: str, config: str, threads: int, speed: float) -> None:
     # Ctrl-C and SIGTERM are the parent's to handle (it stops the workers): a worker
     # ignores them and prints nothing. The children it forks inherit this.
     interrupt.ignore_signals()
-    _watch_parent()
+    leave_with_parent()
     voice = load_voice(model, config, 1)
     warm_up(voice)
     _loaded = _Loaded(voice, model, threads, voice.config.length_scale / speed)
@@ -160,67 +147,27 @@ def synthesize_chunk(segments: Sequence[Segment], dest: str) -> tuple[int, str]:
     if _loaded is None:
         raise RuntimeError("the Piper worker was not initialized")
     loaded = _loaded
-    r, w = os.pipe()
-    worker_pid = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # child: synthesize, report, leave without running the parent's exits
-        code = 1
-        try:
-            os.close(r)
-            _die_with_parent(worker_pid)
-            voice = loaded.voice
-            if loaded.threads > 1:
-                session = make_session(loaded.model, loaded.threads)
-                voice = dataclasses.replace(voice, session=session)
-                warm_up(voice)  # the same state as the worker's own session
-            tmp = dest + ".part"
-            samples, marks = write_chunk(voice, segments, tmp, loaded.length_scale)
-            os.replace(tmp, dest)
-            report = json.dumps({"samples": samples, "marks": marks}, ensure_ascii=False)
-            _write_all(w, ("ok " + report).encode("utf-8"))
-            code = 0
-        except BaseException as e:  # noqa: BLE001 - reported to the parent
-            msg = " ".join(str(e).split())[:2000] or type(e).__name__
-            try:
-                _write_all(w, f"error {type(e).__name__}: {msg}".encode("utf-8", "replace"))
-            except OSError:
-                pass
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        raw = f.read().decode("utf-8", "replace")
-    _, status = os.waitpid(pid, 0)
-    kind, _, rest = raw.partition(" ")
-    if kind == "ok" and status == 0:
-        report = json.loads(rest)
+
+    def work() -> str:
+        voice = loaded.voice
+        if loaded.threads > 1:
+            session = make_session(loaded.model, loaded.threads)
+            voice = dataclasses.replace(voice, session=session)
+            warm_up(voice)  # the same state as the worker's own session
+        tmp = dest + ".part"
+        samples, marks = write_chunk(voice, segments, tmp, loaded.length_scale)
+        os.replace(tmp, dest)
+        return json.dumps({"samples": samples, "marks": marks}, ensure_ascii=False)
+
+    out = run_forked(work)
+    if out.ok:
+        report = json.loads(out.text)
         lines = "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in report["marks"])
         return int(report["samples"]), lines
     try:
         os.unlink(dest + ".part")
     except OSError:
         pass
-    if kind == "error":
-        raise RuntimeError(f"Piper synthesis failed: {rest}")
-    raise RuntimeError(f"Piper synthesis process died (wait status {status})")
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: this child is killed when the worker that forked it dies, rather than
-    finishing a piece nobody will read."""
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the worker died before the line above
-        os._exit(1)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    if out.kind == "error":
+        raise RuntimeError(f"Piper synthesis failed: {out.error}: {out.text}")
+    raise RuntimeError(f"Piper synthesis process died (wait status {out.status})")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import AudiobookError
+from ...files import pid_alive
 from ..base import TaskState
 from .aws import _call, task_state
 
@@ -57,18 +58,6 @@ def queue_name() -> str:
     return f"{QUEUE_PREFIX}{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # someone else's process
-        return True
-    return True
-
-
 def stale_queue(name: str, created: float, now: float) -> bool:
     """Whether our queue ``name`` (created at ``created``, epoch seconds) outlived the
     run that made it: its process is gone from this machine, or, made elsewhere (or
@@ -77,7 +66,7 @@ def stale_queue(name: str, created: float, now: float) -> bool:
     if not m:
         return False
     if m["host"] == _host_tag() and m["pid"]:
-        return not _pid_alive(int(m["pid"]))
+        return not pid_alive(int(m["pid"]))
     return now - created > FOREIGN_QUEUE_MAX_AGE
 
 
