@@ -21,7 +21,7 @@ from audiobook.engines.options import PollyOptions
 from audiobook.options import ConvertOptions
 from audiobook.state import open_state
 from tests.epubkit import Doc, build_epub
-from tests.test_resume import audio_digest, chapters
+from tests.runs import audio_digest, chapter_marks
 
 pytest.importorskip("distributed", reason="Dask distributed (the cluster extra) is missing")
 psycopg = pytest.importorskip("psycopg", reason="psycopg (the PostgreSQL driver) is missing")
@@ -75,7 +75,7 @@ def test_a_batch_on_a_cluster_with_shared_state_and_cache_equals_one_machine(
     assert len(one) == len(many) == 3
     for a, b in zip(one, many):
         assert a.name == b.name
-        assert chapters(a) == chapters(b)
+        assert chapter_marks(a) == chapter_marks(b)
         assert audio_digest(a) == audio_digest(b)
 
     # The pieces are in S3 under their content keys, recorded done in PostgreSQL.
