@@ -270,24 +270,32 @@ def _header_kept_data_garbled(p: Path) -> None:
     p.write_bytes(bytes(data))
 
 
+def _converted_once(
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[Path, Path, Path, Path, list[str]]:
+    """A three-piece book converted once with ``extra`` arguments: (state folder, book,
+    output, a copy of the first output, the pieces' keys in book order)."""
+    state = tmp_path / "state"
+    book = make_book(tmp_path / "day.epub")
+    out = tmp_path / "day.m4b"
+    r = audiobook("convert", book, "-o", out, "--state-dir", state, *extra, env=env)
+    assert r.returncode == 0 and "3 synthesized" in r.stdout, r.stdout + r.stderr
+    first = tmp_path / "first.m4b"
+    first.write_bytes(out.read_bytes())
+    db = sqlite3.connect(state / "state.sqlite")
+    keys = [row[0] for row in db.execute("SELECT key FROM book_chunks ORDER BY seq")]
+    db.close()
+    assert len(keys) == 3
+    return state, book, out, first, keys
+
+
 @pytest.mark.parametrize(
     "damage",
     [lambda p: p.write_bytes(b""), _same_size_garbage, _header_kept_data_garbled],
     ids=["zero-length", "same-size-garbage", "header-kept-samples-garbled"],
 )
 def test_damaged_cached_piece_is_synthesized_again_alone(tmp_path, damage):
-    state = tmp_path / "state"
-    book = make_book(tmp_path / "day.epub")
-    out = tmp_path / "day.m4b"
-    r = audiobook("convert", book, "-o", out, "--state-dir", state)
-    assert r.returncode == 0 and "0 cached, 3 synthesized" in r.stdout, r.stderr
-    first = tmp_path / "first.m4b"
-    first.write_bytes(out.read_bytes())
-
-    db = sqlite3.connect(state / "state.sqlite")
-    keys = [row[0] for row in db.execute("SELECT key FROM book_chunks ORDER BY seq")]
-    db.close()
-    assert len(keys) == 3
+    state, book, out, first, keys = _converted_once(tmp_path)
     victim = next(state.glob(f"cache/*/{keys[1]}.wav"))
     damage(victim)
 
@@ -319,17 +327,8 @@ def test_a_piece_damaged_in_the_s3_cache_is_synthesized_again_alone(
 ):
     # The shared cache: pieces uploaded whole, their digests recorded after the upload;
     # a machine with no local copy downloads each and checks it before reuse.
-    state = tmp_path / "state"
     cache = f"s3://{s3_bucket}/pieces"
-    book = make_book(tmp_path / "day.epub")
-    out = tmp_path / "day.m4b"
-    r = audiobook("convert", book, "-o", out, "--state-dir", state, "--cache", cache)
-    assert r.returncode == 0 and "0 cached, 3 synthesized" in r.stdout, r.stderr
-    first = tmp_path / "first.m4b"
-    first.write_bytes(out.read_bytes())
-    db = sqlite3.connect(state / "state.sqlite")
-    keys = [row[0] for row in db.execute("SELECT key FROM book_chunks ORDER BY seq")]
-    db.close()
+    state, book, out, first, keys = _converted_once(tmp_path, "--cache", cache)
     victim = f"pieces/{keys[1][:2]}/{keys[1]}.wav"
     whole = s3_client.get_object(Bucket=s3_bucket, Key=victim)["Body"].read()
     s3_client.put_object(Bucket=s3_bucket, Key=victim, Body=os.urandom(len(whole)))
@@ -348,22 +347,10 @@ def test_a_piece_damaged_in_the_s3_cache_is_synthesized_again_alone(
 def test_damaged_cached_piece_on_polly_starts_one_task(
     tmp_path, aws_env, polly_emulator, s3_bucket
 ):
-    state = tmp_path / "state"
-    book = make_book(tmp_path / "day.epub")
-    out = tmp_path / "day.m4b"
     env = {**os.environ, **aws_env}
-    command = [
-        "convert", book, "-o", out, "--state-dir", state, "--engine", "polly",
-        "--bucket", s3_bucket, "--voice", "Joanna", "--mode", "async",
-    ]  # fmt: skip
-    r = audiobook(*command, env=env)
-    assert r.returncode == 0 and "3 synthesized" in r.stdout, r.stderr
-    first = tmp_path / "first.m4b"
-    first.write_bytes(out.read_bytes())
-
-    db = sqlite3.connect(state / "state.sqlite")
-    keys = [row[0] for row in db.execute("SELECT key FROM book_chunks ORDER BY seq")]
-    db.close()
+    polly = ["--engine", "polly", "--bucket", s3_bucket, "--voice", "Joanna", "--mode", "async"]
+    state, book, out, first, keys = _converted_once(tmp_path, *polly, env=env)
+    command = ["convert", book, "-o", out, "--state-dir", state, *polly]
     mine = {p.stem for p in state.glob("cache/*/*.mp3")}
     assert set(keys) == mine
     victim = next(state.glob(f"cache/*/{keys[2]}.mp3"))
