@@ -39,7 +39,7 @@ from .batch import BatchItem, BookWarnings, Shared, convert_item
 from .errors import AudiobookError, ConfigError, one_line
 from .options import ConvertOptions
 from .scheduler import Limiters, make_limiters
-from .state import StateStore, open_state
+from .state import open_state
 from .statebase import StateBackend
 
 LOCAL = "local:"
@@ -60,7 +60,7 @@ def _book_limiters(opts: ConvertOptions, store: StateBackend) -> Limiters:
     cluster's machines (PostgreSQL) holds one quota for all their workers; with a store
     of one machine (SQLite), this worker process's own, shared by the books it converts
     at once (one quota per process, as in a batch)."""
-    if not isinstance(store, StateStore):
+    if store.cluster_wide:
         return make_limiters(opts, store)
     key = repr((opts.engine, opts.engine_options, opts.config))
     with _limiters_lock:

@@ -242,6 +242,8 @@ class PgStateStore(StateStore):
     """The state in a PostgreSQL database (``postgresql://...``), the audio cache in
     ``state_dir``. Thread-safe as the SQLite store: one connection behind a lock."""
 
+    cluster_wide = True  # every worker of a cluster on it: one quota for all
+
     def __init__(
         self,
         url: str,

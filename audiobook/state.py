@@ -682,6 +682,8 @@ class StateStore:
     when it fails its integrity check and keeps a healthy one; ``reset_note`` says which
     (one line, for the user)."""
 
+    cluster_wide = False  # one machine's: its processes keep their own quotas
+
     def __init__(
         self,
         state_dir: str | os.PathLike[str] | None = None,

@@ -52,6 +52,10 @@ class StateBackend(Protocol):
     Implementations are thread-safe (the books of one batch share one store) and safe
     between processes (and, for a shared backend, between machines)."""
 
+    #: Whether workers on many machines share this store, and with it the quotas it
+    #: holds (``rate_limiter``, ``slots``): PostgreSQL yes, SQLite no.
+    cluster_wide: bool
+
     @property
     def dir(self) -> Path:
         """The local state folder (the web cache and temp files live under it)."""

@@ -182,3 +182,53 @@ def test_four_workers_stay_within_the_accounts_quota_together(
     else:  # the test has teeth: uncoordinated workers go over the same quotas
         assert over_start > 0, stats
         assert over_open > 0, stats
+
+
+def test_a_batch_on_four_dask_workers_stays_within_the_accounts_quota(
+    pg_url, aws_env, make_polly_emulator, s3_bucket, tmp_path, monkeypatch
+):
+    """The same quota with the books of one batch on a LocalCluster of four process
+    workers (``batch --cluster local:4``), the state in PostgreSQL: together they stay
+    within the account's start rate and open tasks."""
+    pytest.importorskip("distributed", reason="Dask distributed (the cluster extra) is missing")
+    from audiobook.batch import Shared, batch
+
+    emu = make_polly_emulator(
+        quota_scale=1,
+        quotas_enabled=False,
+        quota_overrides={"start:standard": (QUOTA_RATE, QUOTA_BURST)},
+        concurrency_overrides={"standard": QUOTA_CONCURRENCY},
+        audio="silence",
+        chars_per_second=200.0,
+        workers=16,
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL_POLLY", emu.url)  # the workers inherit it
+    src = tmp_path / "books"
+    src.mkdir()
+    for n in range(WORKERS):
+        chapters = [
+            (f"Part {c}", f"<p>Book {n} of the cluster reads part {c} aloud.</p>")
+            for c in range(CHAPTERS)
+        ]
+        make_epub(src / f"book{n}.epub", chapters)
+    opts = ConvertOptions(
+        engine="polly",
+        voice="Joanna",
+        engine_options=PollyOptions(
+            bucket=s3_bucket, polly_engine="standard", mode="async", voice="Joanna"
+        ),
+        config=CONFIG,
+    )
+    items = batch(
+        src,
+        tmp_path / "out",
+        opts,
+        cluster=f"local:{WORKERS}",
+        shared=Shared(pg_url, None, str(tmp_path / "worker")),
+    )
+    assert [i.error for i in items] == [None] * WORKERS
+    stats = emu.stats
+    assert stats["tasks_created"] == WORKERS * CHAPTERS
+    assert stats.get("over_quota.start:standard", 0) == 0, stats
+    assert stats.get("over_concurrency.standard", 0) == 0, stats
+    assert stats["peak_open_tasks.standard"] <= QUOTA_CONCURRENCY
