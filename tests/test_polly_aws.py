@@ -52,6 +52,18 @@ def chapter_titles(path: Path) -> list[str]:
     return [c.title for c in MP4(path).chapters]
 
 
+def convert_parts(tmp_path: Path, parts: int, polly: list[str]) -> tuple[Path, list[str], Result]:
+    """A book of ``parts`` one-sentence chapters converted with Polly's asynchronous
+    tasks: (the output, the chapter titles, the CLI's result)."""
+    chapters = [(f"Part {i}", f"<p>Words of part {i} go here.</p>") for i in range(parts)]
+    out = tmp_path / "parts.m4b"
+    book = make_epub(tmp_path / "parts.epub", chapters)
+    r = invoke(
+        "convert", book, "-o", out, *polly, "--mode", "async", "--state-dir", tmp_path / "st"
+    )
+    return out, [t for t, _ in chapters], r
+
+
 @pytest.fixture
 def polly_cli(aws_env, make_polly_emulator, monkeypatch, s3_bucket):
     """start(**emulator options) -> (emulator, CLI arguments choosing Polly and the
@@ -194,21 +206,9 @@ def test_fallback_gets_stay_inside_the_get_list_quota(polly_cli, s3_bucket, tmp_
             OutputS3KeyPrefix="others/",
         )
     now[0] -= 3600
-    chapters = [(f"Part {i}", f"<p>Words of part {i} go here.</p>") for i in range(12)]
-    out = tmp_path / "parts.m4b"
-    r = invoke(
-        "convert",
-        make_epub(tmp_path / "parts.epub", chapters),
-        "-o",
-        out,
-        *polly,
-        "--mode",
-        "async",
-        "--state-dir",
-        tmp_path / "st",
-    )
+    out, titles, r = convert_parts(tmp_path, 12, polly)
     assert r.exit_code == 0, r.output
-    assert chapter_titles(out) == [t for t, _ in chapters]
+    assert chapter_titles(out) == titles
     assert emu.stats.get("throttled_quota", 0) == 0, emu.stats
 
 
@@ -728,19 +728,7 @@ def test_tasks_in_flight_stay_within_the_engine_kinds_concurrency(polly_cli, tmp
 
     assert POLLY_CONCURRENCY == facts.CONCURRENCY
     emu, polly = polly_cli(audio="silence", queue_delay=1.0)
-    chapters = [(f"Part {i}", f"<p>Words of part {i} go here.</p>") for i in range(24)]
-    out = tmp_path / "parts.m4b"
-    r = invoke(
-        "convert",
-        make_epub(tmp_path / "parts.epub", chapters),
-        "-o",
-        out,
-        *polly,
-        "--mode",
-        "async",
-        "--state-dir",
-        tmp_path / "st",
-    )
+    _, _, r = convert_parts(tmp_path, 24, polly)
     assert r.exit_code == 0, r.output
     stats = emu.stats
     assert stats.get("throttled_concurrency", 0) == 0, stats
