@@ -172,6 +172,17 @@ def s3_bucket(s3_client: Any) -> str:
     return name
 
 
+def encrypt_bucket(s3_client: Any, bucket: str, kms_key: str | None = None) -> None:
+    """Default encryption on ``bucket``: SSE-KMS with ``kms_key``, else SSE-S3 (AES256)."""
+    rule: dict[str, str] = {"SSEAlgorithm": "AES256"}
+    if kms_key is not None:
+        rule = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key}
+    s3_client.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": rule}]},
+    )
+
+
 def deny_put(s3_client: Any, bucket: str) -> None:
     """A bucket policy that refuses every PutObject into ``bucket``."""
     statement = {

@@ -28,7 +28,7 @@ from audiobook.emulator.core import output_key
 from audiobook.emulator.protocol import PollyError
 from audiobook.emulator.quotas import Quotas
 from audiobook.emulator.ssml import billable_chars, espeak_batches
-from tests.servers import deny_put
+from tests.servers import deny_put, encrypt_bucket
 
 TERMINAL = ("completed", "failed")
 
@@ -246,12 +246,7 @@ def test_sns_notification_reaches_sqs(polly_emulator, s3_bucket, sns_queue, sqs_
 
 
 def test_bucket_default_encryption_is_honoured(polly_emulator, s3_bucket, s3_client) -> None:
-    s3_client.put_bucket_encryption(
-        Bucket=s3_bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-        },
-    )
+    encrypt_bucket(s3_client, s3_bucket)
     polly = client(polly_emulator.url)
     task = start(polly, s3_bucket, "Secret words.")
     assert finish(polly, task["TaskId"])["TaskStatus"] == "completed"

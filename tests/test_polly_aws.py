@@ -22,6 +22,7 @@ from audiobook.cli import cli
 from audiobook.emulator import facts
 from tests.epubkit import Doc, build_epub
 from tests.runs import audiobook_argv, day_epub
+from tests.servers import encrypt_bucket
 
 CHAPTERS = [
     ("Morning", "<p>The sun rose over the quiet town. Birds sang in the trees.</p>"),
@@ -402,19 +403,7 @@ def test_a_policy_denying_unencrypted_uploads_is_caught_before_paying(
 
     kms = boto3.session.Session(region_name="us-east-1").client("kms", endpoint_url=moto_server)
     key = kms.create_key()["KeyMetadata"]["Arn"]
-    s3_client.put_bucket_encryption(
-        Bucket=s3_bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {
-                    "ApplyServerSideEncryptionByDefault": {
-                        "SSEAlgorithm": "aws:kms",
-                        "KMSMasterKeyID": key,
-                    }
-                }
-            ]
-        },
-    )
+    encrypt_bucket(s3_client, s3_bucket, key)
     policy = {
         "Version": "2012-10-17",
         "Statement": [

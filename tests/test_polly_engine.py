@@ -30,7 +30,7 @@ from audiobook.engines.polly import (
 from audiobook.errors import ConfigError, EngineError, Throttled, TransientEngineError
 from audiobook.model import Chunk
 from audiobook.ssml import billable_chars
-from tests.servers import deny_put
+from tests.servers import deny_put, encrypt_bucket
 
 # --------------------------------------------------------------------------- pure
 
@@ -605,12 +605,7 @@ def test_ssml_an_engine_rejects_fails_before_the_start_call(
 def test_bucket_default_encryption_is_honoured(
     polly_emulator, engine_on, s3_client, s3_bucket, tmp_path
 ):
-    s3_client.put_bucket_encryption(
-        Bucket=s3_bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-        },
-    )
+    encrypt_bucket(s3_client, s3_bucket)
     engine = engine_on(polly_emulator, bucket=s3_bucket)
     engine.preflight()
     ref = engine.submit(CHUNK, _key())
@@ -625,19 +620,7 @@ def test_kms_key_passes_through_the_bucket_default(
     polly_emulator, engine_on, s3_client, s3_bucket, tmp_path
 ):
     key_arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    s3_client.put_bucket_encryption(
-        Bucket=s3_bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {
-                    "ApplyServerSideEncryptionByDefault": {
-                        "SSEAlgorithm": "aws:kms",
-                        "KMSMasterKeyID": key_arn,
-                    }
-                }
-            ]
-        },
-    )
+    encrypt_bucket(s3_client, s3_bucket, key_arn)
     emu = polly_emulator
     engine = engine_on(emu, bucket=s3_bucket, kms_key="1234abcd-12ab-34cd-56ef-1234567890ab")
     engine.preflight()  # the key id matches the bucket's default key ARN
@@ -693,19 +676,7 @@ def test_iam_policy_names_exactly_the_calls_made(
         ),
     )
     kms = "arn:aws:kms:us-east-1:123456789012:key/k1"
-    s3_client.put_bucket_encryption(
-        Bucket=s3_bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {
-                    "ApplyServerSideEncryptionByDefault": {
-                        "SSEAlgorithm": "aws:kms",
-                        "KMSMasterKeyID": kms,
-                    }
-                }
-            ]
-        },
-    )
+    encrypt_bucket(s3_client, s3_bucket, kms)
     topic = sns_client.create_topic(Name=f"t-{uuid.uuid4().hex[:12]}")["TopicArn"]
     engine = engine_on(
         emu,
