@@ -244,6 +244,9 @@ class Scheduler:
         # no status call per poll: its polls need no share of the Get/List quota.
         # An engine that passes each of its status calls through the shared limiter
         # (fallback lookups, listings, re-polls after a lost notification) is left to it.
+        start = limiters.start
+        gated = start is not None and engine.limit_start_calls(start.acquire)
+        self.start_limiter = None if gated else start  # one token per submit, if not gated
         status = limiters.poll
         gated = status is not None and engine.limit_status_calls(status.acquire)
         self.status_limiter = None if gated else status
@@ -297,8 +300,8 @@ class Scheduler:
     def _do_submit(self, job: Job) -> TaskRef | None:
         """Start the chunk's task; None when another run holds the chunk or has done
         (or started) it meanwhile: nothing was started, the caller looks again."""
-        if self.limiters.start is not None:
-            self.limiters.start.acquire()
+        if self.start_limiter is not None:
+            self.start_limiter.acquire()
         # The intent goes to disk BEFORE the call: a crash after the call returns but
         # before the task id is recorded is found again by engine.recover(key, since).
         # The claim on the chunk is written in the same transaction.

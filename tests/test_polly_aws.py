@@ -899,3 +899,42 @@ def test_books_of_a_batch_share_the_engine_kinds_concurrency(polly_cli, tmp_path
     assert stats.get("throttled_concurrency", 0) == 0, stats
     assert stats["peak_open_tasks.neural"] <= POLLY_CONCURRENCY["neural"]
     assert len(emu.tasks) == 24
+
+
+def test_with_speech_marks_each_start_call_takes_a_token(
+    aws_env, make_polly_emulator, s3_bucket, tmp_path, monkeypatch
+):
+    """With speech marks on, a submit starts two tasks (audio, marks): both come out of
+    the start quota. The emulator counts (without throttling) every start over 10 per
+    second with a burst of 4; the run asks for 10 per second with a burst of 2."""
+    from audiobook.config import PipelineConfig
+    from audiobook.engines.options import PollyOptions
+    from audiobook.options import ConvertOptions
+    from audiobook.pipeline import convert
+
+    emu = make_polly_emulator(
+        quota_scale=1,
+        quotas_enabled=False,  # nothing throttled: over-quota calls are only counted
+        quota_overrides={"start:standard": (10.0, 4)},
+        audio="silence",
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL_POLLY", emu.url)
+    parts = 12
+    chapters = [(f"Part {i}", f"<p>Words of part {i} go here.</p>") for i in range(parts)]
+    book = make_epub(tmp_path / "marks.epub", chapters)
+    opts = ConvertOptions(
+        engine="polly",
+        voice="Joanna",
+        engine_options=PollyOptions(
+            bucket=s3_bucket,
+            polly_engine="standard",
+            mode="async",
+            voice="Joanna",
+            marks=("sentence",),
+        ),
+        config=PipelineConfig(tps=10.0, burst=2),
+    )
+    convert(book, tmp_path / "marks.m4b", opts, state_dir=tmp_path / "st")
+    stats = emu.stats
+    assert stats["tasks_created"] == 2 * parts, stats
+    assert stats.get("over_quota.start:standard", 0) == 0, stats

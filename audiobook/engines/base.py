@@ -186,6 +186,13 @@ class Engine(abc.ABC):
         or the engine keeps nothing across processes (``capabilities.keeps_tasks``)."""
         return None
 
+    def limit_start_calls(self, acquire: Callable[[], object]) -> bool:
+        """Take the caller's limiter of start calls (the engine kind's start quota): True
+        when the engine passes each call that starts a synthesis through ``acquire``
+        (one submit may make two: the audio and its speech marks); False, the default:
+        the caller takes one token per submit."""
+        return False
+
     def limit_status_calls(self, acquire: Callable[[], object]) -> bool:
         """Take the caller's limiter of status calls (one quota shared by every book of
         the process): True when the engine passes each status call it makes (lookups,

@@ -47,7 +47,8 @@ Gone tasks. Polly keeps a task record 72 hours; the S3 object outlives it. A tas
 GetSpeechSynthesisTask no longer knows is completed if its output is still at the key
 recorded for it (``TaskRef.extra``), else failed (transient): a new task is started.
 Every Get and List call goes through the scheduler's shared status limiter
-(``limit_status_calls``).
+(``limit_status_calls``), and every start call (two per submit with speech marks on)
+through its start limiter (``limit_start_calls``).
 
 Outputs. Once a piece's audio is in the cache, ``release`` deletes the task's outputs
 from the bucket (``PollyOptions.keep_outputs`` keeps them).

@@ -112,6 +112,7 @@ class PollyEngine(Engine):
         self._half_started: dict[str, dict[str, Any]] = {}
         self._uncertain: dict[tuple[str, bool], float] = {}
         self._status_gate: Callable[[], object] | None = None
+        self._start_gate: Callable[[], object] | None = None
         self._lexicon_ids: str | None = None if self.lexicons else ""
         self._language_code: str | None = None  # "" once known to be none
         self._voice_list: list[dict[str, Any]] | None = None
@@ -142,6 +143,12 @@ class PollyEngine(Engine):
             marks_alone=bool(self.marks),
             price_kind=self.polly_engine,
         )
+
+    def limit_start_calls(self, acquire: Callable[[], object]) -> bool:
+        """Every StartSpeechSynthesisTask and SynthesizeSpeech call takes a token: with
+        speech marks on, a submit makes two of them."""
+        self._start_gate = acquire
+        return True
 
     def limit_status_calls(self, acquire: Callable[[], object]) -> bool:
         """Every Get and List call (they share one quota) goes through ``acquire``."""
@@ -637,6 +644,8 @@ class PollyEngine(Engine):
             if found is not None:
                 log.info("reusing task %s started by an earlier, failed call", found["TaskId"])
                 return found
+        if self._start_gate is not None:
+            self._start_gate()
         try:
             resp = _call(
                 "Polly StartSpeechSynthesisTask", self.polly.start_speech_synthesis_task, **params
@@ -675,6 +684,8 @@ class PollyEngine(Engine):
 
     def _synthesize(self, chunk: Chunk, key: str, *, marks: bool, dest: Path) -> int:
         params = self._task_params(chunk, key, marks)
+        if self._start_gate is not None:
+            self._start_gate()
         resp = _call("Polly SynthesizeSpeech", self.polly.synthesize_speech, **params)
         wav_rate = (
             self.audio_format.sample_rate if not marks and self.output_format == "pcm" else None
