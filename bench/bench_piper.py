@@ -4,7 +4,8 @@ one-process, one-thread PiperVoice baseline, all in this run on this machine.
 * baseline: ``PiperVoice`` as its documentation shows it, on an onnxruntime session
   with one thread, in this process, synthesizing the novel's paragraphs one after the
   other (every ``BENCH_PIPER_BASELINE_EVERY``-th paragraph of the whole novel, default
-  8, so that it takes minutes, not an hour; 1 = all of it);
+  8, so that it takes minutes, not an hour; 1 = all of it), once before and once after
+  the end-to-end run, the mean of the two taken;
 * tuning: our engine's synthesis alone (pool started, voice loaded) on the first
   ``BENCH_PIPER_SAMPLE`` characters (default 20,000) as processes x onnxruntime threads:
   1x1, 1x2, 2x1 on two cores (one process per core and cores x 1 elsewhere);
@@ -152,10 +153,15 @@ def run() -> dict:
     configs = [(1, 1), (1, 2), (2, 1)] if cores == 2 else [(1, 1), (1, cores), (cores, 1)]
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        base = _baseline(book, every, scratch)
+        before = _baseline(book, every, scratch)
         tuning = {f"{p}x{t}": _synthesis(sample, p, t, scratch) for p, t in configs}
         piper = _end_to_end(book, "piper", scratch)
+        after = _baseline(book, every, scratch)
         espeak = _end_to_end(book, "espeak", scratch)
+    # the baseline on either side of the end-to-end run: the machine's speed drifts
+    # over half an hour (the same paragraphs ran at 224.8 and 245.3 characters/s on
+    # two days), and the ratio should not depend on which way
+    base = {**before, "wall": (before["wall"] + after["wall"]) / 2}
 
     def cps(r: dict) -> float:
         return r["chars"] / r["wall"]
@@ -169,6 +175,9 @@ def run() -> dict:
         f"baseline: characters (every {every}. paragraph)": base["chars"],
         "baseline 1 process x 1 thread: audio s per wall s": round(base["audio"] / base["wall"], 2),
         "baseline: characters per wall s": round(cps(base), 1),
+        "baseline before / after the end-to-end run: characters per wall s": (
+            f"{cps(before):.1f} / {cps(after):.1f}"
+        ),
     }
     for k, r in tuning.items():
         figures[f"synthesis {k} (processes x threads): characters per wall s"] = round(cps(r), 1)
