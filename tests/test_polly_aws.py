@@ -53,16 +53,21 @@ def chapter_titles(path: Path) -> list[str]:
     return [c.title for c in MP4(path).chapters]
 
 
+def parts_epub(path: Path, parts: int) -> tuple[Path, list[str]]:
+    """An EPUB of ``parts`` one-sentence chapters at ``path``: (the book, its titles)."""
+    chapters = [(f"Part {i}", f"<p>Words of part {i} go here.</p>") for i in range(parts)]
+    return make_epub(path, chapters), [t for t, _ in chapters]
+
+
 def convert_parts(tmp_path: Path, parts: int, polly: list[str]) -> tuple[Path, list[str], Result]:
     """A book of ``parts`` one-sentence chapters converted with Polly's asynchronous
     tasks: (the output, the chapter titles, the CLI's result)."""
-    chapters = [(f"Part {i}", f"<p>Words of part {i} go here.</p>") for i in range(parts)]
     out = tmp_path / "parts.m4b"
-    book = make_epub(tmp_path / "parts.epub", chapters)
+    book, titles = parts_epub(tmp_path / "parts.epub", parts)
     r = invoke(
         "convert", book, "-o", out, *polly, "--mode", "async", "--state-dir", tmp_path / "st"
     )
-    return out, [t for t, _ in chapters], r
+    return out, titles, r
 
 
 @pytest.fixture
@@ -923,8 +928,7 @@ def test_with_speech_marks_each_start_call_takes_a_token(
     )
     monkeypatch.setenv("AWS_ENDPOINT_URL_POLLY", emu.url)
     parts = 24
-    chapters = [(f"Part {i}", f"<p>Words of part {i} go here.</p>") for i in range(parts)]
-    book = make_epub(tmp_path / "marks.epub", chapters)
+    book, _ = parts_epub(tmp_path / "marks.epub", parts)
     opts = ConvertOptions(
         engine="polly",
         voice="Joanna",
